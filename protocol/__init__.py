@@ -1,0 +1,118 @@
+"""wattshare's sans-IO protocol core: identities, canonical signed messages, tariffs, machines.
+
+No trio, no sockets, no sqlite here (a test enforces it): feed it values and bytes,
+take values and bytes out. Everything below is re-exported from private modules:
+
+- identities and sealing (`_identity`), canonical CBOR (`_codec`), records (`_record`)
+  and signed envelopes (`_envelope`);
+- the charger ad (`_ad`), OCPI-shaped tariffs (`_tariff`) and pricing (`_pricing`);
+- booking and session messages (`_messages`) and their state machines (`_booking`,
+  `_session`), with errors split by whose fault they are (`_errors`);
+- geohash and distance helpers as `geo`.
+"""
+
+from . import _geo as geo
+from ._ad import AvailabilityException, BookingTerms, ChargerAd, Connector, WeeklyWindow
+from ._booking import BookingMachine, BookingState
+from ._codec import MAX_MESSAGE_SIZE
+from ._codec import decode as decode_cbor
+from ._codec import encode as encode_cbor
+from ._envelope import DOMAIN, Signed, sign, signing_input
+from ._errors import (
+    DecodeError,
+    IllegalTransition,
+    InvalidValue,
+    LocalProtocolError,
+    ProtocolError,
+    Reason,
+    RemoteProtocolError,
+    SignatureError,
+)
+from ._identity import Identity, KeyFileError, peer_id, public_key_from_peer_id, seal_to
+from ._machine import Role
+from ._messages import (
+    GENESIS,
+    AccessInfo,
+    Booking,
+    BookingConfirmation,
+    BookingRejection,
+    BookingRequest,
+    Cancel,
+    Dispute,
+    MeterReceipt,
+    NoShow,
+    Settlement,
+    SettlementAck,
+    StartRequest,
+    StopRequest,
+    open_access,
+    seal_access,
+)
+from ._pricing import LineKind, Price, PriceLine, price
+from ._record import MESSAGE_TYPES, Message, Record
+from ._session import SessionMachine, SessionState
+from ._tariff import PRICE_SCALE, DayOfWeek, Dimension, PriceComponent, Tariff, TariffElement, TariffRestrictions
+
+__all__ = [
+    "DOMAIN",
+    "GENESIS",
+    "MAX_MESSAGE_SIZE",
+    "MESSAGE_TYPES",
+    "PRICE_SCALE",
+    "AccessInfo",
+    "AvailabilityException",
+    "Booking",
+    "BookingConfirmation",
+    "BookingMachine",
+    "BookingRejection",
+    "BookingRequest",
+    "BookingState",
+    "BookingTerms",
+    "Cancel",
+    "ChargerAd",
+    "Connector",
+    "DayOfWeek",
+    "DecodeError",
+    "Dimension",
+    "Dispute",
+    "Identity",
+    "IllegalTransition",
+    "InvalidValue",
+    "KeyFileError",
+    "LineKind",
+    "LocalProtocolError",
+    "Message",
+    "MeterReceipt",
+    "NoShow",
+    "Price",
+    "PriceComponent",
+    "PriceLine",
+    "ProtocolError",
+    "Reason",
+    "Record",
+    "RemoteProtocolError",
+    "Role",
+    "SessionMachine",
+    "SessionState",
+    "Settlement",
+    "SettlementAck",
+    "SignatureError",
+    "Signed",
+    "StartRequest",
+    "StopRequest",
+    "Tariff",
+    "TariffElement",
+    "TariffRestrictions",
+    "WeeklyWindow",
+    "decode_cbor",
+    "encode_cbor",
+    "geo",
+    "open_access",
+    "peer_id",
+    "price",
+    "public_key_from_peer_id",
+    "seal_access",
+    "seal_to",
+    "sign",
+    "signing_input",
+]

@@ -1,0 +1,82 @@
+"""The booking state machine: from the driver's request to a start, or to its end.
+
+Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
+
+    REQUESTED --confirmation (host)--> CONFIRMED --start (driver)----> STARTED
+        |  \\--rejection (host)--> REJECTED      |--cancel (either)--> CANCELLED
+        \\--cancel (driver)--> CANCELLED          \\--no-show (host)--> NO_SHOW
+
+- A start is accepted from `early_start_minutes` before the window until its end.
+- A cancel is accepted until the window starts. A driver's cancel later than
+  `cancel_until_minutes` before the start owes the terms' `cancel_fee`; a host's cancel
+  never costs the driver.
+- A no-show may be declared once `noshow_timeout_minutes` have passed since the window
+  opened with no start; it owes `noshow_fee`.
+- After STARTED the session machine (`_session`) takes over.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ._envelope import Signed
+from ._errors import Reason
+from ._machine import Machine, Refusal, Role
+from ._messages import Booking, BookingConfirmation, BookingRejection, BookingRequest, Cancel, NoShow, StartRequest
+from ._record import Message
+
+
+class BookingState(StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    STARTED = "started"
+    NO_SHOW = "no_show"
+
+
+_S = BookingState
+
+
+class BookingMachine(Machine):
+    """One booking's life up to its start; build it from the driver's signed request."""
+
+    TRANSITIONS = {
+        (_S.REQUESTED, BookingConfirmation, Role.HOST): _S.CONFIRMED,
+        (_S.REQUESTED, BookingRejection, Role.HOST): _S.REJECTED,
+        (_S.REQUESTED, Cancel, Role.DRIVER): _S.CANCELLED,
+        (_S.CONFIRMED, Cancel, Role.DRIVER): _S.CANCELLED,
+        (_S.CONFIRMED, Cancel, Role.HOST): _S.CANCELLED,
+        (_S.CONFIRMED, StartRequest, Role.DRIVER): _S.STARTED,
+        (_S.CONFIRMED, NoShow, Role.HOST): _S.NO_SHOW,
+    }
+
+    def __init__(self, request: Signed[BookingRequest]) -> None:
+        self.request = request.message
+        super().__init__(request.digest, self.request.driver, self.request.host)
+        self._signed_request = request
+        self.state = BookingState.REQUESTED
+        self.booking: Booking | None = None
+        self.fee = 0  # minor units the driver owes for a late cancel or a no-show
+
+    def _check(self, signed: Signed[Message], role: Role) -> None:
+        req, msg = self.request, signed.message
+        if isinstance(msg, StartRequest):
+            if msg.t < req.start - req.terms.early_start_minutes * 60:
+                raise Refusal(Reason.TOO_EARLY, "start before the booking window")
+            if msg.t >= req.end:
+                raise Refusal(Reason.TOO_LATE, "start after the booking window ended")
+        elif isinstance(msg, Cancel) and msg.t >= req.start:
+            raise Refusal(Reason.TOO_LATE, "the window has started: a missed booking is a no-show")
+        elif isinstance(msg, NoShow) and msg.t < req.start + req.terms.noshow_timeout_minutes * 60:
+            raise Refusal(Reason.TOO_EARLY, "the no-show timeout has not passed")
+
+    def _after(self, signed: Signed[Message]) -> None:
+        msg, terms = signed.message, self.request.terms
+        if isinstance(msg, BookingConfirmation):
+            self.booking = Booking(request=self._signed_request, confirmation=signed)  # type: ignore[arg-type]
+        elif isinstance(msg, Cancel) and self._roles[signed.signer] is Role.DRIVER:
+            late = msg.t > self.request.start - terms.cancel_until_minutes * 60
+            self.fee = terms.cancel_fee if late and self.booking is not None else 0
+        elif isinstance(msg, NoShow):
+            self.fee = terms.noshow_fee

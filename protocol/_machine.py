@@ -1,0 +1,83 @@
+"""The shared shape of the booking and session state machines.
+
+Theory of operation (STYLE.md point 1, after h11's `_state.py`): a machine holds the
+signed messages of one booking. Its subclass declares *all* its transitions in one
+table, `TRANSITIONS[(state, message type, role of the signer)] -> next state`; a step
+not in the table is illegal. After the table, the subclass's `_check` applies the
+rules that need the messages' contents (ids, times, chains, prices) and raises
+`Refusal(reason, text)`.
+
+The same step is taken two ways, which differ only in whose fault a refusal is:
+`send` for a message this side signed (refusal -> `IllegalTransition`, a local bug),
+`receive` for one a peer sent (refusal -> `RemoteProtocolError` with the reason code
+the node puts on the wire). A refused step changes nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from ._envelope import Signed
+from ._errors import IllegalTransition, Reason, RemoteProtocolError
+from ._record import Message
+
+
+class Role(StrEnum):
+    DRIVER = "driver"
+    HOST = "host"
+
+
+class Refusal(Exception):
+    """A rule a step breaks; turned into the local or remote error by the machine."""
+
+    def __init__(self, reason: Reason, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+class Machine:
+    """Base of BookingMachine and SessionMachine (see the module doc)."""
+
+    TRANSITIONS: ClassVar[dict[tuple[Any, type[Message], Role], Any]]
+    state: Any
+
+    def __init__(self, booking_id: bytes, driver: bytes, host: bytes) -> None:
+        self.booking_id = booking_id
+        self._roles = {driver: Role.DRIVER, host: Role.HOST}
+        self.history: list[Signed[Message]] = []
+
+    def send(self, signed: Signed[Message]) -> None:
+        """Take a step with a message this side signed; IllegalTransition if not allowed."""
+        try:
+            self._step(signed)
+        except Refusal as refusal:
+            raise IllegalTransition(f"{refusal.reason}: {refusal.text}") from None
+
+    def receive(self, signed: Signed[Message]) -> None:
+        """Take a step with a peer's message; RemoteProtocolError if not allowed."""
+        try:
+            self._step(signed)
+        except Refusal as refusal:
+            raise RemoteProtocolError(refusal.reason, refusal.text) from None
+
+    def _step(self, signed: Signed[Message]) -> None:
+        role = self._roles.get(signed.signer)
+        if role is None:
+            raise Refusal(Reason.WRONG_SIGNER, f"{signed.type} signed by neither party of the booking")
+        if getattr(signed.message, "booking_id", None) != self.booking_id:
+            raise Refusal(Reason.WRONG_BOOKING, f"{signed.type} names another booking")
+        following = self.TRANSITIONS.get((self.state, type(signed.message), role))
+        if following is None:
+            raise Refusal(Reason.ILLEGAL_STATE, f"{role} may not send {signed.type} when {self.state}")
+        self._check(signed, role)
+        self.state = following
+        self.history.append(signed)
+        self._after(signed)
+
+    def _check(self, signed: Signed[Message], role: Role) -> None:
+        """Content rules of a legal step; raise Refusal. Overridden per machine."""
+
+    def _after(self, signed: Signed[Message]) -> None:
+        """Record what an accepted step established. Overridden per machine."""

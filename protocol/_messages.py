@@ -1,0 +1,242 @@
+"""Booking and session messages, and the double-signed booking they add up to.
+
+Theory of operation (DESIGN.md, "Booking" and "Session and metering"):
+
+- `BookingRequest` (signed by the driver) copies the ad's tariff, terms and time zone,
+  so the booking freezes them: an auditor can price the session from the booking
+  alone, and a later ad can never change a running session's price.
+- A booking's id *is* the SHA-256 digest of the driver's signed request: one request
+  can never become two bookings (so never two settlements), and the driver's nonce
+  makes every request distinct.
+- `Booking` = request signed by the driver + `BookingConfirmation` signed by the
+  request's host, naming the request's digest: the object both parties signed.
+- Access information (exact address, door or wallbox code) exists on the wire only
+  sealed to the driver's key inside the confirmation.
+- `MeterReceipt`s form a hash chain per booking: seq 0 has `prev = GENESIS` and
+  energy 0 at the session start; each later receipt names the digest of the one
+  before, and energy is cumulative Wh since the start.
+- Every message names its booking, so none can be replayed into another booking, and
+  the envelope's type binding keeps one kind from passing as another.
+"""
+
+from __future__ import annotations
+
+from ._envelope import Signed
+from ._errors import Reason
+from ._identity import Identity, seal_to
+from ._pricing import PriceLine
+from ._record import DIGEST_SIZE, KEY_SIZE, Message, Record, message, record, require, require_range, require_size
+from ._tariff import Tariff
+from ._ad import BookingTerms
+
+GENESIS = bytes(DIGEST_SIZE)  # `prev` of a booking's first receipt
+NONCE_SIZE = 16
+_TEXT_MAX = 500
+
+
+def _require_digest(name: str, value: bytes) -> None:
+    require_size(name, value, DIGEST_SIZE, DIGEST_SIZE)
+
+
+def _require_text(name: str, value: str) -> None:
+    require_size(name, value, 0, _TEXT_MAX)
+
+
+@record
+class AccessInfo(Record):
+    """What a driver needs on arrival; only ever sent sealed (see `seal_access`)."""
+
+    address: str
+    instructions: str = ""
+    code: str = ""
+
+    def _validate(self) -> None:
+        require_size("address", self.address, 1, _TEXT_MAX)
+        _require_text("instructions", self.instructions)
+        require_size("code", self.code, 0, 64)
+
+
+def seal_access(driver: bytes, info: AccessInfo) -> bytes:
+    """Encrypt access info to the driver's key (NaCl SealedBox)."""
+    return seal_to(driver, info.encode())
+
+
+def open_access(identity: Identity, sealed: bytes) -> AccessInfo:
+    """Open access info sealed to `identity`; DecodeError if it is not for this key."""
+    return AccessInfo.decode(identity.open_sealed(sealed))
+
+
+@message("booking_request")
+class BookingRequest(Message):
+    AUTHOR = "driver"
+
+    driver: bytes
+    host: bytes
+    charger_id: str
+    ad_seq: int
+    tariff: Tariff  # frozen from the ad
+    terms: BookingTerms  # frozen from the ad
+    tz: str  # frozen from the ad
+    start: int  # UTC seconds
+    end: int
+    spend_cap: int  # minor units of tariff.currency: the most the host may claim
+    nonce: bytes
+    created: int  # UTC seconds; hosts refuse stale requests
+
+    def _validate(self) -> None:
+        require_size("driver", self.driver, KEY_SIZE, KEY_SIZE)
+        require_size("host", self.host, KEY_SIZE, KEY_SIZE)
+        require(self.driver != self.host, "a host cannot book its own charger")
+        require_size("charger_id", self.charger_id, 1, 64)
+        require_range("ad_seq", self.ad_seq, 0)
+        require_range("start", self.start, 0)
+        require(self.end > self.start, "a booking window must end after it starts")
+        require(self.end - self.start <= 24 * 3600, "a booking window is at most 24 hours")
+        require_range("spend_cap", self.spend_cap, 1, 10**12)
+        require_size("nonce", self.nonce, NONCE_SIZE, NONCE_SIZE)
+        require_range("created", self.created, 0)
+
+
+@message("booking_confirmation")
+class BookingConfirmation(Message):
+    booking_id: bytes  # digest of the signed BookingRequest
+    access: bytes  # AccessInfo sealed to the driver
+    confirmed: int  # UTC seconds
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_size("access", self.access, 48, 4096)
+        require_range("confirmed", self.confirmed, 0)
+
+
+@message("booking_rejection")
+class BookingRejection(Message):
+    booking_id: bytes
+    reason: Reason
+    detail: str = ""
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        _require_text("detail", self.detail)
+
+
+@message("cancel")
+class Cancel(Message):
+    booking_id: bytes
+    t: int
+    detail: str = ""
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_range("t", self.t, 0)
+        _require_text("detail", self.detail)
+
+
+@message("no_show")
+class NoShow(Message):
+    booking_id: bytes
+    t: int
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_range("t", self.t, 0)
+
+
+@message("start_request")
+class StartRequest(Message):
+    booking_id: bytes
+    t: int
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_range("t", self.t, 0)
+
+
+@message("stop_request")
+class StopRequest(Message):
+    booking_id: bytes
+    t: int
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_range("t", self.t, 0)
+
+
+@message("meter_receipt")
+class MeterReceipt(Message):
+    booking_id: bytes
+    seq: int
+    t: int  # UTC seconds of the meter reading
+    energy_wh: int  # cumulative since the session start
+    prev: bytes  # digest of the previous signed receipt, GENESIS for seq 0
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        require_range("seq", self.seq, 0)
+        require_range("t", self.t, 0)
+        require_range("energy_wh", self.energy_wh, 0, 10**9)
+        _require_digest("prev", self.prev)
+        if self.seq == 0:
+            require(self.prev == GENESIS and self.energy_wh == 0, "receipt 0 starts the chain at 0 Wh")
+
+
+@message("settlement")
+class Settlement(Message):
+    booking_id: bytes
+    last_receipt: bytes  # digest of the last signed receipt
+    energy_wh: int
+    amount: int  # minor units claimed from the driver
+    currency: str
+    breakdown: tuple[PriceLine, ...]
+    t: int
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        _require_digest("last_receipt", self.last_receipt)
+        require_range("energy_wh", self.energy_wh, 0)
+        require_range("amount", self.amount, 0)
+        require(self.amount == sum(line.amount for line in self.breakdown), "breakdown must add up to amount")
+        require_range("t", self.t, 0)
+
+
+@message("settlement_ack")
+class SettlementAck(Message):
+    booking_id: bytes
+    settlement: bytes  # digest of the signed Settlement
+    t: int
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        _require_digest("settlement", self.settlement)
+        require_range("t", self.t, 0)
+
+
+@message("dispute")
+class Dispute(Message):
+    booking_id: bytes
+    settlement: bytes
+    t: int
+    reason: Reason
+    detail: str = ""
+
+    def _validate(self) -> None:
+        _require_digest("booking_id", self.booking_id)
+        _require_digest("settlement", self.settlement)
+        require_range("t", self.t, 0)
+        _require_text("detail", self.detail)
+
+
+@record
+class Booking(Record):
+    """The double-signed booking: the driver's request and the host's confirmation of it."""
+
+    request: Signed[BookingRequest]
+    confirmation: Signed[BookingConfirmation]
+
+    def _validate(self) -> None:
+        require(self.confirmation.message.booking_id == self.request.digest, "confirmation names another request")
+        require(self.confirmation.signer == self.request.message.host, "confirmation must be signed by the host")
+
+    @property
+    def id(self) -> bytes:
+        return self.request.digest

@@ -1,0 +1,247 @@
+"""Records: frozen, validated dataclasses that map one-to-one onto CBOR maps.
+
+Theory of operation (STYLE.md points 3 and 7, after h11's `_events.py`):
+
+- A record is a frozen, slotted, keyword-only dataclass. Building one type-checks every
+  field against its annotation and then runs the class's `_validate` for domain rules
+  (ranges, lengths); a bad value raises `InvalidValue` at once, so an invalid record
+  never exists.
+- On the wire a record is a CBOR map from field name to value: every field is always
+  present (None is CBOR null), no other key is allowed. Field annotations drive both
+  directions; supported are int, bool, str, bytes, StrEnum subclasses, nested records,
+  `tuple[X, ...]`, `X | None`, and any class with `to_wire`/`from_wire` (the signed
+  envelope), optionally parametrised as `Signed[Message]`.
+- `from_wire` turns every shape or validation failure into a `DecodeError` naming the
+  field, so a peer's bad bytes can never surface as an uncaught exception.
+- `@message("type")` registers a top-level message type: the type name is part of what
+  is signed (see `_envelope`), and unknown names are refused on decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from enum import StrEnum
+from typing import Any, Callable, ClassVar, Self
+
+from . import _codec
+from ._errors import DecodeError, InvalidValue, Reason
+
+KEY_SIZE = 32
+DIGEST_SIZE = 32
+
+MESSAGE_TYPES: dict[str, type[Message]] = {}
+
+_Convert = Callable[[Any], Any]
+R = typing.TypeVar("R", bound="Record")
+
+
+class Record:
+    """Base of every wire record; subclasses are made with `@record` or `@message`."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        for name, converter in _converters(type(self)).items():
+            value = getattr(self, name)
+            if not converter.accepts(value):
+                raise InvalidValue(
+                    f"{type(self).__name__}.{name}: expected {converter.label}, "
+                    f"got {type(value).__name__}"
+                )
+        self._validate()
+
+    def _validate(self) -> None:
+        """Domain rules beyond types; raise InvalidValue. Overridden per record."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: conv.to_wire(getattr(self, name)) for name, conv in _converters(type(self)).items()}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        name = cls.__name__
+        if type(value) is not dict:
+            raise DecodeError(Reason.MALFORMED, f"{name}: expected a map")
+        converters = _converters(cls)
+        if value.keys() != converters.keys():
+            missing = sorted(converters.keys() - value.keys())
+            extra = sorted(value.keys() - converters.keys())
+            raise DecodeError(Reason.MALFORMED, f"{name}: missing {missing}, unknown {extra}")
+        kwargs = {}
+        for field, conv in converters.items():
+            try:
+                kwargs[field] = conv.from_wire(value[field])
+            except _Mismatch as exc:
+                raise DecodeError(Reason.MALFORMED, f"{name}.{field}: {exc}") from None
+        try:
+            return cls(**kwargs)
+        except InvalidValue as exc:
+            raise DecodeError(Reason.MALFORMED, str(exc)) from None
+
+    def encode(self) -> bytes:
+        return _codec.encode(self.to_wire())
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_size: int = _codec.MAX_MESSAGE_SIZE) -> Self:
+        return cls.from_wire(_codec.decode(data, max_size=max_size))
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+class Message(Record):
+    """A record that can be signed and sent on its own; `TYPE` names it on the wire."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+
+def record(cls: type[R]) -> type[R]:
+    """Make `cls` a frozen, slotted, keyword-only dataclass record."""
+    return dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+def message(type_name: str) -> Callable[[type[Message]], type[Message]]:
+    """Make `cls` a record and register it as the top-level message type `type_name`."""
+
+    def wrap(cls: type[Message]) -> type[Message]:
+        if type_name in MESSAGE_TYPES:
+            raise RuntimeError(f"message type {type_name!r} registered twice")
+        made = record(cls)
+        made.TYPE = type_name
+        MESSAGE_TYPES[type_name] = made
+        return made
+
+    return wrap
+
+
+# --- validation helpers used by the records' _validate -------------------------------
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidValue(message)
+
+
+def require_range(name: str, value: int, low: int, high: int | None = None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise InvalidValue(f"{name} must be {bound}, got {value}")
+
+
+def require_size(name: str, value: str | bytes | tuple, low: int, high: int) -> None:
+    if not low <= len(value) <= high:
+        raise InvalidValue(f"{name} must have length {low}..{high}, got {len(value)}")
+
+
+# --- converters: one per annotation, built once per record class ----------------------
+
+
+class _Mismatch(Exception):
+    """A wire value of the wrong shape (turned into DecodeError with the field name)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Converter:
+    label: str
+    accepts: Callable[[Any], bool]
+    to_wire: _Convert
+    from_wire: _Convert
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _exact(kind: type) -> _Converter:
+    if kind is int:
+        accepts: Callable[[Any], bool] = lambda v: type(v) is int and _codec.INT_MIN <= v <= _codec.INT_MAX
+    else:
+        accepts = lambda v: type(v) is kind
+
+    def check(value: Any) -> Any:
+        if not accepts(value):
+            raise _Mismatch(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return _Converter(kind.__name__, accepts, _same, check)
+
+
+def _enum(kind: type[StrEnum]) -> _Converter:
+    def parse(value: Any) -> StrEnum:
+        try:
+            return kind(value)
+        except ValueError:
+            raise _Mismatch(f"{value!r} is not a {kind.__name__}") from None
+
+    return _Converter(kind.__name__, lambda v: isinstance(v, kind), str, parse)
+
+
+def _tuple(item: _Converter) -> _Converter:
+    def parse(value: Any) -> tuple:
+        if type(value) is not list:
+            raise _Mismatch("expected a list")
+        return tuple(item.from_wire(v) for v in value)
+
+    return _Converter(
+        f"tuple of {item.label}",
+        lambda v: type(v) is tuple and all(item.accepts(x) for x in v),
+        lambda v: [item.to_wire(x) for x in v],
+        parse,
+    )
+
+
+def _optional(inner: _Converter) -> _Converter:
+    return _Converter(
+        f"{inner.label} or None",
+        lambda v: v is None or inner.accepts(v),
+        lambda v: None if v is None else inner.to_wire(v),
+        lambda v: None if v is None else inner.from_wire(v),
+    )
+
+
+def _wire_type(kind: type, args: tuple) -> _Converter:
+    """A class with its own to_wire/from_wire (a record, or the signed envelope)."""
+
+    def parse(value: Any) -> Any:
+        try:
+            parsed = kind.from_wire(value, *args)
+        except DecodeError as exc:
+            raise _Mismatch(exc.message) from None
+        return parsed
+
+    accepts = getattr(kind, "wire_accepts", None)
+    return _Converter(
+        kind.__name__,
+        (lambda v: accepts(v, *args)) if accepts else (lambda v: isinstance(v, kind)),
+        lambda v: v.to_wire(),
+        parse,
+    )
+
+
+def _converter(hint: Any) -> _Converter:
+    origin = typing.get_origin(hint)
+    if hint in (int, str, bytes, bool):
+        return _exact(hint)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return _enum(hint)
+    if origin is tuple:
+        item, ellipsis = typing.get_args(hint)
+        assert ellipsis is Ellipsis, "only homogeneous tuple[X, ...] is supported"
+        return _tuple(_converter(item))
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        assert len(inner) == 1, "only X | None unions are supported"
+        return _optional(_converter(inner[0]))
+    kind = origin or hint
+    if isinstance(kind, type) and hasattr(kind, "from_wire"):
+        return _wire_type(kind, typing.get_args(hint))
+    raise TypeError(f"no wire converter for {hint!r}")
+
+
+@functools.cache
+def _converters(cls: type[Record]) -> dict[str, _Converter]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""Canonical CBOR: exact bytes, strict refusals, and no crash on any input."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wattshare.protocol import MAX_MESSAGE_SIZE, DecodeError, InvalidValue, Reason, decode_cbor, encode_cbor
+
+plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_known_bytes_rfc8949_examples():
+    # RFC 8949 Appendix A, and core deterministic map key order (bytewise on encoded keys)
+    assert encode_cbor(0) == bytes.fromhex("00")
+    assert encode_cbor(23) == bytes.fromhex("17")
+    assert encode_cbor(24) == bytes.fromhex("1818")
+    assert encode_cbor(1000000) == bytes.fromhex("1a000f4240")
+    assert encode_cbor(-1000) == bytes.fromhex("3903e7")
+    assert encode_cbor("IETF") == bytes.fromhex("6449455446")
+    assert encode_cbor([1, [2, 3]]) == bytes.fromhex("8201820203")
+    assert encode_cbor({"b": 1, "a": 2, "aa": 3}) == bytes.fromhex("a3616102616201626161" "03")
+
+
+@given(plain)
+def test_round_trip(value):
+    assert decode_cbor(encode_cbor(value)) == value
+
+
+@pytest.mark.parametrize(
+    "hex_bytes, reason",
+    [
+        ("fb3ff8000000000000", Reason.MALFORMED),  # float 1.5
+        ("f93e00", Reason.MALFORMED),  # half float
+        ("c11a514b67b0", Reason.MALFORMED),  # tag 1 (epoch datetime)
+        ("d9010283010203", Reason.MALFORMED),  # tag 258 (set)
+        ("f7", Reason.MALFORMED),  # undefined
+        ("e0", Reason.MALFORMED),  # simple value 0
+        ("5f41014102ff", Reason.MALFORMED),  # indefinite-length byte string
+        ("a2616101616102", Reason.MALFORMED),  # duplicate map key
+        ("a10102", Reason.MALFORMED),  # integer map key
+        ("1817", Reason.NON_CANONICAL),  # 23 in two bytes
+        ("190001", Reason.NON_CANONICAL),  # 1 in three bytes
+        ("a2616201616102", Reason.NON_CANONICAL),  # keys out of order
+        ("0000", Reason.NON_CANONICAL),  # trailing byte
+        ("c249010000000000000000", Reason.MALFORMED),  # bignum above 64 bits
+        ("", Reason.MALFORMED),  # empty
+        ("9b7fffffffffffffff", Reason.MALFORMED),  # absurd declared length
+        ("81" * 40 + "00", Reason.MALFORMED),  # nested too deeply
+    ],
+)
+def test_refusals(hex_bytes, reason):
+    with pytest.raises(DecodeError) as caught:
+        decode_cbor(bytes.fromhex(hex_bytes))
+    assert caught.value.reason is reason
+
+
+def test_size_cap_is_checked_before_parsing():
+    big = encode_cbor(b"x" * MAX_MESSAGE_SIZE)
+    with pytest.raises(DecodeError) as caught:
+        decode_cbor(big)
+    assert caught.value.reason is Reason.OVERSIZE
+    assert decode_cbor(big, max_size=len(big)) == b"x" * MAX_MESSAGE_SIZE
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_the_typed_error(data):
+    try:
+        value = decode_cbor(data)
+    except DecodeError:
+        return
+    assert encode_cbor(value) == data
+
+
+@pytest.mark.parametrize("value", [1.5, {1: 2}, 2**64, {"a": [float("nan")]}, object()])
+def test_encoding_outside_the_data_model_is_a_local_error(value):
+    with pytest.raises(InvalidValue):
+        encode_cbor(value)
