@@ -182,10 +182,8 @@ def covering_cells(
         low = math.radians(max(lat_low, -90.0 + row * height))
         high = math.radians(min(lat_high, -90.0 + (row + 1) * height))
         half = _half_width_deg(phi0, min(high, max(low, widest)), angle)
-        if half >= 180.0:
-            span = range(cols)
-        else:
-            west = int((lon - half + 180.0) // width)
-            span = range(west, int((lon + half + 180.0) // width) + 1)
-        cells.update(_cell_name(row, col % cols, precision) for col in span)
+        west = int((lon - half + 180.0) // width)
+        east = int((lon + half + 180.0) // width)
+        columns = range(west, east + 1)
+        cells.update(_cell_name(row, col % cols, precision) for col in columns)
     return frozenset(cells)

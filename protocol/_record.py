@@ -205,19 +205,12 @@ def _optional(inner: _Converter) -> _Converter:
 def _wire_type(kind: type, args: tuple) -> _Converter:
     """A class with its own to_wire/from_wire (a record, or the signed envelope)."""
 
-    def parse(value: Any) -> Any:
-        try:
-            parsed = kind.from_wire(value, *args)
-        except DecodeError as exc:
-            raise _Mismatch(exc.message) from None
-        return parsed
-
     accepts = getattr(kind, "wire_accepts", None)
     return _Converter(
         kind.__name__,
         (lambda v: accepts(v, *args)) if accepts else (lambda v: isinstance(v, kind)),
         lambda v: v.to_wire(),
-        parse,
+        lambda v: kind.from_wire(v, *args),  # its own errors (with their reasons) propagate
     )
 
 

@@ -61,7 +61,7 @@ def elements(draw: st.DrawFn, restrictions_strategy: st.SearchStrategy = restric
 
 @st.composite
 def tariffs(draw: st.DrawFn, element_strategy: st.SearchStrategy | None = None) -> p.Tariff:
-    items = draw(st.lists(element_strategy or elements(), min_size=1, max_size=5))
+    items = draw(st.lists(elements() if element_strategy is None else element_strategy, min_size=1, max_size=5))
     low = draw(st.none() | st.integers(0, 10**4))
     high = draw(st.none() | st.integers(0, 10**5))
     if low is not None and high is not None and low > high:

@@ -1,0 +1,79 @@
+"""Fixed identities and a ready-made ad and booking for tests of the protocol and beyond."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from wattshare import protocol as p
+
+HOST = p.Identity(bytes([1]) * 32)
+DRIVER = p.Identity(bytes([2]) * 32)
+STRANGER = p.Identity(bytes([3]) * 32)
+TZ = "Europe/Berlin"
+EVERY_DAY = tuple(p.DayOfWeek)
+
+
+def at(local: str, tz: str = TZ) -> int:
+    """UTC seconds of a local ISO time, e.g. at("2026-11-27T23:00")."""
+    return int(dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp())
+
+
+def off_peak_tariff(off_peak: int = 12_000, peak: int = 30_000, flat: int = 0) -> p.Tariff:
+    """ENERGY at `off_peak` 23:00-07:00, else `peak` (prices per kWh in PRICE_SCALE units)."""
+    elements = [
+        p.TariffElement(
+            price_components=(p.PriceComponent(type=p.Dimension.ENERGY, price=off_peak),),
+            restrictions=p.TariffRestrictions(start_time="23:00", end_time="07:00"),
+        ),
+        p.TariffElement(price_components=(p.PriceComponent(type=p.Dimension.ENERGY, price=peak),)),
+    ]
+    if flat:
+        elements.insert(0, p.TariffElement(price_components=(p.PriceComponent(type=p.Dimension.FLAT, price=flat),)))
+    return p.Tariff(currency="EUR", elements=tuple(elements))
+
+
+TERMS = p.BookingTerms(
+    cancel_until_minutes=60, cancel_fee=200, noshow_timeout_minutes=30, noshow_fee=300, early_start_minutes=5,
+    dispute_window_minutes=24 * 60,
+)
+
+
+def make_ad(**changes) -> p.ChargerAd:
+    ad = p.ChargerAd(
+        host=HOST.public_key,
+        charger_id="driveway",
+        seq=1,
+        expires=at("2026-12-31T00:00"),
+        geohash="u33dc0r",
+        tz=TZ,
+        connector=p.Connector.TYPE_2,
+        max_power_w=11_000,
+        tariff=off_peak_tariff(),
+        terms=TERMS,
+        availability=(p.WeeklyWindow(days=EVERY_DAY, start="22:00", end="07:00"),),
+    )
+    return ad.replace(**changes) if changes else ad
+
+
+def make_request(ad: p.ChargerAd | None = None, *, start: str = "2026-11-27T22:00", hours: int = 9,
+                 spend_cap: int = 5_000, nonce: bytes = bytes(16)) -> p.Signed[p.BookingRequest]:
+    ad = ad or make_ad()
+    begin = at(start)
+    request = p.BookingRequest(
+        driver=DRIVER.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq, tariff=ad.tariff,
+        terms=ad.terms, tz=ad.tz, start=begin, end=begin + hours * 3600, spend_cap=spend_cap, nonce=nonce,
+        created=begin - 86_400,
+    )
+    return p.sign(DRIVER, request)
+
+
+def confirm(request: p.Signed[p.BookingRequest]) -> p.Signed[p.BookingConfirmation]:
+    access = p.seal_access(DRIVER.public_key, p.AccessInfo(address="12 Acacia Avenue", code="4711"))
+    return p.sign(HOST, p.BookingConfirmation(booking_id=request.digest, access=access,
+                                              confirmed=request.message.created + 1))
+
+
+def make_booking(**request_args) -> p.Booking:
+    request = make_request(**request_args)
+    return p.Booking(request=request, confirmation=confirm(request))
