@@ -1,0 +1,55 @@
+"""The dependency direction cli -> node -> ledger -> protocol, and a pure protocol core."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ["protocol", "ledger", "node", "cli"]  # each may import only those before it
+FORBIDDEN_IN_PROTOCOL = {"trio", "libp2p", "sqlite3", "sqlite_utils", "socket", "asyncio", "multiaddr"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute top-level names and wattshare subpackages a module imports."""
+    found = set()
+    package = path.parent.name
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: stays inside its own package
+                names = [f"wattshare.{package}"]
+            else:
+                names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found.add(".".join(parts[:2]) if parts[0] == "wattshare" else parts[0])
+    return found
+
+
+def modules(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layers_import_only_downward(layer):
+    allowed = {f"wattshare.{name}" for name in LAYERS[: LAYERS.index(layer) + 1]}
+    for path in modules(layer):
+        upward = {name for name in imports_of(path) if name.startswith("wattshare.")} - allowed
+        assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)} (upward)"
+
+
+def test_protocol_is_sans_io():
+    for path in modules("protocol"):
+        bad = imports_of(path) & FORBIDDEN_IN_PROTOCOL
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    bad = tmp_path / "protocol" / "_x.py"
+    bad.parent.mkdir()
+    bad.write_text("import trio\nfrom wattshare.node import x\nfrom . import _y\n")
+    assert imports_of(bad) == {"trio", "wattshare.node", "wattshare.protocol"}
