@@ -120,46 +120,40 @@ class BookingRejection(Message):
         _require_text("detail", self.detail)
 
 
-@message("cancel")
-class Cancel(Message):
+@record
+class BookingEvent(Message):
+    """A message about one booking at one moment; the base of the short messages below."""
+
     booking_id: bytes
-    t: int
-    detail: str = ""
+    t: int  # UTC seconds
 
     def _validate(self) -> None:
         _require_digest("booking_id", self.booking_id)
         require_range("t", self.t, 0)
+
+
+@message("cancel")
+class Cancel(BookingEvent):
+    detail: str = ""
+
+    def _validate(self) -> None:
+        BookingEvent._validate(self)
         _require_text("detail", self.detail)
 
 
 @message("no_show")
-class NoShow(Message):
-    booking_id: bytes
-    t: int
-
-    def _validate(self) -> None:
-        _require_digest("booking_id", self.booking_id)
-        require_range("t", self.t, 0)
+class NoShow(BookingEvent):
+    """The host declares the driver did not come; the no-show fee applies."""
 
 
 @message("start_request")
-class StartRequest(Message):
-    booking_id: bytes
-    t: int
-
-    def _validate(self) -> None:
-        _require_digest("booking_id", self.booking_id)
-        require_range("t", self.t, 0)
+class StartRequest(BookingEvent):
+    """The driver asks the host to start charging."""
 
 
 @message("stop_request")
-class StopRequest(Message):
-    booking_id: bytes
-    t: int
-
-    def _validate(self) -> None:
-        _require_digest("booking_id", self.booking_id)
-        require_range("t", self.t, 0)
+class StopRequest(BookingEvent):
+    """Either party ends the charge."""
 
 
 @message("meter_receipt")
@@ -199,30 +193,29 @@ class Settlement(Message):
         require_range("t", self.t, 0)
 
 
-@message("settlement_ack")
-class SettlementAck(Message):
-    booking_id: bytes
+@record
+class SettlementEvent(BookingEvent):
+    """A driver's answer to a settlement; the base of ack and dispute."""
+
     settlement: bytes  # digest of the signed Settlement
-    t: int
 
     def _validate(self) -> None:
-        _require_digest("booking_id", self.booking_id)
+        BookingEvent._validate(self)
         _require_digest("settlement", self.settlement)
-        require_range("t", self.t, 0)
+
+
+@message("settlement_ack")
+class SettlementAck(SettlementEvent):
+    """The driver accepts the settlement: it is final."""
 
 
 @message("dispute")
-class Dispute(Message):
-    booking_id: bytes
-    settlement: bytes
-    t: int
+class Dispute(SettlementEvent):
     reason: Reason
     detail: str = ""
 
     def _validate(self) -> None:
-        _require_digest("booking_id", self.booking_id)
-        _require_digest("settlement", self.settlement)
-        require_range("t", self.t, 0)
+        SettlementEvent._validate(self)
         _require_text("detail", self.detail)
 
 

@@ -24,7 +24,17 @@ from enum import StrEnum
 from ._envelope import Signed
 from ._errors import IllegalTransition, Reason
 from ._machine import Machine, Refusal, Role
-from ._messages import GENESIS, Booking, Dispute, MeterReceipt, Settlement, SettlementAck, StartRequest, StopRequest
+from ._messages import (
+    GENESIS,
+    Booking,
+    Dispute,
+    MeterReceipt,
+    Settlement,
+    SettlementAck,
+    SettlementEvent,
+    StartRequest,
+    StopRequest,
+)
 from ._pricing import Price, price
 from ._record import Message, require
 
@@ -90,7 +100,7 @@ class SessionMachine(Machine):
             self._check_receipt(msg)
         elif isinstance(msg, Settlement):
             self._check_settlement(msg)
-        elif isinstance(msg, (SettlementAck, Dispute)):
+        elif isinstance(msg, SettlementEvent):
             assert self.settlement is not None
             if msg.settlement != self.settlement.digest:
                 raise Refusal(Reason.WRONG_BOOKING, f"{signed.type} names another settlement")

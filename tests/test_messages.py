@@ -120,6 +120,10 @@ def test_unknown_and_unexpected_types():
     with pytest.raises(p.DecodeError) as caught:
         p.Signed.decode(signed.encode(), p.Settlement)
     assert caught.value.reason is p.Reason.UNEXPECTED_TYPE
+    dispute = p.sign(DRIVER, p.Dispute(booking_id=BOOKING_ID, settlement=BOOKING_ID, t=5, reason=p.Reason.MISPRICED))
+    with pytest.raises(p.DecodeError) as caught:  # siblings share a base, never pass for each other
+        p.Signed.decode(dispute.encode(), p.SettlementAck)
+    assert caught.value.reason is p.Reason.UNEXPECTED_TYPE
 
 
 @pytest.mark.parametrize(
