@@ -17,7 +17,7 @@ from ._booking import BookingMachine, BookingState
 from ._codec import MAX_MESSAGE_SIZE
 from ._codec import decode as decode_cbor
 from ._codec import encode as encode_cbor
-from ._envelope import DOMAIN, Signed, sign, signing_input
+from ._envelope import DOMAIN, Signed, sign, signing_input, vouched_by
 from ._errors import (
     DecodeError,
     IllegalTransition,
@@ -49,8 +49,8 @@ from ._messages import (
     seal_access,
 )
 from ._pricing import LineKind, Price, PriceLine, price
-from ._record import MESSAGE_TYPES, Message, Record
-from ._session import SessionMachine, SessionState
+from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
+from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
 from ._tariff import PRICE_SCALE, DayOfWeek, Dimension, PriceComponent, Tariff, TariffElement, TariffRestrictions
 
 __all__ = [
@@ -104,15 +104,25 @@ __all__ = [
     "TariffElement",
     "TariffRestrictions",
     "WeeklyWindow",
+    "check_receipt",
+    "check_session",
+    "check_settlement",
     "decode_cbor",
     "encode_cbor",
     "geo",
+    "message",
     "open_access",
     "peer_id",
     "price",
     "public_key_from_peer_id",
+    "record",
+    "require",
+    "require_range",
+    "require_size",
     "seal_access",
     "seal_to",
+    "settlement_price",
     "sign",
     "signing_input",
+    "vouched_by",
 ]

@@ -20,8 +20,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from ._envelope import Signed
-from ._errors import Reason
-from ._machine import Machine, Refusal, Role
+from ._errors import Reason, RemoteProtocolError
+from ._machine import Machine, Role
 from ._messages import Booking, BookingConfirmation, BookingRejection, BookingRequest, Cancel, NoShow, StartRequest
 from ._record import Message
 
@@ -63,13 +63,13 @@ class BookingMachine(Machine):
         req, msg = self.request, signed.message
         if isinstance(msg, StartRequest):
             if msg.t < req.start - req.terms.early_start_minutes * 60:
-                raise Refusal(Reason.TOO_EARLY, "start before the booking window")
+                raise RemoteProtocolError(Reason.TOO_EARLY, "start before the booking window")
             if msg.t >= req.end:
-                raise Refusal(Reason.TOO_LATE, "start after the booking window ended")
+                raise RemoteProtocolError(Reason.TOO_LATE, "start after the booking window ended")
         elif isinstance(msg, Cancel) and msg.t >= req.start:
-            raise Refusal(Reason.TOO_LATE, "the window has started: a missed booking is a no-show")
+            raise RemoteProtocolError(Reason.TOO_LATE, "the window has started: a missed booking is a no-show")
         elif isinstance(msg, NoShow) and msg.t < req.start + req.terms.noshow_timeout_minutes * 60:
-            raise Refusal(Reason.TOO_EARLY, "the no-show timeout has not passed")
+            raise RemoteProtocolError(Reason.TOO_EARLY, "the no-show timeout has not passed")
 
     def _after(self, signed: Signed[Message]) -> None:
         msg, terms = signed.message, self.request.terms

@@ -28,6 +28,7 @@ _UTC = dt.timezone.utc
 MINUTES_PER_DAY = 24 * 60
 
 
+@functools.cache
 def parse_hhmm(text: str) -> int:
     """Minutes since local midnight of an "HH:MM" string."""
     match = _HHMM.fullmatch(text)

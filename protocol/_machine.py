@@ -5,7 +5,7 @@ signed messages of one booking. Its subclass declares *all* its transitions in o
 table, `TRANSITIONS[(state, message type, role of the signer)] -> next state`; a step
 not in the table is illegal. After the table, the subclass's `_check` applies the
 rules that need the messages' contents (ids, times, chains, prices) and raises
-`Refusal(reason, text)`.
+`RemoteProtocolError(reason, text)`.
 
 The same step is taken two ways, which differ only in whose fault a refusal is:
 `send` for a message this side signed (refusal -> `IllegalTransition`, a local bug),
@@ -28,15 +28,6 @@ class Role(StrEnum):
     HOST = "host"
 
 
-class Refusal(Exception):
-    """A rule a step breaks; turned into the local or remote error by the machine."""
-
-    def __init__(self, reason: Reason, text: str) -> None:
-        super().__init__(text)
-        self.reason = reason
-        self.text = text
-
-
 class Machine:
     """Base of BookingMachine and SessionMachine (see the module doc)."""
 
@@ -52,32 +43,29 @@ class Machine:
         """Take a step with a message this side signed; IllegalTransition if not allowed."""
         try:
             self._step(signed)
-        except Refusal as refusal:
-            raise IllegalTransition(f"{refusal.reason}: {refusal.text}") from None
+        except RemoteProtocolError as refusal:
+            raise IllegalTransition(str(refusal)) from None
 
     def receive(self, signed: Signed[Message]) -> None:
         """Take a step with a peer's message; RemoteProtocolError if not allowed."""
-        try:
-            self._step(signed)
-        except Refusal as refusal:
-            raise RemoteProtocolError(refusal.reason, refusal.text) from None
+        self._step(signed)
 
     def _step(self, signed: Signed[Message]) -> None:
         role = self._roles.get(signed.signer)
         if role is None:
-            raise Refusal(Reason.WRONG_SIGNER, f"{signed.type} signed by neither party of the booking")
+            raise RemoteProtocolError(Reason.WRONG_SIGNER, f"{signed.type} signed by neither party of the booking")
         if getattr(signed.message, "booking_id", None) != self.booking_id:
-            raise Refusal(Reason.WRONG_BOOKING, f"{signed.type} names another booking")
+            raise RemoteProtocolError(Reason.WRONG_BOOKING, f"{signed.type} names another booking")
         following = self.TRANSITIONS.get((self.state, type(signed.message), role))
         if following is None:
-            raise Refusal(Reason.ILLEGAL_STATE, f"{role} may not send {signed.type} when {self.state}")
+            raise RemoteProtocolError(Reason.ILLEGAL_STATE, f"{role} may not send {signed.type} when {self.state}")
         self._check(signed, role)
         self.state = following
         self.history.append(signed)
         self._after(signed)
 
     def _check(self, signed: Signed[Message], role: Role) -> None:
-        """Content rules of a legal step; raise Refusal. Overridden per machine."""
+        """Content rules of a legal step; raise RemoteProtocolError. Overridden per machine."""
 
     def _after(self, signed: Signed[Message]) -> None:
         """Record what an accepted step established. Overridden per machine."""

@@ -25,6 +25,7 @@ Theory of operation (DESIGN.md, "Tariffs"; OCPI 2.2.1 tariff semantics):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
@@ -173,13 +174,13 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
     if flat is not None:
         quantities[(Dimension.FLAT, flat)] = Fraction(1)
 
+    wall_cuts = _clock.boundaries(zone, start_t, points[-1][0], wall_minutes) if wall_minutes else []
     for (t0, e0), (t1, e1) in pairwise(points):
         span, gained = t1 - t0, e1 - e0
         power = Fraction(gained * 3600, span)
         done = e0 - start_e  # energy delivered before this interval
         cuts: set[Fraction] = {Fraction(t0), Fraction(t1)}
-        if wall_minutes:
-            cuts.update(Fraction(b) for b in _clock.boundaries(zone, t0, t1, wall_minutes))
+        cuts.update(Fraction(b) for b in wall_cuts[bisect_right(wall_cuts, t0) : bisect_left(wall_cuts, t1)])
         cuts.update(
             t0 + Fraction((mark - done) * span, gained) for mark in energy_marks if done < mark < done + gained
         )

@@ -20,10 +20,11 @@ Theory of operation (DESIGN.md, "Session and metering"):
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Sequence
 
 from ._envelope import Signed
-from ._errors import IllegalTransition, Reason
-from ._machine import Machine, Refusal, Role
+from ._errors import IllegalTransition, Reason, RemoteProtocolError
+from ._machine import Machine, Role
 from ._messages import (
     GENESIS,
     Booking,
@@ -91,56 +92,79 @@ class SessionMachine(Machine):
         """What the settlement must claim: the receipts' price, capped at the spend cap."""
         if not self.receipts:
             raise IllegalTransition("no receipt yet: nothing to settle")
-        request = self.booking.request.message
-        return price(request.tariff, [r.message for r in self.receipts], request.tz, cap=request.spend_cap)
+        return settlement_price(self.booking, self.receipts)
 
     def _check(self, signed: Signed[Message], role: Role) -> None:
         msg = signed.message
         if isinstance(msg, MeterReceipt):
-            self._check_receipt(msg)
+            check_receipt(self.receipts[-1] if self.receipts else None, msg)
         elif isinstance(msg, Settlement):
-            self._check_settlement(msg)
+            check_settlement(self.booking, self.receipts, msg)
         elif isinstance(msg, SettlementEvent):
             assert self.settlement is not None
             if msg.settlement != self.settlement.digest:
-                raise Refusal(Reason.WRONG_BOOKING, f"{signed.type} names another settlement")
+                raise RemoteProtocolError(Reason.WRONG_BOOKING, f"{signed.type} names another settlement")
             window = self.booking.request.message.terms.dispute_window_minutes * 60
             if isinstance(msg, Dispute) and msg.t > self.settlement.message.t + window:
-                raise Refusal(Reason.TOO_LATE, "the dispute window has closed")
-
-    def _check_receipt(self, receipt: MeterReceipt) -> None:
-        last = self.receipts[-1] if self.receipts else None
-        expected_seq = 0 if last is None else last.message.seq + 1
-        if receipt.seq != expected_seq:
-            raise Refusal(Reason.BROKEN_CHAIN, f"receipt seq {receipt.seq}, expected {expected_seq}")
-        if receipt.prev != (GENESIS if last is None else last.digest):
-            raise Refusal(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} does not name the previous one")
-        if last is not None and receipt.t <= last.message.t:
-            raise Refusal(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} is not later than the previous one")
-        if last is not None and receipt.energy_wh < last.message.energy_wh:
-            raise Refusal(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} lowers the cumulative energy")
-
-    def _check_settlement(self, settlement: Settlement) -> None:
-        if not self.receipts:
-            raise Refusal(Reason.BROKEN_CHAIN, "a settlement needs at least the start receipt")
-        request = self.booking.request.message
-        expected = self.expected_price()
-        last = self.receipts[-1]
-        if settlement.last_receipt != last.digest or settlement.energy_wh != last.message.energy_wh:
-            raise Refusal(Reason.BROKEN_CHAIN, "the settlement must close on the last receipt and its energy")
-        if settlement.t < last.message.t:
-            raise Refusal(Reason.BROKEN_CHAIN, "the settlement predates the last receipt")
-        if settlement.amount > request.spend_cap:
-            raise Refusal(Reason.OVER_CAP, f"claims {settlement.amount}, cap is {request.spend_cap}")
-        if (settlement.currency, settlement.amount, settlement.breakdown) != (
-            expected.currency,
-            expected.total,
-            expected.lines,
-        ):
-            raise Refusal(Reason.MISPRICED, f"claims {settlement.amount}, the receipts price to {expected.total}")
+                raise RemoteProtocolError(Reason.TOO_LATE, "the dispute window has closed")
 
     def _after(self, signed: Signed[Message]) -> None:
         if isinstance(signed.message, MeterReceipt):
             self.receipts.append(signed)  # type: ignore[arg-type]
         elif isinstance(signed.message, Settlement):
             self.settlement = signed  # type: ignore[assignment]
+
+
+def check_receipt(last: Signed[MeterReceipt] | None, receipt: MeterReceipt) -> None:
+    """The receipt chain rule: `receipt` must follow `last` (None: it must be receipt 0)."""
+    expected_seq = 0 if last is None else last.message.seq + 1
+    if receipt.seq != expected_seq:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, f"receipt seq {receipt.seq}, expected {expected_seq}")
+    if receipt.prev != (GENESIS if last is None else last.digest):
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} does not name the previous one")
+    if last is not None and receipt.t <= last.message.t:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} is not later than the previous one")
+    if last is not None and receipt.energy_wh < last.message.energy_wh:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, f"receipt {receipt.seq} lowers the cumulative energy")
+
+
+def settlement_price(booking: Booking, receipts: Sequence[Signed[MeterReceipt]]) -> Price:
+    """The price a settlement of these receipts must claim: tariff price, capped at spend_cap."""
+    request = booking.request.message
+    return price(request.tariff, [r.message for r in receipts], request.tz, cap=request.spend_cap)
+
+
+def check_settlement(booking: Booking, receipts: Sequence[Signed[MeterReceipt]], settlement: Settlement) -> None:
+    """A settlement must close on the last receipt, stay within the cap and be priced right."""
+    if not receipts:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, "a settlement needs at least the start receipt")
+    if settlement.booking_id != booking.id:
+        raise RemoteProtocolError(Reason.WRONG_BOOKING, "the settlement names another booking")
+    request = booking.request.message
+    last = receipts[-1]
+    if settlement.last_receipt != last.digest or settlement.energy_wh != last.message.energy_wh:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, "the settlement must close on the last receipt and its energy")
+    if settlement.t < last.message.t:
+        raise RemoteProtocolError(Reason.BROKEN_CHAIN, "the settlement predates the last receipt")
+    if settlement.amount > request.spend_cap:
+        raise RemoteProtocolError(Reason.OVER_CAP, f"claims {settlement.amount}, cap is {request.spend_cap}")
+    expected = settlement_price(booking, receipts)
+    if (settlement.currency, settlement.amount, settlement.breakdown) != (expected.currency, expected.total, expected.lines):
+        raise RemoteProtocolError(
+            Reason.MISPRICED, f"claims {settlement.amount}, the receipts price to {expected.total}"
+        )
+
+
+def check_session(booking: Booking, receipts: Sequence[Signed[MeterReceipt]], settlement: Signed[Settlement]) -> None:
+    """Verify a finished session as a whole (what a ledger or an auditor holds): every
+    receipt and the settlement belong to the booking, are the host's, chain, and price."""
+    host = booking.request.message.host
+    last = None
+    for receipt in receipts:
+        if receipt.signer != host or receipt.message.booking_id != booking.id:
+            raise RemoteProtocolError(Reason.WRONG_BOOKING, "a receipt of another booking or signer")
+        check_receipt(last, receipt.message)
+        last = receipt
+    if settlement.signer != host:
+        raise RemoteProtocolError(Reason.WRONG_SIGNER, "a settlement is signed by the booking's host")
+    check_settlement(booking, receipts, settlement.message)

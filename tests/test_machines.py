@@ -349,3 +349,19 @@ def test_either_party_may_stop(state, who):
     s = session_in(state)
     s.stop(who)
     assert s.machine.state is S.STOPPING
+
+
+def test_check_session_verifies_a_finished_session_as_a_whole():
+    s = settled_session()
+    receipts, settlement = s.machine.receipts, s.machine.settlement
+    p.check_session(s.machine.booking, receipts, settlement)
+    stranger_receipt = p.sign(STRANGER, receipts[1].message)
+    with pytest.raises(p.RemoteProtocolError) as caught:
+        p.check_session(s.machine.booking, [receipts[0], stranger_receipt, *receipts[2:]], settlement)
+    assert caught.value.reason is p.Reason.WRONG_BOOKING
+    with pytest.raises(p.RemoteProtocolError) as caught:
+        p.check_session(s.machine.booking, receipts, p.sign(DRIVER, settlement.message))
+    assert caught.value.reason is p.Reason.WRONG_SIGNER
+    with pytest.raises(p.RemoteProtocolError) as caught:
+        p.check_session(s.machine.booking, receipts[:-1], settlement)
+    assert caught.value.reason is p.Reason.BROKEN_CHAIN

@@ -197,3 +197,16 @@ def test_tampered_inner_signature_of_a_booking_is_refused():
     wire["request"]["sig"] = bytes(64)
     with pytest.raises(p.SignatureError, match="signature does not verify"):
         p.Booking.decode(p.encode_cbor(wire))
+
+
+def test_vouched_signer_is_not_reverified_but_others_are():
+    start = p.sign(DRIVER, p.StartRequest(booking_id=BOOKING_ID, t=5))
+    forged = p.encode_cbor({**start.to_wire(), "sig": bytes(64)})
+    with pytest.raises(p.SignatureError):
+        p.Signed.decode(forged)
+    with p.vouched_by(HOST.public_key), pytest.raises(p.SignatureError):
+        p.Signed.decode(forged)
+    with p.vouched_by(DRIVER.public_key):
+        assert p.Signed.decode(forged).message == start.message
+    with pytest.raises(p.SignatureError):  # the context ended
+        p.Signed.decode(forged)
