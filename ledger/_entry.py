@@ -1,0 +1,228 @@
+"""Ledger entries, their kinds' bodies, and signed feed heads.
+
+Theory of operation (DESIGN.md, "Ledger"):
+
+- A member's feed is a chain of `Entry{author, seq, prev, t, kind, body}` signed by the
+  author (protocol envelope type "ledger_entry"): seq counts from 0, `prev` is the
+  digest of the previous signed entry (GENESIS first). `body` is the canonical CBOR of
+  the kind's record below, kept as bytes so the signed bytes travel verbatim.
+- Bodies embed what makes them checkable by anyone, from the entry alone:
+  - SETTLEMENT (by the host): the double-signed booking, the metering receipts and the
+    Settlement. The receipts, confirmation and settlement are the host's own envelopes,
+    bound by the entry's signature (`vouched_by`); the driver's request, with its spend
+    cap and frozen tariff, is verified as the driver's.
+  - FEE (by the host): the booking and the driver's late Cancel or the host's NoShow;
+    the amount must be what the booking terms give.
+  - ACK / DISPUTE (by the driver): the protocol's SettlementAck / Dispute.
+  - COOP (by the co-op key): the charter naming treasurer and witness keys, currency and
+    credit limits. The latest charter in the co-op's feed is in force.
+  - DEPOSIT / WITHDRAWAL / ADJUSTMENT (by a treasurer) and CHECKPOINT (by a witness)
+    embed the co-op's signed charter entry that names their author, so they verify
+    without a lookup in another feed, in whatever order feeds replicate.
+- A `FeedHead{author, size, root, t}` is the author's signature on its feed's Merkle
+  root (RFC 6962) at `size` entries: the anchor for replication and audit.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from wattshare.protocol import (
+    Booking,
+    Cancel,
+    Dispute,
+    Message,
+    MeterReceipt,
+    NoShow,
+    Record,
+    Settlement,
+    SettlementAck,
+    Signed,
+    message,
+    record,
+    require,
+    require_range,
+    require_size,
+)
+
+MAX_BODY = 48 * 1024
+_KEY = 32
+
+
+class EntryKind(StrEnum):
+    COOP = "coop"
+    SETTLEMENT = "settlement"
+    ACK = "ack"
+    DISPUTE = "dispute"
+    FEE = "fee"
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+    ADJUSTMENT = "adjustment"
+    CHECKPOINT = "checkpoint"
+
+
+@message("ledger_entry")
+class Entry(Message):
+    AUTHOR = "author"
+
+    author: bytes
+    seq: int
+    prev: bytes  # digest of the previous signed entry; GENESIS for seq 0
+    t: int  # UTC seconds
+    kind: EntryKind
+    body: bytes  # canonical CBOR of the kind's body record
+
+    def _validate(self) -> None:
+        require_size("author", self.author, _KEY, _KEY)
+        require_range("seq", self.seq, 0)
+        require_size("prev", self.prev, 32, 32)
+        require_range("t", self.t, 0)
+        require_size("body", self.body, 1, MAX_BODY)
+
+
+@message("feed_head")
+class FeedHead(Message):
+    AUTHOR = "author"
+
+    author: bytes
+    size: int  # number of entries covered
+    root: bytes  # RFC 6962 Merkle root of the first `size` entries
+    t: int
+
+    def _validate(self) -> None:
+        require_size("author", self.author, _KEY, _KEY)
+        require_range("size", self.size, 0)
+        require_size("root", self.root, 32, 32)
+        require_range("t", self.t, 0)
+
+
+def _require_keys(name: str, keys: tuple[bytes, ...], low: int, high: int) -> None:
+    require_size(name, keys, low, high)
+    require(all(len(k) == _KEY for k in keys), f"{name} are 32-byte keys")
+    require(len(set(keys)) == len(keys), f"{name} lists a key twice")
+
+
+@record
+class CreditLimit(Record):
+    member: bytes
+    limit: int  # minor units a member may owe
+
+    def _validate(self) -> None:
+        require_size("member", self.member, _KEY, _KEY)
+        require_range("limit", self.limit, 0, 10**12)
+
+
+@record
+class CoopCharter(Record):
+    name: str
+    currency: str
+    credit_limit: int  # default for members without their own limit
+    treasurers: tuple[bytes, ...]
+    witnesses: tuple[bytes, ...]
+    limits: tuple[CreditLimit, ...] = ()
+
+    def _validate(self) -> None:
+        require_size("name", self.name, 1, 100)
+        require(len(self.currency) == 3 and self.currency.isupper(), "currency is an ISO 4217 code")
+        require_range("credit_limit", self.credit_limit, 0, 10**12)
+        _require_keys("treasurers", self.treasurers, 1, 16)
+        _require_keys("witnesses", self.witnesses, 0, 16)
+        require_size("limits", self.limits, 0, 10_000)
+
+    def limit_of(self, member: bytes) -> int:
+        return next((c.limit for c in self.limits if c.member == member), self.credit_limit)
+
+
+@record
+class SettlementClaim(Record):
+    booking: Booking
+    receipts: tuple[Signed[MeterReceipt], ...]
+    settlement: Signed[Settlement]
+
+    def _validate(self) -> None:
+        require_size("receipts", self.receipts, 1, 2000)
+
+
+@record
+class FeeClaim(Record):
+    booking: Booking
+    cancel: Signed[Cancel] | None = None
+    no_show: Signed[NoShow] | None = None
+    amount: int  # minor units of the booking tariff's currency
+
+    def _validate(self) -> None:
+        require((self.cancel is None) != (self.no_show is None), "a fee is for a cancel or a no-show")
+        require_range("amount", self.amount, 1, 10**12)
+
+
+@record
+class MoneyMove(Record):
+    """A deposit (money in for `member`) or a withdrawal (money out), by a treasurer."""
+
+    charter: Signed[Entry]
+    member: bytes
+    amount: int
+    currency: str
+    reference: str = ""  # e.g. the bank transfer's reference
+
+    def _validate(self) -> None:
+        require_size("member", self.member, _KEY, _KEY)
+        require_range("amount", self.amount, 1, 10**12)
+        require_size("reference", self.reference, 0, 200)
+
+
+@record
+class Adjustment(Record):
+    """A co-op treasurer moves money to resolve a dispute."""
+
+    charter: Signed[Entry]
+    booking_id: bytes
+    payer: bytes
+    payee: bytes
+    amount: int
+    currency: str
+    note: str = ""
+
+    def _validate(self) -> None:
+        require_size("booking_id", self.booking_id, 32, 32)
+        require_size("payer", self.payer, _KEY, _KEY)
+        require_size("payee", self.payee, _KEY, _KEY)
+        require(self.payer != self.payee, "an adjustment moves money between two members")
+        require_range("amount", self.amount, 1, 10**12)
+        require_size("note", self.note, 0, 500)
+
+
+@record
+class HeadRef(Record):
+    author: bytes
+    size: int
+    root: bytes
+
+    def _validate(self) -> None:
+        require_size("author", self.author, _KEY, _KEY)
+        require_range("size", self.size, 0)
+        require_size("root", self.root, 32, 32)
+
+
+@record
+class Checkpoint(Record):
+    """A co-op witness's statement of the feed heads it has seen."""
+
+    charter: Signed[Entry]
+    heads: tuple[HeadRef, ...]
+
+    def _validate(self) -> None:
+        require_size("heads", self.heads, 1, 10_000)
+
+
+BODY_TYPES: dict[EntryKind, type[Record]] = {
+    EntryKind.COOP: CoopCharter,
+    EntryKind.SETTLEMENT: SettlementClaim,
+    EntryKind.ACK: SettlementAck,
+    EntryKind.DISPUTE: Dispute,
+    EntryKind.FEE: FeeClaim,
+    EntryKind.DEPOSIT: MoneyMove,
+    EntryKind.WITHDRAWAL: MoneyMove,
+    EntryKind.ADJUSTMENT: Adjustment,
+    EntryKind.CHECKPOINT: Checkpoint,
+}

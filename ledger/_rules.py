@@ -1,0 +1,162 @@
+"""Intrinsic entry rules: what one entry must satisfy on its own, and what it moves.
+
+Theory of operation: `check_entry` takes an entry's envelope bytes and either raises
+`EntryRefused(rule)` or returns a `Checked` with the decoded body and its effects: the
+balance postings `(member, currency, delta)` it makes, the booking it claims (one
+settlement or fee per booking), and the co-op whose charter it relies on. Nothing here
+looks at other entries: feed order, forks, claims and trust are `_state`'s job. Ingest,
+audit (in any number of worker processes) and tests all call this one function, so the
+rules cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wattshare.protocol import (
+    BookingMachine,
+    DecodeError,
+    Reason,
+    Record,
+    RemoteProtocolError,
+    SignatureError,
+    Signed,
+    check_session,
+    vouched_by,
+)
+
+from ._entry import (
+    BODY_TYPES,
+    MAX_BODY,
+    Adjustment,
+    Checkpoint,
+    CoopCharter,
+    Entry,
+    EntryKind,
+    FeeClaim,
+    MoneyMove,
+    SettlementClaim,
+)
+from ._errors import EntryRefused, Rule
+
+MAX_ENVELOPE = MAX_BODY + 1024
+Posting = tuple[bytes, str, int]  # (member, currency, delta in minor units)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    signed: Signed[Entry]
+    body: Record
+    effects: tuple[Posting, ...]
+    claim: bytes | None = None  # booking id this entry settles or charges a fee for
+    charter_author: bytes | None = None  # co-op key whose charter authorises the entry
+
+    @property
+    def entry(self) -> Entry:
+        return self.signed.message
+
+
+def decode_entry(data: bytes) -> Signed[Entry]:
+    """Verify and decode an entry envelope; EntryRefused(SIGNATURE or MALFORMED) if not one."""
+    try:
+        return Signed.decode(data, Entry, max_size=MAX_ENVELOPE)
+    except SignatureError as exc:
+        raise EntryRefused(Rule.SIGNATURE, exc.message) from None
+    except RemoteProtocolError as exc:
+        raise EntryRefused(Rule.MALFORMED, exc.message) from None
+
+
+def check_entry(data: bytes | Signed[Entry]) -> Checked:
+    """All intrinsic rules of one entry (see the module doc)."""
+    signed = decode_entry(data) if isinstance(data, bytes) else data
+    entry = signed.message
+    try:
+        with vouched_by(entry.author):
+            body = BODY_TYPES[entry.kind].decode(entry.body, max_size=MAX_BODY)
+        return _RULES[entry.kind](signed, body)
+    except SignatureError as exc:
+        raise EntryRefused(Rule.SIGNATURE, exc.message, author=entry.author, seq=entry.seq) from None
+    except DecodeError as exc:
+        raise EntryRefused(Rule.MALFORMED, exc.message, author=entry.author, seq=entry.seq) from None
+    except EntryRefused as exc:
+        raise EntryRefused(exc.rule, exc.detail, author=entry.author, seq=entry.seq) from None
+
+
+def _plain(signed: Signed[Entry], body: Record) -> Checked:
+    return Checked(signed, body, ())
+
+
+def _transfer(payer: bytes, payee: bytes, currency: str, amount: int) -> tuple[Posting, ...]:
+    return ((payer, currency, -amount), (payee, currency, amount)) if amount else ()
+
+
+_SESSION_RULES = {Reason.OVER_CAP: Rule.OVER_CAP, Reason.MISPRICED: Rule.MISPRICED}
+
+
+def _settlement(signed: Signed[Entry], claim: SettlementClaim) -> Checked:
+    request = claim.booking.request.message
+    if signed.signer != request.host:
+        raise EntryRefused(Rule.WRONG_AUTHOR, "only the booking's host can claim its settlement")
+    try:
+        check_session(claim.booking, claim.receipts, claim.settlement)
+    except RemoteProtocolError as exc:
+        raise EntryRefused(_SESSION_RULES.get(exc.reason, Rule.BROKEN_SESSION), exc.message) from None
+    settlement = claim.settlement.message
+    effects = _transfer(request.driver, request.host, settlement.currency, settlement.amount)
+    return Checked(signed, claim, effects, claim=claim.booking.id)
+
+
+def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
+    request = claim.booking.request.message
+    if signed.signer != request.host:
+        raise EntryRefused(Rule.WRONG_AUTHOR, "only the booking's host can claim its fee")
+    machine = BookingMachine(claim.booking.request)
+    try:
+        machine.receive(claim.booking.confirmation)
+        machine.receive(claim.cancel or claim.no_show)  # type: ignore[arg-type]
+    except RemoteProtocolError as exc:
+        raise EntryRefused(Rule.BAD_FEE, exc.message) from None
+    if claim.amount != machine.fee:
+        raise EntryRefused(Rule.BAD_FEE, f"claims {claim.amount}, the booking terms give {machine.fee}")
+    effects = _transfer(request.driver, request.host, request.tariff.currency, claim.amount)
+    return Checked(signed, claim, effects, claim=claim.booking.id)
+
+
+def _charter(signed: Signed[Entry], holder: Signed[Entry], role: str, rule: Rule) -> CoopCharter:
+    """The embedded co-op charter, which must name the entry's author in `role`."""
+    if holder.message.kind is not EntryKind.COOP:
+        raise EntryRefused(Rule.MALFORMED, "the embedded charter is not a co-op entry")
+    charter = CoopCharter.decode(holder.message.body, max_size=MAX_BODY)
+    if signed.signer not in getattr(charter, role):
+        raise EntryRefused(rule, f"the co-op charter does not name this key among its {role}")
+    return charter
+
+
+def _money(signed: Signed[Entry], move: MoneyMove | Adjustment) -> Checked:
+    charter = _charter(signed, move.charter, "treasurers", Rule.NOT_TREASURER)
+    if move.currency != charter.currency:
+        raise EntryRefused(Rule.MALFORMED, f"the co-op keeps {charter.currency}, not {move.currency}")
+    if isinstance(move, Adjustment):
+        effects = _transfer(move.payer, move.payee, move.currency, move.amount)
+    else:
+        sign = 1 if signed.message.kind is EntryKind.DEPOSIT else -1
+        effects = ((move.member, move.currency, sign * move.amount),)
+    return Checked(signed, move, effects, charter_author=move.charter.message.author)
+
+
+def _checkpoint(signed: Signed[Entry], checkpoint: Checkpoint) -> Checked:
+    _charter(signed, checkpoint.charter, "witnesses", Rule.NOT_WITNESS)
+    return Checked(signed, checkpoint, (), charter_author=checkpoint.charter.message.author)
+
+
+_RULES = {
+    EntryKind.COOP: _plain,
+    EntryKind.SETTLEMENT: _settlement,
+    EntryKind.ACK: _plain,
+    EntryKind.DISPUTE: _plain,
+    EntryKind.FEE: _fee,
+    EntryKind.DEPOSIT: _money,
+    EntryKind.WITHDRAWAL: _money,
+    EntryKind.ADJUSTMENT: _money,
+    EntryKind.CHECKPOINT: _checkpoint,
+}
