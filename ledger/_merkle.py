@@ -95,6 +95,10 @@ class MerkleLog:
     def size(self) -> int:
         return len(self._leaves)
 
+    @property
+    def leaves(self) -> Sequence[bytes]:
+        return tuple(self._leaves)
+
     def root(self) -> bytes:
         return _fold(self._frontier)
 

@@ -1,0 +1,180 @@
+"""The ledger's in-memory state and its stateful rules: feed order, forks, claims, trust.
+
+Theory of operation (DESIGN.md, "Ledger"):
+
+- Per author a `Feed`: the digests of its applied entries in seq order and their
+  RFC 6962 Merkle log. An entry applies only as the feed's next seq and naming the
+  feed's tip (`SEQ_GAP`, `PREV_MISMATCH` otherwise).
+- `classify` sorts an incoming verified entry before any costly check: DUPLICATE (we
+  hold it: a no-op, so replication is idempotent), FORK (we hold a different entry at
+  that seq, signed by the same author: a fraud proof), IGNORED (the feed is frozen),
+  or NEW.
+- A fork freezes the author's feed where it forked: the caller reverts the effects of
+  the entries from that seq on (`freeze`) and keeps both conflicting entries. Every
+  store that sees both branches ends with the same applied prefix and balances,
+  whichever branch it saw first.
+- A booking is claimed (settled, or charged a fee) once, ever (`DUPLICATE_CLAIM`).
+- Charters are trusted only from this ledger's co-op key (`UNTRUSTED_COOP`); the
+  latest trusted charter gives members' credit limits.
+- Balances are maintained incrementally from each entry's postings; deposits minus
+  withdrawals are tracked beside them, so conservation is checkable at any moment.
+- Changes are journalled: `rollback` undoes everything since `begin`, which is how a
+  refused batch leaves the state exactly as before it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable
+
+from wattshare.protocol import GENESIS, Signed
+
+from ._entry import CoopCharter, Entry, EntryKind, FeedHead
+from ._errors import EntryRefused, Rule
+from ._merkle import MerkleLog, leaf_hash
+from ._rules import Checked, Posting
+
+
+class Outcome(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    FORK = "fork"
+    IGNORED = "ignored"  # the author's feed is frozen by a fork
+
+
+@dataclass
+class Feed:
+    digests: list[bytes] = field(default_factory=list)
+    log: MerkleLog = field(default_factory=MerkleLog)
+    frozen_at: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.digests)
+
+    @property
+    def tip(self) -> bytes:
+        return self.digests[-1] if self.digests else GENESIS
+
+
+class LedgerState:
+    """Everything ingest needs to decide on an entry, kept in memory (see module doc)."""
+
+    def __init__(self, coop: bytes) -> None:
+        self.coop = coop
+        self.feeds: dict[bytes, Feed] = defaultdict(Feed)
+        self.claims: dict[bytes, bytes] = {}  # booking id -> digest of the claiming entry
+        self.balances: dict[tuple[bytes, str], int] = defaultdict(int)
+        self.money_in: dict[str, int] = defaultdict(int)  # deposits minus withdrawals
+        self.charter: tuple[int, CoopCharter] | None = None  # (seq, charter) in force
+        self._journal: list[Callable[[], None]] | None = None
+
+    # --- transactions -------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or [], None
+        for undo in reversed(journal):
+            undo()
+
+    def _undo(self, action: Callable[[], None]) -> None:
+        if self._journal is not None:
+            self._journal.append(action)
+
+    # --- rules ----------------------------------------------------------------------
+
+    def classify(self, signed: Signed[Entry], digest: bytes) -> Outcome:
+        entry = signed.message
+        feed = self.feeds.get(entry.author)
+        if feed is None:
+            return Outcome.NEW
+        if feed.frozen_at is not None and entry.seq >= feed.frozen_at:
+            return Outcome.IGNORED
+        if entry.seq < feed.size:
+            return Outcome.DUPLICATE if feed.digests[entry.seq] == digest else Outcome.FORK
+        return Outcome.NEW
+
+    def apply(self, checked: Checked, digest: bytes, envelope: bytes) -> bytes:
+        """Apply a NEW entry that passed `check_entry` and return its Merkle leaf hash;
+        EntryRefused if a stateful rule fails."""
+        entry = checked.entry
+        feed = self.feeds[entry.author]
+        if entry.seq != feed.size:
+            raise EntryRefused(Rule.SEQ_GAP, f"feed is at seq {feed.size}", author=entry.author, seq=entry.seq)
+        if entry.prev != feed.tip:
+            raise EntryRefused(Rule.PREV_MISMATCH, "prev is not the feed's last entry", author=entry.author, seq=entry.seq)
+        if checked.claim is not None and self.claims.get(checked.claim, digest) != digest:
+            raise EntryRefused(Rule.DUPLICATE_CLAIM, "this booking is already settled or charged",
+                               author=entry.author, seq=entry.seq)
+        if checked.charter_author is not None and checked.charter_author != self.coop:
+            raise EntryRefused(Rule.UNTRUSTED_COOP, "the embedded charter is not this ledger's co-op's",
+                               author=entry.author, seq=entry.seq)
+        leaf = leaf_hash(envelope)
+        feed.digests.append(digest)
+        feed.log.append(leaf)
+        self._undo(lambda: (feed.digests.pop(), feed.log.truncate(feed.size)))
+        if checked.claim is not None:
+            self.claims[checked.claim] = digest
+            self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
+        if entry.kind is EntryKind.COOP and entry.author == self.coop:
+            previous = self.charter
+            self.charter = (entry.seq, checked.body)  # type: ignore[assignment]
+            self._undo(lambda: setattr(self, "charter", previous))
+        self._post(checked, 1)
+        return leaf
+
+    def _post(self, checked: Checked, sign: int) -> None:
+        moves_money_in = checked.entry.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL)
+        for member, currency, delta in checked.effects:
+            self._add(self.balances, (member, currency), sign * delta)
+            if moves_money_in:
+                self._add(self.money_in, currency, sign * delta)
+
+    def _add(self, table: dict, key: object, delta: int) -> None:
+        table[key] += delta
+        self._undo(lambda: table.__setitem__(key, table[key] - delta))
+
+    def freeze(self, author: bytes, seq: int, reverted: list[Checked]) -> None:
+        """Freeze `author`'s feed at a fork at `seq`; `reverted` are its applied entries from seq on."""
+        feed = self.feeds[author]
+        for checked in reverted:
+            self._post(checked, -1)
+        digests, leaves, frozen_at = list(feed.digests), list(feed.log.leaves), feed.frozen_at
+        del feed.digests[seq:]
+        feed.log.truncate(min(seq, feed.log.size))
+        feed.frozen_at = seq if frozen_at is None else min(seq, frozen_at)
+
+        def undo() -> None:
+            feed.digests[:] = digests
+            feed.log = MerkleLog(leaves)
+            feed.frozen_at = frozen_at
+
+        self._undo(undo)
+
+    # --- queries -----------------------------------------------------------------------
+
+    def size(self, author: bytes) -> int:
+        feed = self.feeds.get(author)
+        return feed.size if feed else 0
+
+    def check_head(self, head: FeedHead) -> bool:
+        """True if we hold `head.size` entries of its feed and their root is `head.root`."""
+        feed = self.feeds.get(head.author)
+        return feed is not None and head.size <= feed.size and feed.log.root_at(head.size) == head.root
+
+    def credit_limit(self, member: bytes) -> int:
+        return self.charter[1].limit_of(member) if self.charter else 0
+
+    def conserved(self) -> bool:
+        totals: dict[str, int] = defaultdict(int)
+        for (_, currency), balance in self.balances.items():
+            totals[currency] += balance
+        return all(totals[c] == self.money_in.get(c, 0) for c in set(totals) | set(self.money_in))
+

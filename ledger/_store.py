@@ -1,0 +1,261 @@
+"""The ledger's SQLite store: durable entries, heads, balances and fraud proofs.
+
+Theory of operation (DESIGN.md, "Ledger", "Store"): the file is plain SQLite in WAL
+mode, made with sqlite-utils and readable by any SQLite tool. Tables:
+
+- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (1).
+- `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
+  accepted entry; `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
+  `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
+  `frozen` = 1 for entries of a feed after a fork (kept, not counted).
+- `heads(author, size, root, t, envelope)`: the latest signed head per feed that
+  matches the entries held.
+- `balances(member, currency, balance)`: minor units, maintained on ingest.
+- `reserves(currency, amount)`: deposits minus withdrawals, which the balances sum to.
+- `frauds(author, seq, first, second, detected)`: two entries one author signed for one
+  seq; both envelopes are kept, neither is dropped.
+
+`ingest` takes a batch of envelopes, checks every one (intrinsic rules, then feed
+order, claims and trust against the in-memory `LedgerState`), and writes all of it in
+ONE SQLite transaction: a refused entry, an error or a crash anywhere in the batch
+leaves file and memory exactly as before the batch. At open, the state is rebuilt from
+the tables without re-verifying (audit is the command that re-verifies everything).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sqlite_utils
+
+from wattshare.protocol import Identity, Record, RemoteProtocolError, SignatureError, Signed, sign
+
+from ._entry import CoopCharter, Entry, EntryKind, FeedHead
+from ._errors import EntryRefused, Rule, StoreError
+from ._rules import Checked, check_entry, decode_entry
+from ._state import LedgerState, Outcome
+
+SCHEMA = 1
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    duplicates: int = 0
+    ignored: int = 0  # entries of frozen feeds
+    forks: list[tuple[bytes, int]] = field(default_factory=list)  # (author, seq)
+
+
+class LedgerStore:
+    """A member's, host's or co-op's copy of the ledger (see the module doc)."""
+
+    def __init__(self, path: Path | str, coop: bytes) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite_utils.Database(self.path)
+            self.db.conn.isolation_level = None  # transactions are explicit: one per batch
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+            self._check_meta(coop)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable ledger database: {exc}") from None
+        self.state = LedgerState(coop)
+        self._load()
+
+    # --- schema and loading ---------------------------------------------------------
+
+    def _create(self) -> None:
+        db = self.db
+        db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
+        db["entries"].create(
+            {"digest": bytes, "author": bytes, "seq": int, "t": int, "kind": str, "booking_id": bytes,
+             "leaf": bytes, "envelope": bytes, "frozen": int},
+            pk="digest", not_null={"author", "seq", "leaf", "envelope", "frozen"}, if_not_exists=True,
+        )
+        db["entries"].create_index(["author", "seq"], if_not_exists=True)
+        db["entries"].create_index(["booking_id"], if_not_exists=True)
+        db["heads"].create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
+                           pk="author", if_not_exists=True)
+        db["balances"].create({"member": bytes, "currency": str, "balance": int},
+                              pk=("member", "currency"), if_not_exists=True)
+        db["reserves"].create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
+        db["frauds"].create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
+                            pk=("author", "seq"), if_not_exists=True)
+
+    def _check_meta(self, coop: bytes) -> None:
+        meta = {row["key"]: row["value"] for row in self.db["meta"].rows}
+        if not meta:
+            self._write([("INSERT INTO meta VALUES (?, ?)", [("coop", coop), ("schema", bytes([SCHEMA]))])])
+        elif meta.get("coop") != coop:
+            raise StoreError(f"{self.path} is the ledger of another co-op; open it with that co-op's key")
+
+    def _load(self) -> None:
+        state = self.state
+        for row in self.db.query(
+            "SELECT author, digest, leaf, booking_id FROM entries WHERE frozen = 0 ORDER BY author, seq"
+        ):
+            feed = state.feeds[row["author"]]
+            feed.digests.append(row["digest"])
+            feed.log.append(row["leaf"])
+            if row["booking_id"] is not None:
+                state.claims[row["booking_id"]] = row["digest"]
+        for row in self.db["frauds"].rows:
+            feed = state.feeds[row["author"]]
+            feed.frozen_at = row["seq"] if feed.frozen_at is None else min(feed.frozen_at, row["seq"])
+        for row in self.db["balances"].rows:
+            state.balances[(row["member"], row["currency"])] = row["balance"]
+        for row in self.db["reserves"].rows:
+            state.money_in[row["currency"]] = row["amount"]
+        charter = next(self.db.query(
+            "SELECT seq, envelope FROM entries WHERE author = ? AND kind = ? AND frozen = 0 ORDER BY seq DESC LIMIT 1",
+            [state.coop, EntryKind.COOP.value],
+        ), None)
+        if charter is not None:
+            body = decode_entry(charter["envelope"]).message.body
+            state.charter = (charter["seq"], CoopCharter.decode(body))
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[tuple]]]) -> None:
+        """Run all statements in one transaction: all of them happen, or none."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # --- ingest -----------------------------------------------------------------------
+
+    def ingest(self, envelopes: Iterable[bytes]) -> IngestReport:
+        """Verify and store a batch atomically; EntryRefused (store unchanged) on any bad entry."""
+        batch = sorted(
+            ((decode_entry(data), data) for data in envelopes),
+            key=lambda item: (item[0].message.author, item[0].message.seq),
+        )
+        report, rows, frauds, frozen = IngestReport(), [], [], []
+        applied: dict[bytes, Checked] = {}  # digest -> checked, for entries new in this batch
+        touched: set[tuple[bytes, str]] = set()
+        self.state.begin()
+        try:
+            for signed, data in batch:
+                digest = hashlib.sha256(data).digest()
+                outcome = self.state.classify(signed, digest)
+                if outcome is Outcome.NEW:
+                    checked = check_entry(signed)
+                    leaf = self.state.apply(checked, digest, data)
+                    applied[digest] = checked
+                    touched.update((m, c) for m, c, _ in checked.effects)
+                    entry = checked.entry
+                    rows.append((digest, entry.author, entry.seq, entry.t, entry.kind.value, checked.claim, leaf, data))
+                elif outcome is Outcome.DUPLICATE:
+                    report.duplicates += 1
+                elif outcome is Outcome.IGNORED:
+                    report.ignored += 1
+                else:
+                    fraud, reverted = self._fork(signed, data, applied)
+                    frauds.append(fraud)
+                    frozen.extend((digest_,) for digest_ in reverted)
+                    touched.update((m, c) for ch in reverted.values() for m, c, _ in ch.effects)
+                    report.forks.append((signed.message.author, signed.message.seq))
+            report.added = len(rows)
+            self._write([
+                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", rows),
+                ("UPDATE entries SET frozen = 1 WHERE digest = ?", frozen),
+                ("INSERT OR IGNORE INTO frauds VALUES (?, ?, ?, ?, ?)", frauds),
+                ("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)",
+                 [(m, c, self.state.balances[(m, c)]) for m, c in sorted(touched)]),
+                ("INSERT OR REPLACE INTO reserves VALUES (?, ?)", sorted(self.state.money_in.items())),
+            ])
+        except BaseException:
+            self.state.rollback()
+            raise
+        self.state.commit()
+        return report
+
+    def _fork(self, signed: Signed[Entry], data: bytes, applied: dict[bytes, Checked]) -> tuple[tuple, dict[bytes, Checked]]:
+        """Record a fork at (author, seq) and freeze the feed there; returns the fraud row
+        and the entries whose effects it reverted."""
+        author, seq = signed.message.author, signed.message.seq
+        feed = self.state.feeds[author]
+        reverted: dict[bytes, Checked] = {}
+        for digest in feed.digests[seq:]:
+            if digest in applied:
+                reverted[digest] = applied[digest]
+            else:
+                envelope = self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
+                reverted[digest] = check_entry(envelope)
+        first = reverted[feed.digests[seq]].signed.encode()
+        self.state.freeze(author, seq, list(reverted.values()))
+        return (author, seq, first, data, int(time.time())), reverted
+
+    # --- own feed ---------------------------------------------------------------------
+
+    def append(self, identity: Identity, items: Sequence[tuple[EntryKind, Record]], t: int | None = None) -> list[Signed[Entry]]:
+        """Write entries to `identity`'s own feed (one batch) and sign the new feed head."""
+        t = int(time.time()) if t is None else t
+        author = identity.public_key
+        feed = self.state.feeds[author]
+        size, prev, signed = feed.size, feed.tip, []
+        for offset, (kind, body) in enumerate(items):
+            entry = sign(identity, Entry(author=author, seq=size + offset, prev=prev, t=t, kind=kind, body=body.encode()))
+            prev = entry.digest
+            signed.append(entry)
+        self.ingest([s.encode() for s in signed])
+        self.ingest_head(sign(identity, FeedHead(author=author, size=feed.size, root=feed.log.root(), t=t)))
+        return signed
+
+    # --- heads ---------------------------------------------------------------------------
+
+    def ingest_head(self, head: Signed[FeedHead] | bytes) -> bool:
+        """Keep a verified feed head; False if it is beyond the entries held (not yet checkable)."""
+        if isinstance(head, bytes):
+            try:
+                head = Signed.decode(head, FeedHead)
+            except SignatureError as exc:
+                raise EntryRefused(Rule.SIGNATURE, exc.message) from None
+            except RemoteProtocolError as exc:
+                raise EntryRefused(Rule.MALFORMED, exc.message) from None
+        message = head.message
+        if message.size > self.state.size(message.author):
+            return False
+        if not self.state.check_head(message):
+            raise EntryRefused(Rule.HEAD_MISMATCH, "the signed root disagrees with the entries held",
+                               author=message.author, seq=message.size)
+        current = self.db.execute("SELECT size, t FROM heads WHERE author = ?", [message.author]).fetchone()
+        if current is None or (message.size, message.t) > tuple(current):
+            self._write([("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?)",
+                          [(message.author, message.size, message.root, message.t, head.encode())])])
+        return True
+
+    def heads(self) -> list[Signed[FeedHead]]:
+        return [Signed.decode(row["envelope"], FeedHead) for row in self.db["heads"].rows]
+
+    # --- queries --------------------------------------------------------------------------
+
+    def sizes(self) -> dict[bytes, int]:
+        return {author: feed.size for author, feed in self.state.feeds.items() if feed.size}
+
+    def entries(self, author: bytes, start: int, end: int) -> list[bytes]:
+        """Envelopes of `author`'s applied entries with start <= seq < end."""
+        return [row[0] for row in self.db.execute(
+            "SELECT envelope FROM entries WHERE author = ? AND seq >= ? AND seq < ? AND frozen = 0 ORDER BY seq",
+            [author, start, end],
+        )]
+
+    def balance(self, member: bytes, currency: str) -> int:
+        return self.state.balances.get((member, currency), 0)
+
+    def frauds(self) -> list[tuple[bytes, bytes]]:
+        """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""
+        return [(row["first"], row["second"]) for row in self.db["frauds"].rows]
+
+    def close(self) -> None:
+        self.db.close()
