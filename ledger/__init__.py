@@ -19,12 +19,14 @@ from ._entry import (
 )
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
+from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
 from ._state import LedgerState, Outcome
 from ._store import IngestReport, LedgerStore
 
 __all__ = [
     "Adjustment",
+    "Batch",
     "Checked",
     "Checkpoint",
     "CoopCharter",
@@ -33,7 +35,11 @@ __all__ = [
     "EntryKind",
     "EntryRefused",
     "FeeClaim",
+    "FeedRange",
+    "FeedSize",
     "FeedHead",
+    "ForkProof",
+    "Have",
     "HeadRef",
     "IngestReport",
     "LedgerError",
@@ -42,12 +48,15 @@ __all__ = [
     "MerkleLog",
     "MoneyMove",
     "Outcome",
+    "Replicator",
     "Rule",
     "SettlementClaim",
     "StoreError",
+    "Want",
     "check_entry",
     "decode_entry",
     "leaf_hash",
+    "sync",
     "verify_consistency",
     "verify_inclusion",
 ]

@@ -9,10 +9,10 @@ Theory of operation (DESIGN.md, "Ledger"):
   hold it: a no-op, so replication is idempotent), FORK (we hold a different entry at
   that seq, signed by the same author: a fraud proof), IGNORED (the feed is frozen),
   or NEW.
-- A fork freezes the author's feed where it forked: the caller reverts the effects of
-  the entries from that seq on (`freeze`) and keeps both conflicting entries. Every
-  store that sees both branches ends with the same applied prefix and balances,
-  whichever branch it saw first.
+- A fork freezes the author's *whole* feed: the caller reverts the effects of all its
+  entries (`freeze`) and keeps both conflicting entries as the fraud proof. Stores that
+  saw different branches first, or learnt of the fork at different seqs, still end with
+  the same balances: a member who signs two histories has neither counted.
 - A booking is claimed (settled, or charged a fee) once, ever (`DUPLICATE_CLAIM`).
 - Charters are trusted only from this ledger's co-op key (`UNTRUSTED_COOP`); the
   latest trusted charter gives members' credit limits.
@@ -48,7 +48,7 @@ class Outcome(StrEnum):
 class Feed:
     digests: list[bytes] = field(default_factory=list)
     log: MerkleLog = field(default_factory=MerkleLog)
-    frozen_at: int | None = None
+    frozen: bool = False  # its author forked it: nothing of it counts any more
 
     @property
     def size(self) -> int:
@@ -95,7 +95,7 @@ class LedgerState:
         feed = self.feeds.get(entry.author)
         if feed is None:
             return Outcome.NEW
-        if feed.frozen_at is not None and entry.seq >= feed.frozen_at:
+        if feed.frozen:
             return Outcome.IGNORED
         if entry.seq < feed.size:
             return Outcome.DUPLICATE if feed.digests[entry.seq] == digest else Outcome.FORK
@@ -141,20 +141,21 @@ class LedgerState:
         table[key] += delta
         self._undo(lambda: table.__setitem__(key, table[key] - delta))
 
-    def freeze(self, author: bytes, seq: int, reverted: list[Checked]) -> None:
-        """Freeze `author`'s feed at a fork at `seq`; `reverted` are its applied entries from seq on."""
+    def freeze(self, author: bytes, reverted: list[Checked]) -> None:
+        """Freeze a forking author's feed; `reverted` are all its applied entries."""
         feed = self.feeds[author]
         for checked in reverted:
             self._post(checked, -1)
-        digests, leaves, frozen_at = list(feed.digests), list(feed.log.leaves), feed.frozen_at
-        del feed.digests[seq:]
-        feed.log.truncate(min(seq, feed.log.size))
-        feed.frozen_at = seq if frozen_at is None else min(seq, frozen_at)
+        previous = (list(feed.digests), list(feed.log.leaves), feed.frozen)
+        feed.digests.clear()
+        feed.log.truncate(0)
+        feed.frozen = True
 
         def undo() -> None:
+            digests, leaves, frozen = previous
             feed.digests[:] = digests
             feed.log = MerkleLog(leaves)
-            feed.frozen_at = frozen_at
+            feed.frozen = frozen
 
         self._undo(undo)
 

@@ -7,13 +7,13 @@ mode, made with sqlite-utils and readable by any SQLite tool. Tables:
 - `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
   accepted entry; `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
   `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
-  `frozen` = 1 for entries of a feed after a fork (kept, not counted).
+  `frozen` = 1 for entries of a feed whose author forked it (kept, not counted).
 - `heads(author, size, root, t, envelope)`: the latest signed head per feed that
   matches the entries held.
 - `balances(member, currency, balance)`: minor units, maintained on ingest.
 - `reserves(currency, amount)`: deposits minus withdrawals, which the balances sum to.
 - `frauds(author, seq, first, second, detected)`: two entries one author signed for one
-  seq; both envelopes are kept, neither is dropped.
+  seq (in byte order, so every store holds the same proof); neither is dropped.
 
 `ingest` takes a batch of envelopes, checks every one (intrinsic rules, then feed
 order, claims and trust against the in-memory `LedgerState`), and writes all of it in
@@ -106,8 +106,7 @@ class LedgerStore:
             if row["booking_id"] is not None:
                 state.claims[row["booking_id"]] = row["digest"]
         for row in self.db["frauds"].rows:
-            feed = state.feeds[row["author"]]
-            feed.frozen_at = row["seq"] if feed.frozen_at is None else min(feed.frozen_at, row["seq"])
+            state.feeds[row["author"]].frozen = True
         for row in self.db["balances"].rows:
             state.balances[(row["member"], row["currency"])] = row["balance"]
         for row in self.db["reserves"].rows:
@@ -134,17 +133,31 @@ class LedgerStore:
 
     # --- ingest -----------------------------------------------------------------------
 
-    def ingest(self, envelopes: Iterable[bytes]) -> IngestReport:
-        """Verify and store a batch atomically; EntryRefused (store unchanged) on any bad entry."""
+    def ingest(self, envelopes: Iterable[bytes], forks: Iterable[tuple[bytes, bytes]] = ()) -> IngestReport:
+        """Verify and store a batch atomically; EntryRefused (store unchanged) on any bad entry.
+
+        `forks` are fraud proofs learnt from a peer: pairs of envelopes one author signed
+        for one seq. They freeze that feed here too, even before its entries arrive."""
         batch = sorted(
             ((decode_entry(data), data) for data in envelopes),
             key=lambda item: (item[0].message.author, item[0].message.seq),
         )
+        proofs = [self._fork_proof(first, second) for first, second in forks]
         report, rows, frauds, frozen = IngestReport(), [], [], []
         applied: dict[bytes, Checked] = {}  # digest -> checked, for entries new in this batch
         touched: set[tuple[bytes, str]] = set()
+
+        def freeze(author: bytes, seq: int, first: bytes, second: bytes) -> None:
+            reverted = self._freeze(author, applied)
+            frauds.append((author, seq, *sorted((first, second)), int(time.time())))  # one proof, one order
+            frozen.extend((digest,) for digest in reverted)
+            touched.update((m, c) for checked in reverted.values() for m, c, _ in checked.effects)
+            report.forks.append((author, seq))
+
         self.state.begin()
         try:
+            for author, seq, first, second in proofs:
+                freeze(author, seq, first, second)
             for signed, data in batch:
                 digest = hashlib.sha256(data).digest()
                 outcome = self.state.classify(signed, digest)
@@ -160,11 +173,10 @@ class LedgerStore:
                 elif outcome is Outcome.IGNORED:
                     report.ignored += 1
                 else:
-                    fraud, reverted = self._fork(signed, data, applied)
-                    frauds.append(fraud)
-                    frozen.extend((digest_,) for digest_ in reverted)
-                    touched.update((m, c) for ch in reverted.values() for m, c, _ in ch.effects)
-                    report.forks.append((signed.message.author, signed.message.seq))
+                    entry = signed.message
+                    ours = self.state.feeds[entry.author].digests[entry.seq]
+                    first = applied[ours].signed.encode() if ours in applied else self._envelope(ours)
+                    freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
             self._write([
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", rows),
@@ -180,21 +192,25 @@ class LedgerStore:
         self.state.commit()
         return report
 
-    def _fork(self, signed: Signed[Entry], data: bytes, applied: dict[bytes, Checked]) -> tuple[tuple, dict[bytes, Checked]]:
-        """Record a fork at (author, seq) and freeze the feed there; returns the fraud row
-        and the entries whose effects it reverted."""
-        author, seq = signed.message.author, signed.message.seq
+    @staticmethod
+    def _fork_proof(first: bytes, second: bytes) -> tuple[bytes, int, bytes, bytes]:
+        a, b = decode_entry(first).message, decode_entry(second).message
+        if a.author != b.author or a.seq != b.seq or first == second:
+            raise EntryRefused(Rule.MALFORMED, "a fork proof is two different entries of one author and seq")
+        return a.author, a.seq, first, second
+
+    def _envelope(self, digest: bytes) -> bytes:
+        return self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
+
+    def _freeze(self, author: bytes, applied: dict[bytes, Checked]) -> dict[bytes, Checked]:
+        """Freeze a forking author's whole feed; returns the entries whose effects it reverted."""
         feed = self.state.feeds[author]
-        reverted: dict[bytes, Checked] = {}
-        for digest in feed.digests[seq:]:
-            if digest in applied:
-                reverted[digest] = applied[digest]
-            else:
-                envelope = self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
-                reverted[digest] = check_entry(envelope)
-        first = reverted[feed.digests[seq]].signed.encode()
-        self.state.freeze(author, seq, list(reverted.values()))
-        return (author, seq, first, data, int(time.time())), reverted
+        reverted = {
+            digest: applied[digest] if digest in applied else check_entry(self._envelope(digest))
+            for digest in feed.digests
+        }
+        self.state.freeze(author, list(reverted.values()))
+        return reverted
 
     # --- own feed ---------------------------------------------------------------------
 
@@ -244,9 +260,10 @@ class LedgerStore:
         return {author: feed.size for author, feed in self.state.feeds.items() if feed.size}
 
     def entries(self, author: bytes, start: int, end: int) -> list[bytes]:
-        """Envelopes of `author`'s applied entries with start <= seq < end."""
+        """Envelopes of `author`'s entries with start <= seq < end, frozen ones included:
+        a peer that has not seen the fork yet learns of it by ingesting them."""
         return [row[0] for row in self.db.execute(
-            "SELECT envelope FROM entries WHERE author = ? AND seq >= ? AND seq < ? AND frozen = 0 ORDER BY seq",
+            "SELECT envelope FROM entries WHERE author = ? AND seq >= ? AND seq < ? ORDER BY seq",
             [author, start, end],
         )]
 
@@ -255,7 +272,7 @@ class LedgerStore:
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""
-        return [(row["first"], row["second"]) for row in self.db["frauds"].rows]
+        return [(row["first"], row["second"]) for row in self.db.query("SELECT first, second FROM frauds ORDER BY author, seq")]
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,179 @@
+"""Replication: the sans-IO conversation by which two stores converge.
+
+Theory of operation (DESIGN.md, "Ledger", replication; the transport comes with the node):
+
+1. Each side sends `Have`: the entries it can serve per feed (`sizes`), the latest
+   signed head per feed it holds, and its fraud proofs.
+2. On the other's `Have`, a side learns its fraud proofs (freezing those feeds), checks
+   the signed heads it can check, and sends `Want`: per feed of interest, the range
+   from one below its own size up to theirs. The one-entry overlap is how divergent
+   branches meet: entries chain by digest, so two branches differ at the overlap or
+   nowhere, and ingest then records the fork. A feed they hold less of, but with
+   another Merkle root at their size (or a signed head that disagrees), is another
+   branch: that entry (or the feed from 0) is wanted for the same reason.
+3. Each side answers the other's `Want` with `Batch`es of at most `batch_size` exact
+   envelopes, in feed order; the receiver ingests each batch atomically and then keeps
+   the heads that have become checkable.
+
+Every step is idempotent (duplicates are no-ops), resumable (a broken sync loses only
+the batch in flight; the next `Have` asks again from the new sizes) and independent of
+the order in which feeds arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from wattshare.protocol import Record, Signed, record, require, require_range, require_size
+
+from ._entry import FeedHead
+from ._errors import EntryRefused
+from ._store import IngestReport, LedgerStore
+
+MAX_BATCH = 512
+MAX_FEEDS = 100_000
+
+
+@record
+class FeedSize(Record):
+    author: bytes
+    size: int
+    root: bytes  # Merkle root at `size`: unsigned, only a hint of what to fetch
+
+    def _validate(self) -> None:
+        require_size("author", self.author, 32, 32)
+        require_range("size", self.size, 0)
+        require_size("root", self.root, 32, 32)
+
+
+@record
+class ForkProof(Record):
+    first: bytes
+    second: bytes
+
+
+@record
+class Have(Record):
+    sizes: tuple[FeedSize, ...]
+    heads: tuple[Signed[FeedHead], ...]
+    forks: tuple[ForkProof, ...] = ()
+
+    def _validate(self) -> None:
+        require_size("sizes", self.sizes, 0, MAX_FEEDS)
+        require_size("heads", self.heads, 0, MAX_FEEDS)
+
+
+@record
+class FeedRange(Record):
+    author: bytes
+    start: int
+    end: int
+
+    def _validate(self) -> None:
+        require_size("author", self.author, 32, 32)
+        require_range("start", self.start, 0)
+        require(self.end > self.start, "a range must not be empty")
+
+
+@record
+class Want(Record):
+    ranges: tuple[FeedRange, ...]
+
+    def _validate(self) -> None:
+        require_size("ranges", self.ranges, 0, MAX_FEEDS)
+
+
+@record
+class Batch(Record):
+    entries: tuple[bytes, ...]
+
+    def _validate(self) -> None:
+        require_size("entries", self.entries, 0, MAX_BATCH)
+
+
+class Replicator:
+    """One store's side of a sync (see the module doc); `interested` picks the feeds to pull."""
+
+    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True,
+                 batch_size: int = 256) -> None:
+        self.store = store
+        self.interested = interested
+        self.batch_size = min(batch_size, MAX_BATCH)
+        self._pending_heads: list[Signed[FeedHead]] = []  # their heads beyond what we hold
+
+    def have(self) -> Have:
+        store = self.store
+        return Have(
+            sizes=tuple(
+                FeedSize(author=author, size=feed.size, root=feed.log.root())
+                for author, feed in sorted(store.state.feeds.items())
+                if feed.size
+            ),
+            heads=tuple(store.heads()),
+            forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()),
+        )
+
+    def want(self, theirs: Have) -> Want:
+        """Learn from the other side's Have; return what to fetch from it."""
+        store = self.store
+        if theirs.forks:
+            store.ingest([], forks=[(f.first, f.second) for f in theirs.forks])
+        refetch = set()
+        self._pending_heads = []
+        for head in theirs.heads:
+            try:
+                if not store.ingest_head(head):
+                    self._pending_heads.append(head)
+            except EntryRefused:
+                refetch.add(head.message.author)
+        ranges = []
+        for item in theirs.sizes:
+            feed = store.state.feeds.get(item.author)
+            ours = feed.size if feed is not None else 0
+            if not self.interested(item.author) or (feed is not None and feed.frozen):
+                continue
+            if item.author in refetch:
+                start, end = 0, item.size
+            elif item.size > ours:
+                start, end = max(0, ours - 1), item.size  # overlap one: a divergence shows as a fork
+            elif item.size and feed is not None and feed.log.root_at(item.size) != item.root:
+                start, end = item.size - 1, item.size  # they hold another branch of this feed
+            else:
+                continue
+            ranges.append(FeedRange(author=item.author, start=start, end=end))
+        return Want(ranges=tuple(ranges))
+
+    def serve(self, want: Want) -> Iterator[Batch]:
+        """The batches that answer the other side's Want, from what this store holds."""
+        pending: list[bytes] = []
+        for wanted in want.ranges:
+            for envelope in self.store.entries(wanted.author, wanted.start, wanted.end):
+                pending.append(envelope)
+                if len(pending) == self.batch_size:
+                    yield Batch(entries=tuple(pending))
+                    pending = []
+        if pending:
+            yield Batch(entries=tuple(pending))
+
+    def accept(self, batch: Batch) -> IngestReport:
+        """Ingest one batch atomically, then keep the heads it made checkable."""
+        report = self.store.ingest(batch.entries)
+        still_pending = []
+        for head in self._pending_heads:
+            try:
+                if not self.store.ingest_head(head):
+                    still_pending.append(head)
+            except EntryRefused:
+                continue  # a head that disagrees: the next sync refetches that feed
+        self._pending_heads = still_pending
+        return report
+
+
+def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
+    """Run a whole two-way sync between two local replicators (for tests and tools);
+    returns the number of entries each side added."""
+    have_a, have_b = a.have(), b.have()
+    want_a, want_b = a.want(have_b), b.want(have_a)
+    added_a = sum(a.accept(batch).added for batch in b.serve(want_a))
+    added_b = sum(b.accept(batch).added for batch in a.serve(want_b))
+    return added_a, added_b

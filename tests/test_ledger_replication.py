@@ -1,0 +1,192 @@
+"""Replication and the ledger's invariants under random appends, forks, replays and syncs."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from wattshare import protocol as p
+from wattshare.ledger import Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Want, sync
+from wattshare.ledger._sample import EPOCH, SampleWorld
+
+
+def snapshot(store):
+    return store.sizes(), {k: v for k, v in store.state.balances.items() if v}, sorted(store.frauds())
+
+
+def test_two_stores_converge_by_sync(tmp_path):
+    world = SampleWorld(seed=1)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 9000, EPOCH).encode()])
+    session = world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600)
+    b.ingest([world.settlement_entry(session).encode()])
+    assert sync(Replicator(a), Replicator(b)) == (1, 2)
+    assert snapshot(a) == snapshot(b)
+    assert sync(Replicator(a), Replicator(b)) == (0, 0)  # nothing left to move
+
+
+def test_sync_messages_survive_the_wire(tmp_path):
+    world = SampleWorld(seed=2)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    charter = CoopCharter(name="Co-op", currency="EUR", credit_limit=100,
+                          treasurers=(world.treasurer.public_key,), witnesses=())
+    a.append(world.coop, [(EntryKind.COOP, charter)], t=EPOCH)
+    have = Have.decode(Replicator(a).have().encode())
+    assert have.heads and have.heads[0].message.size == 1
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    rb = Replicator(b)
+    want = Want.decode(rb.want(have).encode())
+    for batch in Replicator(a).serve(want):
+        rb.accept(Batch.decode(batch.encode()))
+    assert snapshot(a) == snapshot(b)
+    assert [h.message for h in b.heads()] == [h.message for h in a.heads()]
+
+
+def test_divergent_branches_meet_as_a_fork(tmp_path):
+    world = SampleWorld(seed=3)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    charter = world.charter_entry()
+    d0 = world.money(world.drivers[0], 100, EPOCH + 1)
+    d1 = world.money(world.drivers[0], 100, EPOCH + 2)
+    d2 = world.money(world.drivers[0], 100, EPOCH + 3)
+    other = p.sign(world.treasurer, d1.message.replace(t=EPOCH + 99))  # a second history from seq 1
+    a.ingest([charter.encode(), d0.encode(), d1.encode(), d2.encode()])
+    b.ingest([charter.encode(), d0.encode(), other.encode()])
+    sync(Replicator(a), Replicator(b))
+    assert snapshot(a) == snapshot(b)
+    assert a.state.feeds[world.treasurer.public_key].frozen and len(a.frauds()) == 1
+
+
+def test_a_bad_batch_from_a_peer_is_refused_and_sync_can_resume(tmp_path):
+    world = SampleWorld(seed=4)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a.ingest([world.charter_entry().encode()] + [world.money(world.drivers[0], 1, EPOCH + i).encode() for i in range(10)])
+    rb = Replicator(b, batch_size=4)
+    batches = list(Replicator(a, batch_size=4).serve(rb.want(Replicator(a).have())))
+    rb.accept(batches[0])
+    tampered = bytearray(batches[1].entries[0])
+    tampered[-3] ^= 1
+    with pytest.raises(EntryRefused):
+        rb.accept(Batch(entries=(bytes(tampered),) + batches[1].entries[1:]))
+    assert b.sizes() == {world.coop.public_key: 1, world.treasurer.public_key: 3}
+    sync(Replicator(a), Replicator(b))  # the next sync resumes where the good batches ended
+    assert snapshot(a) == snapshot(b)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Two stores, members writing to their home store, forks, replays and syncs."""
+
+    @initialize(seed=st.integers(0, 2**16))
+    def setup(self, seed):
+        self.dir = Path(tempfile.mkdtemp())
+        self.world = SampleWorld(seed=seed, hosts=2, drivers=2)
+        coop = self.world.coop.public_key
+        self.stores = [LedgerStore(self.dir / "a.db", coop), LedgerStore(self.dir / "b.db", coop)]
+        self.home = {}
+        self.seen: list[bytes] = []
+        self.sessions = []
+        self.t = EPOCH
+        self.write(self.world.coop, self.world.charter_entry())
+
+    def teardown(self):
+        for store in getattr(self, "stores", []):
+            store.close()
+        if hasattr(self, "dir"):
+            shutil.rmtree(self.dir)
+
+    def write(self, author, signed):
+        store = self.stores[self.home.setdefault(author.public_key, len(self.home) % 2)]
+        store.ingest([signed.encode()])
+        self.seen.append(signed.encode())
+
+    @rule(driver=st.integers(0, 1), amount=st.integers(1, 5000))
+    def deposit(self, driver, amount):
+        self.t += 60
+        self.write(self.world.treasurer, self.world.money(self.world.drivers[driver], amount, self.t))
+
+    @rule(host=st.integers(0, 1), driver=st.integers(0, 1), hours=st.integers(1, 4))
+    def charge(self, host, driver, hours):
+        self.t += 24 * 3600
+        session = self.world.session(self.world.hosts[host], self.world.drivers[driver], self.t, hours=hours)
+        self.sessions.append(session)
+        self.write(self.world.hosts[host], self.world.settlement_entry(session))
+
+    @precondition(lambda self: self.sessions)
+    @rule(data=st.data())
+    def second_settlement_is_refused(self, data):
+        session = data.draw(st.sampled_from(self.sessions))
+        host = next(h for h in self.world.hosts if h.public_key == session.booking.request.message.host)
+        store = self.stores[self.home[host.public_key]]
+        before = snapshot(store)
+        entry = self.world.settlement_entry(session)
+        with pytest.raises(EntryRefused):
+            store.ingest([entry.encode()])
+        self.world._tips[host.public_key] = (store.state.size(host.public_key), store.state.feeds[host.public_key].tip)
+        assert snapshot(store) == before
+
+    @precondition(lambda self: self.seen)
+    @rule(data=st.data(), which=st.integers(0, 1))
+    def replay(self, data, which):
+        store = self.stores[which]
+        envelope = data.draw(st.sampled_from(self.seen))
+        before = snapshot(store)
+        try:
+            report = store.ingest([envelope])
+        except EntryRefused:  # not in order for this store: refused, and nothing changes
+            assert snapshot(store) == before
+            return
+        if not report.added and not report.forks:  # held already, or a frozen feed's: a no-op
+            assert snapshot(store) == before
+
+    @rule(data=st.data(), which=st.integers(0, 1))
+    def fork(self, data, which):
+        author = data.draw(st.sampled_from([self.world.treasurer, *self.world.hosts]))
+        store = self.stores[which]
+        feed = store.state.feeds.get(author.public_key)
+        if feed is None or not feed.size:
+            return
+        seq = data.draw(st.integers(0, feed.size - 1))
+        ours = store.entries(author.public_key, seq, seq + 1)[0]
+        original = p.Signed.decode(ours).message
+        twin = p.sign(author, original.replace(t=original.t + 1))
+        other = self.stores[1 - which]
+        try:
+            other.ingest([twin.encode()])  # the other store may take the other branch
+        except EntryRefused:
+            store.ingest([twin.encode()])  # ...or this one gets the fraud proof directly
+        self.seen.append(twin.encode())
+
+    @rule(shuffle=st.randoms())
+    def full_sync(self, shuffle):
+        a, b = self.stores
+        if shuffle.random() < 0.5:
+            a, b = b, a
+        sync(Replicator(a), Replicator(b))
+        assert snapshot(a) == snapshot(b)
+
+    @invariant()
+    def conservation(self):
+        for store in getattr(self, "stores", []):
+            assert store.state.conserved()
+
+    @invariant()
+    def no_accepted_fork_and_one_settlement_per_booking(self):
+        for store in getattr(self, "stores", []):
+            assert not store.db.execute(
+                "SELECT author, seq FROM entries WHERE frozen = 0 GROUP BY author, seq HAVING COUNT(*) > 1"
+            ).fetchall()
+            assert not store.db.execute(
+                "SELECT booking_id FROM entries WHERE frozen = 0 AND booking_id IS NOT NULL "
+                "GROUP BY booking_id HAVING COUNT(*) > 1"
+            ).fetchall()
+
+
+TestLedgerMachine = LedgerMachine.TestCase
+TestLedgerMachine.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
