@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from wattshare.protocol import (
     BookingMachine,
+    SettlementEvent,
     DecodeError,
     Reason,
-    Record,
     RemoteProtocolError,
     SignatureError,
     Signed,
@@ -34,6 +34,7 @@ from ._entry import (
     Entry,
     EntryKind,
     FeeClaim,
+    HeadRef,
     MoneyMove,
     SettlementClaim,
 )
@@ -45,15 +46,23 @@ Posting = tuple[bytes, str, int]  # (member, currency, delta in minor units)
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    signed: Signed[Entry]
-    body: Record
-    effects: tuple[Posting, ...]
-    claim: bytes | None = None  # booking id this entry settles or charges a fee for
-    charter_author: bytes | None = None  # co-op key whose charter authorises the entry
+    """The facts of an entry that passed its intrinsic rules: small and picklable, so
+    audit workers can hand them to the process that checks feed order and balances."""
 
-    @property
-    def entry(self) -> Entry:
-        return self.signed.message
+    author: bytes
+    seq: int
+    prev: bytes
+    t: int
+    kind: EntryKind
+    effects: tuple[Posting, ...] = ()
+    claim: bytes | None = None  # booking id this entry settles or charges a fee for
+    charter_author: bytes | None = None  # co-op key whose embedded charter authorises it
+    charter_digest: bytes | None = None  # digest of that embedded charter entry
+    charter: CoopCharter | None = None  # a COOP entry's own charter
+    booking: bytes | None = None  # settlement, fee, ack, dispute: the booking
+    settlement: bytes | None = None  # settlement: its Settlement's digest; ack, dispute: the one named
+    driver: bytes | None = None  # settlement: the booking's driver
+    heads: tuple[HeadRef, ...] = ()  # checkpoint: the heads a witness saw
 
 
 def decode_entry(data: bytes) -> Signed[Entry]:
@@ -82,8 +91,17 @@ def check_entry(data: bytes | Signed[Entry]) -> Checked:
         raise EntryRefused(exc.rule, exc.detail, author=entry.author, seq=entry.seq) from None
 
 
-def _plain(signed: Signed[Entry], body: Record) -> Checked:
-    return Checked(signed, body, ())
+def _facts(signed: Signed[Entry], **facts: object) -> Checked:
+    entry = signed.message
+    return Checked(author=entry.author, seq=entry.seq, prev=entry.prev, t=entry.t, kind=entry.kind, **facts)  # type: ignore[arg-type]
+
+
+def _coop(signed: Signed[Entry], charter: CoopCharter) -> Checked:
+    return _facts(signed, charter=charter)
+
+
+def _answer(signed: Signed[Entry], answer: SettlementEvent) -> Checked:
+    return _facts(signed, booking=answer.booking_id, settlement=answer.settlement)
 
 
 def _transfer(payer: bytes, payee: bytes, currency: str, amount: int) -> tuple[Posting, ...]:
@@ -102,8 +120,14 @@ def _settlement(signed: Signed[Entry], claim: SettlementClaim) -> Checked:
     except RemoteProtocolError as exc:
         raise EntryRefused(_SESSION_RULES.get(exc.reason, Rule.BROKEN_SESSION), exc.message) from None
     settlement = claim.settlement.message
-    effects = _transfer(request.driver, request.host, settlement.currency, settlement.amount)
-    return Checked(signed, claim, effects, claim=claim.booking.id)
+    return _facts(
+        signed,
+        effects=_transfer(request.driver, request.host, settlement.currency, settlement.amount),
+        claim=claim.booking.id,
+        booking=claim.booking.id,
+        settlement=claim.settlement.digest,
+        driver=request.driver,
+    )
 
 
 def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
@@ -119,7 +143,7 @@ def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
     if claim.amount != machine.fee:
         raise EntryRefused(Rule.BAD_FEE, f"claims {claim.amount}, the booking terms give {machine.fee}")
     effects = _transfer(request.driver, request.host, request.tariff.currency, claim.amount)
-    return Checked(signed, claim, effects, claim=claim.booking.id)
+    return _facts(signed, effects=effects, claim=claim.booking.id, booking=claim.booking.id)
 
 
 def _charter(signed: Signed[Entry], holder: Signed[Entry], role: str, rule: Rule) -> CoopCharter:
@@ -141,19 +165,21 @@ def _money(signed: Signed[Entry], move: MoneyMove | Adjustment) -> Checked:
     else:
         sign = 1 if signed.message.kind is EntryKind.DEPOSIT else -1
         effects = ((move.member, move.currency, sign * move.amount),)
-    return Checked(signed, move, effects, charter_author=move.charter.message.author)
+    return _facts(signed, effects=effects, charter_author=move.charter.message.author,
+                  charter_digest=move.charter.digest)
 
 
 def _checkpoint(signed: Signed[Entry], checkpoint: Checkpoint) -> Checked:
     _charter(signed, checkpoint.charter, "witnesses", Rule.NOT_WITNESS)
-    return Checked(signed, checkpoint, (), charter_author=checkpoint.charter.message.author)
+    return _facts(signed, charter_author=checkpoint.charter.message.author,
+                  charter_digest=checkpoint.charter.digest, heads=checkpoint.heads)
 
 
 _RULES = {
-    EntryKind.COOP: _plain,
+    EntryKind.COOP: _coop,
     EntryKind.SETTLEMENT: _settlement,
-    EntryKind.ACK: _plain,
-    EntryKind.DISPUTE: _plain,
+    EntryKind.ACK: _answer,
+    EntryKind.DISPUTE: _answer,
     EntryKind.FEE: _fee,
     EntryKind.DEPOSIT: _money,
     EntryKind.WITHDRAWAL: _money,

@@ -104,34 +104,46 @@ class LedgerState:
     def apply(self, checked: Checked, digest: bytes, envelope: bytes) -> bytes:
         """Apply a NEW entry that passed `check_entry` and return its Merkle leaf hash;
         EntryRefused if a stateful rule fails."""
-        entry = checked.entry
-        feed = self.feeds[entry.author]
-        if entry.seq != feed.size:
-            raise EntryRefused(Rule.SEQ_GAP, f"feed is at seq {feed.size}", author=entry.author, seq=entry.seq)
-        if entry.prev != feed.tip:
-            raise EntryRefused(Rule.PREV_MISMATCH, "prev is not the feed's last entry", author=entry.author, seq=entry.seq)
+        self.check_chain(checked)
+        leaf = leaf_hash(envelope)
+        self.accept(checked, digest, leaf)
+        return leaf
+
+    def check_chain(self, checked: Checked) -> None:
+        feed = self.feeds[checked.author]
+        if checked.seq != feed.size:
+            raise EntryRefused(Rule.SEQ_GAP, f"feed is at seq {feed.size}", author=checked.author, seq=checked.seq)
+        if checked.prev != feed.tip:
+            raise EntryRefused(Rule.PREV_MISMATCH, "prev is not the feed's last entry",
+                               author=checked.author, seq=checked.seq)
+
+    def accept(self, checked: Checked, digest: bytes, leaf: bytes) -> None:
+        """The rules beyond feed order (claims, trust), then the entry's effects."""
         if checked.claim is not None and self.claims.get(checked.claim, digest) != digest:
             raise EntryRefused(Rule.DUPLICATE_CLAIM, "this booking is already settled or charged",
-                               author=entry.author, seq=entry.seq)
+                               author=checked.author, seq=checked.seq)
         if checked.charter_author is not None and checked.charter_author != self.coop:
             raise EntryRefused(Rule.UNTRUSTED_COOP, "the embedded charter is not this ledger's co-op's",
-                               author=entry.author, seq=entry.seq)
-        leaf = leaf_hash(envelope)
-        feed.digests.append(digest)
-        feed.log.append(leaf)
-        self._undo(lambda: (feed.digests.pop(), feed.log.truncate(feed.size)))
+                               author=checked.author, seq=checked.seq)
+        self.extend(checked.author, digest, leaf)
         if checked.claim is not None:
             self.claims[checked.claim] = digest
             self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
-        if entry.kind is EntryKind.COOP and entry.author == self.coop:
+        if checked.kind is EntryKind.COOP and checked.author == self.coop:
             previous = self.charter
-            self.charter = (entry.seq, checked.body)  # type: ignore[assignment]
+            self.charter = (checked.seq, checked.charter)  # type: ignore[assignment]
             self._undo(lambda: setattr(self, "charter", previous))
         self._post(checked, 1)
-        return leaf
+
+    def extend(self, author: bytes, digest: bytes, leaf: bytes) -> None:
+        """Put an entry on its feed's chain and Merkle log (no effects)."""
+        feed = self.feeds[author]
+        feed.digests.append(digest)
+        feed.log.append(leaf)
+        self._undo(lambda: (feed.digests.pop(), feed.log.truncate(feed.size)))
 
     def _post(self, checked: Checked, sign: int) -> None:
-        moves_money_in = checked.entry.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL)
+        moves_money_in = checked.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL)
         for member, currency, delta in checked.effects:
             self._add(self.balances, (member, currency), sign * delta)
             if moves_money_in:

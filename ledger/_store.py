@@ -144,7 +144,8 @@ class LedgerStore:
         )
         proofs = [self._fork_proof(first, second) for first, second in forks]
         report, rows, frauds, frozen = IngestReport(), [], [], []
-        applied: dict[bytes, Checked] = {}  # digest -> checked, for entries new in this batch
+        applied: dict[bytes, Checked] = {}  # digest -> facts, for entries new in this batch
+        applied_envelopes: dict[bytes, bytes] = {}
         touched: set[tuple[bytes, str]] = set()
 
         def freeze(author: bytes, seq: int, first: bytes, second: bytes) -> None:
@@ -166,8 +167,8 @@ class LedgerStore:
                     leaf = self.state.apply(checked, digest, data)
                     applied[digest] = checked
                     touched.update((m, c) for m, c, _ in checked.effects)
-                    entry = checked.entry
-                    rows.append((digest, entry.author, entry.seq, entry.t, entry.kind.value, checked.claim, leaf, data))
+                    applied_envelopes[digest] = data
+                    rows.append((digest, checked.author, checked.seq, checked.t, checked.kind.value, checked.claim, leaf, data))
                 elif outcome is Outcome.DUPLICATE:
                     report.duplicates += 1
                 elif outcome is Outcome.IGNORED:
@@ -175,7 +176,7 @@ class LedgerStore:
                 else:
                     entry = signed.message
                     ours = self.state.feeds[entry.author].digests[entry.seq]
-                    first = applied[ours].signed.encode() if ours in applied else self._envelope(ours)
+                    first = applied_envelopes.get(ours) or self._envelope(ours)
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
             self._write([
