@@ -4,6 +4,7 @@ The core (`_entry`, `_rules`, `_state`, `_merkle`, `_replication`) does no I/O; 
 store (`_store`) is the only disk I/O. Depends only on `wattshare.protocol`.
 """
 
+from ._audit import AuditReport, Violation, audit
 from ._entry import (
     Adjustment,
     Checkpoint,
@@ -26,6 +27,7 @@ from ._store import IngestReport, LedgerStore
 
 __all__ = [
     "Adjustment",
+    "AuditReport",
     "Batch",
     "Checked",
     "Checkpoint",
@@ -52,7 +54,9 @@ __all__ = [
     "Rule",
     "SettlementClaim",
     "StoreError",
+    "Violation",
     "Want",
+    "audit",
     "check_entry",
     "decode_entry",
     "leaf_hash",

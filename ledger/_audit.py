@@ -1,0 +1,298 @@
+"""Audit: re-verify a ledger file from its raw entries, trusting nothing derived.
+
+Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in audit):
+
+1. Intrinsic pass: every stored envelope goes through the same `check_entry` ingest
+   uses (signatures, body, pricing of settlements, fee terms, charter roles). Entries
+   are independent here, so this pass is spread over worker processes; the verdicts
+   are returned in order, so any number of workers gives the same report.
+2. Ordered pass, one process: per feed in seq order, the chain (gaps, prev digests),
+   two rows for one seq (a fork written behind the ledger's back) and the fraud
+   proofs table (a forked author's feed counts for nothing), one claim per booking,
+   co-op trust, and each entry's postings into freshly computed balances.
+3. Cross checks: signed heads and witnesses' checkpoints against Merkle roots rebuilt
+   from the entries; acks and disputes against the settlements they name; money moved
+   under the charter in force at its time; stored balances against the recomputed
+   ones; and conservation (balances sum to deposits minus withdrawals).
+
+Each finding is a `Violation` named by the same `Rule` that ingest would refuse with.
+The file is opened read-only: an audit never changes what it audits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, peer_id
+
+from ._entry import EntryKind, FeedHead
+from ._errors import EntryRefused, Rule, StoreError
+from ._merkle import MerkleLog, leaf_hash
+from ._rules import Checked, check_entry, decode_entry
+from ._state import LedgerState
+
+CHUNK = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: Rule
+    detail: str
+    author: bytes | None = None
+    seq: int | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "rule": self.rule.value,
+            "detail": self.detail,
+            "author": peer_id(self.author) if self.author else None,
+            "seq": self.seq,
+        }
+
+
+@dataclass
+class AuditReport:
+    path: str
+    coop: bytes
+    entries: int = 0
+    feeds: int = 0
+    heads: int = 0
+    checkpoints: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    balances: dict[tuple[bytes, str], int] = field(default_factory=dict)
+    credit_limits: dict[bytes, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    workers: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "coop": peer_id(self.coop),
+            "ok": self.ok,
+            "entries": self.entries,
+            "feeds": self.feeds,
+            "heads": self.heads,
+            "checkpoints": self.checkpoints,
+            "seconds": round(self.seconds, 3),
+            "workers": self.workers,
+            "violations": [v.to_json() for v in self.violations],
+            "balances": [
+                {"member": peer_id(m), "currency": c, "balance": b, "credit_limit": self.credit_limits.get(m, 0)}
+                for (m, c), b in sorted(self.balances.items())
+            ],
+        }
+
+
+def _intrinsic(envelopes: Sequence[bytes]) -> list[Checked | tuple[Rule, str]]:
+    """Worker side of pass 1: facts of each entry, or (rule, detail) of its violation."""
+    out: list[Checked | tuple[Rule, str]] = []
+    for envelope in envelopes:
+        try:
+            out.append(check_entry(envelope))
+        except EntryRefused as exc:
+            out.append((exc.rule, exc.detail))
+    return out
+
+
+def _chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise StoreError(f"no ledger at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a usable ledger database: {exc}") from None
+    return conn
+
+
+def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], None] | None = None) -> AuditReport:
+    """Audit the ledger file at `path` (see the module doc); `progress(done, total)` is
+    called as the intrinsic pass advances."""
+    started = time.perf_counter()
+    path = Path(path)
+    conn = _open_readonly(path)
+    try:
+        coop_row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
+        if coop_row is None:
+            raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
+        rows = conn.execute(
+            "SELECT digest, author, seq, envelope FROM entries ORDER BY author, seq, rowid"
+        ).fetchall()
+        heads = conn.execute("SELECT author, envelope FROM heads").fetchall()
+        frauds = conn.execute("SELECT author, seq, first, second FROM frauds").fetchall()
+        stored = {(m, c): b for m, c, b in conn.execute("SELECT member, currency, balance FROM balances")}
+        reserves = dict(conn.execute("SELECT currency, amount FROM reserves").fetchall())
+    finally:
+        conn.close()
+
+    report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers)
+    envelopes = [row[3] for row in rows]
+    facts: list[Checked | tuple[Rule, str]] = []
+    chunks = _chunks(envelopes, CHUNK)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for part in pool.map(_intrinsic, chunks):
+                facts.extend(part)
+                if progress:
+                    progress(len(facts), len(rows))
+    else:
+        for chunk in chunks:
+            facts.extend(_intrinsic(chunk))
+            if progress:
+                progress(len(facts), len(rows))
+
+    _Ordered(report, rows, facts, frauds).run(heads, stored, reserves)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Ordered:
+    """Passes 2 and 3 (see the module doc), over the rows and the workers' verdicts."""
+
+    def __init__(self, report: AuditReport, rows: list, facts: list, frauds: list) -> None:
+        self.report = report
+        self.rows = rows
+        self.facts = facts
+        self.frauds = frauds
+        self.state = LedgerState(report.coop)
+        self.logs: dict[bytes, MerkleLog] = defaultdict(MerkleLog)
+        self.accepted: list[Checked] = []
+
+    def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
+        self.report.violations.append(Violation(rule, detail, author, seq))
+
+    def run(self, heads: list, stored: dict, reserves: dict) -> None:
+        forked = self._forks()
+        for index, (digest, author, seq, envelope) in enumerate(self.rows):
+            self._entry(index, digest, author, seq, envelope, author in forked)
+        self.report.feeds = len(self.logs)
+        self._heads(heads)
+        self._cross_checks()
+        self._balances(stored, reserves)
+
+    def _forks(self) -> set[bytes]:
+        forked: set[bytes] = set()
+        seen: dict[tuple[bytes, int], bytes] = {}
+        for digest, author, seq, _ in self.rows:
+            if seen.setdefault((author, seq), digest) != digest:
+                self.flag(Rule.FORK, "two entries for one seq in the entries table", author, seq)
+                forked.add(author)
+        for author, seq, first, second in self.frauds:
+            try:
+                a, b = decode_entry(first).message, decode_entry(second).message
+            except EntryRefused as exc:
+                self.flag(Rule.SIGNATURE, f"fraud proof does not verify: {exc.detail}", author, seq)
+                continue
+            if (a.author, a.seq) != (author, seq) or (b.author, b.seq) != (author, seq) or first == second:
+                self.flag(Rule.MALFORMED, "fraud proof is not two entries of this author and seq", author, seq)
+                continue
+            self.flag(Rule.FORK, "signed two different entries for one seq (fraud proof held)", author, seq)
+            forked.add(author)
+        return forked
+
+    def _entry(self, index: int, digest: bytes, author: bytes, seq: int, envelope: bytes, forked: bool) -> None:
+        if hashlib.sha256(envelope).digest() != digest:
+            self.flag(Rule.MALFORMED, "stored digest is not the SHA-256 of the envelope", author, seq)
+        log = self.logs[author]
+        if seq < log.size:
+            return  # the second row of a fork, already flagged
+        leaf = leaf_hash(envelope)
+        if seq > log.size:
+            self.flag(Rule.SEQ_GAP, f"entries {log.size}..{seq - 1} are missing", author, seq)
+        log.append(leaf)
+        fact = self.facts[index]
+        if isinstance(fact, tuple):
+            self.flag(fact[0], fact[1], author, seq)
+            return
+        if fact.author != author or fact.seq != seq:
+            self.flag(Rule.MALFORMED, "the row's author or seq is not the entry's", author, seq)
+            return
+        if forked:
+            return
+        feed = self.state.feeds[author]
+        if seq == feed.size and fact.prev != feed.tip:
+            self.flag(Rule.PREV_MISMATCH, "prev is not the digest of the previous entry", author, seq)
+        try:
+            self.state.accept(fact, digest, leaf)
+        except EntryRefused as exc:
+            self.flag(exc.rule, exc.detail, author, seq)
+            self.state.extend(author, digest, leaf)
+            return
+        self.accepted.append(fact)
+
+    def _heads(self, heads: list) -> None:
+        for author, envelope in heads:
+            self.report.heads += 1
+            try:
+                head = Signed.decode(envelope, FeedHead).message
+            except (SignatureError, RemoteProtocolError) as exc:
+                self.flag(Rule.SIGNATURE, f"signed head: {exc.message}", author)
+                continue
+            self._check_root(head.author, head.size, head.root, "signed head", author)
+        for fact in self.accepted:
+            if fact.kind is EntryKind.CHECKPOINT:
+                self.report.checkpoints += 1
+                for ref in fact.heads:
+                    self._check_root(ref.author, ref.size, ref.root, "checkpoint", fact.author, fact.seq)
+
+    def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes, seq: int | None = None) -> None:
+        log = self.logs.get(author)
+        if log is None or size > log.size:
+            self.flag(Rule.HEAD_MISMATCH, f"{what} covers {size} entries of a feed this ledger holds fewer of", by, seq)
+        elif log.root_at(size) != root:
+            self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by, seq)
+
+    def _cross_checks(self) -> None:
+        settlements = {f.booking: f for f in self.accepted if f.kind is EntryKind.SETTLEMENT}
+        charters = sorted((f.t, f.seq, digest) for f, digest in self._coop_charters())
+        for fact in self.accepted:
+            if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
+                settled = settlements.get(fact.booking)
+                if settled is None or settled.settlement != fact.settlement or settled.driver != fact.author:
+                    self.flag(Rule.DANGLING, f"{fact.kind} names no settlement of this driver", fact.author, fact.seq)
+            elif fact.charter_digest is not None:
+                in_force = [digest for t, _, digest in charters if t <= fact.t]
+                if not in_force or in_force[-1] != fact.charter_digest:
+                    rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
+                    self.flag(rule, "relies on a charter that was not in force at its time", fact.author, fact.seq)
+
+    def _coop_charters(self) -> Iterator[tuple[Checked, bytes]]:
+        digests = self.state.feeds[self.report.coop].digests
+        for fact in self.accepted:
+            if fact.kind is EntryKind.COOP and fact.author == self.report.coop:
+                yield fact, digests[fact.seq]
+
+    def _balances(self, stored: dict, reserves: dict) -> None:
+        computed = {key: value for key, value in self.state.balances.items() if value}
+        self.report.balances = computed
+        self.report.credit_limits = {member: self.state.credit_limit(member) for member, _ in computed}
+        for key in sorted(set(computed) | {k for k, v in stored.items() if v}):
+            if computed.get(key, 0) != stored.get(key, 0):
+                self.flag(Rule.BALANCE_MISMATCH,
+                          f"stored {stored.get(key, 0)} {key[1]}, the entries give {computed.get(key, 0)}", key[0])
+        totals: dict[str, int] = defaultdict(int)
+        for (_, currency), value in stored.items():
+            totals[currency] += value
+        for currency in sorted(set(totals) | set(reserves)):
+            if totals[currency] != reserves.get(currency, 0):
+                self.flag(Rule.CONSERVATION,
+                          f"stored balances sum to {totals[currency]} {currency}, "
+                          f"deposits minus withdrawals are {reserves.get(currency, 0)}")
+        if not self.state.conserved():
+            self.flag(Rule.CONSERVATION, "recomputed balances do not sum to deposits minus withdrawals")

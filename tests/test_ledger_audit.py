@@ -1,0 +1,196 @@
+"""Audit: a clean ledger passes; each rule broken behind the ledger's back is reported exactly."""
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from wattshare import protocol as p
+from wattshare.ledger import (
+    EntryKind,
+    FeedHead,
+    LedgerStore,
+    MoneyMove,
+    Rule,
+    SettlementClaim,
+    StoreError,
+    audit,
+    leaf_hash,
+)
+from wattshare.ledger._sample import EPOCH, SampleWorld
+
+NIGHT = EPOCH + 22 * 3600
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    """A small clean ledger: charter, deposits, three settled and acked sessions, a head."""
+    world = SampleWorld(seed=11)
+    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    entries = [world.charter_entry(), world.money(world.drivers[0], 20_000, EPOCH + 1),
+               world.money(world.drivers[1], 20_000, EPOCH + 2)]
+    sessions = [world.session(world.hosts[i % 2], world.drivers[i % 2], NIGHT + i * 86_400) for i in range(3)]
+    entries += [world.settlement_entry(s) for s in sessions] + [world.ack_entry(s) for s in sessions]
+    store.ingest([e.encode() for e in entries])
+    head = p.sign(world.hosts[0], FeedHead(author=world.hosts[0].public_key, size=2,
+                                           root=store.state.feeds[world.hosts[0].public_key].log.root(), t=NIGHT))
+    store.ingest_head(head)
+    store.close()
+    return tmp_path / "ledger.db", world, sessions
+
+
+def execute(path, sql, args=()):
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql, args)
+
+
+def insert(path, signed):
+    """Write an entry row as a buggy or hostile tool would: straight into SQLite."""
+    data = signed.encode()
+    entry = signed.message
+    booking = None
+    if entry.kind is EntryKind.SETTLEMENT:
+        with p.vouched_by(entry.author):
+            booking = SettlementClaim.decode(entry.body).booking.id
+    execute(path, "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            (hashlib.sha256(data).digest(), entry.author, entry.seq, entry.t, entry.kind.value, booking,
+             leaf_hash(data), data))
+
+
+def rules(path, workers=1):
+    report = audit(path, workers=workers)
+    return [v.rule for v in report.violations]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_clean_ledger_passes(ledger, workers):
+    path, world, sessions = ledger
+    report = audit(path, workers=workers)
+    assert report.ok, report.violations
+    assert (report.entries, report.heads) == (9, 1)
+    paid = sum(s.settlement.message.amount for s in sessions)
+    assert sum(report.balances.values()) == 40_000
+    assert sum(v for (m, _), v in report.balances.items() if m in {h.public_key for h in world.hosts}) == paid
+
+
+def test_tampered_bytes(ledger):
+    path, world, _ = ledger
+    with sqlite3.connect(path) as conn:
+        digest, envelope = conn.execute(
+            "SELECT digest, envelope FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1",
+            (world.drivers[1].public_key,)).fetchone()
+        tampered = envelope[:100] + bytes([envelope[100] ^ 0x01]) + envelope[101:]  # inside the body
+        conn.execute("UPDATE entries SET envelope = ?, digest = ? WHERE digest = ?",
+                     (tampered, hashlib.sha256(tampered).digest(), digest))
+    assert rules(path) == [Rule.SIGNATURE]
+
+
+def test_wrong_signature(ledger):
+    path, world, _ = ledger
+    with sqlite3.connect(path) as conn:
+        digest, envelope = conn.execute("SELECT digest, envelope FROM entries WHERE author = ? AND seq = 0",
+                                        (world.drivers[0].public_key,)).fetchone()
+    signed = p.Signed.decode(envelope)
+    forged = p.encode_cbor({**signed.to_wire(), "sig": world.drivers[1].sign(b"not this")})
+    execute(path, "UPDATE entries SET envelope = ?, digest = ? WHERE digest = ?",
+            (forged, hashlib.sha256(forged).digest(), digest))
+    assert rules(path) == [Rule.SIGNATURE]
+
+
+def test_gap_in_seq(ledger):
+    path, world, sessions = ledger
+    extra = world.ack_entry(sessions[0], t=NIGHT + 5 * 86_400)  # driver 0's feed: acks 0, 2, then this
+    insert(path, extra)
+    execute(path, "DELETE FROM entries WHERE author = ? AND seq = 1", (world.drivers[0].public_key,))
+    assert rules(path) == [Rule.SEQ_GAP]
+
+
+def test_wrong_prev(ledger):
+    path, world, _ = ledger
+    charter = world.charter_entry(t=EPOCH + 50)
+    insert(path, p.sign(world.coop, charter.message.replace(prev=bytes(32))))
+    assert rules(path) == [Rule.PREV_MISMATCH]
+
+
+def settlement_with(world, session, **changes):
+    """A settlement entry whose Settlement the host re-signed with `changes`."""
+    host = next(h for h in world.hosts if h.public_key == session.booking.request.message.host)
+    resigned = p.sign(host, session.settlement.message.replace(**changes))
+    claim = SettlementClaim(booking=session.booking, receipts=session.receipts, settlement=resigned)
+    return world.entry(host, EntryKind.SETTLEMENT, claim, session.settlement.message.t)
+
+
+def test_settlement_over_the_cap(ledger):
+    path, world, _ = ledger
+    session = world.session(world.hosts[0], world.drivers[0], NIGHT + 9 * 86_400, spend_cap=100)
+    lines = session.settlement.message.breakdown[:-1]
+    insert(path, settlement_with(world, session, amount=sum(x.amount for x in lines), breakdown=lines))
+    assert rules(path) == [Rule.OVER_CAP]
+
+
+def test_mispriced_settlement(ledger):
+    path, world, _ = ledger
+    session = world.session(world.hosts[0], world.drivers[0], NIGHT + 9 * 86_400)
+    first, *rest = session.settlement.message.breakdown
+    lines = (first.replace(amount=first.amount + 50), *rest)
+    insert(path, settlement_with(world, session, amount=session.settlement.message.amount + 50, breakdown=lines))
+    assert rules(path) == [Rule.MISPRICED]
+
+
+def test_second_settlement_of_a_booking(ledger):
+    path, world, sessions = ledger
+    insert(path, world.settlement_entry(sessions[0]))
+    assert rules(path) == [Rule.DUPLICATE_CLAIM]
+
+
+def test_deposit_by_a_non_treasurer(ledger):
+    path, world, _ = ledger
+    move = MoneyMove(charter=world.charter, member=world.drivers[0].public_key, amount=10**6, currency="EUR")
+    insert(path, world.entry(world.drivers[0], EntryKind.DEPOSIT, move, NIGHT + 9 * 86_400))
+    assert rules(path) == [Rule.NOT_TREASURER]
+
+
+def test_fork_written_behind_the_ledgers_back(ledger):
+    path, world, _ = ledger
+    with sqlite3.connect(path) as conn:
+        envelope = conn.execute("SELECT envelope FROM entries WHERE author = ? AND seq = 0",
+                                (world.drivers[1].public_key,)).fetchone()[0]
+    twin = p.Signed.decode(envelope).message
+    insert(path, p.sign(world.drivers[1], twin.replace(t=twin.t + 1)))
+    report = audit(path)
+    assert [(v.rule, v.author, v.seq) for v in report.violations] == [(Rule.FORK, world.drivers[1].public_key, 0)]
+
+
+def test_tampered_balance(ledger):
+    path, world, _ = ledger
+    execute(path, "UPDATE balances SET balance = balance + 500 WHERE member = ?", (world.hosts[1].public_key,))
+    assert rules(path) == [Rule.BALANCE_MISMATCH, Rule.CONSERVATION]
+
+
+def test_signed_head_that_disagrees(ledger):
+    path, world, _ = ledger
+    lying = p.sign(world.hosts[0], FeedHead(author=world.hosts[0].public_key, size=2, root=bytes(32), t=NIGHT))
+    execute(path, "UPDATE heads SET envelope = ?, root = ?", (lying.encode(), bytes(32)))
+    assert rules(path) == [Rule.HEAD_MISMATCH]
+
+
+def test_dangling_ack(ledger):
+    path, world, _ = ledger
+    ghost = world.session(world.hosts[1], world.drivers[1], NIGHT + 20 * 86_400)  # never settled
+    insert(path, world.ack_entry(ghost))
+    assert rules(path) == [Rule.DANGLING]
+
+
+def test_parallel_audit_gives_the_single_core_verdict(ledger):
+    path, world, sessions = ledger
+    insert(path, world.settlement_entry(sessions[0]))
+    single, parallel = audit(path), audit(path, workers=2)
+    assert single.violations == parallel.violations and single.balances == parallel.balances
+
+
+def test_not_a_ledger(tmp_path):
+    with pytest.raises(StoreError, match="no ledger"):
+        audit(tmp_path / "absent.db")
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="not a usable ledger"):
+        audit(tmp_path / "junk.db")
