@@ -7,6 +7,8 @@ import sys
 import click
 from rich.console import Console
 
+from ._audit import audit_command
+
 _err = Console(stderr=True)
 
 EXIT_NOT_BUILT = 2
@@ -36,3 +38,6 @@ def demo() -> None:
         "issues. Run the tests meanwhile: see README.md."
     )
     sys.exit(EXIT_NOT_BUILT)
+
+
+main.add_command(audit_command)

@@ -52,7 +52,17 @@ from ._messages import (
 from ._pricing import LineKind, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
 from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
-from ._tariff import PRICE_SCALE, DayOfWeek, Dimension, PriceComponent, Tariff, TariffElement, TariffRestrictions
+from ._tariff import (
+    PRICE_SCALE,
+    DayOfWeek,
+    Dimension,
+    PriceComponent,
+    Tariff,
+    TariffElement,
+    TariffRestrictions,
+    format_amount,
+    minor_digits,
+)
 
 __all__ = [
     "DOMAIN",
@@ -111,8 +121,10 @@ __all__ = [
     "check_settlement",
     "decode_cbor",
     "encode_cbor",
+    "format_amount",
     "geo",
     "message",
+    "minor_digits",
     "open_access",
     "peer_id",
     "price",

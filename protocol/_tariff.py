@@ -30,6 +30,7 @@ from ._clock import parse_hhmm
 from ._record import Record, record, require, require_range, require_size
 
 PRICE_SCALE = 1000  # prices are in 1/1000 of the currency's minor unit
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "UGX", "XAF", "XOF"})  # ISO 4217 exponent 0
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_PRICE = 10**12  # 10 million major units per kWh/hour: far above any real tariff
 
@@ -57,6 +58,20 @@ class Dimension(StrEnum):
     FLAT = "FLAT"
     TIME = "TIME"
     PARKING_TIME = "PARKING_TIME"
+
+
+def minor_digits(currency: str) -> int:
+    """Digits of the currency's minor unit (ISO 4217 exponent): 2 for EUR, 0 for JPY."""
+    return 0 if currency in _ZERO_DECIMAL else 2
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """Minor units as a decimal string in major units: 389 EUR -> "3.89"."""
+    digits = minor_digits(currency)
+    if not digits:
+        return str(minor)
+    sign, value = ("-" if minor < 0 else ""), abs(minor)
+    return f"{sign}{value // 10**digits}.{value % 10**digits:0{digits}d}"
 
 
 def require_days(name: str, days: tuple[DayOfWeek, ...]) -> None:

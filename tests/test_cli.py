@@ -32,3 +32,47 @@ def test_bad_arguments_give_usage_error(args):
     result = run(*args)
     assert result.returncode == 2
     assert "Error" in result.stderr
+
+
+@pytest.fixture
+def ledger_file(tmp_path):
+    from wattshare.ledger import LedgerStore
+    from wattshare.ledger._sample import EPOCH, SampleWorld
+
+    world = SampleWorld(seed=21)
+    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    session = world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600)
+    entries = [world.charter_entry(), world.money(world.drivers[0], 10_000, EPOCH + 1),
+               world.settlement_entry(session), world.ack_entry(session)]
+    store.ingest([e.encode() for e in entries])
+    store.close()
+    return tmp_path / "ledger.db"
+
+
+def test_audit_of_a_sound_ledger(ledger_file):
+    result = run("audit", str(ledger_file))
+    assert result.returncode == 0, result.stderr
+    assert "passed" in result.stdout and "96.11 EUR" in result.stdout  # 100.00 - 3.89 for the night
+
+
+def test_audit_json_and_a_violation(ledger_file):
+    import json
+    import sqlite3
+
+    with sqlite3.connect(ledger_file) as conn:
+        conn.execute("UPDATE balances SET balance = balance + 1")
+    result = run("audit", str(ledger_file), "--json", "--workers", "1")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert not report["ok"] and {v["rule"] for v in report["violations"]} == {"balance_mismatch", "conservation"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (("audit", "/nonexistent/ledger.db"), "no ledger at"),
+    (("audit", "x.db", "--workers", "0"), "Invalid value for '--workers'"),
+])
+def test_audit_bad_arguments(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

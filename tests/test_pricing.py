@@ -263,3 +263,11 @@ def test_an_interpolated_reading_changes_nothing(t, rs, tz, data):
     assume(a2.t < mid.t < b2.t)
     split = doubled[: i + 1] + [mid] + doubled[i + 1 :]
     assert p.price(t, split, tz) == p.price(t, doubled, tz)
+
+
+@pytest.mark.parametrize(
+    "minor, currency, text",
+    [(389, "EUR", "3.89"), (5, "EUR", "0.05"), (-1250, "GBP", "-12.50"), (0, "EUR", "0.00"), (1500, "JPY", "1500")],
+)
+def test_amounts_in_major_units(minor, currency, text):
+    assert p.format_amount(minor, currency) == text

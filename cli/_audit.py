@@ -1,0 +1,94 @@
+"""`wattshare audit DB`: re-verify a ledger file and report, for people or for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from wattshare.ledger import AuditReport, LedgerError, audit
+from wattshare.protocol import format_amount, peer_id
+
+from ._errors import fail
+
+EXIT_VIOLATIONS = 1
+
+
+def _short(key: bytes | None) -> str:
+    if key is None:
+        return "-"
+    text = peer_id(key)
+    return f"{text[:8]}…{text[-6:]}"
+
+
+def _render(console: Console, report: AuditReport) -> None:
+    summary = Table(title=f"Audit of {report.path}", show_header=False, title_justify="left")
+    summary.add_row("co-op", peer_id(report.coop))
+    summary.add_row("entries / feeds", f"{report.entries} / {report.feeds}")
+    summary.add_row("signed heads / checkpoints", f"{report.heads} / {report.checkpoints}")
+    summary.add_row("time", f"{report.seconds:.2f} s on {report.workers} process(es)")
+    verdict = "[bold green]passed[/]" if report.ok else f"[bold red]{len(report.violations)} violation(s)[/]"
+    summary.add_row("verdict", verdict)
+    console.print(summary)
+    if report.violations:
+        table = Table(title="Violations", title_justify="left")
+        for column in ("rule", "feed", "seq", "detail"):
+            table.add_column(column)
+        for v in report.violations:
+            table.add_row(v.rule.value, _short(v.author), "-" if v.seq is None else str(v.seq), v.detail)
+        console.print(table)
+    balances = Table(title="Balances", title_justify="left")
+    balances.add_column("member")
+    balances.add_column("balance", justify="right")
+    balances.add_column("credit limit", justify="right")
+    for (member, currency), value in sorted(report.balances.items(), key=lambda item: item[1]):
+        limit = report.credit_limits.get(member, 0)
+        balances.add_row(_short(member), f"{format_amount(value, currency)} {currency}",
+                         f"{format_amount(limit, currency)} {currency}")
+    console.print(balances)
+
+
+@click.command("audit")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write balances.csv and one OCPI 2.2.1 CDR JSON per settlement into this folder.")
+@click.option("--workers", type=click.IntRange(1, 64), default=os.cpu_count() or 1, show_default=True,
+              help="Processes for signature and rule checks (1 = single core; same verdict either way).")
+def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int) -> None:
+    """Re-verify every entry of the ledger file DB from the raw bytes.
+
+    Checks signatures, feed chains, Merkle roots against signed heads and checkpoints,
+    settlement pricing, one settlement per booking, forks and conservation of money.
+    Exits 0 if the ledger is sound, 1 if any rule is broken, 2 if DB is not a ledger.
+
+    \b
+    Examples:
+      wattshare audit ~/.local/share/wattshare/ledger.db
+      wattshare audit ledger.db --json | jq .violations
+      wattshare audit ledger.db --export audit-2026-11/
+    """
+    console = Console(stderr=as_json)
+    try:
+        with Progress(TextColumn("checking entries"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True, disable=as_json) as bar:
+            task = bar.add_task("audit", total=None)
+            report = audit(db, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if export_dir is not None:
+            from wattshare.ledger import export
+
+            summary = export(db, report, export_dir)
+            console.print(f"exported {summary.balances_rows} balances and {summary.cdrs} CDRs to {export_dir}")
+    except LedgerError as exc:
+        fail(f"{exc}. Check the path: DB must be a wattshare ledger file.")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _render(console, report)
+    sys.exit(0 if report.ok else EXIT_VIOLATIONS)
