@@ -10,7 +10,7 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
   length-first and bytewise order coincide).
 - `decode` checks the size cap *before* parsing, parses with duplicate keys and
   indefinite lengths refused, walks the result to reject anything outside the data
-  model, and finally re-encodes: the bytes must come back identical, so one value has
+  model (records do that walk themselves, field by field), and finally re-encodes: the bytes must come back identical, so one value has
   exactly one accepted encoding (no malleability, no trailing bytes).
 - Every failure is a `DecodeError` with a reason code; cbor2's own exceptions never
   escape.
@@ -61,8 +61,12 @@ def encode(value: Any) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Any:
-    """Strictly decode one canonical CBOR value; raises DecodeError on anything else."""
+def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, typed: bool = False) -> Any:
+    """Strictly decode one canonical CBOR value; raises DecodeError on anything else.
+
+    `typed=True` skips the data-model walk for callers that convert the value with
+    exact per-field type checks anyway (records and envelopes), which refuse floats,
+    tags' Python values, odd keys and out-of-range integers themselves."""
     if not isinstance(data, bytes):
         raise DecodeError(Reason.MALFORMED, f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
@@ -73,7 +77,7 @@ def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Any:
         )
     except Exception as exc:  # cbor2 raises several types (and RecursionError, ValueError)
         raise DecodeError(Reason.MALFORMED, f"not valid CBOR: {exc}") from None
-    if (why := _check_plain(value)) is not None:
+    if not typed and (why := _check_plain(value)) is not None:
         raise DecodeError(Reason.MALFORMED, why)
     if cbor2.dumps(value, canonical=True) != data:
         raise DecodeError(Reason.NON_CANONICAL, "bytes are not the deterministic encoding")

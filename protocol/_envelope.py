@@ -67,6 +67,7 @@ class Signed(Generic[M]):
     signer: bytes
     signature: bytes
     body: bytes = dataclasses.field(repr=False)
+    _encoded: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def type(self) -> str:
@@ -76,7 +77,10 @@ class Signed(Generic[M]):
         return {"type": self.type, "body": self.body, "signer": self.signer, "sig": self.signature}
 
     def encode(self) -> bytes:
-        return _codec.encode(self.to_wire())
+        """The canonical envelope bytes (computed once: digests chain receipts and entries)."""
+        if self._encoded is None:
+            object.__setattr__(self, "_encoded", _codec.encode(self.to_wire()))
+        return self._encoded  # type: ignore[return-value]
 
     @property
     def digest(self) -> bytes:
@@ -107,7 +111,7 @@ class Signed(Generic[M]):
                 verify_key(signer).verify(signing_input(type_name, body), sig)
             except BadSignatureError:
                 raise SignatureError(Reason.BAD_SIGNATURE, f"{type_name} signature does not verify") from None
-        message = message_cls.from_wire(_codec.decode(body))
+        message = message_cls.from_wire(_codec.decode(body, typed=True))
         author = getattr(message_cls, "AUTHOR", None)
         if author is not None and getattr(message, author) != signer:
             raise SignatureError(Reason.WRONG_SIGNER, f"{type_name} must be signed by its {author}")
@@ -118,7 +122,9 @@ class Signed(Generic[M]):
         cls, data: bytes, expect: type[M] | None = None, *, max_size: int = _codec.MAX_MESSAGE_SIZE
     ) -> Signed[M]:
         """Parse and verify one envelope; raises a RemoteProtocolError subclass on any fault."""
-        return cls.from_wire(_codec.decode(data, max_size=max_size), expect)
+        signed = cls.from_wire(_codec.decode(data, max_size=max_size, typed=True), expect)
+        object.__setattr__(signed, "_encoded", data)  # canonical, so exactly what encode() gives
+        return signed
 
 
 def sign(identity: Identity, message: M) -> Signed[M]:

@@ -75,17 +75,21 @@ class Record:
                 kwargs[field] = conv.from_wire(value[field])
             except _Mismatch as exc:
                 raise DecodeError(Reason.MALFORMED, f"{name}.{field}: {exc}") from None
+        made = object.__new__(cls)  # the converters have type-checked every field already
+        for field, value in kwargs.items():
+            object.__setattr__(made, field, value)
         try:
-            return cls(**kwargs)
+            made._validate()
         except InvalidValue as exc:
             raise DecodeError(Reason.MALFORMED, str(exc)) from None
+        return made
 
     def encode(self) -> bytes:
         return _codec.encode(self.to_wire())
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = _codec.MAX_MESSAGE_SIZE) -> Self:
-        return cls.from_wire(_codec.decode(data, max_size=max_size))
+        return cls.from_wire(_codec.decode(data, max_size=max_size, typed=True))
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
