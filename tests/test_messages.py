@@ -2,6 +2,8 @@
 
 import hashlib
 
+import cbor2
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -142,7 +144,7 @@ def test_unknown_and_unexpected_types():
 )
 def test_malformed_bodies_name_the_field(wire, fragment):
     with pytest.raises(p.DecodeError, match=fragment.replace("[", r"\[").replace("]", r"\]")) as caught:
-        p.StartRequest.decode(p.encode_cbor(wire))
+        p.StartRequest.decode(cbor2.dumps(wire, canonical=True))  # cbor2 directly: it also writes floats
     assert caught.value.reason is p.Reason.MALFORMED
 
 
