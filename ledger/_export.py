@@ -6,23 +6,23 @@
   members as peer ids, amounts in minor units plus `balance_major` in major units
   (ISO 4217 digits, `protocol.minor_digits`), sorted by member, then currency.
 - `cdrs/<booking id hex>.json`: one OCPI 2.2.1 CDR (module cdrs) per settlement entry
-  that is not frozen (a forked author's entries count for nothing), decoded from the
-  file opened read-only, exactly as audit decodes it.
+  that is not frozen (a forked feed counts for nothing), read from the file opened
+  read-only and decoded as audit decodes it.
 
 Decisions:
 - A neighbour is no registered CPO: CDRs and tariffs are issued as country "XX", party
-  "WSH". Ids are the whole booking id (64 hex digits) and peer ids (52 characters),
-  longer than OCPI's 36/39-character ids, because shortened ids could collide.
+  "WSH". Ids are whole booking ids (64 hex digits) and peer ids (52 characters), longer
+  than OCPI's 36/39-character ids: shortened ids could collide.
 - The exact address is never exported: it and the access code exist only sealed to the
   driver in the host's confirmation, of which nothing is copied. The location reads
   "withheld", country "XXX", coordinates 0,0; the connector is a home wallbox's
-  (Type 2 cable, AC 3-phase): the booking does not say.
-- Prices are what the driver pays; a neighbour charges no VAT, so only `excl_vat`.
+  (Type 2 cable, AC 3-phase), as the booking does not name one.
+- Amounts are what the driver pays; a neighbour charges no VAT: `excl_vat` only.
   Dimension costs are the settlement's breakdown lines; MIN_PRICE, MAX_PRICE and
-  SPEND_CAP adjustments have no OCPI dimension: they are listed in `remark`, and then
-  the dimension costs do not add up to `total_cost`.
-- Charging periods are the receipt intervals: ENERGY in kWh plus TIME in hours if the
-  energy grew, PARKING_TIME otherwise. As in OCPI, `total_time` is the whole session.
+  SPEND_CAP adjustments have no OCPI dimension: `remark` lists them (and then the
+  dimension costs do not add up to `total_cost`).
+- A charging period per receipt interval: ENERGY (kWh) and TIME (hours) if energy grew,
+  else PARKING_TIME. As in OCPI, `total_time` is the whole session, parking included.
 """
 
 from __future__ import annotations
@@ -36,18 +36,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Iterator
 
-from wattshare.protocol import (
-    PRICE_SCALE,
-    BookingRequest,
-    Connector,
-    LineKind,
-    MeterReceipt,
-    TariffRestrictions,
-    format_amount,
-    minor_digits,
-    peer_id,
-    vouched_by,
-)
+from wattshare.protocol import (PRICE_SCALE, BookingRequest, Connector, LineKind, MeterReceipt, TariffRestrictions,
+                                format_amount, minor_digits, peer_id, vouched_by)
 
 from ._audit import AuditReport, _open_readonly
 from ._entry import EntryKind, SettlementClaim
@@ -56,12 +46,8 @@ from ._rules import decode_entry
 COUNTRY_CODE = "XX"
 PARTY_ID = "WSH"
 BALANCES_HEADER = ("member", "currency", "balance", "credit_limit", "balance_major")
-_COST_FIELDS = {
-    LineKind.FLAT: "total_fixed_cost",
-    LineKind.ENERGY: "total_energy_cost",
-    LineKind.TIME: "total_time_cost",
-    LineKind.PARKING_TIME: "total_parking_cost",
-}
+_COST_FIELDS = {LineKind.FLAT: "total_fixed_cost", LineKind.ENERGY: "total_energy_cost",
+                LineKind.TIME: "total_time_cost", LineKind.PARKING_TIME: "total_parking_cost"}
 
 
 @dataclass(frozen=True)
@@ -132,9 +118,7 @@ def cdr(claim: SettlementClaim) -> dict:
             adjustments.append(f"{line.kind.value} {format_amount(line.amount, currency)} {currency}")
     intervals = list(pairwise(receipts))
     record = {
-        "country_code": COUNTRY_CODE,
-        "party_id": PARTY_ID,
-        "id": booking_id,
+        "country_code": COUNTRY_CODE, "party_id": PARTY_ID, "id": booking_id,
         "start_date_time": _datetime(receipts[0].t),
         "end_date_time": _datetime(receipts[-1].t),
         "cdr_token": {"country_code": COUNTRY_CODE, "party_id": PARTY_ID, "uid": driver,
@@ -146,7 +130,7 @@ def cdr(claim: SettlementClaim) -> dict:
         "charging_periods": [_period(a, b) for a, b in intervals],
         "total_cost": _price(settlement.amount, currency),
         **{name: _price(amount, currency) for name, amount in costs.items()},
-        "total_energy": _number(settlement.energy_wh - receipts[0].energy_wh, 1000),
+        "total_energy": _number(settlement.energy_wh, 1000),  # Wh since the session start
         "total_time": _hours(receipts[-1].t - receipts[0].t),
         "total_parking_time": _hours(sum(b.t - a.t for a, b in intervals if b.energy_wh == a.energy_wh)),
         "last_updated": _datetime(settlement.t),
@@ -158,17 +142,10 @@ def cdr(claim: SettlementClaim) -> dict:
 
 def _location(request: BookingRequest) -> dict:
     return {
-        "id": peer_id(request.host),
-        "address": "withheld",
-        "city": "withheld",
-        "country": "XXX",
+        "id": peer_id(request.host), "address": "withheld", "city": "withheld", "country": "XXX",
         "coordinates": {"latitude": "0.000000", "longitude": "0.000000"},
-        "evse_uid": request.charger_id,
-        "evse_id": request.charger_id,
-        "connector_id": "1",
-        "connector_standard": Connector.TYPE_2.value,
-        "connector_format": "CABLE",
-        "connector_power_type": "AC_3_PHASE",
+        "evse_uid": request.charger_id, "evse_id": request.charger_id, "connector_id": "1",
+        "connector_standard": Connector.TYPE_2.value, "connector_format": "CABLE", "connector_power_type": "AC_3_PHASE",
     }
 
 
@@ -180,14 +157,12 @@ def _tariff(tariff_id: str, request: BookingRequest) -> dict:
     for element in tariff.elements:
         components = [{"type": c.type.value, "price": _number(c.price, price_unit), "step_size": c.step_size}
                       for c in element.price_components]
-        restrictions = _restrictions(element.restrictions) if element.restrictions else {}
-        elements.append({"price_components": components, **({"restrictions": restrictions} if restrictions else {})})
+        elements.append({"price_components": components})
+        if element.restrictions is not None and (restrictions := _restrictions(element.restrictions)):
+            elements[-1]["restrictions"] = restrictions
     window = f"{_datetime(request.start)} to {_datetime(request.end)}"
     record = {
-        "country_code": COUNTRY_CODE,
-        "party_id": PARTY_ID,
-        "id": tariff_id,
-        "currency": tariff.currency,
+        "country_code": COUNTRY_CODE, "party_id": PARTY_ID, "id": tariff_id, "currency": tariff.currency,
         "elements": elements,
         "tariff_alt_text": [{"language": "en", "text":
                              f"Booked for {window}; start_time and end_time are local time in {request.tz}."}],
@@ -202,11 +177,9 @@ def _tariff(tariff_id: str, request: BookingRequest) -> dict:
 def _restrictions(restrictions: TariffRestrictions) -> dict:
     """OCPI restrictions: energy in kWh and power in kW instead of Wh and W; unset ones omitted."""
     converted = {
-        "start_time": restrictions.start_time,
-        "end_time": restrictions.end_time,
+        "start_time": restrictions.start_time, "end_time": restrictions.end_time,
         "day_of_week": [day.value for day in restrictions.day_of_week] or None,
-        "min_duration": restrictions.min_duration,
-        "max_duration": restrictions.max_duration,
+        "min_duration": restrictions.min_duration, "max_duration": restrictions.max_duration,
     }
     for ours, theirs in (("min_wh", "min_kwh"), ("max_wh", "max_kwh"),
                          ("min_power_w", "min_power"), ("max_power_w", "max_power")):

@@ -76,11 +76,14 @@ class Reading(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Moment:
+    """What restrictions look at, at one instant (energy and power stay 0 when no
+    restriction of the tariff looks at them)."""
+
     local_minute: int
     day: DayOfWeek
-    energy_wh: Fraction
-    duration: Fraction
-    power_w: Fraction
+    energy_wh: int | Fraction
+    duration: int | Fraction
+    power_w: int | Fraction
 
 
 _UNIT = {  # divisor turning quantity x price into minor units
@@ -92,7 +95,7 @@ _UNIT = {  # divisor turning quantity x price into minor units
 _ORDER = (Dimension.FLAT, Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME)
 
 
-def _in_range(value: Fraction, low: int | None, high: int | None) -> bool:
+def _in_range(value: int | Fraction, low: int | None, high: int | None) -> bool:
     return (low is None or value >= low) and (high is None or value < high)
 
 
@@ -128,8 +131,10 @@ def _component_price(tariff: Tariff, dimension: Dimension, index: int) -> tuple[
     return component.price, component.step_size
 
 
-def _round(value: Fraction) -> int:
-    return math.floor(value + Fraction(1, 2))
+def _round(quantity: int | Fraction, multiplier: int = 1, divisor: int = 1) -> int:
+    """quantity x multiplier / divisor, rounded to the nearest integer, halves up (exact)."""
+    top, bottom = quantity.numerator * multiplier, quantity.denominator * divisor
+    return (2 * top + bottom) // (2 * bottom)
 
 
 def _thresholds(tariff: Tariff) -> tuple[set[int], set[int]]:
@@ -153,8 +158,10 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
     start_t, start_e = points[0]
     wall_minutes = tariff.wall_minutes
     energy_marks, duration_marks = _thresholds(tariff)
+    uses_power = any(e.restrictions and (e.restrictions.min_power_w, e.restrictions.max_power_w) != (None, None)
+                     for e in tariff.elements)
 
-    def moment(t: Fraction, energy: Fraction, power: Fraction) -> _Moment:
+    def moment(t: int | Fraction, energy: int | Fraction, power: int | Fraction) -> _Moment:
         local = _clock.local_time(zone, math.floor(t))
         return _Moment(
             local_minute=local.hour * 60 + local.minute,
@@ -164,33 +171,35 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
             power_w=power,
         )
 
-    quantities: dict[tuple[Dimension, int], Fraction] = defaultdict(Fraction)
+    quantities: dict[tuple[Dimension, int], int | Fraction] = defaultdict(int)
     last_element: dict[Dimension, int] = {}
-    first_power = Fraction(0)
-    if len(points) > 1:
+    first_power: int | Fraction = 0
+    if len(points) > 1 and uses_power:
         (t0, e0), (t1, e1) = points[0], points[1]
         first_power = Fraction((e1 - e0) * 3600, t1 - t0)
-    flat = _pricing_element(tariff, Dimension.FLAT, moment(Fraction(start_t), Fraction(0), first_power))
+    flat = _pricing_element(tariff, Dimension.FLAT, moment(start_t, 0, first_power))
     if flat is not None:
-        quantities[(Dimension.FLAT, flat)] = Fraction(1)
+        quantities[(Dimension.FLAT, flat)] = 1
 
     wall_cuts = _clock.boundaries(zone, start_t, points[-1][0], wall_minutes) if wall_minutes else []
     for (t0, e0), (t1, e1) in pairwise(points):
         span, gained = t1 - t0, e1 - e0
-        power = Fraction(gained * 3600, span)
+        power = Fraction(gained * 3600, span) if uses_power else 0
         done = e0 - start_e  # energy delivered before this interval
-        cuts: set[Fraction] = {Fraction(t0), Fraction(t1)}
-        cuts.update(Fraction(b) for b in wall_cuts[bisect_right(wall_cuts, t0) : bisect_left(wall_cuts, t1)])
+        cuts: set[int | Fraction] = {t0, t1}
+        cuts.update(wall_cuts[bisect_right(wall_cuts, t0) : bisect_left(wall_cuts, t1)])
         cuts.update(
             t0 + Fraction((mark - done) * span, gained) for mark in energy_marks if done < mark < done + gained
         )
-        cuts.update(Fraction(start_t + mark) for mark in duration_marks if t0 < start_t + mark < t1)
+        cuts.update(start_t + mark for mark in duration_marks if t0 < start_t + mark < t1)
         time_dimension = Dimension.TIME if gained else Dimension.PARKING_TIME
         for a, b in pairwise(sorted(cuts)):
-            mid = (a + b) / 2
-            at = moment(mid, done + gained * (mid - t0) / span, power)
+            whole = a == t0 and b == t1
+            mid = Fraction(a + b, 2)
+            energy_at = done + gained * (mid - t0) / span if energy_marks else 0
+            at = moment(mid, energy_at, power)
             for dimension, quantity in (
-                (Dimension.ENERGY, gained * (b - a) / span),
+                (Dimension.ENERGY, gained if whole else Fraction(gained * (b - a), span)),
                 (time_dimension, b - a),
             ):
                 if quantity == 0:
@@ -203,13 +212,13 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
     for dimension, index in last_element.items():
         total = sum(q for (d, _), q in quantities.items() if d is dimension)
         step = _component_price(tariff, dimension, index)[1]
-        quantities[(dimension, index)] += math.ceil(total / step) * step - total
+        quantities[(dimension, index)] += -(-total // step) * step - total  # exact ceiling
 
     lines = []
     for dimension, index in sorted(quantities, key=lambda k: (_ORDER.index(k[0]), k[1])):
         quantity = quantities[(dimension, index)]
         unit_price = _component_price(tariff, dimension, index)[0]
-        amount = _round(quantity * unit_price / _UNIT[dimension])
+        amount = _round(quantity, unit_price, _UNIT[dimension])
         lines.append(PriceLine(kind=LineKind(dimension), element=index, quantity=_round(quantity), amount=amount))
     total = sum(line.amount for line in lines)
     for kind, limit, applies in (
