@@ -91,12 +91,14 @@ class SampleWorld:
         self._tips[author.public_key] = (seq + 1, signed.digest)
         return signed
 
-    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH) -> Signed[Entry]:
-        charter = CoopCharter(
+    def charter_body(self, credit_limit: int = 5_000) -> CoopCharter:
+        return CoopCharter(
             name="Acacia Avenue Energy Co-op", currency="EUR", credit_limit=credit_limit,
             treasurers=(self.treasurer.public_key,), witnesses=(self.witness.public_key,),
         )
-        self.charter = self.entry(self.coop, EntryKind.COOP, charter, t)
+
+    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH) -> Signed[Entry]:
+        self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit), t)
         return self.charter
 
     def money(self, member: Identity, amount: int, t: int, kind: EntryKind = EntryKind.DEPOSIT) -> Signed[Entry]:

@@ -54,6 +54,16 @@ def vouched_by(signer: bytes) -> Iterator[None]:
         _vouched.reset(token)
 
 
+def _head(major: int, length: int) -> bytes:
+    """The shortest CBOR head of a major type and length (RFC 8949 section 3)."""
+    if length < 24:
+        return bytes([major << 5 | length])
+    for marker, size in ((24, 1), (25, 2), (26, 4)):
+        if length < 1 << (8 * size):
+            return bytes([major << 5 | marker]) + length.to_bytes(size, "big")
+    raise ValueError("an envelope part of 4 GiB or more")
+
+
 def signing_input(type_name: str, body: bytes) -> bytes:
     """The exact bytes an envelope's signature covers."""
     return DOMAIN + type_name.encode("ascii") + b"\0" + body
@@ -77,9 +87,19 @@ class Signed(Generic[M]):
         return {"type": self.type, "body": self.body, "signer": self.signer, "sig": self.signature}
 
     def encode(self) -> bytes:
-        """The canonical envelope bytes (computed once: digests chain receipts and entries)."""
+        """The canonical envelope bytes (computed once: digests chain receipts and entries).
+
+        Written directly: a map of four known keys in canonical order, which is exactly
+        what `_codec.encode(self.to_wire())` gives (a test holds the two together)."""
         if self._encoded is None:
-            object.__setattr__(self, "_encoded", _codec.encode(self.to_wire()))
+            kind = self.type.encode("ascii")
+            data = b"".join((
+                b"\xa4\x63sig", _head(2, len(self.signature)), self.signature,
+                b"\x64body", _head(2, len(self.body)), self.body,
+                b"\x64type", _head(3, len(kind)), kind,
+                b"\x66signer", _head(2, len(self.signer)), self.signer,
+            ))
+            object.__setattr__(self, "_encoded", data)
         return self._encoded  # type: ignore[return-value]
 
     @property

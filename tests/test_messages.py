@@ -54,6 +54,7 @@ def test_every_message_type_round_trips(kind):
     @given(message_strategies(DRIVER.public_key)[cls])
     def round_trip(message):
         signed = p.sign(DRIVER, message)
+        assert signed.encode() == p.encode_cbor(signed.to_wire())  # the direct writer is canonical CBOR
         again = p.Signed.decode(signed.encode(), cls)
         assert again.message == message
         assert again == signed
