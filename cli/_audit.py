@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from wattshare.ledger import AuditReport, LedgerError, audit
+from wattshare.ledger import AuditReport, LedgerError, audit, export
 from wattshare.protocol import format_amount, peer_id
 
 from ._errors import fail
@@ -80,11 +80,11 @@ def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int
                       console=Console(stderr=True), transient=True, disable=as_json) as bar:
             task = bar.add_task("audit", total=None)
             report = audit(db, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
-        if export_dir is not None:
-            from wattshare.ledger import export
-
+        if export_dir is not None and report.ok:
             summary = export(db, report, export_dir)
             console.print(f"exported {summary.balances_rows} balances and {summary.cdrs} CDRs to {export_dir}")
+        elif export_dir is not None:
+            console.print("[yellow]nothing exported: the ledger has violations (see below); resolve them first[/]")
     except LedgerError as exc:
         fail(f"{exc}. Check the path: DB must be a wattshare ledger file.")
     if as_json:

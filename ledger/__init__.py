@@ -1,7 +1,8 @@
 """The replicated append-only ledger (DESIGN.md, "Ledger"): feeds, Merkle proofs, rules, audit.
 
 The core (`_entry`, `_rules`, `_state`, `_merkle`, `_replication`) does no I/O; the SQLite
-store (`_store`) is the only disk I/O. Depends only on `wattshare.protocol`.
+store (`_store`) writes the ledger, audit (`_audit`) and its export (`_export`) only read it.
+Depends only on `wattshare.protocol`.
 """
 
 from ._audit import AuditReport, Violation, audit
@@ -19,6 +20,7 @@ from ._entry import (
     SettlementClaim,
 )
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
+from ._export import ExportSummary, export
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -36,6 +38,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "EntryRefused",
+    "ExportSummary",
     "FeeClaim",
     "FeedRange",
     "FeedSize",
@@ -59,6 +62,7 @@ __all__ = [
     "audit",
     "check_entry",
     "decode_entry",
+    "export",
     "leaf_hash",
     "sync",
     "verify_consistency",

@@ -114,7 +114,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     if not path.exists():
         raise StoreError(f"no ledger at {path}")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         conn.execute("SELECT COUNT(*) FROM entries").fetchone()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a usable ledger database: {exc}") from None

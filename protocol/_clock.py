@@ -51,6 +51,7 @@ def local_time(tz: ZoneInfo, t: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, tz)
 
 
+@functools.lru_cache(maxsize=8192)
 def local_instant(tz: ZoneInfo, day: dt.date, minute: int) -> int:
     """UTC Unix time when the local clock first shows `minute` on `day` (see module doc)."""
     naive = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=minute)

@@ -76,3 +76,12 @@ def test_audit_bad_arguments(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_audit_export_writes_balances_and_cdrs(ledger_file, tmp_path):
+    out = tmp_path / "export"
+    result = run("audit", str(ledger_file), "--export", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "exported 2 balances and 1 CDRs" in result.stdout  # the driver and the host
+    assert (out / "balances.csv").read_text().startswith("member,currency,balance,credit_limit,balance_major")
+    assert len(list((out / "cdrs").glob("*.json"))) == 1
