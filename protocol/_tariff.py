@@ -121,8 +121,8 @@ class TariffRestrictions(Record):
     def wall_minutes(self) -> frozenset[int]:
         """Minutes of day at which this restriction's truth can change (for _clock.boundaries)."""
         times = {parse_hhmm(t) for t in (self.start_time, self.end_time) if t is not None}
-        if self.day_of_week:
-            times.add(0)
+        if times or self.day_of_week:
+            times.add(0)  # a lone end_time holds from midnight, a lone start_time until it
         return frozenset(times)
 
 

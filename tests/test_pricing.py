@@ -271,3 +271,11 @@ def test_an_interpolated_reading_changes_nothing(t, rs, tz, data):
 )
 def test_amounts_in_major_units(minor, currency, text):
     assert p.format_amount(minor, currency) == text
+
+
+def test_a_lone_end_time_starts_holding_at_midnight():
+    # found by the interpolation property: 19:48 -> 03:48 with "until 00:12" priced 0 s
+    t = tariff(element((P, 600_000, 1), end_time="00:12"))
+    start = at("2026-12-20T19:48", AMS)
+    price = p.price(t, [reading(start, 0), reading(start + 8 * 3600, 0)], AMS)
+    assert [(line.quantity, line.amount) for line in price.lines] == [(12 * 60, 120)]  # 12 min x 6.00/h
