@@ -119,11 +119,20 @@ def _holds(r: TariffRestrictions | None, at: _Moment) -> bool:
     )
 
 
-def _pricing_element(tariff: Tariff, dimension: Dimension, at: _Moment) -> int | None:
+_Candidates = dict[Dimension, list[tuple[int, TariffRestrictions | None]]]
+
+
+def _candidates(tariff: Tariff) -> _Candidates:
+    """Per dimension, the elements that price it, in tariff order (built once per pricing)."""
+    out: _Candidates = {dimension: [] for dimension in Dimension}
     for index, element in enumerate(tariff.elements):
-        if any(c.type is dimension for c in element.price_components) and _holds(element.restrictions, at):
-            return index
-    return None
+        for component in element.price_components:
+            out[component.type].append((index, element.restrictions))
+    return out
+
+
+def _pricing_element(candidates: _Candidates, dimension: Dimension, at: _Moment) -> int | None:
+    return next((index for index, restrictions in candidates[dimension] if _holds(restrictions, at)), None)
 
 
 def _component_price(tariff: Tariff, dimension: Dimension, index: int) -> tuple[int, int]:
@@ -177,7 +186,8 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
     if len(points) > 1 and uses_power:
         (t0, e0), (t1, e1) = points[0], points[1]
         first_power = Fraction((e1 - e0) * 3600, t1 - t0)
-    flat = _pricing_element(tariff, Dimension.FLAT, moment(start_t, 0, first_power))
+    candidates = _candidates(tariff)
+    flat = _pricing_element(candidates, Dimension.FLAT, moment(start_t, 0, first_power))
     if flat is not None:
         quantities[(Dimension.FLAT, flat)] = 1
 
@@ -204,7 +214,7 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
             ):
                 if quantity == 0:
                     continue
-                index = _pricing_element(tariff, dimension, at)
+                index = _pricing_element(candidates, dimension, at)
                 if index is not None:
                     quantities[(dimension, index)] += quantity
                     last_element[dimension] = index
