@@ -8,6 +8,7 @@ take values and bytes out. Everything below is re-exported from private modules:
 - the charger ad (`_ad`), OCPI-shaped tariffs (`_tariff`) and pricing (`_pricing`);
 - booking and session messages (`_messages`) and their state machines (`_booking`,
   `_session`), with errors split by whose fault they are (`_errors`);
+- charger search over fetched ads: filtering, price estimates, ranking (`_search`);
 - geohash and distance helpers as `geo`.
 """
 
@@ -51,6 +52,7 @@ from ._messages import (
 )
 from ._pricing import LineKind, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
+from ._search import Query, Result, estimate, newest, search
 from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
 from ._tariff import (
     PRICE_SCALE,
@@ -96,12 +98,14 @@ __all__ = [
     "MeterReceipt",
     "NoShow",
     "Price",
+    "Query",
     "PriceComponent",
     "PriceLine",
     "ProtocolError",
     "Reason",
     "Record",
     "RemoteProtocolError",
+    "Result",
     "Role",
     "SessionMachine",
     "SessionState",
@@ -121,10 +125,12 @@ __all__ = [
     "check_settlement",
     "decode_cbor",
     "encode_cbor",
+    "estimate",
     "format_amount",
     "geo",
     "message",
     "minor_digits",
+    "newest",
     "open_access",
     "peer_id",
     "price",
@@ -135,6 +141,7 @@ __all__ = [
     "require_size",
     "seal_access",
     "seal_to",
+    "search",
     "settlement_price",
     "sign",
     "signing_input",
