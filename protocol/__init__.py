@@ -9,6 +9,7 @@ take values and bytes out. Everything below is re-exported from private modules:
 - booking and session messages (`_messages`) and their state machines (`_booking`,
   `_session`), with errors split by whose fault they are (`_errors`);
 - charger search over fetched ads: filtering, price estimates, ranking (`_search`);
+- the unsigned frames of the node's stream protocols, one tagged union (`_wire`);
 - geohash and distance helpers as `geo`.
 """
 
@@ -54,6 +55,7 @@ from ._pricing import LineKind, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
 from ._search import Query, Result, estimate, newest, search
 from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
+from ._wire import FRAMES, AdList, AdRequest, ErrorReply, decode_frame, encode_frame, frame_kind
 from ._tariff import (
     PRICE_SCALE,
     DayOfWeek,
@@ -72,7 +74,10 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "MESSAGE_TYPES",
     "PRICE_SCALE",
+    "FRAMES",
     "AccessInfo",
+    "AdList",
+    "AdRequest",
     "AvailabilityException",
     "Booking",
     "BookingConfirmation",
@@ -88,6 +93,7 @@ __all__ = [
     "DecodeError",
     "Dimension",
     "Dispute",
+    "ErrorReply",
     "Identity",
     "IllegalTransition",
     "InvalidValue",
@@ -124,9 +130,12 @@ __all__ = [
     "check_session",
     "check_settlement",
     "decode_cbor",
+    "decode_frame",
     "encode_cbor",
+    "encode_frame",
     "estimate",
     "format_amount",
+    "frame_kind",
     "geo",
     "message",
     "minor_digits",

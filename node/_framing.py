@@ -1,0 +1,137 @@
+"""The one frame reader and writer for every wattshare stream.
+
+Theory of operation (DESIGN.md, "Streams"; LIBP2P-NOTES: `read(n)` may return fewer
+bytes): a frame is a multiformats unsigned varint length, then that many bytes of one
+canonical CBOR frame (`protocol.encode_frame`). `FrameStream` wraps any byte stream
+with `read(n)` / `write(data)` (a libp2p stream, or a test's memory stream) and keeps
+its own buffer, so it never loses bytes of the next frame.
+
+- The length is checked against the cap *before* any of the body is read, and a
+  varint that is not minimal, or longer than the cap could need, is refused.
+- Every frame read runs under one deadline: a peer that trickles bytes (slow loris)
+  cannot hold a handler longer than `timeout`.
+- Faults are typed by whose they are: `FrameError` carries the wire reason code for the
+  peer (OVERSIZE, MALFORMED, TIMEOUT); `StreamEnded` is the peer closing cleanly
+  between frames.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+import trio
+
+from wattshare.protocol import (
+    MAX_MESSAGE_SIZE,
+    ErrorReply,
+    Reason,
+    Record,
+    RemoteProtocolError,
+    decode_frame,
+    encode_frame,
+)
+
+READ_TIMEOUT = 10.0
+_CHUNK = 65536
+R = TypeVar("R", bound=Record)
+
+
+class ByteStream(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class FrameError(RemoteProtocolError):
+    """A frame the peer got wrong (or was too slow with); `reason` goes back on the wire."""
+
+
+class StreamEnded(Exception):
+    """The peer closed its side cleanly where a frame could have started."""
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class FrameStream:
+    """Frames over a byte stream (see the module doc)."""
+
+    def __init__(self, stream: ByteStream, *, max_size: int = MAX_MESSAGE_SIZE, timeout: float = READ_TIMEOUT) -> None:
+        self.stream = stream
+        self.max_size = max_size
+        self.timeout = timeout
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def _fill(self) -> bool:
+        """Read more bytes into the buffer; False at end of stream."""
+        if self._eof:
+            return False
+        chunk = await self.stream.read(_CHUNK)
+        if not chunk:
+            self._eof = True
+            return False
+        self._buffer += chunk
+        return True
+
+    async def _length(self) -> int:
+        most = len(varint(self.max_size))
+        while True:
+            for index, byte in enumerate(self._buffer[:most]):
+                if not byte & 0x80:
+                    raw = self._buffer[: index + 1]
+                    del self._buffer[: index + 1]
+                    length = sum((b & 0x7F) << (7 * i) for i, b in enumerate(raw))
+                    if index and raw[-1] == 0:
+                        raise FrameError(Reason.MALFORMED, "length varint is not minimal")
+                    return length
+            if len(self._buffer) >= most:
+                raise FrameError(Reason.OVERSIZE, f"frame length above the {self.max_size} byte cap")
+            if not await self._fill():
+                if self._buffer:
+                    raise FrameError(Reason.MALFORMED, "stream ended inside a frame length")
+                raise StreamEnded
+
+    async def read(self) -> bytes:
+        """The next frame's bytes; FrameError, or StreamEnded between frames."""
+        try:
+            with trio.fail_after(self.timeout):
+                length = await self._length()
+                if length > self.max_size:
+                    raise FrameError(Reason.OVERSIZE, f"{length} byte frame above the {self.max_size} byte cap")
+                while len(self._buffer) < length:
+                    if not await self._fill():
+                        raise FrameError(Reason.MALFORMED, "stream ended inside a frame")
+        except trio.TooSlowError:
+            raise FrameError(Reason.TIMEOUT, f"no whole frame within {self.timeout:g} s") from None
+        body = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        return body
+
+    async def receive(self, *allowed: type[R]) -> R | ErrorReply:
+        """The next frame, decoded as one of `allowed` (or an ErrorReply)."""
+        data = await self.read()
+        return decode_frame(data, *allowed, max_size=self.max_size)
+
+    async def send(self, frame: Record) -> None:
+        data = encode_frame(frame)
+        if len(data) > self.max_size:
+            raise ValueError(f"refusing to send a {len(data)} byte frame above the {self.max_size} byte cap")
+        await self.stream.write(varint(len(data)) + data)
+
+    async def refuse(self, error: RemoteProtocolError) -> None:
+        """Tell the peer why (its reason code), best effort: the stream may be gone."""
+        try:
+            await self.send(ErrorReply(reason=error.reason, detail=error.message[:500]))
+        except Exception:  # noqa: BLE001 - the peer may have closed or reset; nothing to tell
+            return
+

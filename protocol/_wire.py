@@ -1,0 +1,83 @@
+"""Unsigned frames of the node's stream protocols, as one tagged union.
+
+Theory of operation (DESIGN.md, "Streams"): each frame on a wattshare stream is one
+canonical CBOR map with exactly one key, the frame's name, mapping to a record (signed
+messages travel inside records as envelopes). `decode_frame(data, *allowed)` accepts
+only the frame kinds the current protocol step expects, so a peer cannot steer a
+handler into a code path by sending another kind; `ErrorReply` carries the reason code
+of a refusal and is always allowed.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from . import _codec
+from ._ad import ChargerAd
+from ._envelope import Signed
+from ._errors import DecodeError, Reason
+from ._record import Record, record, require_size
+from ._search import Query
+
+R = TypeVar("R", bound=Record)
+
+
+@record
+class ErrorReply(Record):
+    """A refusal: the reason code, and a human-readable line for logs."""
+
+    reason: Reason
+    detail: str = ""
+
+    def _validate(self) -> None:
+        require_size("detail", self.detail, 0, 500)
+
+
+@record
+class AdRequest(Record):
+    """Ask a host for its current signed ads (`/wattshare/ad/1.0.0`)."""
+
+    query: Query | None = None
+
+
+@record
+class AdList(Record):
+    ads: tuple[Signed[ChargerAd], ...]
+
+    def _validate(self) -> None:
+        require_size("ads", self.ads, 0, 64)
+
+
+FRAMES: dict[str, type[Record]] = {}
+_NAMES: dict[type[Record], str] = {}
+
+
+def frame_kind(name: str, cls: type[Record]) -> None:
+    """Register a record as a frame kind (each module registers its own frames)."""
+    if name in FRAMES or cls in _NAMES:
+        raise RuntimeError(f"frame kind {name!r} registered twice")
+    FRAMES[name] = cls
+    _NAMES[cls] = name
+
+
+def encode_frame(frame: Record) -> bytes:
+    return _codec.encode({_NAMES[type(frame)]: frame.to_wire()})
+
+
+def decode_frame(data: bytes, *allowed: type[R], max_size: int = _codec.MAX_MESSAGE_SIZE) -> R | ErrorReply:
+    """Decode a frame of one of the `allowed` kinds (or an ErrorReply); DecodeError otherwise."""
+    value = _codec.decode(data, max_size=max_size, typed=True)
+    if type(value) is not dict or len(value) != 1:
+        raise DecodeError(Reason.MALFORMED, "a frame is a map with one key, its kind")
+    [(name, body)] = value.items()
+    cls = FRAMES.get(name) if type(name) is str else None
+    if cls is None:
+        raise DecodeError(Reason.UNKNOWN_TYPE, f"unknown frame kind {str(name)[:40]!r}")
+    if cls is not ErrorReply and cls not in allowed:
+        raise DecodeError(Reason.UNEXPECTED_TYPE, f"a {name} frame is not expected here")
+    return cls.from_wire(body)  # type: ignore[return-value]
+
+
+frame_kind("error", ErrorReply)
+frame_kind("ad_request", AdRequest)
+frame_kind("ads", AdList)
