@@ -76,7 +76,10 @@ class FrameStream:
         """Read more bytes into the buffer; False at end of stream."""
         if self._eof:
             return False
-        chunk = await self.stream.read(_CHUNK)
+        try:
+            chunk = await self.stream.read(_CHUNK)
+        except EOFError:  # libp2p's StreamEOF: the peer closed its side (or reset it)
+            chunk = b""
         if not chunk:
             self._eof = True
             return False

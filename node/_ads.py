@@ -1,0 +1,172 @@
+"""Charger ads on the network: served over `/wattshare/ad/1.0.0`, found through the DHT.
+
+Theory of operation (DESIGN.md, "Charger advertisement and search"):
+
+- `AdBoard` holds a host's own signed ads; its stream handler answers one `AdRequest`
+  with an `AdList`, under a deadline, and refuses anything else with a reason code.
+- A host provides the DHT key of each geohash-5 cell its chargers are in (`cell_key`),
+  again whenever an ad changes and periodically, so late joiners and restarted DHT
+  nodes keep finding it.
+- A search covers the query's circle with cells, collects providers of every cell
+  (merging the local provider store with answers from the peers closest to the key:
+  py-libp2p 0.8.1's `find_providers` answers from the local store alone once it holds
+  any record, which can be a subset), fetches each provider's ads concurrently under
+  one deadline, and hands (serving peer's key, ad) pairs to `protocol.search`, which
+  drops ads not signed by the peer that served them, expired or superseded ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+from wattshare.protocol import (
+    AdList,
+    AdRequest,
+    ChargerAd,
+    ErrorReply,
+    Identity,
+    InvalidValue,
+    Query,
+    RemoteProtocolError,
+    Result,
+    Signed,
+    geo,
+    search,
+    sign,
+)
+
+from ._framing import FrameStream, StreamEnded
+from ._host import cell_key
+
+AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
+HANDLER_TIMEOUT = 10.0
+FETCH_TIMEOUT = 3.0
+QUERY_TIMEOUT = 2.0
+log = logging.getLogger(__name__)
+
+
+class AdBoard:
+    """A host's own ads (see the module doc)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.ads: dict[str, Signed[ChargerAd]] = {}
+
+    def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
+        """Sign and hold `ad`; its seq must be above the one it replaces."""
+        current = self.ads.get(ad.charger_id)
+        if current is not None and ad.seq <= current.message.seq:
+            raise InvalidValue(f"ad seq {ad.seq} does not replace seq {current.message.seq}")
+        signed = sign(self.identity, ad)
+        self.ads[ad.charger_id] = signed
+        return signed
+
+    @property
+    def cells(self) -> set[str]:
+        return {signed.message.geohash[:5] for signed in self.ads.values()}
+
+    async def handle(self, stream: INetStream) -> None:
+        frames = FrameStream(stream)
+        try:
+            with trio.fail_after(HANDLER_TIMEOUT):
+                request = await frames.receive(AdRequest)
+                if isinstance(request, ErrorReply):
+                    return
+                await frames.send(AdList(ads=tuple(self.ads.values())))
+        except RemoteProtocolError as error:
+            log.info("ad request refused: %s", error)
+            await frames.refuse(error)
+        except (StreamEnded, StreamError, trio.TooSlowError):
+            return
+        finally:
+            await _close(stream)
+
+
+async def _close(stream: INetStream) -> None:
+    try:
+        await stream.close()
+    except StreamError:
+        return
+
+
+async def provide_cells(dht: KadDHT, cells: set[str]) -> None:
+    for cell in sorted(cells):
+        with trio.move_on_after(QUERY_TIMEOUT):
+            await dht.provide(cell_key(cell))
+
+
+async def providers(dht: KadDHT, cell: str) -> dict[ID, PeerInfo]:
+    """Every provider of `cell` this node can learn of (see the module doc)."""
+    key = bytes.fromhex(cell_key(cell))
+    found = {p.peer_id: p for p in dht.provider_store.get_providers(key)}
+    with trio.move_on_after(QUERY_TIMEOUT):
+        closest = await dht.peer_routing.find_closest_peers_network(key)
+
+        async def ask(peer: ID) -> None:
+            with trio.move_on_after(QUERY_TIMEOUT):
+                answer, _ = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
+                for info in answer:
+                    found.setdefault(info.peer_id, info)
+
+        async with trio.open_nursery() as nursery:
+            for peer in closest:
+                nursery.start_soon(ask, peer)
+    return found
+
+
+async def fetch_ads(host: IHost, peer: PeerInfo) -> list[Signed[ChargerAd]]:
+    """A host's signed ads, asked over `/wattshare/ad/1.0.0`; raises on refusal or fault."""
+    if peer.addrs:
+        host.get_peerstore().add_addrs(peer.peer_id, peer.addrs, 600)
+    stream = await host.new_stream(peer.peer_id, [AD_PROTOCOL])
+    try:
+        frames = FrameStream(stream)
+        await frames.send(AdRequest())
+        reply = await frames.receive(AdList)
+    finally:
+        await _close(stream)
+    if isinstance(reply, ErrorReply):
+        raise RemoteProtocolError(reply.reason, f"ad request refused: {reply.detail}")
+    return list(reply.ads)
+
+
+async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None = None,
+                        timeout: float = FETCH_TIMEOUT) -> list[Result]:
+    """Search the network for chargers answering `query`, best first."""
+    lat, lon = query.point
+    cells = geo.covering_cells(lat, lon, query.radius_m, 5)
+    peers: dict[ID, PeerInfo] = {}
+
+    async def collect(cell: str) -> None:
+        peers.update(await providers(dht, cell))
+
+    async with trio.open_nursery() as nursery:
+        for cell in cells:
+            nursery.start_soon(collect, cell)
+    served: list[tuple[bytes, Signed[ChargerAd]]] = []
+
+    async def fetch(peer: PeerInfo) -> None:
+        try:
+            ads = await fetch_ads(host, peer)
+        except Exception as error:  # noqa: BLE001 - one host's refusal, reset or dial error must not fail the search
+            log.info("no ads from %s: %s", peer.peer_id, error)
+            return
+        key = peer.peer_id.extract_public_key().to_bytes()
+        served.extend((key, ad) for ad in ads)
+
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as nursery:
+            for peer in peers.values():
+                if peer.peer_id != host.get_id():
+                    nursery.start_soon(fetch, peer)
+    return search(query, served, int(time.time()) if now is None else now)
+

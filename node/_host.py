@@ -1,0 +1,123 @@
+"""The libp2p host and Kademlia DHT of one participant, set up the way wattshare needs.
+
+Theory of operation (LIBP2P-NOTES.md, measured on py-libp2p 0.8.1):
+
+- The host's key is the participant's own Ed25519 seed, so its peer id is stable and is
+  the key that signs ads, bookings, receipts and ledger entries.
+- Noise is the only security transport (the default would also offer plaintext, where a
+  peer can claim any id) and yamux the only muxer; `max_connections_per_peer=1` avoids
+  a 250 ms fallback delay on every connect.
+- The DHT runs in server mode with strict validation and a `wattshare` namespace.
+  Provider keys are sha2-256 multihashes in hex (a bare cell name could parse as hex).
+- Joining: connect to each bootstrap peer and add it to the routing table (connections
+  alone do not fill it), then refresh the table once.
+- py-libp2p configures loud logging on import; `quiet_libp2p` routes it through the
+  standard logging tree at ERROR, where the daemon's own configuration decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import AsyncIterator
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.records.validator import Validator
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+from nacl.signing import SigningKey
+
+from wattshare.protocol import Identity
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+JOIN_TIMEOUT = 10.0
+
+
+def quiet_libp2p() -> None:
+    lib = logging.getLogger("libp2p")
+    lib.handlers[:] = []
+    lib.setLevel(logging.ERROR)
+    lib.propagate = True
+
+
+def cell_key(cell: str) -> str:
+    """The DHT provider key of a geohash-5 cell: a sha2-256 multihash, in hex."""
+    return "1220" + hashlib.sha256(f"wattshare/cell/v1/{cell}".encode()).hexdigest()
+
+
+class _NoValues(Validator):
+    """wattshare publishes no DHT values (ads travel over their own protocol): refuse all."""
+
+    def validate(self, key: str, value: bytes) -> None:
+        raise ValueError("wattshare stores no values in the DHT")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        return 0
+
+
+def make_host(identity: Identity, listen: str = DEFAULT_LISTEN) -> IHost:
+    private = Ed25519PrivateKey(SigningKey(identity.seed))
+    key_pair = KeyPair(private, private.get_public_key())
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)},
+        muxer_opt={YAMUX_ID: Yamux},
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        listen_addrs=[multiaddr.Multiaddr(listen)],
+    )
+
+
+def make_dht(host: IHost) -> KadDHT:
+    dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
+    dht.register_validator("wattshare", _NoValues())
+    return dht
+
+
+@asynccontextmanager
+async def running(host: IHost, dht: KadDHT, listen: str = DEFAULT_LISTEN) -> AsyncIterator[None]:
+    """Listen and run the DHT for the life of the block (no timeout may be opened in here
+    around these contexts: LIBP2P-NOTES)."""
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(host.run(listen_addrs=[multiaddr.Multiaddr(listen)]))
+        await stack.enter_async_context(background_trio_service(dht))
+        yield
+
+
+async def join(host: IHost, dht: KadDHT, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
+    """Connect to the bootstrap peers (full multiaddrs with /p2p/), seed and refresh the
+    routing table; returns how many bootstrap peers answered."""
+    joined = 0
+    for address in bootstrap:
+        info: PeerInfo = info_from_p2p_addr(multiaddr.Multiaddr(address))
+        if info.peer_id == host.get_id():
+            continue
+        with trio.move_on_after(JOIN_TIMEOUT):
+            await host.connect(info)
+            if await dht.add_peer(info.peer_id):
+                joined += 1
+    if joined:
+        with trio.move_on_after(JOIN_TIMEOUT):
+            if limiter is None:
+                await dht.refresh_routing_table()
+            else:
+                async with limiter:
+                    await dht.refresh_routing_table()
+    return joined
+
+
+def address(host: IHost) -> str:
+    """The host's full dialable address, /ip4/.../tcp/.../p2p/<peer id>."""
+    return str(host.get_addrs()[0])
