@@ -4,19 +4,28 @@ Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 """
 
 from ._ads import AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
 from ._framing import FrameError, FrameStream, StreamEnded
 from ._host import cell_key, make_host
 from ._node import Node
+from ._store import NodeStore, Slot
 
 __all__ = [
     "AD_PROTOCOL",
     "AdBoard",
+    "Approval",
+    "BOOKING_PROTOCOL",
+    "BookingDesk",
+    "BookingRejected",
     "FrameError",
     "FrameStream",
     "Node",
+    "NodeStore",
+    "Slot",
     "StreamEnded",
     "cell_key",
     "fetch_ads",
     "find_chargers",
     "make_host",
+    "request_booking",
 ]

@@ -1,38 +1,72 @@
 """The node: one participant's libp2p host, DHT and protocol services, run under trio.
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
-pieces themselves (`_host`, `_ads`, `_framing`) know nothing of each other. A node is
-started with `async with node.running():` and stopped by leaving the block; while it
-runs it serves its protocols and re-provides its ads' cells every
-`REANNOUNCE_INTERVAL` (and at once after `publish`).
+pieces themselves (`_host`, `_ads`, `_bookings`, `_framing`, `_store`) know nothing of
+each other. A node is started with `async with node.running():` and stopped by leaving
+the block; while it runs it serves its protocols and re-provides its ads' cells every
+`REANNOUNCE_INTERVAL` (and at once after `publish` or `join`). Its own ads and the
+bookings it takes part in live in its `NodeStore`, so a restarted node reloads them.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 import trio
+from libp2p.crypto.ed25519 import Ed25519PublicKey
+from libp2p.peer.id import ID
 
-from wattshare.protocol import ChargerAd, Identity, Query, Result, Signed
+from wattshare.ledger import LedgerStore
+from wattshare.protocol import (
+    AccessInfo,
+    Booking,
+    BookingRequest,
+    Cancel,
+    ChargerAd,
+    Identity,
+    Query,
+    Result,
+    Signed,
+    sign,
+)
 
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, quiet_libp2p, running
+from ._store import NodeStore, Slot
 
 REANNOUNCE_INTERVAL = 600.0
+
+
+def peer_of(public_key: bytes) -> ID:
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
 
 
 class Node:
     """One participant on the network (see the module doc)."""
 
-    def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN) -> None:
+    def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN, state: Path | None = None,
+                 access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
+                 ledger: LedgerStore | None = None, approval_timeout: float = 300.0) -> None:
         quiet_libp2p()
         self.identity = identity
         self.listen = listen
         self.host = make_host(identity, listen)
         self.dht = make_dht(self.host)
+        self.store = NodeStore(state)
+        self.ledger = ledger
         self.board = AdBoard(identity)
+        for ad in self.store.ads():
+            self.board.ads[ad.message.charger_id] = ad
         self.host.set_stream_handler(AD_PROTOCOL, self.board.handle)
+        self.desk: BookingDesk | None = None
+        if access is not None:
+            self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout)
+            self.host.set_stream_handler(BOOKING_PROTOCOL, self.desk.handle)
         self._announce = trio.Event()
 
     @property
@@ -53,11 +87,35 @@ class Node:
 
     async def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
         signed = self.board.publish(ad)
+        self.store.save_ad(signed)
         await provide_cells(self.dht, {ad.geohash[:5]})
         return signed
 
     async def search(self, query: Query, now: int | None = None) -> list[Result]:
         return await find_chargers(self.host, self.dht, query, now)
+
+    async def book(self, ad: ChargerAd, start: int, end: int, spend_cap: int) -> Booking:
+        """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
+        request = sign(self.identity, BookingRequest(
+            driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
+            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, start=start, end=end, spend_cap=spend_cap,
+            nonce=os.urandom(16), created=int(time.time()),
+        ))
+        self.store.record(request, Slot.PENDING)
+        try:
+            booking = await request_booking(self.host, peer_of(ad.host), request)
+        except BaseException:
+            self.store.settle(request.digest, Slot.REJECTED)
+            raise
+        self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode())
+        return booking
+
+    async def cancel(self, booking: Booking, detail: str = "") -> int:
+        """Cancel a confirmed booking at its host; returns the fee the host claims."""
+        cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(time.time()), detail=detail))
+        fee = await request_cancel(self.host, peer_of(booking.request.message.host), cancel)
+        self.store.settle(booking.id, Slot.CANCELLED, cancel.encode())
+        return fee
 
     async def _reannounce(self) -> None:
         while True:

@@ -51,11 +51,23 @@ from ._messages import (
     open_access,
     seal_access,
 )
-from ._pricing import LineKind, Price, PriceLine, price
+from ._pricing import LineKind, MeterReading, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
 from ._search import Query, Result, estimate, newest, search
 from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
-from ._wire import FRAMES, AdList, AdRequest, ErrorReply, decode_frame, encode_frame, frame_kind
+from ._wire import (
+    FRAMES,
+    AdList,
+    AdRequest,
+    BookingAnswer,
+    BookingOffer,
+    CancelAnswer,
+    CancelOffer,
+    ErrorReply,
+    decode_frame,
+    encode_frame,
+    frame_kind,
+)
 from ._tariff import (
     PRICE_SCALE,
     DayOfWeek,
@@ -80,13 +92,17 @@ __all__ = [
     "AdRequest",
     "AvailabilityException",
     "Booking",
+    "BookingAnswer",
     "BookingConfirmation",
     "BookingMachine",
+    "BookingOffer",
     "BookingRejection",
     "BookingRequest",
     "BookingState",
     "BookingTerms",
     "Cancel",
+    "CancelAnswer",
+    "CancelOffer",
     "ChargerAd",
     "Connector",
     "DayOfWeek",
@@ -101,6 +117,7 @@ __all__ = [
     "LineKind",
     "LocalProtocolError",
     "Message",
+    "MeterReading",
     "MeterReceipt",
     "NoShow",
     "Price",

@@ -75,6 +75,14 @@ class Reading(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class MeterReading:
+    """A bare reading, for estimates (a signed MeterReceipt is one too)."""
+
+    t: int
+    energy_wh: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class _Moment:
     """What restrictions look at, at one instant (energy and power stay 0 when no
     restriction of the tariff looks at them)."""

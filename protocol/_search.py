@@ -23,7 +23,7 @@ from typing import Iterable
 from . import _geo
 from ._ad import ChargerAd, Connector
 from ._envelope import Signed
-from ._pricing import price
+from ._pricing import MeterReading, price
 from ._record import Record, record, require, require_range
 
 ESTIMATE_STEP = 900
@@ -62,21 +62,15 @@ class Result:
     energy_wh: int  # what the estimate covers (less than asked if the window is too short)
 
 
-@dataclass(frozen=True, slots=True)
-class _Reading:
-    t: int
-    energy_wh: int
-
-
 def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[int, int]:
     """(price, energy delivered) for charging `energy_wh` at full power from `start`."""
-    readings = [_Reading(start, 0)]
+    readings = [MeterReading(start, 0)]
     t, delivered = start, 0
     while delivered < energy_wh and t < end:
         step = min(ESTIMATE_STEP, end - t)
         delivered = min(energy_wh, delivered + ad.max_power_w * step // 3600)
         t += step
-        readings.append(_Reading(t, delivered))
+        readings.append(MeterReading(t, delivered))
     return price(ad.tariff, readings, ad.tz).total, delivered
 
 

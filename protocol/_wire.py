@@ -16,7 +16,8 @@ from . import _codec
 from ._ad import ChargerAd
 from ._envelope import Signed
 from ._errors import DecodeError, Reason
-from ._record import Record, record, require_size
+from ._messages import BookingConfirmation, BookingRejection, BookingRequest, Cancel
+from ._record import Record, record, require, require_range, require_size
 from ._search import Query
 
 R = TypeVar("R", bound=Record)
@@ -46,6 +47,37 @@ class AdList(Record):
 
     def _validate(self) -> None:
         require_size("ads", self.ads, 0, 64)
+
+
+@record
+class BookingOffer(Record):
+    """The driver's signed request (`/wattshare/booking/1.0.0`)."""
+
+    request: Signed[BookingRequest]
+
+
+@record
+class BookingAnswer(Record):
+    """The host's signed answer: exactly one of a confirmation and a rejection."""
+
+    confirmation: Signed[BookingConfirmation] | None = None
+    rejection: Signed[BookingRejection] | None = None
+
+    def _validate(self) -> None:
+        require((self.confirmation is None) != (self.rejection is None), "an answer confirms or rejects")
+
+
+@record
+class CancelOffer(Record):
+    cancel: Signed[Cancel]
+
+
+@record
+class CancelAnswer(Record):
+    fee: int  # minor units the driver owes under the booking terms (0: free)
+
+    def _validate(self) -> None:
+        require_range("fee", self.fee, 0)
 
 
 FRAMES: dict[str, type[Record]] = {}
@@ -81,3 +113,7 @@ def decode_frame(data: bytes, *allowed: type[R], max_size: int = _codec.MAX_MESS
 frame_kind("error", ErrorReply)
 frame_kind("ad_request", AdRequest)
 frame_kind("ads", AdList)
+frame_kind("booking_offer", BookingOffer)
+frame_kind("booking_answer", BookingAnswer)
+frame_kind("cancel_offer", CancelOffer)
+frame_kind("cancel_answer", CancelAnswer)

@@ -1,0 +1,261 @@
+"""Bookings over `/wattshare/booking/1.0.0`: the host's desk and the driver's calls.
+
+Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
+
+- The driver sends a `BookingOffer` with its signed request; the host answers one
+  `BookingAnswer`: a signed confirmation (with the access info sealed to the driver) or
+  a signed rejection with a reason code. Both sides keep both signed messages.
+- The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
+  charger and ad seq are current and the request froze the ad's tariff, terms and zone
+  (`AD_UNKNOWN`, `AD_EXPIRED`); the request is fresh and new (`REPLAY`, `TOO_LATE`);
+  the window is inside availability (`OUTSIDE_AVAILABILITY`); the cap covers a session's
+  fixed fee (`CAP_TOO_LOW`); the driver's ledger balance plus credit limit, minus the
+  caps of its open bookings here, covers the cap (`INSUFFICIENT_CREDIT`). Then it
+  reserves the slot atomically in its SQLite (`SLOT_TAKEN`, see `_store`).
+- Approval is automatic or manual. A manual request holds its slot as PENDING until the
+  host approves or declines it (`DECLINED`), or `approval_timeout` passes
+  (`APPROVAL_TIMEOUT`); a refused or timed-out request frees the slot.
+- A driver's `CancelOffer` runs through the protocol's booking machine; a late cancel
+  owes the terms' fee, which the host claims at once as a FEE entry on its ledger feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+
+from wattshare.ledger import EntryKind, FeeClaim, LedgerStore
+from wattshare.protocol import (
+    AccessInfo,
+    Booking,
+    BookingAnswer,
+    BookingConfirmation,
+    BookingMachine,
+    BookingOffer,
+    BookingRejection,
+    BookingRequest,
+    Cancel,
+    CancelAnswer,
+    CancelOffer,
+    ErrorReply,
+    Identity,
+    MeterReading,
+    Reason,
+    RemoteProtocolError,
+    Signed,
+    price,
+    seal_access,
+    sign,
+)
+
+from ._ads import AdBoard
+from ._framing import FrameStream, StreamEnded
+from ._store import NodeStore, Slot
+
+BOOKING_PROTOCOL = TProtocol("/wattshare/booking/1.0.0")
+HANDLER_TIMEOUT = 10.0
+FRESHNESS = 600  # a request older (or further in the future) than this is stale
+log = logging.getLogger(__name__)
+
+
+class Approval(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class Refused(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def remote_key(stream: INetStream) -> bytes:
+    """The Ed25519 key of the peer at the other end (authenticated by Noise)."""
+    return stream.muxed_conn.peer_id.extract_public_key().to_bytes()
+
+
+@dataclass
+class BookingDesk:
+    """The host's side (see the module doc)."""
+
+    identity: Identity
+    board: AdBoard
+    store: NodeStore
+    access: AccessInfo
+    approval: Approval = Approval.AUTO
+    ledger: LedgerStore | None = None
+    approval_timeout: float = 300.0
+    clock: Callable[[], float] = time.time
+    _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
+
+    async def handle(self, stream: INetStream) -> None:
+        frames = FrameStream(stream)
+        try:
+            with trio.fail_after(HANDLER_TIMEOUT + self.approval_timeout):
+                offer = await frames.receive(BookingOffer, CancelOffer)
+                if isinstance(offer, BookingOffer):
+                    await frames.send(await self.decide(offer.request, remote_key(stream)))
+                elif isinstance(offer, CancelOffer):
+                    await frames.send(CancelAnswer(fee=self.cancel(offer.cancel, remote_key(stream))))
+        except RemoteProtocolError as error:
+            log.info("booking stream refused: %s", error)
+            await frames.refuse(error)
+        except (StreamEnded, StreamError, trio.TooSlowError):
+            return
+        finally:
+            try:
+                await stream.close()
+            except StreamError:
+                pass
+
+    # --- requests ------------------------------------------------------------------
+
+    async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
+        try:
+            self._check(request, peer)
+            manual = self.approval is Approval.MANUAL
+            if not self.store.reserve(request, Slot.PENDING if manual else Slot.CONFIRMED):
+                raise Refused(Reason.SLOT_TAKEN, "another booking holds an overlapping window")
+            if manual:
+                await self._await_decision(request.digest)
+        except Refused as refused:
+            return self._reject(request, refused)
+        confirmation = sign(self.identity, BookingConfirmation(
+            booking_id=request.digest,
+            access=seal_access(request.message.driver, self.access),
+            confirmed=int(self.clock()),
+        ))
+        self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode())
+        return BookingAnswer(confirmation=confirmation)
+
+    def _check(self, request: Signed[BookingRequest], peer: bytes) -> None:
+        r, now = request.message, int(self.clock())
+        if request.signer != peer:
+            raise Refused(Reason.WRONG_SIGNER, "the request must be signed by the peer that sends it")
+        ad = self.board.ads.get(r.charger_id)
+        if r.host != self.identity.public_key or ad is None:
+            raise Refused(Reason.AD_UNKNOWN, f"no charger {r.charger_id!r} here")
+        current = ad.message
+        if (r.ad_seq, r.tariff, r.terms, r.tz) != (current.seq, current.tariff, current.terms, current.tz) \
+                or current.expires <= now:
+            raise Refused(Reason.AD_EXPIRED, f"the ad is now at seq {current.seq}: search again")
+        if abs(now - r.created) > FRESHNESS:
+            raise Refused(Reason.REPLAY, "the request is stale")
+        if self.store.get(request.digest) is not None:
+            raise Refused(Reason.REPLAY, "this request was already answered")
+        if r.end <= now:
+            raise Refused(Reason.TOO_LATE, "the window has passed")
+        if not current.is_available(r.start, r.end):
+            raise Refused(Reason.OUTSIDE_AVAILABILITY, "the window is outside the charger's hours")
+        fixed = price(r.tariff, [MeterReading(r.start)], r.tz).total
+        if r.spend_cap < fixed:
+            raise Refused(Reason.CAP_TOO_LOW, f"a session costs at least {fixed}")
+        if self.ledger is not None:
+            standing = self.ledger.balance(r.driver, r.tariff.currency) + self.ledger.state.credit_limit(r.driver)
+            if standing - self.store.open_caps(r.driver) < r.spend_cap:
+                raise Refused(Reason.INSUFFICIENT_CREDIT, "ledger balance and credit do not cover the cap")
+
+    async def _await_decision(self, booking_id: bytes) -> None:
+        event, verdict = trio.Event(), []
+        self._decisions[booking_id] = (event, verdict)
+        try:
+            with trio.move_on_after(self.approval_timeout):
+                await event.wait()
+        finally:
+            del self._decisions[booking_id]
+        if not verdict:
+            raise Refused(Reason.APPROVAL_TIMEOUT, "the host did not decide in time")
+        if not verdict[0]:
+            raise Refused(Reason.DECLINED, "the host declined")
+
+    def pending(self) -> list[bytes]:
+        return list(self._decisions)
+
+    def decide_pending(self, booking_id: bytes, approve: bool) -> None:
+        """The host's manual decision (from the CLI or admin socket)."""
+        if booking_id not in self._decisions:
+            raise KeyError("no such pending request")
+        event, verdict = self._decisions[booking_id]
+        verdict.append(approve)
+        event.set()
+
+    def _reject(self, request: Signed[BookingRequest], refused: Refused) -> BookingAnswer:
+        rejection = sign(self.identity, BookingRejection(
+            booking_id=request.digest, reason=refused.reason, detail=refused.detail[:500]))
+        if self.store.get(request.digest) is not None and refused.reason is not Reason.REPLAY:
+            self.store.settle(request.digest, Slot.REJECTED, rejection.encode())
+        return BookingAnswer(rejection=rejection)
+
+    # --- cancellations ---------------------------------------------------------------
+
+    def cancel(self, cancel: Signed[Cancel], peer: bytes) -> int:
+        """Apply a driver's cancel; returns the fee owed (and claims it on the ledger)."""
+        row = self.store.get(cancel.message.booking_id)
+        if row is None or row["state"] not in (Slot.CONFIRMED, Slot.PENDING):
+            raise RemoteProtocolError(Reason.WRONG_BOOKING, "no open booking with that id here")
+        if cancel.signer != peer:
+            raise RemoteProtocolError(Reason.WRONG_SIGNER, "the cancel must be the sending peer's")
+        request = Signed.decode(row["request"], BookingRequest)
+        machine = BookingMachine(request)
+        if row["answer"] is not None:
+            machine.receive(Signed.decode(row["answer"], BookingConfirmation))
+        machine.receive(cancel)
+        self.store.settle(request.digest, Slot.CANCELLED, cancel.encode())
+        if machine.fee and self.ledger is not None and machine.booking is not None:
+            claim = FeeClaim(booking=machine.booking, cancel=cancel, amount=machine.fee)
+            self.ledger.append(self.identity, [(EntryKind.FEE, claim)], t=int(self.clock()))
+        return machine.fee
+
+
+class BookingRejected(Exception):
+    """The host said no; `reason` says why (a protocol reason code)."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+async def _exchange(host: IHost, peer: ID, offer: BookingOffer | CancelOffer, expect: type, timeout: float):
+    with trio.fail_after(timeout):
+        stream = await host.new_stream(peer, [BOOKING_PROTOCOL])
+        try:
+            frames = FrameStream(stream, timeout=timeout)
+            await frames.send(offer)
+            reply = await frames.receive(expect)
+        finally:
+            try:
+                await stream.close()
+            except StreamError:
+                pass
+    if isinstance(reply, ErrorReply):
+        raise RemoteProtocolError(reply.reason, reply.detail)
+    return reply
+
+
+async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest], timeout: float = 30.0) -> Booking:
+    """Ask the host for a booking; the confirmed, double-signed Booking or BookingRejected."""
+    answer: BookingAnswer = await _exchange(host, peer, BookingOffer(request=request), BookingAnswer, timeout)
+    machine = BookingMachine(request)
+    if answer.rejection is not None:
+        machine.receive(answer.rejection)
+        raise BookingRejected(answer.rejection.message.reason, answer.rejection.message.detail)
+    machine.receive(answer.confirmation)  # type: ignore[arg-type]
+    assert machine.booking is not None
+    return machine.booking
+
+
+async def request_cancel(host: IHost, peer: ID, cancel: Signed[Cancel], timeout: float = 10.0) -> int:
+    """Cancel a booking at its host; returns the fee the host will claim."""
+    answer: CancelAnswer = await _exchange(host, peer, CancelOffer(cancel=cancel), CancelAnswer, timeout)
+    return answer.fee

@@ -1,0 +1,118 @@
+"""The node's own SQLite state: its ads and the bookings it is party to.
+
+Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"):
+
+- `ads(charger_id, envelope)`: the host's current signed ads, reloaded at start.
+- `bookings(booking_id, charger_id, host, driver, start, end, spend_cap, state,
+  request, answer, updated)`: every booking this node took part in, with the exact
+  signed request and the signed answer (confirmation, rejection or cancel).
+- `reserve` is the slot lock: in one IMMEDIATE transaction it checks that no booking of
+  the charger in a holding state (pending, confirmed, started) overlaps the window and
+  inserts the new one. SQLite serialises writers, so two requests for one slot, from
+  one process or several, can never both hold it.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import sqlite_utils
+
+from wattshare.protocol import BookingRequest, ChargerAd, Signed
+
+
+class Slot(StrEnum):
+    PENDING = "pending"  # held while the host decides (manual approval)
+    CONFIRMED = "confirmed"
+    STARTED = "started"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+    DONE = "done"
+
+
+HOLDING = (Slot.PENDING, Slot.CONFIRMED, Slot.STARTED)
+
+
+class NodeStore:
+    def __init__(self, path: Path | str | None = None) -> None:
+        """The store at `path`, or in memory (a search-only node keeps nothing)."""
+        self.db = sqlite_utils.Database(Path(path)) if path is not None else sqlite_utils.Database(memory=True)
+        self.db.conn.isolation_level = None
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db["ads"].create({"charger_id": str, "envelope": bytes}, pk="charger_id", if_not_exists=True)
+        self.db["bookings"].create(
+            {"booking_id": bytes, "charger_id": str, "host": bytes, "driver": bytes, "start": int, "end": int,
+             "spend_cap": int, "state": str, "request": bytes, "answer": bytes, "updated": int},
+            pk="booking_id", if_not_exists=True,
+        )
+        self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
+
+    def save_ad(self, ad: Signed[ChargerAd]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO ads VALUES (?, ?)", [ad.message.charger_id, ad.encode()])
+
+    def ads(self) -> list[Signed[ChargerAd]]:
+        return [Signed.decode(row["envelope"], ChargerAd) for row in self.db["ads"].rows]
+
+    def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
+        """Hold the request's window for its charger if nothing holding overlaps it."""
+        r = request.message
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            clash = conn.execute(
+                f"SELECT 1 FROM bookings WHERE charger_id = ? AND host = ? AND start < ? AND end > ? "
+                f"AND state IN ({', '.join('?' * len(HOLDING))}) LIMIT 1",
+                [r.charger_id, r.host, r.end, r.start, *HOLDING],
+            ).fetchone()
+            if clash is None:
+                conn.execute(
+                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
+                     request.encode(), int(time.time())],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return clash is None
+
+    def record(self, request: Signed[BookingRequest], state: Slot, answer: bytes | None = None) -> None:
+        """Keep a booking this node is party to without holding a slot (the driver's copy)."""
+        r = request.message
+        self.db.execute(
+            "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
+             request.encode(), answer, int(time.time())],
+        )
+
+    def settle(self, booking_id: bytes, state: Slot, answer: bytes | None = None) -> None:
+        self.db.execute(
+            "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), updated = ? WHERE booking_id = ?",
+            [state.value, answer, int(time.time()), booking_id],
+        )
+
+    def get(self, booking_id: bytes) -> dict | None:
+        try:
+            return self.db["bookings"].get(booking_id)
+        except sqlite_utils.db.NotFoundError:
+            return None
+
+    def bookings(self, state: Slot | None = None) -> list[dict]:
+        where, args = ("state = ?", [state.value]) if state else (None, None)
+        return list(self.db["bookings"].rows_where(where, args, order_by="start"))
+
+    def open_caps(self, driver: bytes) -> int:
+        """Spend caps of the driver's bookings here that may still be charged."""
+        row = self.db.execute(
+            f"SELECT COALESCE(SUM(spend_cap), 0) FROM bookings WHERE driver = ? "
+            f"AND state IN ({', '.join('?' * len(HOLDING))})",
+            [driver, *HOLDING],
+        ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self.db.close()
+

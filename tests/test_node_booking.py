@@ -1,0 +1,191 @@
+"""Bookings between real libp2p nodes: confirmations, reason codes, one winner per slot,
+manual approval, cancellation fees on the ledger."""
+
+import hashlib
+import time
+from contextlib import AsyncExitStack
+
+import trio
+
+from fixtures import TERMS, at, make_ad
+from wattshare import protocol as p
+from wattshare.ledger import EntryKind, LedgerStore, audit
+from wattshare.ledger._sample import SampleWorld
+from wattshare.node import BOOKING_PROTOCOL, Approval, BookingRejected, FrameStream, Node, Slot, request_booking
+from wattshare.node._framing import varint
+from wattshare.node._node import peer_of
+
+ACCESS = p.AccessInfo(address="12 Acacia Avenue", instructions="wallbox by the garage", code="4711")
+NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))
+
+
+def identity(i):
+    return p.Identity(hashlib.sha256(b"booking-test/%d" % i).digest())
+
+
+def bounded(scenario, seconds=60):
+    async def main():
+        with trio.fail_after(seconds):
+            await scenario()
+
+    trio.run(main)
+
+
+async def start(stack, node, bootstrap=None):
+    await stack.enter_async_context(node.running())
+    if bootstrap is not None:
+        await node.join([bootstrap.address])
+    return node
+
+
+def ledger_for(tmp_path, world, name):
+    store = LedgerStore(tmp_path / f"{name}.db", world.coop.public_key)
+    store.ingest([world.charter_entry().encode()])  # credit limit 50.00 EUR for every member
+    return store
+
+
+async def neighbourhood(stack, tmp_path, drivers=1, approval=Approval.AUTO, terms=TERMS, timeout=300.0):
+    world = SampleWorld(seed=41)
+    host_id = identity(0)
+    host = Node(host_id, state=tmp_path / "host.db", access=ACCESS, approval=approval,
+                ledger=ledger_for(tmp_path, world, "host-ledger"), approval_timeout=timeout)
+    await start(stack, host)
+    ad = (await host.publish(make_ad(host=host_id.public_key, terms=terms))).message
+    cars = [await start(stack, Node(identity(10 + i), state=tmp_path / f"driver{i}.db"), host)
+            for i in range(drivers)]
+    return host, ad, cars
+
+
+def test_booking_happy_path_and_reason_codes(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            host, ad, [car] = await neighbourhood(stack, tmp_path)
+            booking = await car.book(ad, *NIGHT, spend_cap=2_000)
+            assert booking.confirmation.signer == host.identity.public_key
+            assert p.open_access(car.identity, booking.confirmation.message.access) == ACCESS
+            assert host.store.get(booking.id)["state"] == Slot.CONFIRMED
+            assert car.store.get(booking.id)["state"] == Slot.CONFIRMED
+
+            reasons = {}
+            for name, window, cap, the_ad in [
+                ("noon", (at("2026-11-28T12:00"), at("2026-11-28T14:00")), 1_000, ad),
+                ("same slot", NIGHT, 1_000, ad),
+                ("credit", (at("2026-11-29T23:00"), at("2026-11-30T06:00")), 3_500, ad),
+                ("old ad", (at("2026-11-30T23:00"), at("2026-12-01T06:00")), 1_000, ad.replace(seq=0)),
+            ]:
+                try:
+                    await car.book(the_ad, *window, spend_cap=cap)
+                except BookingRejected as rejected:
+                    reasons[name] = rejected.reason
+        assert reasons == {
+            "noon": p.Reason.OUTSIDE_AVAILABILITY,
+            "same slot": p.Reason.SLOT_TAKEN,
+            "credit": p.Reason.INSUFFICIENT_CREDIT,  # 50.00 credit - 20.00 open cap < 35.00
+            "old ad": p.Reason.AD_EXPIRED,
+        }
+
+    bounded(scenario)
+
+
+def test_twenty_concurrent_requests_for_one_slot_yield_one_confirmation(tmp_path):
+    async def scenario():
+        outcomes = []
+        async with AsyncExitStack() as stack:
+            host, ad, cars = await neighbourhood(stack, tmp_path, drivers=5)
+
+            async def attempt(car, offset):
+                try:
+                    await car.book(ad, NIGHT[0] + offset * 600, NIGHT[1] - offset * 600, spend_cap=1_000)
+                    outcomes.append("confirmed")
+                except BookingRejected as rejected:
+                    outcomes.append(rejected.reason)
+
+            async with trio.open_nursery() as nursery:
+                for car in cars:
+                    for offset in range(4):
+                        nursery.start_soon(attempt, car, offset)
+            held = host.store.bookings(Slot.CONFIRMED)
+        assert outcomes.count("confirmed") == 1 and len(held) == 1
+        assert outcomes.count(p.Reason.SLOT_TAKEN) == 19
+
+    bounded(scenario)
+
+
+def test_manual_approval_approve_decline_and_timeout(tmp_path):
+    async def scenario():
+        results = {}
+        async with AsyncExitStack() as stack:
+            host, ad, cars = await neighbourhood(stack, tmp_path, drivers=3, approval=Approval.MANUAL, timeout=3.0)
+            windows = [NIGHT, (at("2026-11-29T23:00"), at("2026-11-30T06:00")),
+                       (at("2026-11-30T23:00"), at("2026-12-01T06:00"))]
+
+            async def ask(index):
+                try:
+                    await cars[index].book(ad, *windows[index], spend_cap=1_000)
+                    results[index] = "confirmed"
+                except BookingRejected as rejected:
+                    results[index] = rejected.reason
+
+            async with trio.open_nursery() as nursery:
+                for index in range(3):
+                    nursery.start_soon(ask, index)
+                with trio.fail_after(5):
+                    while len(host.desk.pending()) < 3:
+                        await trio.sleep(0.02)
+                by_driver = {host.store.get(b)["driver"]: b for b in host.desk.pending()}
+                # while the first is pending, its slot is held against everyone else
+                try:
+                    await cars[1].book(ad, *NIGHT, spend_cap=1_000)
+                except BookingRejected as rejected:
+                    results["competing"] = rejected.reason
+                host.desk.decide_pending(by_driver[cars[0].identity.public_key], approve=True)
+                host.desk.decide_pending(by_driver[cars[1].identity.public_key], approve=False)
+        assert results == {0: "confirmed", 1: p.Reason.DECLINED, 2: p.Reason.APPROVAL_TIMEOUT,
+                           "competing": p.Reason.SLOT_TAKEN}
+
+    bounded(scenario)
+
+
+def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            late_terms = TERMS.replace(cancel_until_minutes=10**6)  # any cancel from now on is late
+            host, ad, [car] = await neighbourhood(stack, tmp_path, terms=late_terms)
+            booking = await car.book(ad, *NIGHT, spend_cap=1_000)
+            fee = await car.cancel(booking, "plans changed")
+            assert fee == TERMS.cancel_fee == 200
+            assert host.store.get(booking.id)["state"] == Slot.CANCELLED
+            ledger = host.ledger
+            [fee_row] = ledger.db.execute("SELECT kind FROM entries WHERE author = ?",
+                                          [host.identity.public_key]).fetchall()
+            assert fee_row[0] == EntryKind.FEE.value
+            assert ledger.balance(host.identity.public_key, "EUR") == 200
+            assert ledger.balance(car.identity.public_key, "EUR") == -200
+            assert audit(ledger.path).ok
+
+    bounded(scenario)
+
+
+def test_booking_protocol_refuses_bad_input(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            host, ad, [car] = await neighbourhood(stack, tmp_path)
+            impostor = identity(77)  # signs a request, but car sends it
+            forged = p.sign(impostor, p.BookingRequest(
+                driver=impostor.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
+                tariff=ad.tariff, terms=ad.terms, tz=ad.tz, start=NIGHT[0], end=NIGHT[1], spend_cap=1_000,
+                nonce=bytes(16), created=int(time.time())))
+            try:
+                await request_booking(car.host, peer_of(ad.host), forged)
+            except BookingRejected as rejected:
+                forged_reason = rejected.reason
+            stream = await car.host.new_stream(peer_of(ad.host), [BOOKING_PROTOCOL])
+            await stream.write(varint(3) + b"\xff\xfe\xfd")
+            reply = await FrameStream(stream).receive(p.BookingAnswer)
+            await stream.close()
+            booking = await car.book(ad, *NIGHT, spend_cap=1_000)  # the host still serves
+        assert forged_reason is p.Reason.WRONG_SIGNER
+        assert isinstance(reply, p.ErrorReply) and reply.reason is p.Reason.MALFORMED
+        assert booking.confirmation.signer == host.identity.public_key
+
+    bounded(scenario)
