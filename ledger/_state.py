@@ -34,7 +34,7 @@ from wattshare.protocol import GENESIS, Signed
 from ._entry import CoopCharter, Entry, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._merkle import MerkleLog, leaf_hash
-from ._rules import Checked, Posting
+from ._rules import Checked
 
 
 class Outcome(StrEnum):

@@ -24,7 +24,6 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import KadDHT
-from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
@@ -36,7 +35,6 @@ from wattshare.protocol import (
     Identity,
     InvalidValue,
     Query,
-    RemoteProtocolError,
     Result,
     Signed,
     geo,
@@ -44,7 +42,7 @@ from wattshare.protocol import (
     sign,
 )
 
-from ._framing import FrameStream, StreamEnded
+from ._framing import FrameStream, ask, serve
 from ._host import cell_key
 
 AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
@@ -75,27 +73,12 @@ class AdBoard:
         return {signed.message.geohash[:5] for signed in self.ads.values()}
 
     async def handle(self, stream: INetStream) -> None:
-        frames = FrameStream(stream)
-        try:
-            with trio.fail_after(HANDLER_TIMEOUT):
-                request = await frames.receive(AdRequest)
-                if isinstance(request, ErrorReply):
-                    return
-                await frames.send(AdList(ads=tuple(self.ads.values())))
-        except RemoteProtocolError as error:
-            log.info("ad request refused: %s", error)
-            await frames.refuse(error)
-        except (StreamEnded, StreamError, trio.TooSlowError):
-            return
-        finally:
-            await _close(stream)
+        await serve(stream, self._answer, HANDLER_TIMEOUT)
 
-
-async def _close(stream: INetStream) -> None:
-    try:
-        await stream.close()
-    except StreamError:
-        return
+    async def _answer(self, frames: FrameStream) -> None:
+        request = await frames.receive(AdRequest)
+        if not isinstance(request, ErrorReply):
+            await frames.send(AdList(ads=tuple(self.ads.values())))
 
 
 async def provide_cells(dht: KadDHT, cells: set[str]) -> None:
@@ -127,15 +110,7 @@ async def fetch_ads(host: IHost, peer: PeerInfo) -> list[Signed[ChargerAd]]:
     """A host's signed ads, asked over `/wattshare/ad/1.0.0`; raises on refusal or fault."""
     if peer.addrs:
         host.get_peerstore().add_addrs(peer.peer_id, peer.addrs, 600)
-    stream = await host.new_stream(peer.peer_id, [AD_PROTOCOL])
-    try:
-        frames = FrameStream(stream)
-        await frames.send(AdRequest())
-        reply = await frames.receive(AdList)
-    finally:
-        await _close(stream)
-    if isinstance(reply, ErrorReply):
-        raise RemoteProtocolError(reply.reason, f"ad request refused: {reply.detail}")
+    reply = await ask(host, peer.peer_id, AD_PROTOCOL, AdRequest(), AdList, FETCH_TIMEOUT)
     return list(reply.ads)
 
 

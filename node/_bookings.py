@@ -30,7 +30,6 @@ from typing import Callable
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 
 from wattshare.ledger import EntryKind, FeeClaim, LedgerStore
@@ -46,7 +45,6 @@ from wattshare.protocol import (
     Cancel,
     CancelAnswer,
     CancelOffer,
-    ErrorReply,
     Identity,
     MeterReading,
     Reason,
@@ -58,7 +56,7 @@ from wattshare.protocol import (
 )
 
 from ._ads import AdBoard
-from ._framing import FrameStream, StreamEnded
+from ._framing import FrameStream, ask, serve
 from ._store import NodeStore, Slot
 
 BOOKING_PROTOCOL = TProtocol("/wattshare/booking/1.0.0")
@@ -99,24 +97,16 @@ class BookingDesk:
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
     async def handle(self, stream: INetStream) -> None:
-        frames = FrameStream(stream)
-        try:
-            with trio.fail_after(HANDLER_TIMEOUT + self.approval_timeout):
-                offer = await frames.receive(BookingOffer, CancelOffer)
-                if isinstance(offer, BookingOffer):
-                    await frames.send(await self.decide(offer.request, remote_key(stream)))
-                elif isinstance(offer, CancelOffer):
-                    await frames.send(CancelAnswer(fee=self.cancel(offer.cancel, remote_key(stream))))
-        except RemoteProtocolError as error:
-            log.info("booking stream refused: %s", error)
-            await frames.refuse(error)
-        except (StreamEnded, StreamError, trio.TooSlowError):
-            return
-        finally:
-            try:
-                await stream.close()
-            except StreamError:
-                pass
+        peer = remote_key(stream)
+
+        async def answer(frames: FrameStream) -> None:
+            offer = await frames.receive(BookingOffer, CancelOffer)
+            if isinstance(offer, BookingOffer):
+                await frames.send(await self.decide(offer.request, peer))
+            elif isinstance(offer, CancelOffer):
+                await frames.send(CancelAnswer(fee=self.cancel(offer.cancel, peer)))
+
+        await serve(stream, answer, HANDLER_TIMEOUT + self.approval_timeout)
 
     # --- requests ------------------------------------------------------------------
 
@@ -226,26 +216,9 @@ class BookingRejected(Exception):
         self.detail = detail
 
 
-async def _exchange(host: IHost, peer: ID, offer: BookingOffer | CancelOffer, expect: type, timeout: float):
-    with trio.fail_after(timeout):
-        stream = await host.new_stream(peer, [BOOKING_PROTOCOL])
-        try:
-            frames = FrameStream(stream, timeout=timeout)
-            await frames.send(offer)
-            reply = await frames.receive(expect)
-        finally:
-            try:
-                await stream.close()
-            except StreamError:
-                pass
-    if isinstance(reply, ErrorReply):
-        raise RemoteProtocolError(reply.reason, reply.detail)
-    return reply
-
-
 async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest], timeout: float = 30.0) -> Booking:
     """Ask the host for a booking; the confirmed, double-signed Booking or BookingRejected."""
-    answer: BookingAnswer = await _exchange(host, peer, BookingOffer(request=request), BookingAnswer, timeout)
+    answer = await ask(host, peer, BOOKING_PROTOCOL, BookingOffer(request=request), BookingAnswer, timeout)
     machine = BookingMachine(request)
     if answer.rejection is not None:
         machine.receive(answer.rejection)
@@ -257,5 +230,5 @@ async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest]
 
 async def request_cancel(host: IHost, peer: ID, cancel: Signed[Cancel], timeout: float = 10.0) -> int:
     """Cancel a booking at its host; returns the fee the host will claim."""
-    answer: CancelAnswer = await _exchange(host, peer, CancelOffer(cancel=cancel), CancelAnswer, timeout)
+    answer = await ask(host, peer, BOOKING_PROTOCOL, CancelOffer(cancel=cancel), CancelAnswer, timeout)
     return answer.fee

@@ -13,13 +13,20 @@ its own buffer, so it never loses bytes of the next frame.
 - Faults are typed by whose they are: `FrameError` carries the wire reason code for the
   peer (OVERSIZE, MALFORMED, TIMEOUT); `StreamEnded` is the peer closing cleanly
   between frames.
+- `serve` is the one shape of every handler (a deadline, refusals with reason codes,
+  the stream closed whatever happens) and `ask` the one shape of every client call.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+import logging
+from typing import Awaitable, Callable, Protocol, TypeVar
 
 import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
 
 from wattshare.protocol import (
     MAX_MESSAGE_SIZE,
@@ -34,6 +41,7 @@ from wattshare.protocol import (
 READ_TIMEOUT = 10.0
 _CHUNK = 65536
 R = TypeVar("R", bound=Record)
+log = logging.getLogger(__name__)
 
 
 class ByteStream(Protocol):
@@ -138,3 +146,45 @@ class FrameStream:
         except Exception:  # noqa: BLE001 - the peer may have closed or reset; nothing to tell
             return
 
+
+
+async def close_quietly(stream: INetStream) -> None:
+    """Close a stream the peer may already have closed or reset."""
+    try:
+        await stream.close()
+    except StreamError:
+        return
+
+
+async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[None]], timeout: float,
+                max_size: int = MAX_MESSAGE_SIZE) -> None:
+    """Run one handler conversation: refusals go back with their reason code, a peer that
+    vanishes or stalls just ends it, and the stream is closed in every case."""
+    frames = FrameStream(stream, max_size=max_size)
+    try:
+        with trio.fail_after(timeout):
+            await respond(frames)
+    except RemoteProtocolError as error:
+        log.info("%s refused: %s", stream.get_protocol(), error)
+        await frames.refuse(error)
+    except (StreamEnded, StreamError, trio.TooSlowError):
+        return
+    finally:
+        await close_quietly(stream)
+
+
+async def ask(host: IHost, peer: ID, protocol: TProtocol, frame: Record, expect: type[R], timeout: float,
+              max_size: int = MAX_MESSAGE_SIZE) -> R:
+    """Open a stream, send one frame, return the one reply; a refusal is raised as
+    RemoteProtocolError with the peer's reason code."""
+    with trio.fail_after(timeout):
+        stream = await host.new_stream(peer, [protocol])
+        try:
+            frames = FrameStream(stream, max_size=max_size, timeout=timeout)
+            await frames.send(frame)
+            reply = await frames.receive(expect)
+        finally:
+            await close_quietly(stream)
+    if isinstance(reply, ErrorReply):
+        raise RemoteProtocolError(reply.reason, reply.detail)
+    return reply

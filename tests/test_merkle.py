@@ -251,7 +251,6 @@ def test_forked_history_cannot_prove_consistency():
     """Two logs that agree on nothing but old_size: no proof from either links one's old root to the other."""
     for old in range(1, 17):
         for new in range(old + 1, 33):
-            honest = DATA[:new]
             forked = DATA[: old - 1] + [b"rewritten"] + DATA[old:new]  # last old entry changed
             forked_old_root = mth(forked[:old])
             honest_new_root = LOG.root_at(new)

@@ -256,7 +256,6 @@ def test_an_interpolated_reading_changes_nothing(t, rs, tz, data):
     # the price must be identical, line for line.
     assume(len(rs) >= 2)
     i = data.draw(st.integers(0, len(rs) - 2))
-    a, b = rs[i], rs[i + 1]
     doubled = [reading(r.t * 2 - rs[0].t, r.energy_wh * 2) for r in rs]
     a2, b2 = doubled[i], doubled[i + 1]
     mid = reading((a2.t + b2.t) // 2, (a2.energy_wh + b2.energy_wh) // 2)
