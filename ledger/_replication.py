@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from wattshare.protocol import Record, Signed, record, require, require_range, require_size
+from wattshare.protocol import Record, Signed, frame_kind, record, require, require_range, require_size
 
 from ._entry import FeedHead
 from ._errors import EntryRefused
@@ -177,3 +177,8 @@ def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
     added_a = sum(a.accept(batch).added for batch in b.serve(want_a))
     added_b = sum(b.accept(batch).added for batch in a.serve(want_b))
     return added_a, added_b
+
+
+frame_kind("sync_have", Have)
+frame_kind("sync_want", Want)
+frame_kind("sync_batch", Batch)

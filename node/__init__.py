@@ -9,6 +9,7 @@ from ._framing import FrameError, FrameStream, StreamEnded
 from ._host import cell_key, make_host
 from ._node import Node
 from ._store import NodeStore, Slot
+from ._sync import SYNC_PROTOCOL, LedgerSync
 
 __all__ = [
     "AD_PROTOCOL",
@@ -19,7 +20,9 @@ __all__ = [
     "BookingRejected",
     "FrameError",
     "FrameStream",
+    "LedgerSync",
     "Node",
+    "SYNC_PROTOCOL",
     "NodeStore",
     "Slot",
     "StreamEnded",

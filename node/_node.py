@@ -3,8 +3,9 @@
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_framing`, `_store`) know nothing of
 each other. A node is started with `async with node.running():` and stopped by leaving
-the block; while it runs it serves its protocols and re-provides its ads' cells every
-`REANNOUNCE_INTERVAL` (and at once after `publish` or `join`). Its own ads and the
+the block; while it runs it serves its protocols, re-provides its ads' cells every
+`REANNOUNCE_INTERVAL` (and at once after `publish` or `join`) and, if it keeps a
+ledger, pulls ledger entries from its connected peers every `sync_interval`. Its own ads and the
 bookings it takes part in live in its `NodeStore`, so a restarted node reloads them.
 """
 
@@ -38,8 +39,10 @@ from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, quiet_libp2p, running
 from ._store import NodeStore, Slot
+from ._sync import SYNC_PROTOCOL, LedgerSync
 
 REANNOUNCE_INTERVAL = 600.0
+SYNC_INTERVAL = 30.0
 
 
 def peer_of(public_key: bytes) -> ID:
@@ -51,7 +54,8 @@ class Node:
 
     def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN, state: Path | None = None,
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
-                 ledger: LedgerStore | None = None, approval_timeout: float = 300.0) -> None:
+                 ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
+                 sync_interval: float = SYNC_INTERVAL) -> None:
         quiet_libp2p()
         self.identity = identity
         self.listen = listen
@@ -67,6 +71,11 @@ class Node:
         if access is not None:
             self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout)
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.desk.handle)
+        self.sync: LedgerSync | None = None
+        if ledger is not None:
+            self.sync = LedgerSync(ledger)
+            self.host.set_stream_handler(SYNC_PROTOCOL, self.sync.handle)
+        self.sync_interval = sync_interval
         self._announce = trio.Event()
 
     @property
@@ -77,6 +86,8 @@ class Node:
     async def running(self) -> AsyncIterator[Node]:
         async with running(self.host, self.dht, self.listen), trio.open_nursery() as nursery:
             nursery.start_soon(self._reannounce)
+            if self.sync is not None:
+                nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
             yield self
             nursery.cancel_scope.cancel()
 

@@ -1,0 +1,100 @@
+"""Ledger replication over `/wattshare/ledger-sync/1.0.0`, and periodic anti-entropy.
+
+Theory of operation (DESIGN.md, "Ledger", replication): the ledger's sans-IO
+`Replicator` decides what to ask and what to store; this module only carries it. A
+pull from a peer is one stream:
+
+    puller -> server   Have (what the puller holds: the server may pull back later)
+    server -> puller   Have (what the server holds)
+    puller -> server   Want (ranges, from the replicator)
+    server -> puller   Batch ... Batch, then an empty Batch: done
+
+Each batch is ingested atomically as it arrives; a broken stream loses at most the
+batch in flight, and the next pull resumes from the new sizes. Nothing depends on
+gossip arriving: every node pulls from every peer it is connected to every
+`SYNC_INTERVAL`, which is what makes replicas converge after partitions, restarts and
+dropped announcements.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from wattshare.ledger import Batch, EntryRefused, Have, LedgerStore, Replicator, Want
+from wattshare.protocol import ErrorReply, RemoteProtocolError
+
+from ._framing import FrameStream, close_quietly, serve
+
+SYNC_PROTOCOL = TProtocol("/wattshare/ledger-sync/1.0.0")
+SYNC_FRAME = 4 * 1024 * 1024
+SYNC_TIMEOUT = 60.0
+log = logging.getLogger(__name__)
+
+
+class LedgerSync:
+    """Serve and pull ledger entries for one store (see the module doc)."""
+
+    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True) -> None:
+        self.store = store
+        self.interested = interested
+
+    async def handle(self, stream: INetStream) -> None:
+        await serve(stream, self._serve, SYNC_TIMEOUT, max_size=SYNC_FRAME)
+
+    async def _serve(self, frames: FrameStream) -> None:
+        replicator = Replicator(self.store, self.interested)
+        theirs = await frames.receive(Have)
+        if isinstance(theirs, ErrorReply):
+            return
+        await frames.send(replicator.have())
+        want = await frames.receive(Want)
+        if isinstance(want, ErrorReply):
+            return
+        for batch in replicator.serve(want):
+            await frames.send(batch)
+        await frames.send(Batch(entries=()))
+
+    async def pull(self, host: IHost, peer: ID) -> int:
+        """Fetch what `peer` holds and we want; returns the entries added."""
+        replicator = Replicator(self.store, self.interested)
+        added = 0
+        with trio.fail_after(SYNC_TIMEOUT):
+            stream = await host.new_stream(peer, [SYNC_PROTOCOL])
+            try:
+                frames = FrameStream(stream, max_size=SYNC_FRAME, timeout=SYNC_TIMEOUT)
+                await frames.send(replicator.have())
+                theirs = await frames.receive(Have)
+                if isinstance(theirs, ErrorReply):
+                    raise RemoteProtocolError(theirs.reason, theirs.detail)
+                await frames.send(replicator.want(theirs))
+                while True:
+                    batch = await frames.receive(Batch)
+                    if isinstance(batch, ErrorReply):
+                        raise RemoteProtocolError(batch.reason, batch.detail)
+                    if not batch.entries:
+                        return added
+                    try:
+                        added += replicator.accept(batch).added
+                    except EntryRefused as refused:
+                        raise RemoteProtocolError(refused.rule.reason, str(refused)) from None
+            finally:
+                await close_quietly(stream)
+
+    async def anti_entropy(self, host: IHost, interval: float) -> None:
+        """Pull from every connected peer every `interval` seconds, forever."""
+        while True:
+            for peer in list(host.get_connected_peers()):
+                try:
+                    await self.pull(host, peer)
+                except Exception as error:  # noqa: BLE001 - one peer's failure must not stop syncing with the rest
+                    log.info("sync with %s failed: %s", peer, error)
+            await trio.sleep(interval)
+
+
+
