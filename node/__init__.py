@@ -3,6 +3,7 @@
 Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 """
 
+from ._admin import admin_call, serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
 from ._framing import FrameError, FrameStream, StreamEnded
@@ -26,9 +27,11 @@ __all__ = [
     "NodeStore",
     "Slot",
     "StreamEnded",
+    "admin_call",
     "cell_key",
     "fetch_ads",
     "find_chargers",
     "make_host",
     "request_booking",
+    "serve_admin",
 ]

@@ -5,7 +5,8 @@ pieces themselves (`_host`, `_ads`, `_bookings`, `_framing`, `_store`) know noth
 each other. A node is started with `async with node.running():` and stopped by leaving
 the block; while it runs it serves its protocols, re-provides its ads' cells every
 `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`) and, if it keeps a
-ledger, pulls ledger entries from its connected peers every `sync_interval`. Its own ads and the
+ledger, pulls ledger entries from its connected peers every `sync_interval`; with an
+`admin` path it answers the local `wattshare` command on that Unix socket. Its own ads and the
 bookings it takes part in live in its `NodeStore`, so a restarted node reloads them.
 """
 
@@ -35,6 +36,7 @@ from wattshare.protocol import (
     sign,
 )
 
+from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, quiet_libp2p, running
@@ -55,7 +57,7 @@ class Node:
     def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN, state: Path | None = None,
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
-                 sync_interval: float = SYNC_INTERVAL) -> None:
+                 sync_interval: float = SYNC_INTERVAL, admin: Path | None = None) -> None:
         quiet_libp2p()
         self.identity = identity
         self.listen = listen
@@ -76,6 +78,7 @@ class Node:
             self.sync = LedgerSync(ledger)
             self.host.set_stream_handler(SYNC_PROTOCOL, self.sync.handle)
         self.sync_interval = sync_interval
+        self.admin = admin
         self._announce = trio.Event()
 
     @property
@@ -88,6 +91,8 @@ class Node:
             nursery.start_soon(self._reannounce)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
+            if self.admin is not None:
+                await nursery.start(serve_admin, self, self.admin)
             yield self
             nursery.cancel_scope.cancel()
 
