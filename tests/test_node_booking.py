@@ -189,3 +189,32 @@ def test_booking_protocol_refuses_bad_input(tmp_path):
         assert booking.confirmation.signer == host.identity.public_key
 
     bounded(scenario)
+
+
+def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_path):
+    host_id = identity(0)
+    found = {}
+
+    async def first_life():
+        async with AsyncExitStack() as stack:
+            host, ad, [car] = await neighbourhood(stack, tmp_path)
+            found["booking"] = await car.book(ad, *NIGHT, spend_cap=1_000)
+
+    async def second_life():
+        async with AsyncExitStack() as stack:
+            boot = await start(stack, Node(identity(90)))
+            host = await start(stack, Node(host_id, state=tmp_path / "host.db", access=ACCESS), boot)
+            driver = await start(stack, Node(identity(91)), boot)
+            found["reloaded"] = host.store.get(found["booking"].id)["state"]
+            query = p.Query(lat_e6=52_520_000, lon_e6=13_405_000, radius_m=20_000, start=at("2026-11-29T23:00"),
+                            end=at("2026-11-30T06:00"))
+            with trio.fail_after(25):  # until the host's re-announcement has reached the DHT
+                while not (results := await driver.search(query)):
+                    await trio.sleep(0.1)
+            found["results"] = results
+
+    bounded(first_life)
+    bounded(second_life)
+    assert found["reloaded"] == Slot.CONFIRMED
+    [result] = found["results"]
+    assert result.ad.signer == host_id.public_key and result.ad.message.charger_id == "driveway"

@@ -56,3 +56,58 @@ def test_three_nodes_converge_and_an_offline_node_catches_up(tmp_path):
     trio.run(main)
     assert ledgers[2].sizes() == ledgers[0].sizes() and len(ledgers[2].sizes()) == 4  # co-op, treasurer, host, driver
     assert all(audit(ledger.path).ok for ledger in ledgers)
+
+
+def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
+    from wattshare.ledger import Batch, Have, Replicator, Want
+    from wattshare.node import SYNC_PROTOCOL, FrameStream
+    from wattshare.node._framing import serve, varint
+
+    world = SampleWorld(seed=52)
+    good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key) for n in ("good", "victim"))
+    good.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH).encode()])
+    server = Node(p.Identity(hashlib.sha256(b"sync-server").digest()), ledger=good, sync_interval=3600)
+    liar = Node(p.Identity(hashlib.sha256(b"sync-liar").digest()))
+    client = Node(p.Identity(hashlib.sha256(b"sync-client").digest()), ledger=victim, sync_interval=3600)
+
+    async def lying_sync(stream):
+        async def respond(frames):
+            await frames.receive(Have)
+            await frames.send(Replicator(good).have())
+            await frames.receive(Want)
+            envelopes = good.entries(world.coop.public_key, 0, 1)
+            tampered = bytearray(envelopes[0])
+            tampered[100] ^= 1  # inside the signed body
+            await frames.send(Batch(entries=(bytes(tampered),)))
+            await frames.send(Batch(entries=()))
+
+        await serve(stream, respond, 10)
+
+    liar.host.set_stream_handler(SYNC_PROTOCOL, lying_sync)
+    outcome = {}
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            for node in (server, liar, client):
+                await stack.enter_async_context(node.running())
+            await client.join([server.address, liar.address])
+            stream = await client.host.new_stream(server.host.get_id(), [SYNC_PROTOCOL])
+            await stream.write(varint(4) + b"\xff\x00\xff\x00")
+            outcome["garbage"] = await FrameStream(stream).receive(Have)
+            await stream.close()
+            try:
+                await client.sync.pull(client.host, liar.host.get_id())
+            except p.RemoteProtocolError as error:
+                outcome["tampered"] = error.reason
+            outcome["sizes after lie"] = victim.sizes()
+            outcome["pulled"] = await client.sync.pull(client.host, server.host.get_id())
+
+    async def main():
+        with trio.fail_after(60):
+            await scenario()
+
+    trio.run(main)
+    assert outcome["garbage"].reason is p.Reason.MALFORMED
+    assert outcome["tampered"] is p.Reason.BAD_SIGNATURE
+    assert outcome["sizes after lie"] == {}
+    assert outcome["pulled"] == 2 and victim.sizes() == good.sizes()
