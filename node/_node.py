@@ -5,7 +5,8 @@ pieces themselves (`_host`, `_ads`, `_bookings`, `_framing`, `_store`) know noth
 each other. A node is started with `async with node.running():` and stopped by leaving
 the block; while it runs it serves its protocols, re-provides its ads' cells every
 `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`) and, if it keeps a
-ledger, pulls ledger entries from its connected peers every `sync_interval`; with an
+ledger, pulls ledger entries from its connected peers every `sync_interval` (sooner
+when a gossiped head says a peer is ahead); with an
 `admin` path it answers the local `wattshare` command on that Unix socket. Its own ads and the
 bookings it takes part in live in its `NodeStore`, so a restarted node reloads them.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -39,6 +40,7 @@ from wattshare.protocol import (
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
+from ._gossip import HeadGossip
 from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, quiet_libp2p, running
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
@@ -57,7 +59,7 @@ class Node:
     def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN, state: Path | None = None,
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
-                 sync_interval: float = SYNC_INTERVAL, admin: Path | None = None) -> None:
+                 sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True) -> None:
         quiet_libp2p()
         self.identity = identity
         self.listen = listen
@@ -74,9 +76,12 @@ class Node:
             self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout)
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.desk.handle)
         self.sync: LedgerSync | None = None
+        self.gossip: HeadGossip | None = None
         if ledger is not None:
             self.sync = LedgerSync(ledger)
             self.host.set_stream_handler(SYNC_PROTOCOL, self.sync.handle)
+            if gossip:
+                self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge)
         self.sync_interval = sync_interval
         self.admin = admin
         self._announce = trio.Event()
@@ -87,7 +92,11 @@ class Node:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Node]:
-        async with running(self.host, self.dht, self.listen), trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(running(self.host, self.dht, self.listen))
+            if self.gossip is not None:
+                await stack.enter_async_context(self.gossip.running())
+            nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._reannounce)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)

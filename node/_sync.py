@@ -13,7 +13,7 @@ Each batch is ingested atomically as it arrives; a broken stream loses at most t
 batch in flight, and the next pull resumes from the new sizes. Nothing depends on
 gossip arriving: every node pulls from every peer it is connected to every
 `SYNC_INTERVAL`, which is what makes replicas converge after partitions, restarts and
-dropped announcements.
+dropped announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class LedgerSync:
     def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True) -> None:
         self.store = store
         self.interested = interested
+        self._news, self._news_out = trio.open_memory_channel[ID](64)
 
     async def handle(self, stream: INetStream) -> None:
         await serve(stream, self._serve, SYNC_TIMEOUT, max_size=SYNC_FRAME)
@@ -86,15 +87,28 @@ class LedgerSync:
             finally:
                 await close_quietly(stream)
 
+    def nudge(self, peer: ID) -> None:
+        """Ask for a pull from `peer` soon (it announced a head ahead of ours)."""
+        try:
+            self._news.send_nowait(peer)
+        except trio.WouldBlock:
+            log.info("sync nudges are queued up; anti-entropy will catch up")
+
+    async def _pull_logged(self, host: IHost, peer: ID) -> None:
+        try:
+            await self.pull(host, peer)
+        except Exception as error:  # noqa: BLE001 - one peer's failure must not stop syncing with the rest
+            log.info("sync with %s failed: %s", peer, error)
+
     async def anti_entropy(self, host: IHost, interval: float) -> None:
-        """Pull from every connected peer every `interval` seconds, forever."""
+        """Pull from every connected peer every `interval` seconds, and from a nudging
+        peer at once, forever."""
         while True:
             for peer in list(host.get_connected_peers()):
-                try:
-                    await self.pull(host, peer)
-                except Exception as error:  # noqa: BLE001 - one peer's failure must not stop syncing with the rest
-                    log.info("sync with %s failed: %s", peer, error)
-            await trio.sleep(interval)
+                await self._pull_logged(host, peer)
+            with trio.move_on_after(interval):
+                while True:
+                    await self._pull_logged(host, await self._news_out.receive())
 
 
 

@@ -27,8 +27,8 @@ async def converged(stores, seconds=15):
 def test_three_nodes_converge_and_an_offline_node_catches_up(tmp_path):
     world = SampleWorld(seed=51)
     ledgers = [LedgerStore(tmp_path / f"{name}.db", world.coop.public_key) for name in "abc"]
-    nodes = [Node(p.Identity(hashlib.sha256(name.encode()).digest()), ledger=ledger, sync_interval=0.2)
-             for name, ledger in zip("abc", ledgers)]
+    nodes = [Node(p.Identity(hashlib.sha256(name.encode()).digest()), ledger=ledger, sync_interval=0.2, gossip=False)
+             for name, ledger in zip("abc", ledgers)]  # no gossip at all: anti-entropy alone converges
     a, b, c = nodes
 
     async def scenario():
@@ -111,3 +111,36 @@ def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
     assert outcome["tampered"] is p.Reason.BAD_SIGNATURE
     assert outcome["sizes after lie"] == {}
     assert outcome["pulled"] == 2 and victim.sizes() == good.sizes()
+
+
+def test_a_gossiped_head_brings_a_pull_long_before_anti_entropy(tmp_path):
+    from wattshare.ledger import EntryKind
+    from wattshare.protocol import SettlementAck
+
+    world = SampleWorld(seed=53)
+    ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key) for n in ("a", "b")]
+    a, b = (Node(p.Identity(hashlib.sha256(n.encode()).digest()), ledger=ledger, sync_interval=3600)
+            for n, ledger in zip(("gossip-a", "gossip-b"), ledgers))
+    took = {}
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            for node in (a, b):
+                await stack.enter_async_context(node.running())
+            await b.join([a.address])
+            await trio.sleep(1.5)  # let the gossip mesh form (heartbeat 1 s)
+            ack = SettlementAck(booking_id=bytes(32), settlement=bytes(32), t=EPOCH)
+            started = trio.current_time()
+            ledgers[0].append(a.identity, [(EntryKind.ACK, ack)], t=EPOCH)
+            with trio.fail_after(10):
+                while ledgers[1].state.size(a.identity.public_key) < 1:
+                    await trio.sleep(0.05)
+            took["seconds"] = trio.current_time() - started
+
+    async def main():
+        with trio.fail_after(60):
+            await scenario()
+
+    trio.run(main)
+    assert took["seconds"] < 5  # anti-entropy would have waited an hour
+    assert ledgers[1].sizes() == ledgers[0].sizes()

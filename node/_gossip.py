@@ -1,0 +1,80 @@
+"""Head announcements over gossipsub: a nudge to sync sooner, never the source of truth.
+
+Theory of operation (DESIGN.md, "Ledger": "a gossipsub topic announcing heads";
+LIBP2P-NOTES: default spam protection drops more than 10 messages/s per topic and
+sender, subscriptions buffer 32 messages and drop the rest):
+
+- A node publishes its own feed's latest signed head on `HEADS_TOPIC` whenever that
+  feed has grown (checked every `ANNOUNCE_INTERVAL`), so a burst of appends costs one
+  message. The rate limit is raised for this topic, and the subscription is drained
+  continuously.
+- A received head is verified (it is signed by its feed's author); if it is ahead of
+  what this node holds, the peer that relayed it is nudged into an immediate pull.
+  Anything else is dropped. A lost announcement costs only latency: anti-entropy
+  (`_sync`) still converges.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB_ID
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from wattshare.ledger import FeedHead, LedgerStore
+from wattshare.protocol import RemoteProtocolError, Signed
+
+HEADS_TOPIC = "wattshare/ledger-heads/1"
+ANNOUNCE_INTERVAL = 0.5
+log = logging.getLogger(__name__)
+
+
+class HeadGossip:
+    def __init__(self, host: IHost, author: bytes, ledger: LedgerStore, nudge: Callable[[ID], None]) -> None:
+        self.author = author
+        self.ledger = ledger
+        self.nudge = nudge
+        self.router = GossipSub(
+            protocols=[GOSSIPSUB_ID], degree=6, degree_low=4, degree_high=12,
+            heartbeat_initial_delay=0.1, heartbeat_interval=1, max_messages_per_topic_per_second=1000.0,
+        )
+        self.pubsub = Pubsub(host, self.router)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with background_trio_service(self.pubsub), background_trio_service(self.router):
+            await self.pubsub.wait_until_ready()
+            subscription = await self.pubsub.subscribe(HEADS_TOPIC)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._listen, subscription)
+                nursery.start_soon(self._announce)
+                yield
+                nursery.cancel_scope.cancel()
+
+    async def _listen(self, subscription) -> None:  # noqa: ANN001 - py-libp2p's subscription API
+        async for message in subscription:
+            try:
+                head = Signed.decode(message.data, FeedHead).message
+            except RemoteProtocolError as error:
+                log.info("dropped a bad head announcement: %s", error)
+                continue
+            if head.size > self.ledger.state.size(head.author):
+                self.nudge(ID(message.from_id))
+
+    async def _announce(self) -> None:
+        announced = 0
+        while True:
+            await trio.sleep(ANNOUNCE_INTERVAL)
+            size = self.ledger.state.size(self.author)
+            if size > announced:
+                head = next((h for h in self.ledger.heads() if h.message.author == self.author), None)
+                if head is not None and head.message.size == size:
+                    await self.pubsub.publish(HEADS_TOPIC, head.encode())
+                    announced = size
