@@ -51,6 +51,9 @@ def quiet_libp2p() -> None:
     lib.handlers[:] = []
     lib.setLevel(logging.ERROR)
     lib.propagate = True
+    for name, child in logging.root.manager.loggerDict.items():
+        if name.startswith("libp2p.") and isinstance(child, logging.Logger):
+            child.setLevel(logging.NOTSET)  # some set their own INFO level on import
 
 
 def cell_key(cell: str) -> str:
