@@ -30,7 +30,6 @@ from wattshare.ledger import LedgerStore
 from wattshare.ledger._sample import EPOCH, SampleWorld, off_peak_tariff
 from wattshare.node import Node
 from wattshare.node._framing import FrameStream, serve, varint
-from wattshare.node._node import peer_of
 from wattshare.protocol import (
     AccessInfo,
     BookingTerms,
@@ -126,11 +125,11 @@ async def network_round(size: int, rng: random.Random) -> dict:
         echoes, bookings = [], []
         for index in range(BOOKINGS):
             host, driver = hosts[index % len(hosts)], drivers[index % len(drivers)]
+            driver.host.get_peerstore().add_addrs(host.host.get_id(), host.host.get_addrs(), 600)
             echoes.append(await echo_round_trip(driver, host))
             ad = ads[host.identity.public_key]
             start = NIGHT + index * 86_400
             started = time.perf_counter()
-            driver.host.get_peerstore().add_addrs(peer_of(ad.host), host.host.get_addrs(), 600)
             await driver.book(ad, start, start + 3600, spend_cap=5_000)
             bookings.append(time.perf_counter() - started)
     return {

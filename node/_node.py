@@ -1,14 +1,15 @@
 """The node: one participant's libp2p host, DHT and protocol services, run under trio.
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
-pieces themselves (`_host`, `_ads`, `_bookings`, `_framing`, `_store`) know nothing of
-each other. A node is started with `async with node.running():` and stopped by leaving
-the block; while it runs it serves its protocols, re-provides its ads' cells every
-`REANNOUNCE_INTERVAL` (and at once after `publish` or `join`) and, if it keeps a
-ledger, pulls ledger entries from its connected peers every `sync_interval` (sooner
-when a gossiped head says a peer is ahead); with an
-`admin` path it answers the local `wattshare` command on that Unix socket. Its own ads and the
-bookings it takes part in live in its `NodeStore`, so a restarted node reloads them.
+pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
+`_framing`, `_store`) know nothing of each other. A node is started with
+`async with node.running():` and stopped by leaving the block. While it runs it serves
+its protocols; re-provides its ads' cells every `REANNOUNCE_INTERVAL` (and at once after
+`publish` or `join`); if it keeps a ledger, pulls entries from its connected peers every
+`sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
+path, answers the local `wattshare` command on that Unix socket. Its own ads, the
+bookings it takes part in and the peers it joined through live in its `NodeStore`, so
+a restarted node reloads them, rejoins and re-announces.
 """
 
 from __future__ import annotations
@@ -106,9 +107,16 @@ class Node:
             nursery.cancel_scope.cancel()
 
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
+        """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered."""
         joined = await join(self.host, self.dht, bootstrap, limiter)
+        if joined:
+            self.store.remember_peers(bootstrap)
         self._announce.set()
         return joined
+
+    async def rejoin(self) -> int:
+        """Join through the peers remembered from earlier runs."""
+        return await self.join(self.store.peers())
 
     async def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
         signed = self.board.publish(ad)

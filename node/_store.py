@@ -6,6 +6,7 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 - `bookings(booking_id, charger_id, host, driver, start, end, spend_cap, state,
   request, answer, updated)`: every booking this node took part in, with the exact
   signed request and the signed answer (confirmation, rejection or cancel).
+- `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
 - `reserve` is the slot lock: in one IMMEDIATE transaction it checks that no booking of
   the charger in a holding state (pending, confirmed, started) overlaps the window and
   inserts the new one. SQLite serialises writers, so two requests for one slot, from
@@ -49,12 +50,21 @@ class NodeStore:
             pk="booking_id", if_not_exists=True,
         )
         self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
+        self.db["peers"].create({"address": str, "seen": int}, pk="address", if_not_exists=True)
 
     def save_ad(self, ad: Signed[ChargerAd]) -> None:
         self.db.execute("INSERT OR REPLACE INTO ads VALUES (?, ?)", [ad.message.charger_id, ad.encode()])
 
     def ads(self) -> list[Signed[ChargerAd]]:
         return [Signed.decode(row["envelope"], ChargerAd) for row in self.db["ads"].rows]
+
+    def remember_peers(self, addresses: list[str]) -> None:
+        now = int(time.time())
+        for address in addresses:
+            self.db.execute("INSERT OR REPLACE INTO peers VALUES (?, ?)", [address, now])
+
+    def peers(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT address FROM peers ORDER BY seen DESC LIMIT 50")]
 
     def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
         """Hold the request's window for its charger if nothing holding overlaps it."""

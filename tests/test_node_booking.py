@@ -11,7 +11,16 @@ from fixtures import TERMS, at, make_ad
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
-from wattshare.node import BOOKING_PROTOCOL, Approval, BookingRejected, FrameStream, Node, Slot, request_booking
+from wattshare.node import (
+    BOOKING_PROTOCOL,
+    Approval,
+    BookingRejected,
+    FrameStream,
+    Node,
+    Slot,
+    StreamEnded,
+    request_booking,
+)
 from wattshare.node._framing import varint
 from wattshare.node._node import peer_of
 
@@ -183,10 +192,19 @@ def test_booking_protocol_refuses_bad_input(tmp_path):
             await stream.write(varint(3) + b"\xff\xfe\xfd")
             reply = await FrameStream(stream).receive(p.BookingAnswer)
             await stream.close()
+            half_closed = await car.host.new_stream(peer_of(ad.host), [BOOKING_PROTOCOL])
+            await half_closed.close_write()  # says nothing at all
+            with trio.fail_after(15):
+                try:
+                    await FrameStream(half_closed).read()
+                except StreamEnded:
+                    half_closed_outcome = "ended"
+            await half_closed.close()
             booking = await car.book(ad, *NIGHT, spend_cap=1_000)  # the host still serves
         assert forged_reason is p.Reason.WRONG_SIGNER
         assert isinstance(reply, p.ErrorReply) and reply.reason is p.Reason.MALFORMED
         assert booking.confirmation.signer == host.identity.public_key
+        assert half_closed_outcome == "ended"
 
     bounded(scenario)
 
