@@ -49,6 +49,8 @@ AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
 HANDLER_TIMEOUT = 10.0
 FETCH_TIMEOUT = 3.0
 QUERY_TIMEOUT = 2.0
+CELL_LOOKUPS = 4  # cells looked up at once
+PROVIDER_COUNT = 200  # ask for more than a cell will hold: the walk stops early at `count`
 log = logging.getLogger(__name__)
 
 
@@ -89,20 +91,34 @@ async def provide_cells(dht: KadDHT, cells: set[str]) -> None:
 
 async def providers(dht: KadDHT, cell: str) -> dict[ID, PeerInfo]:
     """Every provider of `cell` this node can learn of (see the module doc)."""
-    key = bytes.fromhex(cell_key(cell))
+    key_hex = cell_key(cell)
+    key = bytes.fromhex(key_hex)
     found = {p.peer_id: p for p in dht.provider_store.get_providers(key)}
-    with trio.move_on_after(QUERY_TIMEOUT):
-        closest = await dht.peer_routing.find_closest_peers_network(key)
 
-        async def ask(peer: ID) -> None:
-            with trio.move_on_after(QUERY_TIMEOUT):
-                answer, _ = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
-                for info in answer:
-                    found.setdefault(info.peer_id, info)
+    def add(infos: list[PeerInfo]) -> None:
+        for info in infos:
+            found.setdefault(info.peer_id, info)
 
-        async with trio.open_nursery() as nursery:
-            for peer in closest:
-                nursery.start_soon(ask, peer)
+    async def iterative() -> None:  # the library's walk (when this node holds no record yet)
+        with trio.move_on_after(QUERY_TIMEOUT):
+            add(await dht.find_providers(key_hex, PROVIDER_COUNT))
+
+    async def closest() -> None:  # and the peers closest to the key, asked directly
+        with trio.move_on_after(QUERY_TIMEOUT):
+            peers = await dht.peer_routing.find_closest_peers_network(key)
+
+            async def ask(peer: ID) -> None:
+                with trio.move_on_after(QUERY_TIMEOUT):
+                    answer, _ = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
+                    add(answer)
+
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(ask, peer)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(iterative)
+        nursery.start_soon(closest)
     return found
 
 
@@ -121,8 +137,11 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None 
     cells = geo.covering_cells(lat, lon, query.radius_m, 5)
     peers: dict[ID, PeerInfo] = {}
 
+    limiter = trio.CapacityLimiter(CELL_LOOKUPS)  # a burst of lookups gets streams reset (LIBP2P-NOTES)
+
     async def collect(cell: str) -> None:
-        peers.update(await providers(dht, cell))
+        async with limiter:
+            peers.update(await providers(dht, cell))
 
     async with trio.open_nursery() as nursery:
         for cell in cells:

@@ -113,10 +113,9 @@ class BookingDesk:
     async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
         try:
             self._check(request, peer)
-            manual = self.approval is Approval.MANUAL
-            if not self.store.reserve(request, Slot.PENDING if manual else Slot.CONFIRMED):
+            if not self.store.reserve(request, Slot.PENDING):  # held, but confirmed only once signed
                 raise Refused(Reason.SLOT_TAKEN, "another booking holds an overlapping window")
-            if manual:
+            if self.approval is Approval.MANUAL:
                 await self._await_decision(request.digest)
         except Refused as refused:
             return self._reject(request, refused)

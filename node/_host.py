@@ -6,7 +6,8 @@ Theory of operation (LIBP2P-NOTES.md, measured on py-libp2p 0.8.1):
   the key that signs ads, bookings, receipts and ledger entries.
 - Noise is the only security transport (the default would also offer plaintext, where a
   peer can claim any id) and yamux the only muxer; `max_connections_per_peer=1` avoids
-  a 250 ms fallback delay on every connect.
+  a 250 ms fallback delay on every connect, and `low_watermark=0` keeps py-libp2p's
+  auto-connector from dialling up to 200 peers: a neighbourhood node connects on demand.
 - The DHT runs in server mode with strict validation and a `wattshare` namespace.
   Provider keys are sha2-256 multihashes in hex (a bare cell name could parse as hex).
 - Joining: connect to each bootstrap peer and add it to the routing table (connections
@@ -78,7 +79,7 @@ def make_host(identity: Identity, listen: str = DEFAULT_LISTEN) -> IHost:
         key_pair=key_pair,
         sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)},
         muxer_opt={YAMUX_ID: Yamux},
-        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        connection_config=ConnectionConfig(max_connections_per_peer=1, min_connections=0, low_watermark=0),
         listen_addrs=[multiaddr.Multiaddr(listen)],
     )
 

@@ -4,8 +4,9 @@ Theory of operation: `Node` wires the pieces together and owns their lifetimes; 
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `_framing`, `_store`) know nothing of each other. A node is started with
 `async with node.running():` and stopped by leaving the block. While it runs it serves
-its protocols; re-provides its ads' cells every `REANNOUNCE_INTERVAL` (and at once after
-`publish` or `join`); if it keeps a ledger, pulls entries from its connected peers every
+its protocols; refreshes its routing table and re-provides its ads' cells a few times
+soon after it starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or
+`join`); if it keeps a ledger, pulls entries from its connected peers every
 `sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
 path, answers the local `wattshare` command on that Unix socket. Its own ads, the
 bookings it takes part in and the peers it joined through live in its `NodeStore`, so
@@ -47,6 +48,8 @@ from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
 
 REANNOUNCE_INTERVAL = 600.0
+JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes after start
+REFRESH_TIMEOUT = 10.0
 SYNC_INTERVAL = 30.0
 
 
@@ -151,9 +154,16 @@ class Node:
         return fee
 
     async def _reannounce(self) -> None:
+        """Refresh the routing table and re-provide our cells: soon after joining (the
+        network around a newcomer is still filling in), then every REANNOUNCE_INTERVAL,
+        and at once when an ad changes."""
+        delays = iter(JOIN_REFRESHES)
         while True:
-            with trio.move_on_after(REANNOUNCE_INTERVAL):
+            with trio.move_on_after(next(delays, REANNOUNCE_INTERVAL)):
                 await self._announce.wait()
             self._announce = trio.Event()
+            if self.host.get_connected_peers():
+                with trio.move_on_after(REFRESH_TIMEOUT):
+                    await self.dht.refresh_routing_table()
             if self.board.cells:
                 await provide_cells(self.dht, self.board.cells)

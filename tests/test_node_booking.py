@@ -224,8 +224,9 @@ def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_pa
             host = await start(stack, Node(host_id, state=tmp_path / "host.db", access=ACCESS), boot)
             driver = await start(stack, Node(identity(91)), boot)
             found["reloaded"] = host.store.get(found["booking"].id)["state"]
-            query = p.Query(lat_e6=52_520_000, lon_e6=13_405_000, radius_m=20_000, start=at("2026-11-29T23:00"),
-                            end=at("2026-11-30T06:00"))
+            lat, lon = p.geo.decode(make_ad().geohash)
+            query = p.Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=1_000,
+                            start=at("2026-11-29T23:00"), end=at("2026-11-30T06:00"))
             with trio.fail_after(25):  # until the host's re-announcement has reached the DHT
                 while not (results := await driver.search(query)):
                     await trio.sleep(0.1)
