@@ -33,6 +33,7 @@ from wattshare.protocol import RemoteProtocolError, Signed
 
 HEADS_TOPIC = "wattshare/ledger-heads/1"
 ANNOUNCE_INTERVAL = 0.5
+PUBLISH_TIMEOUT = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -76,5 +77,6 @@ class HeadGossip:
             if size > announced:
                 head = next((h for h in self.ledger.heads() if h.message.author == self.author), None)
                 if head is not None and head.message.size == size:
-                    await self.pubsub.publish(HEADS_TOPIC, head.encode())
-                    announced = size
+                    with trio.move_on_after(PUBLISH_TIMEOUT):
+                        await self.pubsub.publish(HEADS_TOPIC, head.encode())
+                        announced = size

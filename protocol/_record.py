@@ -177,8 +177,8 @@ def _enum(kind: type[StrEnum]) -> _Converter:
     def parse(value: Any) -> StrEnum:
         try:
             return kind(value)
-        except ValueError:
-            raise _Mismatch(f"{value!r} is not a {kind.__name__}") from None
+        except (ValueError, TypeError):  # TypeError: an unhashable value such as a list
+            raise _Mismatch(f"{str(value)[:40]} is not a {kind.__name__}") from None
 
     return _Converter(kind.__name__, lambda v: isinstance(v, kind), str, parse)
 

@@ -3,6 +3,8 @@
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wattshare import protocol as p
 from wattshare.node._framing import FrameError, FrameStream, StreamEnded, varint
@@ -132,3 +134,25 @@ def test_sending_above_the_cap_is_a_local_error():
             await sender.send(p.ErrorReply(reason=p.Reason.INTERNAL, detail="y" * 200))
 
     run(main)
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(p.FRAMES)), st.data())
+def test_frames_with_the_right_keys_and_random_values_only_raise_typed_errors(kind, data):
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(p.FRAMES[kind])]
+    body = {name: data.draw(plain_values) for name in fields}
+    frame = p.encode_cbor({kind: body})
+    try:
+        decoded = p.decode_frame(frame, *p.FRAMES.values())
+    except p.RemoteProtocolError:
+        return
+    assert p.encode_frame(decoded) == frame

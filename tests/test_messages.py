@@ -215,3 +215,10 @@ def test_vouched_signer_is_not_reverified_but_others_are():
         assert p.Signed.decode(forged).message == start.message
     with pytest.raises(p.SignatureError):  # the context ended
         p.Signed.decode(forged)
+
+
+@pytest.mark.parametrize("reason", [["slot_taken"], {"a": 1}, 5, "no_such_reason"])
+def test_enum_fields_refuse_any_other_value(reason):
+    with pytest.raises(p.DecodeError) as caught:
+        p.ErrorReply.decode(cbor2.dumps({"reason": reason, "detail": ""}, canonical=True))
+    assert caught.value.reason is p.Reason.MALFORMED
