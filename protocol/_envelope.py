@@ -78,6 +78,7 @@ class Signed(Generic[M]):
     signature: bytes
     body: bytes = dataclasses.field(repr=False)
     _encoded: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _digest: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def type(self) -> str:
@@ -104,7 +105,9 @@ class Signed(Generic[M]):
 
     @property
     def digest(self) -> bytes:
-        return hashlib.sha256(self.encode()).digest()
+        if self._digest is None:
+            object.__setattr__(self, "_digest", hashlib.sha256(self.encode()).digest())
+        return self._digest  # type: ignore[return-value]
 
     @staticmethod
     def wire_accepts(value: Any, expect: type[Message] | None = None) -> bool:

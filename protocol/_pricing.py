@@ -175,6 +175,7 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
     start_t, start_e = points[0]
     wall_minutes = tariff.wall_minutes
     energy_marks, duration_marks = _thresholds(tariff)
+    exact_mid = bool(energy_marks or duration_marks)  # restrictions that read energy or duration at the midpoint
     uses_power = any(e.restrictions and (e.restrictions.min_power_w, e.restrictions.max_power_w) != (None, None)
                      for e in tariff.elements)
 
@@ -213,7 +214,7 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
         time_dimension = Dimension.TIME if gained else Dimension.PARKING_TIME
         for a, b in pairwise(sorted(cuts)):
             whole = a == t0 and b == t1
-            mid = Fraction(a + b, 2)
+            mid = Fraction(a + b, 2) if exact_mid else (a + b) // 2  # only wall time is read: a floor will do
             energy_at = done + gained * (mid - t0) / span if energy_marks else 0
             at = moment(mid, energy_at, power)
             for dimension, quantity in (
