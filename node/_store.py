@@ -30,11 +30,10 @@ class Slot(StrEnum):
     STARTED = "started"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
-    NO_SHOW = "no_show"
-    DONE = "done"
 
 
 HOLDING = (Slot.PENDING, Slot.CONFIRMED, Slot.STARTED)
+_HOLDING_SQL = f"state IN ({', '.join('?' * len(HOLDING))})"
 
 
 class NodeStore:
@@ -74,7 +73,7 @@ class NodeStore:
         try:
             clash = conn.execute(
                 f"SELECT 1 FROM bookings WHERE charger_id = ? AND host = ? AND start < ? AND end > ? "
-                f"AND state IN ({', '.join('?' * len(HOLDING))}) LIMIT 1",
+                f"AND {_HOLDING_SQL} LIMIT 1",
                 [r.charger_id, r.host, r.end, r.start, *HOLDING],
             ).fetchone()
             if clash is None:
@@ -117,8 +116,7 @@ class NodeStore:
     def open_caps(self, driver: bytes) -> int:
         """Spend caps of the driver's bookings here that may still be charged."""
         row = self.db.execute(
-            f"SELECT COALESCE(SUM(spend_cap), 0) FROM bookings WHERE driver = ? "
-            f"AND state IN ({', '.join('?' * len(HOLDING))})",
+            f"SELECT COALESCE(SUM(spend_cap), 0) FROM bookings WHERE driver = ? AND {_HOLDING_SQL}",
             [driver, *HOLDING],
         ).fetchone()
         return int(row[0])

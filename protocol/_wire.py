@@ -18,7 +18,6 @@ from ._envelope import Signed
 from ._errors import DecodeError, Reason
 from ._messages import BookingConfirmation, BookingRejection, BookingRequest, Cancel
 from ._record import Record, record, require, require_range, require_size
-from ._search import Query
 
 R = TypeVar("R", bound=Record)
 
@@ -37,8 +36,6 @@ class ErrorReply(Record):
 @record
 class AdRequest(Record):
     """Ask a host for its current signed ads (`/wattshare/ad/1.0.0`)."""
-
-    query: Query | None = None
 
 
 @record

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import trio
+
 from wattshare import protocol as p
 
 HOST = p.Identity(bytes([1]) * 32)
@@ -77,3 +79,14 @@ def confirm(request: p.Signed[p.BookingRequest]) -> p.Signed[p.BookingConfirmati
 def make_booking(**request_args) -> p.Booking:
     request = make_request(**request_args)
     return p.Booking(request=request, confirmation=confirm(request))
+
+
+def run_bounded(scenario, seconds: float = 60):
+    """Run an async scenario under trio with one deadline, opened outside every host
+    context (LIBP2P-NOTES: a timeout inside the stack that holds them breaks shutdown)."""
+
+    async def main():
+        with trio.fail_after(seconds):
+            return await scenario()
+
+    return trio.run(main)

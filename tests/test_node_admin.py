@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from fixtures import at, make_ad
+from fixtures import at, make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.node import Approval, Node, admin_call
 
@@ -52,11 +52,7 @@ def test_admin_socket(tmp_path):
             seen["garbage"] = await stream.receive_some(4096)
             await stream.aclose()
 
-    async def main():
-        with trio.fail_after(60):
-            await scenario()
-
-    trio.run(main)
+    run_bounded(scenario)
     assert seen["mode"] == (0o600, 0o700)
     assert seen["status"]["ok"] and seen["status"]["data"]["peer_id"] == host.identity.peer_id
     assert seen["ads"]["data"][0]["connector"] == "Type 2"

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 import trio
 from libp2p.network.stream.exceptions import StreamError
 
-from fixtures import at, make_ad
+from fixtures import at, make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.node import AD_PROTOCOL, FrameStream, Node, fetch_ads
 from wattshare.node._framing import varint
@@ -82,12 +82,7 @@ def test_search_finds_exactly_the_hosts_within_the_radius():
         assert (first.seq, first.notes) == (2, "new cable")
         assert all(ad.charger_id not in ("old", "forged") and ad.host != impostor.public_key for ad in found)
 
-    trio.run(lambda: trio_bounded(scenario, 60))
-
-
-async def trio_bounded(scenario, seconds):
-    with trio.fail_after(seconds):  # outside every host context (LIBP2P-NOTES)
-        await scenario()
+    run_bounded(scenario)
 
 
 def framed(data):
@@ -133,4 +128,4 @@ def test_ad_protocol_refuses_bad_input_and_keeps_serving():
         assert replies[3] == "StreamEnded"
         assert [a.message.charger_id for a in ads] == ["driveway"]
 
-    trio.run(lambda: trio_bounded(scenario, 60))
+    run_bounded(scenario)

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from fixtures import make_ad
+from fixtures import make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore
 from wattshare.ledger._sample import SampleWorld
@@ -72,11 +72,7 @@ def test_every_protocol_survives(case, tmp_path):
                 replies["ads"] = await fetch_ads(client.host, info)
                 replies["sync"] = await client.sync.pull(client.host, server.host.get_id())
 
-    async def main():
-        with trio.fail_after(90):
-            await scenario()
-
-    trio.run(main)
+    run_bounded(scenario, 90)
     for protocol in PROTOCOLS:
         got = replies[protocol]
         assert (got.reason if got is not None else None) is reason, (protocol, got)

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from fixtures import TERMS, at, make_ad
+from fixtures import TERMS, at, make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
@@ -30,14 +30,6 @@ NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))
 
 def identity(i):
     return p.Identity(hashlib.sha256(b"booking-test/%d" % i).digest())
-
-
-def bounded(scenario, seconds=60):
-    async def main():
-        with trio.fail_after(seconds):
-            await scenario()
-
-    trio.run(main)
 
 
 async def start(stack, node, bootstrap=None):
@@ -93,7 +85,7 @@ def test_booking_happy_path_and_reason_codes(tmp_path):
             "old ad": p.Reason.AD_EXPIRED,
         }
 
-    bounded(scenario)
+    run_bounded(scenario)
 
 
 def test_twenty_concurrent_requests_for_one_slot_yield_one_confirmation(tmp_path):
@@ -117,7 +109,7 @@ def test_twenty_concurrent_requests_for_one_slot_yield_one_confirmation(tmp_path
         assert outcomes.count("confirmed") == 1 and len(held) == 1
         assert outcomes.count(p.Reason.SLOT_TAKEN) == 19
 
-    bounded(scenario)
+    run_bounded(scenario)
 
 
 def test_manual_approval_approve_decline_and_timeout(tmp_path):
@@ -152,7 +144,7 @@ def test_manual_approval_approve_decline_and_timeout(tmp_path):
         assert results == {0: "confirmed", 1: p.Reason.DECLINED, 2: p.Reason.APPROVAL_TIMEOUT,
                            "competing": p.Reason.SLOT_TAKEN}
 
-    bounded(scenario)
+    run_bounded(scenario)
 
 
 def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
@@ -172,7 +164,7 @@ def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
             assert ledger.balance(car.identity.public_key, "EUR") == -200
             assert audit(ledger.path).ok
 
-    bounded(scenario)
+    run_bounded(scenario)
 
 
 def test_booking_protocol_refuses_bad_input(tmp_path):
@@ -206,7 +198,7 @@ def test_booking_protocol_refuses_bad_input(tmp_path):
         assert booking.confirmation.signer == host.identity.public_key
         assert half_closed_outcome == "ended"
 
-    bounded(scenario)
+    run_bounded(scenario)
 
 
 def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_path):
@@ -232,8 +224,8 @@ def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_pa
                     await trio.sleep(0.1)
             found["results"] = results
 
-    bounded(first_life)
-    bounded(second_life)
+    run_bounded(first_life)
+    run_bounded(second_life)
     assert found["reloaded"] == Slot.CONFIRMED
     [result] = found["results"]
     assert result.ad.signer == host_id.public_key and result.ad.message.charger_id == "driveway"

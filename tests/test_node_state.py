@@ -3,8 +3,7 @@
 import hashlib
 from contextlib import AsyncExitStack
 
-import trio
-
+from fixtures import run_bounded
 from wattshare import protocol as p
 from wattshare.node import Node
 
@@ -29,9 +28,5 @@ def test_a_restarted_node_rejoins_the_peers_it_knew(tmp_path):
                 seen["again"] = await again.rejoin()
                 seen["connected"] = anchor.host.get_id() in again.host.get_connected_peers()
 
-    async def main():
-        with trio.fail_after(60):
-            await scenario()
-
-    trio.run(main)
+    run_bounded(scenario)
     assert seen == {"first": 1, "again": 1, "connected": True}

@@ -6,10 +6,12 @@ from contextlib import AsyncExitStack
 
 import trio
 
+from fixtures import run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
 from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.node import Node
+from wattshare.node._gossip import HEADS_TOPIC
 
 NIGHT = EPOCH + 22 * 3600
 
@@ -49,11 +51,7 @@ def test_three_nodes_converge_and_an_offline_node_catches_up(tmp_path):
             await converged(ledgers)
         return session
 
-    async def main():
-        with trio.fail_after(60):
-            return await scenario()
-
-    trio.run(main)
+    run_bounded(scenario)
     assert ledgers[2].sizes() == ledgers[0].sizes() and len(ledgers[2].sizes()) == 4  # co-op, treasurer, host, driver
     assert all(audit(ledger.path).ok for ledger in ledgers)
 
@@ -102,11 +100,7 @@ def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
             outcome["sizes after lie"] = victim.sizes()
             outcome["pulled"] = await client.sync.pull(client.host, server.host.get_id())
 
-    async def main():
-        with trio.fail_after(60):
-            await scenario()
-
-    trio.run(main)
+    run_bounded(scenario)
     assert outcome["garbage"].reason is p.Reason.MALFORMED
     assert outcome["tampered"] is p.Reason.BAD_SIGNATURE
     assert outcome["sizes after lie"] == {}
@@ -128,7 +122,9 @@ def test_a_gossiped_head_brings_a_pull_long_before_anti_entropy(tmp_path):
             for node in (a, b):
                 await stack.enter_async_context(node.running())
             await b.join([a.address])
-            await trio.sleep(1.5)  # let the gossip mesh form (heartbeat 1 s)
+            with trio.fail_after(10):  # until b is in a's gossip mesh for the heads topic
+                while b.host.get_id() not in a.gossip.router.mesh.get(HEADS_TOPIC, ()):
+                    await trio.sleep(0.05)
             ack = SettlementAck(booking_id=bytes(32), settlement=bytes(32), t=EPOCH)
             started = trio.current_time()
             ledgers[0].append(a.identity, [(EntryKind.ACK, ack)], t=EPOCH)
@@ -137,10 +133,6 @@ def test_a_gossiped_head_brings_a_pull_long_before_anti_entropy(tmp_path):
                     await trio.sleep(0.05)
             took["seconds"] = trio.current_time() - started
 
-    async def main():
-        with trio.fail_after(60):
-            await scenario()
-
-    trio.run(main)
+    run_bounded(scenario)
     assert took["seconds"] < 5  # anti-entropy would have waited an hour
     assert ledgers[1].sizes() == ledgers[0].sizes()
