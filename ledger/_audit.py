@@ -3,9 +3,10 @@
 Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in audit):
 
 1. Intrinsic pass: every stored envelope goes through the same `check_entry` ingest
-   uses (signatures, body, pricing of settlements, fee terms, charter roles). Entries
-   are independent here, so this pass is spread over worker processes; the verdicts
-   are returned in order, so any number of workers gives the same report.
+   uses (signatures, body, pricing of settlements, fee terms, charter roles), and is
+   hashed (digest, Merkle leaf). Entries are independent here, so this pass is spread
+   over worker processes, streaming the envelopes a chunk at a time; the verdicts come
+   back in order, so any number of workers gives the same report.
 2. Ordered pass, one process: per feed in seq order, the chain (gaps, prev digests),
    two rows for one seq (a fork written behind the ledger's back) and the fraud
    proofs table (a forked author's feed counts for nothing), one claim per booking,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,20 +95,55 @@ class AuditReport:
         }
 
 
-def _intrinsic(envelopes: Sequence[bytes]) -> list[Checked | tuple[Rule, str]]:
-    """Worker side of pass 1: facts of each entry, or (rule, detail) of its violation."""
-    out: list[Checked | tuple[Rule, str]] = []
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a worker learns of one stored envelope."""
+
+    fact: Checked | tuple[Rule, str]  # the entry's facts, or (rule, detail) of its violation
+    sha256: bytes  # to compare with the stored digest
+    leaf: bytes  # its RFC 6962 leaf hash
+
+
+def _intrinsic(envelopes: Sequence[bytes]) -> list[_Verdict]:
+    """Worker side of pass 1 (the CPU-heavy part, so everything per entry happens here)."""
+    out = []
     for envelope in envelopes:
         try:
-            out.append(check_entry(envelope))
+            fact: Checked | tuple[Rule, str] = check_entry(envelope)
         except EntryRefused as exc:
-            out.append((exc.rule, exc.detail))
+            fact = (exc.rule, exc.detail)
+        out.append(_Verdict(fact, hashlib.sha256(envelope).digest(), leaf_hash(envelope)))
     return out
 
 
-def _chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _envelopes(conn: sqlite3.Connection) -> Iterator[list[bytes]]:
+    """The stored envelopes in (author, seq) order, a chunk at a time: never all in memory."""
+    cursor = conn.execute("SELECT envelope FROM entries ORDER BY author, seq, rowid")
+    while chunk := [row[0] for row in cursor.fetchmany(CHUNK)]:
+        yield chunk
+
+
+def _verdicts(chunks: Iterator[list[bytes]], workers: int, done: Callable[[int], None]) -> list[_Verdict]:
+    """Pass 1 over all chunks, in order; at most two chunks per worker are in flight."""
+    out: list[_Verdict] = []
+
+    def collect(part: list[_Verdict]) -> None:
+        out.extend(part)
+        done(len(out))
+
+    if workers == 1:
+        for chunk in chunks:
+            collect(_intrinsic(chunk))
+        return out
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_intrinsic, chunk))
+            if len(pending) >= 2 * workers:
+                collect(pending.popleft().result())
+        while pending:
+            collect(pending.popleft().result())
+    return out
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -131,33 +167,17 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         coop_row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
         if coop_row is None:
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
-        rows = conn.execute(
-            "SELECT digest, author, seq, envelope FROM entries ORDER BY author, seq, rowid"
-        ).fetchall()
+        rows = conn.execute("SELECT digest, author, seq FROM entries ORDER BY author, seq, rowid").fetchall()
         heads = conn.execute("SELECT author, envelope FROM heads").fetchall()
         frauds = conn.execute("SELECT author, seq, first, second FROM frauds").fetchall()
         stored = {(m, c): b for m, c, b in conn.execute("SELECT member, currency, balance FROM balances")}
         reserves = dict(conn.execute("SELECT currency, amount FROM reserves").fetchall())
+        report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers)
+        verdicts = _verdicts(_envelopes(conn), workers, lambda n: progress(n, len(rows)) if progress else None)
     finally:
         conn.close()
 
-    report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers)
-    envelopes = [row[3] for row in rows]
-    facts: list[Checked | tuple[Rule, str]] = []
-    chunks = _chunks(envelopes, CHUNK)
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part in pool.map(_intrinsic, chunks):
-                facts.extend(part)
-                if progress:
-                    progress(len(facts), len(rows))
-    else:
-        for chunk in chunks:
-            facts.extend(_intrinsic(chunk))
-            if progress:
-                progress(len(facts), len(rows))
-
-    _Ordered(report, rows, facts, frauds).run(heads, stored, reserves)
+    _Ordered(report, rows, verdicts, frauds).run(heads, stored, reserves)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -165,10 +185,10 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
 class _Ordered:
     """Passes 2 and 3 (see the module doc), over the rows and the workers' verdicts."""
 
-    def __init__(self, report: AuditReport, rows: list, facts: list, frauds: list) -> None:
+    def __init__(self, report: AuditReport, rows: list, verdicts: list[_Verdict], frauds: list) -> None:
         self.report = report
         self.rows = rows
-        self.facts = facts
+        self.verdicts = verdicts
         self.frauds = frauds
         self.state = LedgerState(report.coop)
         self.logs: dict[bytes, MerkleLog] = defaultdict(MerkleLog)
@@ -179,8 +199,8 @@ class _Ordered:
 
     def run(self, heads: list, stored: dict, reserves: dict) -> None:
         forked = self._forks()
-        for index, (digest, author, seq, envelope) in enumerate(self.rows):
-            self._entry(index, digest, author, seq, envelope, author in forked)
+        for (digest, author, seq), verdict in zip(self.rows, self.verdicts):
+            self._entry(verdict, digest, author, seq, author in forked)
         self.report.feeds = len(self.logs)
         self._heads(heads)
         self._cross_checks()
@@ -189,7 +209,7 @@ class _Ordered:
     def _forks(self) -> set[bytes]:
         forked: set[bytes] = set()
         seen: dict[tuple[bytes, int], bytes] = {}
-        for digest, author, seq, _ in self.rows:
+        for digest, author, seq in self.rows:
             if seen.setdefault((author, seq), digest) != digest:
                 self.flag(Rule.FORK, "two entries for one seq in the entries table", author, seq)
                 forked.add(author)
@@ -206,17 +226,17 @@ class _Ordered:
             forked.add(author)
         return forked
 
-    def _entry(self, index: int, digest: bytes, author: bytes, seq: int, envelope: bytes, forked: bool) -> None:
-        if hashlib.sha256(envelope).digest() != digest:
+    def _entry(self, verdict: _Verdict, digest: bytes, author: bytes, seq: int, forked: bool) -> None:
+        if verdict.sha256 != digest:
             self.flag(Rule.MALFORMED, "stored digest is not the SHA-256 of the envelope", author, seq)
         log = self.logs[author]
         if seq < log.size:
             return  # the second row of a fork, already flagged
-        leaf = leaf_hash(envelope)
+        leaf = verdict.leaf
         if seq > log.size:
             self.flag(Rule.SEQ_GAP, f"entries {log.size}..{seq - 1} are missing", author, seq)
         log.append(leaf)
-        fact = self.facts[index]
+        fact = verdict.fact
         if isinstance(fact, tuple):
             self.flag(fact[0], fact[1], author, seq)
             return
