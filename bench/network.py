@@ -1,84 +1,64 @@
-"""Network benchmark: real py-libp2p nodes on 127.0.0.1, in one process.
+"""Network benchmark: real py-libp2p nodes on 127.0.0.1, one process per node.
 
     python -m bench.network                  # 20 and 50 nodes
     python -m bench.network --sizes 20 50 80
 
-For each size: bootstrap time (every node joins through node 0, three refreshes at a
-time); then, once half the nodes have published an ad and the network has had SETTLE
-seconds for its first routing refreshes and re-announcements, search latency and recall
-over random 2 km queries (recall against the hosts whose published cell is within the
-radius), and the booking round trip against a raw libp2p echo of a frame on the same
-hosts (the baseline). All nodes share one process and its two cores. Then ledger sync: a node pulls
-20k entries from another, against ingesting the same envelopes locally (the baseline).
+For each size: bootstrap time (the first node starts alone, the others are started
+WAVE at a time, each joining through the first: `bench.peer` processes); then, once
+half the nodes have published an ad and the network has had SETTLE seconds for its
+first routing refreshes and re-announcements, a driver joins last (in this process)
+and runs random 2 km searches: latency and recall (against the hosts whose published
+cell is within the radius; no host outside may be found), then books at the hosts,
+against a raw libp2p echo of a frame on the same hosts (the baseline). Then ledger
+sync: a node pulls 20k entries from another, against ingesting the same envelopes
+locally (the baseline).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
+import multiaddr
 import trio
-from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
 from rich.console import Console
 from rich.table import Table
 
 from wattshare.ledger import LedgerStore
-from wattshare.ledger._sample import EPOCH, SampleWorld, off_peak_tariff
+from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.node import Node
-from wattshare.node._framing import FrameStream, serve, varint
-from wattshare.protocol import (
-    AccessInfo,
-    BookingTerms,
-    ChargerAd,
-    Connector,
-    DayOfWeek,
-    Identity,
-    Query,
-    WeeklyWindow,
-    geo,
-)
+from wattshare.node._framing import FrameStream, varint
+from wattshare.node._node import peer_of
+from wattshare.protocol import ChargerAd, Query, geo
 
-ECHO = TProtocol("/wattshare-bench/echo/1.0.0")
+from .peer import ECHO, NIGHT, ad_at, bench_node, identity
+
 CENTRE = (52.5200, 13.4050)
-NIGHT = 1_796_511_600  # 2026-12-06 00:00 Berlin: a night in the future of the sample
 SEARCHES = 20
 BOOKINGS = 20
-SETTLE = 25.0
+SETTLE = 30.0
+WAVE = 4
+START_TIMEOUT = 60.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def identity(label: str) -> Identity:
-    return Identity(hashlib.sha256(f"bench-network/{label}".encode()).digest())
+def near_centre(rng: random.Random, metres: float) -> tuple[float, float]:
+    north, east = rng.uniform(-metres, metres), rng.uniform(-metres, metres)
+    return CENTRE[0] + north / 111_195, CENTRE[1] + east / (111_195 * 0.6088)
 
 
-def ad_near(host: Identity, rng: random.Random) -> ChargerAd:
-    north, east = rng.uniform(-5000, 5000), rng.uniform(-5000, 5000)
-    lat = CENTRE[0] + north / 111_195
-    lon = CENTRE[1] + east / (111_195 * 0.6088)
-    return ChargerAd(
-        host=host.public_key, charger_id="driveway", seq=1, expires=NIGHT + 30 * 86_400,
-        geohash=geo.encode(lat, lon, 7), tz="Europe/Berlin", connector=Connector.TYPE_2, max_power_w=11_000,
-        tariff=off_peak_tariff(), terms=BookingTerms(),
-        availability=(WeeklyWindow(days=tuple(DayOfWeek), start="00:00", end="00:00"),),
-    )
-
-
-async def echo(stream) -> None:  # noqa: ANN001 - a libp2p stream
-    async def respond(frames: FrameStream) -> None:
-        data = await frames.read()
-        await frames.stream.write(varint(len(data)) + data)
-
-    await serve(stream, respond, 10)
-
-
-async def echo_round_trip(client: Node, server: Node) -> float:
+async def echo_round_trip(client: Node, server: ID) -> float:
     started = time.perf_counter()
-    stream = await client.host.new_stream(server.host.get_id(), [ECHO])
+    stream = await client.host.new_stream(server, [ECHO])
     payload = bytes(300)
     await stream.write(varint(len(payload)) + payload)
     await FrameStream(stream).read()
@@ -91,54 +71,98 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@asynccontextmanager
+async def peer_processes() -> AsyncIterator[list[trio.Process]]:
+    """Every peer process started in the block is ended with it (stdin closed, then killed)."""
+    processes: list[trio.Process] = []
+    try:
+        yield processes
+    finally:
+        with trio.CancelScope(shield=True):
+            for process in processes:
+                await process.stdin.aclose()
+            with trio.move_on_after(10):
+                for process in processes:
+                    await process.wait()
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+
+
+async def start_peer(processes: list[trio.Process], label: str, bootstrap: str | None,
+                     position: tuple[float, float] | None) -> str:
+    """Start a `bench.peer`; its address once it is ready."""
+    argv = [sys.executable, "-m", "bench.peer", label]
+    if bootstrap:
+        argv += ["--bootstrap", bootstrap]
+    if position:
+        argv += ["--ad", f"{position[0]},{position[1]}"]
+    process = await trio.lowlevel.open_process(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    processes.append(process)
+    line = b""
+    with trio.fail_after(START_TIMEOUT):
+        while not line.endswith(b"\n"):
+            chunk = await process.stdout.receive_some(1024)
+            if not chunk:
+                raise RuntimeError(f"peer {label} exited before it was ready")
+            line += chunk
+    word, address = line.decode().split()
+    assert word == "ready", line
+    return address
+
+
 async def network_round(size: int, rng: random.Random) -> dict:
-    async with AsyncExitStack() as stack:
-        nodes = []
-        for index in range(size):
-            me = identity(f"{size}/{index}")
-            node = Node(me, access=AccessInfo(address="withheld in benchmarks"))
-            node.host.set_stream_handler(ECHO, echo)
-            await stack.enter_async_context(node.running())
-            nodes.append(node)
+    ads: dict[bytes, ChargerAd] = {}
+    addresses: dict[bytes, str] = {}
+    async with peer_processes() as processes:
         started = time.perf_counter()
-        limiter = trio.CapacityLimiter(3)
-        async with trio.open_nursery() as nursery:
-            for node in nodes[1:]:
-                nursery.start_soon(node.join, [nodes[0].address], limiter)
+        first = await start_peer(processes, f"{size}/0", None, None)
+
+        async def peer(index: int) -> None:
+            label = f"{size}/{index}"
+            position = near_centre(rng, 5000) if index % 2 else None
+            address = await start_peer(processes, label, first, position)
+            if position:
+                key = identity(label).public_key
+                ads[key], addresses[key] = ad_at(identity(label), *position), address
+
+        for wave in range(1, size - 1, WAVE):
+            async with trio.open_nursery() as nursery:
+                for index in range(wave, min(wave + WAVE, size - 1)):
+                    nursery.start_soon(peer, index)
         bootstrap = time.perf_counter() - started
-        hosts = nodes[1::2]
-        ads = {}
-        for node in hosts:
-            ads[node.identity.public_key] = (await node.publish(ad_near(node.identity, rng))).message
         await trio.sleep(SETTLE)  # the nodes' first routing refreshes and re-announcements
-        drivers = nodes[2::2]
-        latencies, recalls = [], []
-        for _ in range(SEARCHES):
-            lat = CENTRE[0] + rng.uniform(-3000, 3000) / 111_195
-            lon = CENTRE[1] + rng.uniform(-3000, 3000) / (111_195 * 0.6088)
-            query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=2000,
-                          start=NIGHT + 23 * 3600, end=NIGHT + 30 * 3600)
-            lat, lon = query.point
-            expected = {key for key, ad in ads.items() if geo.distance_m(lat, lon, *geo.decode(ad.geohash)) <= 2000}
-            driver = rng.choice(drivers)
-            started = time.perf_counter()
-            found = {r.ad.signer for r in await driver.search(query, now=EPOCH)}
-            latencies.append(time.perf_counter() - started)
-            recalls.append(len(found & expected) / len(expected) if expected else 1.0)
-        echoes, bookings = [], []
-        for index in range(BOOKINGS):
-            host, driver = hosts[index % len(hosts)], drivers[index % len(drivers)]
-            driver.host.get_peerstore().add_addrs(host.host.get_id(), host.host.get_addrs(), 600)
-            echoes.append(await echo_round_trip(driver, host))
-            ad = ads[host.identity.public_key]
-            start = NIGHT + index * 86_400
-            started = time.perf_counter()
-            await driver.book(ad, start, start + 3600, spend_cap=5_000)
-            bookings.append(time.perf_counter() - started)
+        driver = bench_node(f"{size}/driver")
+        async with driver.running():
+            await driver.join([first])
+            latencies, recalls, strays = [], [], 0
+            for _ in range(SEARCHES):
+                lat, lon = near_centre(rng, 3000)
+                query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=2000,
+                              start=NIGHT + 23 * 3600, end=NIGHT + 30 * 3600)
+                lat, lon = query.point
+                expected = {key for key, ad in ads.items()
+                            if geo.distance_m(lat, lon, *geo.decode(ad.geohash)) <= 2000}
+                started = time.perf_counter()
+                found = {r.ad.signer for r in await driver.search(query, now=EPOCH)}
+                latencies.append(time.perf_counter() - started)
+                recalls.append(len(found & expected) / len(expected) if expected else 1.0)
+                strays += len(found - expected)
+            echoes, bookings = [], []
+            hosts = sorted(ads)
+            for index in range(BOOKINGS):
+                host = hosts[index % len(hosts)]
+                driver.host.get_peerstore().add_addrs(peer_of(host), [multiaddr.Multiaddr(addresses[host])], 600)
+                echoes.append(await echo_round_trip(driver, peer_of(host)))
+                start = NIGHT + index * 86_400
+                started = time.perf_counter()
+                await driver.book(ads[host], start, start + 3600, spend_cap=5_000)
+                bookings.append(time.perf_counter() - started)
     return {
         "bootstrap": bootstrap, "search_median": statistics.median(latencies),
         "search_p95": percentile(latencies, 0.95), "recall": min(recalls),
-        "recall_mean": statistics.mean(recalls),
+        "recall_mean": statistics.mean(recalls), "strays": strays,
         "booking": statistics.median(bookings), "echo": statistics.median(echoes),
     }
 
@@ -177,7 +201,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50], help="network sizes (default 20 50)")
     parser.add_argument("--sync-entries", type=int, default=20_000, help="entries for the sync round")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     rng = random.Random(2026)
     rows = []
     for size in args.sizes:
@@ -187,14 +211,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sync = trio.run(sync_round, args.sync_entries, Path(tmp))
 
-    table = Table(title="bench.network (one process, 127.0.0.1)")
-    for column in ("nodes", "bootstrap", "search median", "search p95", "recall min / mean", "booking RTT",
-                   "raw echo RTT", "booking / echo"):
+    table = Table(title="bench.network (one process per node, 127.0.0.1)")
+    for column in ("nodes", "bootstrap", "search median", "search p95", "recall min / mean", "found outside",
+                   "booking RTT", "raw echo RTT", "booking / echo"):
         table.add_column(column, justify="right")
     for size, r in rows:
         table.add_row(str(size), f"{r['bootstrap']:.1f} s", f"{r['search_median'] * 1000:.0f} ms",
-                      f"{r['search_p95'] * 1000:.0f} ms", f"{r['recall']:.0%} / {r['recall_mean']:.0%}", f"{r['booking'] * 1000:.1f} ms",
-                      f"{r['echo'] * 1000:.1f} ms", f"{r['booking'] / r['echo']:.2f}x")
+                      f"{r['search_p95'] * 1000:.0f} ms", f"{r['recall']:.0%} / {r['recall_mean']:.0%}",
+                      str(r["strays"]), f"{r['booking'] * 1000:.1f} ms", f"{r['echo'] * 1000:.1f} ms",
+                      f"{r['booking'] / r['echo']:.2f}x")
     console.print(table)
     ratio = sync["sync_rate"] / sync["ingest_rate"]
     console.print(f"ledger sync: {sync['entries']} entries at {sync['sync_rate']:,.0f} entries/s over libp2p, "

@@ -27,11 +27,12 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost
-from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.records.validator import Validator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
@@ -120,6 +121,11 @@ async def join(host: IHost, dht: KadDHT, bootstrap: list[str], limiter: trio.Cap
                 async with limiter:
                     await dht.refresh_routing_table()
     return joined
+
+
+def peer_of(public_key: bytes) -> ID:
+    """The libp2p peer id of a participant's key."""
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
 
 
 def address(host: IHost) -> str:

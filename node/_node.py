@@ -2,28 +2,28 @@
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
-`_framing`, `_store`) know nothing of each other. A node is started with
+`_framing`, `_store`, `_sessions`, `_charge`) know nothing of each other. A node is started with
 `async with node.running():` and stopped by leaving the block. While it runs it serves
 its protocols; refreshes its routing table and re-provides its ads' cells a few times
 soon after it starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or
 `join`); if it keeps a ledger, pulls entries from its connected peers every
 `sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
-path, answers the local `wattshare` command on that Unix socket. Its own ads, the
-bookings it takes part in and the peers it joined through live in its `NodeStore`, so
-a restarted node reloads them, rejoins and re-announces.
+path, answers the local `wattshare` command on that Unix socket; with an `ocpp` listen
+address (a host), runs the OCPP central system its wallbox connects to and the
+charging sessions (`_sessions`). Its own ads, the bookings and sessions it takes part in
+and the peers it joined through live in its `NodeStore`, so a restarted node reloads
+them, resumes, rejoins and re-announces. Booking and session time is the node's
+`Clock` (accelerated in the demo and tests), network deadlines are real seconds.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import trio
-from libp2p.crypto.ed25519 import Ed25519PublicKey
-from libp2p.peer.id import ID
 
 from wattshare.ledger import LedgerStore
 from wattshare.protocol import (
@@ -41,10 +41,13 @@ from wattshare.protocol import (
 
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
+from ._charge import Charging, charge
+from ._clock import Clock
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._gossip import HeadGossip
-from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, quiet_libp2p, running
+from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, peer_of, quiet_libp2p, running
 from ._store import NodeStore, Slot
+from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._sync import SYNC_PROTOCOL, LedgerSync
 
 REANNOUNCE_INTERVAL = 600.0
@@ -53,19 +56,17 @@ REFRESH_TIMEOUT = 10.0
 SYNC_INTERVAL = 30.0
 
 
-def peer_of(public_key: bytes) -> ID:
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
-
-
 class Node:
     """One participant on the network (see the module doc)."""
 
     def __init__(self, identity: Identity, *, listen: str = DEFAULT_LISTEN, state: Path | None = None,
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
-                 sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True) -> None:
+                 sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
+                 ocpp: tuple[str, int] | None = None, clock: Clock | None = None) -> None:
         quiet_libp2p()
         self.identity = identity
+        self.clock = clock or Clock()
         self.listen = listen
         self.host = make_host(identity, listen)
         self.dht = make_dht(self.host)
@@ -77,8 +78,13 @@ class Node:
         self.host.set_stream_handler(AD_PROTOCOL, self.board.handle)
         self.desk: BookingDesk | None = None
         if access is not None:
-            self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout)
+            self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout,
+                                    self.clock)
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.desk.handle)
+        self.sessions: SessionDesk | None = None
+        if access is not None and ocpp is not None:
+            self.sessions = SessionDesk(identity, self.store, self.board, self.clock, ledger, *ocpp)
+            self.host.set_stream_handler(SESSION_PROTOCOL, self.sessions.handle)
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
         if ledger is not None:
@@ -104,6 +110,8 @@ class Node:
             nursery.start_soon(self._reannounce)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
+            if self.sessions is not None:
+                await nursery.start(self.sessions.run)
             if self.admin is not None:
                 await nursery.start(serve_admin, self, self.admin)
             yield self
@@ -135,7 +143,7 @@ class Node:
         request = sign(self.identity, BookingRequest(
             driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
             tariff=ad.tariff, terms=ad.terms, tz=ad.tz, start=start, end=end, spend_cap=spend_cap,
-            nonce=os.urandom(16), created=int(time.time()),
+            nonce=os.urandom(16), created=int(self.clock()),
         ))
         self.store.record(request, Slot.PENDING)
         try:
@@ -148,10 +156,17 @@ class Node:
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""
-        cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(time.time()), detail=detail))
+        cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(self.clock()), detail=detail))
         fee = await request_cancel(self.host, peer_of(booking.request.message.host), cancel)
         self.store.settle(booking.id, Slot.CANCELLED, cancel.encode())
         return fee
+
+    async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
+                     on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0) -> Charging:
+        """Start (or re-attach to) a booked session and follow it to its settlement; the
+        ack or dispute goes onto this node's ledger feed, if it keeps one."""
+        return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=on_update,
+                            ledger=self.ledger, timeout=timeout)
 
     async def _reannounce(self) -> None:
         """Refresh the routing table and re-provide our cells: soon after joining (the

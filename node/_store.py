@@ -7,6 +7,11 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
   request, answer, updated)`: every booking this node took part in, with the exact
   signed request and the signed answer (confirmation, rejection or cancel).
 - `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
+- `sessions(booking_id, charger_id, transaction_id, meter_start, start, stop,
+  settlement, answer)` and `receipts(booking_id, seq, envelope)`: the host's charging
+  sessions, each signed message stored before it is acted on (DESIGN.md, "Session and
+  metering": nothing is lost when a node crashes); transaction ids are OCPP's and never
+  reused.
 - `reserve` is the slot lock: in one IMMEDIATE transaction it checks that no booking of
   the charger in a holding state (pending, confirmed, started) overlaps the window and
   inserts the new one. SQLite serialises writers, so two requests for one slot, from
@@ -28,8 +33,10 @@ class Slot(StrEnum):
     PENDING = "pending"  # held while the host decides (manual approval)
     CONFIRMED = "confirmed"
     STARTED = "started"
+    SETTLED = "settled"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
 
 
 HOLDING = (Slot.PENDING, Slot.CONFIRMED, Slot.STARTED)
@@ -50,6 +57,13 @@ class NodeStore:
         )
         self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
         self.db["peers"].create({"address": str, "seen": int}, pk="address", if_not_exists=True)
+        self.db["sessions"].create(
+            {"booking_id": bytes, "charger_id": str, "transaction_id": int, "meter_start": int, "start": bytes,
+             "stop": bytes, "settlement": bytes, "answer": bytes},
+            pk="booking_id", if_not_exists=True,
+        )
+        self.db["receipts"].create({"booking_id": bytes, "seq": int, "envelope": bytes},
+                                   pk=("booking_id", "seq"), if_not_exists=True)
 
     def save_ad(self, ad: Signed[ChargerAd]) -> None:
         self.db.execute("INSERT OR REPLACE INTO ads VALUES (?, ?)", [ad.message.charger_id, ad.encode()])
@@ -120,6 +134,45 @@ class NodeStore:
             [driver, *HOLDING],
         ).fetchone()
         return int(row[0])
+
+    # --- sessions (the host's) ---------------------------------------------------------
+
+    def open_session(self, booking_id: bytes, charger_id: str, start: bytes) -> None:
+        self.db.execute("INSERT INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
+                        [booking_id, charger_id, start])
+        self.settle(booking_id, Slot.STARTED)
+
+    def drop_session(self, booking_id: bytes) -> None:
+        """Undo `open_session` (the wallbox never started): the booking is confirmed again."""
+        self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
+        self.settle(booking_id, Slot.CONFIRMED)
+
+    def next_transaction(self, booking_id: bytes, meter_start: int) -> int:
+        """Give the session a new OCPP transaction id (never one used before)."""
+        row = self.db.execute("SELECT COALESCE(MAX(transaction_id), 0) + 1 FROM sessions").fetchone()
+        self.db.execute("UPDATE sessions SET transaction_id = ?, meter_start = ? WHERE booking_id = ?",
+                        [row[0], meter_start, booking_id])
+        return int(row[0])
+
+    def update_session(self, booking_id: bytes, column: str, envelope: bytes) -> None:
+        assert column in ("stop", "settlement", "answer")
+        self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?", [envelope, booking_id])
+
+    def add_receipt(self, booking_id: bytes, seq: int, envelope: bytes) -> None:
+        self.db.execute("INSERT INTO receipts VALUES (?, ?, ?)", [booking_id, seq, envelope])
+
+    def session(self, booking_id: bytes) -> dict | None:
+        try:
+            return self.db["sessions"].get(booking_id)
+        except sqlite_utils.db.NotFoundError:
+            return None
+
+    def sessions(self) -> list[dict]:
+        return list(self.db["sessions"].rows)
+
+    def receipts(self, booking_id: bytes) -> list[bytes]:
+        return [row[0] for row in self.db.execute(
+            "SELECT envelope FROM receipts WHERE booking_id = ? ORDER BY seq", [booking_id])]
 
     def close(self) -> None:
         self.db.close()

@@ -44,6 +44,7 @@ class Reason(StrEnum):
     TOO_LATE = "too_late"  # start, cancel or dispute after its deadline
     OVER_CAP = "over_cap"  # a claim above the driver's spend cap
     MISPRICED = "mispriced"  # amount differs from the tariff's price of the receipts
+    CHARGER_OFFLINE = "charger_offline"  # the wallbox is not connected or would not start
     RATE_LIMITED = "rate_limited"  # too many requests from this peer
     TIMEOUT = "timeout"  # the peer was too slow
     INTERNAL = "internal"  # our fault; the peer may retry

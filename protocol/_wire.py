@@ -16,7 +16,18 @@ from . import _codec
 from ._ad import ChargerAd
 from ._envelope import Signed
 from ._errors import DecodeError, Reason
-from ._messages import BookingConfirmation, BookingRejection, BookingRequest, Cancel
+from ._messages import (
+    BookingConfirmation,
+    BookingRejection,
+    BookingRequest,
+    Cancel,
+    Dispute,
+    MeterReceipt,
+    Settlement,
+    SettlementAck,
+    StartRequest,
+    StopRequest,
+)
 from ._record import Record, record, require, require_range, require_size
 
 R = TypeVar("R", bound=Record)
@@ -77,6 +88,44 @@ class CancelAnswer(Record):
         require_range("fee", self.fee, 0)
 
 
+@record
+class SessionOffer(Record):
+    """The driver starts (or re-attaches to) its booking's session (`/wattshare/session/1.0.0`)."""
+
+    start: Signed[StartRequest]
+
+
+@record
+class SessionUpdate(Record):
+    """The host's next session message, in the order its session machine took them:
+    exactly one of a receipt, a stop (either party's) and the settlement."""
+
+    receipt: Signed[MeterReceipt] | None = None
+    stop: Signed[StopRequest] | None = None
+    settlement: Signed[Settlement] | None = None
+
+    def _validate(self) -> None:
+        require([self.receipt, self.stop, self.settlement].count(None) == 2, "an update carries one message")
+
+
+@record
+class StopOffer(Record):
+    """The driver ends the charge."""
+
+    stop: Signed[StopRequest]
+
+
+@record
+class SessionAnswer(Record):
+    """The driver's answer to a settlement: exactly one of an ack and a dispute."""
+
+    ack: Signed[SettlementAck] | None = None
+    dispute: Signed[Dispute] | None = None
+
+    def _validate(self) -> None:
+        require((self.ack is None) != (self.dispute is None), "an answer acks or disputes")
+
+
 FRAMES: dict[str, type[Record]] = {}
 _NAMES: dict[type[Record], str] = {}
 
@@ -114,3 +163,7 @@ frame_kind("booking_offer", BookingOffer)
 frame_kind("booking_answer", BookingAnswer)
 frame_kind("cancel_offer", CancelOffer)
 frame_kind("cancel_answer", CancelAnswer)
+frame_kind("session_offer", SessionOffer)
+frame_kind("session_update", SessionUpdate)
+frame_kind("stop_offer", StopOffer)
+frame_kind("session_answer", SessionAnswer)
