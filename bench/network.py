@@ -37,7 +37,7 @@ from wattshare.ledger import LedgerStore
 from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.node import Node
 from wattshare.node._framing import FrameStream, varint
-from wattshare.node._node import peer_of
+from wattshare.node._host import peer_of
 from wattshare.protocol import ChargerAd, Query, geo
 
 from .peer import ECHO, NIGHT, ad_at, bench_node, identity
@@ -98,7 +98,8 @@ async def start_peer(processes: list[trio.Process], label: str, bootstrap: str |
         argv += ["--bootstrap", bootstrap]
     if position:
         argv += ["--ad", f"{position[0]},{position[1]}"]
-    process = await trio.lowlevel.open_process(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process = await trio.lowlevel.open_process(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               stderr=subprocess.DEVNULL)
     processes.append(process)
     line = b""
     with trio.fail_after(START_TIMEOUT):

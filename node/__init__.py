@@ -6,11 +6,16 @@ Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 from ._admin import admin_call, serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
+from ._central import CentralSystem, ChargerOffline
+from ._charge import Charging, charge
+from ._clock import Clock
 from ._framing import FrameError, FrameStream, StreamEnded
 from ._host import cell_key, make_host
 from ._node import Node
+from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
+from ._wallbox import Curve, Wallbox
 
 __all__ = [
     "AD_PROTOCOL",
@@ -19,16 +24,25 @@ __all__ = [
     "BOOKING_PROTOCOL",
     "BookingDesk",
     "BookingRejected",
+    "CentralSystem",
+    "ChargerOffline",
+    "Charging",
+    "Clock",
+    "Curve",
     "FrameError",
     "FrameStream",
     "LedgerSync",
     "Node",
     "SYNC_PROTOCOL",
     "NodeStore",
+    "SESSION_PROTOCOL",
+    "SessionDesk",
     "Slot",
     "StreamEnded",
+    "Wallbox",
     "admin_call",
     "cell_key",
+    "charge",
     "fetch_ads",
     "find_chargers",
     "make_host",

@@ -5,7 +5,8 @@ the node's own user can connect), carrying one JSON object per line each way. A
 request is `{"cmd": ...}`; every answer has `"ok"` and either the data or `"error"`, a
 line that says what to do. Lines are capped at `MAX_LINE` and every read has a
 deadline, so a stuck client cannot hold the node. Commands: `status`, `ads`,
-`bookings`, `approve` / `decline` (with `"booking"`: the id in hex).
+`bookings`, `balance` (the node's own, from its ledger), `approve` / `decline` (with
+`"booking"`: the id in hex), plus any the daemon adds.
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
     def bookings(_: dict) -> list:
         return [_booking_row(row) for row in node.store.bookings()]
 
+    def balance(_: dict) -> dict:
+        if node.ledger is None:
+            raise AdminError("this node keeps no ledger")
+        me = node.identity.public_key
+        return {"member": node.identity.peer_id,
+                "balances": {c: b for (m, c), b in node.ledger.state.balances.items() if m == me},
+                "credit_limit": node.ledger.state.credit_limit(me)}
+
     def decision(approve: bool) -> Callable[[dict], dict]:
         def decide(request: dict) -> dict:
             if node.desk is None:
@@ -79,7 +88,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
 
         return decide
 
-    return {"status": status, "ads": ads, "bookings": bookings,
+    return {"status": status, "ads": ads, "bookings": bookings, "balance": balance,
             "approve": decision(True), "decline": decision(False)}
 
 
@@ -106,8 +115,10 @@ async def _read_line(stream: trio.abc.Stream) -> bytes:
     return data.split(b"\n", 1)[0]
 
 
-async def serve_admin(node: Any, path: Path, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the admin socket at `path` until cancelled."""
+async def serve_admin(node: Any, path: Path, extra: dict[str, Callable[[dict], Any]] | None = None, *,
+                      task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the admin socket at `path` until cancelled; `extra` adds commands (the
+    daemon's own, e.g. a co-op's deposits)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     path.unlink(missing_ok=True)
@@ -115,7 +126,7 @@ async def serve_admin(node: Any, path: Path, *, task_status: trio.TaskStatus = t
     await sock.bind(str(path))
     os.chmod(path, 0o600)
     sock.listen(16)
-    table = commands(node)
+    table = commands(node) | (extra or {})
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:

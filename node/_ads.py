@@ -8,16 +8,20 @@ Theory of operation (DESIGN.md, "Charger advertisement and search"):
   again whenever an ad changes and periodically, so late joiners and restarted DHT
   nodes keep finding it.
 - A search covers the query's circle with cells (four lookups at a time: a burst gets
-  streams reset), collects providers of every cell by merging the local provider store,
-  the library's iterative walk (py-libp2p 0.8.1's `find_providers` answers from the
-  local store alone once it holds any record, which can be a subset) and direct asks to
-  the known peers nearest the key, fetches each provider's ads concurrently under one
-  deadline, and hands (serving peer's key, ad) pairs to `protocol.search`, which
-  drops ads not signed by the peer that served them, expired or superseded ones.
+  streams reset) and collects providers of every cell by merging the local provider
+  store with its own bounded Kademlia lookup: ask the DIRECT_ASKS known peers nearest
+  the key at once, then, for at most LOOKUP_ROUNDS rounds, the closer peers they name
+  that are nearer than any asked so far. (py-libp2p 0.8.1's `find_providers` answers
+  from the local store alone once it holds any record, which can be a subset, and its
+  walk queries every peer it hears of until its deadline: too slow for a search.)
+  It then fetches each provider's ads concurrently under one deadline, and hands
+  (serving peer's key, ad) pairs to `protocol.search`, which drops ads not signed by
+  the peer that served them, expired or superseded ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -25,7 +29,7 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import KadDHT
-from libp2p.kad_dht.utils import sort_peer_ids_by_distance
+from libp2p.kad_dht.utils import xor_distance
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
@@ -52,9 +56,9 @@ HANDLER_TIMEOUT = 10.0
 FETCH_TIMEOUT = 3.0
 QUERY_TIMEOUT = 2.0
 ASK_TIMEOUT = 2.0
-DIRECT_ASKS = 40  # known peers asked directly per cell
+DIRECT_ASKS = 12  # peers asked at once per cell and lookup round
+LOOKUP_ROUNDS = 3
 CELL_LOOKUPS = 4  # cells looked up at once
-PROVIDER_COUNT = 200  # ask for more than a cell will hold: the walk stops early at `count`
 log = logging.getLogger(__name__)
 
 
@@ -95,32 +99,34 @@ async def provide_cells(dht: KadDHT, cells: set[str]) -> None:
 
 async def providers(dht: KadDHT, host: IHost, cell: str) -> dict[ID, PeerInfo]:
     """Every provider of `cell` this node can learn of (see the module doc)."""
-    key_hex = cell_key(cell)
-    key = bytes.fromhex(key_hex)
+    key = bytes.fromhex(cell_key(cell))
     found = {p.peer_id: p for p in dht.provider_store.get_providers(key)}
-
-    def add(infos: list[PeerInfo]) -> None:
-        for info in infos:
-            found.setdefault(info.peer_id, info)
+    asked: set[ID] = {host.get_id()}
+    closer: set[ID] = set()
 
     async def ask(peer: ID) -> None:
         with trio.move_on_after(ASK_TIMEOUT):
-            answer, _ = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
-            add(answer)
+            answer, peers = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
+            for info in answer:
+                found.setdefault(info.peer_id, info)
+            closer.update(peers)
 
-    async def walk() -> None:  # the library's iterative lookup, for peers beyond our table
-        with trio.move_on_after(QUERY_TIMEOUT):
-            add(await dht.find_providers(key_hex, PROVIDER_COUNT))
+    target = hashlib.sha256(key).digest()
 
-    # A neighbourhood network is small: asking the peers we already know, directly and
-    # at once, finds the records (stored on the k peers nearest the key) faster and more
-    # completely than a walk that waits on its slowest peer.
-    known = (set(dht.routing_table.get_peer_ids()) | set(host.get_connected_peers())) - {host.get_id()}
-    nearest = sort_peer_ids_by_distance(key, list(known))[:DIRECT_ASKS]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(walk)
-        for peer in nearest:
-            nursery.start_soon(ask, peer)
+    def distance(peer: ID) -> int:  # Kademlia's, as py-libp2p measures it
+        return xor_distance(target, hashlib.sha256(peer.to_bytes()).digest())
+
+    candidates = set(dht.routing_table.get_peer_ids()) | set(host.get_connected_peers())
+    for _ in range(LOOKUP_ROUNDS):
+        batch = sorted(candidates - asked, key=distance)[:DIRECT_ASKS]
+        if not batch:
+            break
+        async with trio.open_nursery() as nursery:
+            for peer in batch:
+                nursery.start_soon(ask, peer)
+        asked.update(batch)
+        bound = max(sorted(map(distance, asked - {host.get_id()}))[:DIRECT_ASKS])
+        candidates = {peer for peer in closer - asked if distance(peer) < bound}  # nearer than the nearest asked
     return found
 
 

@@ -128,6 +128,11 @@ def peer_of(public_key: bytes) -> ID:
     return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
 
 
+def peer_of_address(address: str) -> ID:
+    """The peer id in a full /p2p/ address."""
+    return info_from_p2p_addr(multiaddr.Multiaddr(address)).peer_id
+
+
 def address(host: IHost) -> str:
     """The host's full dialable address, /ip4/.../tcp/.../p2p/<peer id>."""
     return str(host.get_addrs()[0])

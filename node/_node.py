@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import trio
 
@@ -45,7 +45,17 @@ from ._charge import Charging, charge
 from ._clock import Clock
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._gossip import HeadGossip
-from ._host import DEFAULT_LISTEN, address, join, make_dht, make_host, peer_of, quiet_libp2p, running
+from ._host import (
+    DEFAULT_LISTEN,
+    address,
+    join,
+    make_dht,
+    make_host,
+    peer_of,
+    peer_of_address,
+    quiet_libp2p,
+    running,
+)
 from ._store import NodeStore, Slot
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._sync import SYNC_PROTOCOL, LedgerSync
@@ -63,7 +73,8 @@ class Node:
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
                  sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
-                 ocpp: tuple[str, int] | None = None, clock: Clock | None = None) -> None:
+                 ocpp: tuple[str, int] | None = None, clock: Clock | None = None,
+                 admin_commands: dict[str, Callable[[dict], Any]] | None = None) -> None:
         quiet_libp2p()
         self.identity = identity
         self.clock = clock or Clock()
@@ -94,6 +105,7 @@ class Node:
                 self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge)
         self.sync_interval = sync_interval
         self.admin = admin
+        self.admin_commands = admin_commands or {}
         self._announce = trio.Event()
 
     @property
@@ -113,7 +125,7 @@ class Node:
             if self.sessions is not None:
                 await nursery.start(self.sessions.run)
             if self.admin is not None:
-                await nursery.start(serve_admin, self, self.admin)
+                await nursery.start(serve_admin, self, self.admin, self.admin_commands)
             yield self
             nursery.cancel_scope.cancel()
 
@@ -122,6 +134,9 @@ class Node:
         joined = await join(self.host, self.dht, bootstrap, limiter)
         if joined:
             self.store.remember_peers(bootstrap)
+            if self.sync is not None:  # catch up with the ledger now, not at the next anti-entropy round
+                for address in bootstrap:
+                    self.sync.nudge(peer_of_address(address))
         self._announce.set()
         return joined
 
@@ -130,13 +145,20 @@ class Node:
         return await self.join(self.store.peers())
 
     async def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
-        signed = self.board.publish(ad)
-        self.store.save_ad(signed)
+        """Sign, keep and advertise `ad` (its seq must be above the one it replaces)."""
+        signed = self.announce(ad)
         await provide_cells(self.dht, {ad.geohash[:5]})
         return signed
 
+    def announce(self, ad: ChargerAd) -> Signed[ChargerAd]:
+        """`publish`, with the DHT announcement left to the background re-announcer."""
+        signed = self.board.publish(ad)
+        self.store.save_ad(signed)
+        self._announce.set()
+        return signed
+
     async def search(self, query: Query, now: int | None = None) -> list[Result]:
-        return await find_chargers(self.host, self.dht, query, now)
+        return await find_chargers(self.host, self.dht, query, int(self.clock()) if now is None else now)
 
     async def book(self, ad: ChargerAd, start: int, end: int, spend_cap: int) -> Booking:
         """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""

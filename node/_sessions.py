@@ -23,10 +23,13 @@ Theory of operation (DESIGN.md, "Session and metering"; the protocol's SessionMa
   dispute, if it answers on the stream, is stored with the session.
 - Every message the session machine took is replayed, in order, to a driver that
   (re)attaches with a StartRequest for the running or settled session.
+- Reservation: when a confirmed booking's window opens (early start grace included),
+  the wallbox gets ReserveNow for the booking's id tag until the no-show deadline.
 - No-show: a confirmed booking not started `noshow_timeout_minutes` after its window
-  opened is closed with a signed NoShow and the terms' fee claimed on the ledger.
-- Crash safety: a restarted desk rebuilds every unsettled session from its stored
-  messages, re-arms its window, finishes a stop in progress, and makes a stored but
+  opened is closed with a signed NoShow, the terms' fee claimed on the ledger and the
+  reservation cancelled (CancelReservation).
+- Crash safety: a restarted desk rebuilds every session the driver has not answered
+  from its stored messages (a finished one only when its driver re-attaches), re-arms its window, finishes a stop in progress, and makes a stored but
   unclaimed settlement's ledger claim (once: the ledger refuses a second claim).
 """
 
@@ -73,6 +76,7 @@ from wattshare.protocol import (
 
 from ._ads import AdBoard
 from ._bookings import remote_key
+from . import _ocpp as ocpp
 from ._central import CentralSystem, ChargerOffline
 from ._clock import Clock
 from ._framing import FrameStream, StreamEnded, serve
@@ -85,7 +89,7 @@ ANSWER_TIMEOUT = 10.0  # real seconds for the driver's ack or dispute on the str
 STREAM_LIMIT = 48 * 3600.0  # no session stream outlives this, whatever the clock
 METER_INTERVAL = 60  # the shortest meter interval the cap check assumes (clock seconds)
 DEFAULT_POWER_W = 22_000  # the cap check's bound when the charger's ad is gone
-NOSHOW_POLL = 1.0
+WATCH_POLL = 0.2  # real seconds between looks at the confirmed bookings
 _RUNNING = (SessionState.STARTED, SessionState.METERING)
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,11 @@ log = logging.getLogger(__name__)
 def id_tag(booking_id: bytes) -> str:
     """The OCPP idTag (CiString20) of a booking's session."""
     return booking_id.hex()[:20]
+
+
+def reservation_id(booking_id: bytes) -> int:
+    """The OCPP reservationId (a positive int32) of a booking's connector reservation."""
+    return int.from_bytes(booking_id[:4], "big") & 0x7FFF_FFFF
 
 
 @dataclass
@@ -136,7 +145,8 @@ class SessionDesk:
         self.central = CentralSystem(self, clock, ocpp_host, ocpp_port)
         self.live: dict[bytes, Live] = {}
         self._nursery: trio.Nursery | None = None
-        for row in store.sessions():
+        self._reserved: set[bytes] = set()
+        for row in store.sessions(open_only=True):
             self.live[row["booking_id"]] = self._restore(row)
 
     def _booking(self, row: dict) -> Booking:
@@ -164,7 +174,7 @@ class SessionDesk:
     # --- lifetime -----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve OCPP, resume stored sessions and watch for no-shows, until cancelled."""
+        """Serve OCPP, resume stored sessions and watch the confirmed bookings, until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.central.serve)
@@ -172,8 +182,8 @@ class SessionDesk:
                 self._resume(live)
             task_status.started()
             while True:
-                self._no_shows()
-                await trio.sleep(NOSHOW_POLL)
+                self._watch_bookings()
+                await trio.sleep(WATCH_POLL)
 
     def _resume(self, live: Live) -> None:
         state = live.machine.state
@@ -187,9 +197,9 @@ class SessionDesk:
         elif live.machine.settlement is not None:
             self._claim(live)
 
-    def _spawn(self, task, live: Live) -> None:  # noqa: ANN001 - an async function of a Live
+    def _spawn(self, task, *args: object) -> None:  # noqa: ANN001 - an async function
         assert self._nursery is not None, "the desk is not running"
-        self._nursery.start_soon(task, live)
+        self._nursery.start_soon(task, *args)
 
     # --- the driver's stream ----------------------------------------------------------
 
@@ -215,6 +225,10 @@ class SessionDesk:
         if start.signer != peer or row["driver"] != peer:
             raise RemoteProtocolError(Reason.WRONG_SIGNER, "only the booking's driver can start its session")
         if booking_id in self.live:
+            return self.live[booking_id]
+        stored = self.store.session(booking_id)
+        if stored is not None:  # finished before this run: replay it
+            self.live[booking_id] = self._restore(stored)
             return self.live[booking_id]
         if row["state"] != Slot.CONFIRMED:
             raise RemoteProtocolError(Reason.ILLEGAL_STATE, f"the booking is {row['state']}")
@@ -365,25 +379,50 @@ class SessionDesk:
         ahead = MeterReading(last.t + interval, last.energy_wh + -(-power * interval // 3600))
         return price(r.tariff, [x.message for x in receipts] + [ahead], r.tz).total > r.spend_cap
 
-    # --- no-shows --------------------------------------------------------------------
+    # --- confirmed bookings: reservations and no-shows ------------------------------------
 
-    def _no_shows(self) -> None:
+    def _watch_bookings(self) -> None:
         now = int(self.clock())
         for row in self.store.bookings(Slot.CONFIRMED):
-            if row["host"] != self.identity.public_key or row["start"] > now or row["booking_id"] in self.live:
+            if row["host"] != self.identity.public_key or row["booking_id"] in self.live:
                 continue
             booking = self._booking(row)
-            machine = BookingMachine(booking.request)
-            machine.receive(booking.confirmation)
             terms = booking.request.message.terms
-            if now < row["start"] + terms.noshow_timeout_minutes * 60:
+            if now < row["start"] - terms.early_start_minutes * 60:
                 continue
-            no_show = sign(self.identity, NoShow(booking_id=booking.id, t=now))
-            machine.send(no_show)
-            self.store.settle(booking.id, Slot.NO_SHOW, no_show.encode())
-            if machine.fee and self.ledger is not None:
-                claim = FeeClaim(booking=booking, no_show=no_show, amount=machine.fee)
-                self.ledger.append(self.identity, [(EntryKind.FEE, claim)], t=now)
+            if booking.id not in self._reserved:
+                self._reserved.add(booking.id)
+                self._spawn(self._reserve, booking)
+            if now >= row["start"] + terms.noshow_timeout_minutes * 60:
+                self._no_show(booking, now)
+
+    async def _reserve(self, booking: Booking) -> None:
+        """Hold the connector for the driver from the window's opening to the no-show deadline."""
+        r = booking.request.message
+        try:
+            await self.central.call(r.charger_id, "ReserveNow", {
+                "connectorId": 1, "idTag": id_tag(booking.id), "reservationId": reservation_id(booking.id),
+                "expiryDate": ocpp.iso(r.start + r.terms.noshow_timeout_minutes * 60)})
+        except ChargerOffline as error:
+            log.info("no reservation at %s: %s", r.charger_id, error)
+
+    def _no_show(self, booking: Booking, now: int) -> None:
+        machine = BookingMachine(booking.request)
+        machine.receive(booking.confirmation)
+        no_show = sign(self.identity, NoShow(booking_id=booking.id, t=now))
+        machine.send(no_show)
+        self.store.settle(booking.id, Slot.NO_SHOW, no_show.encode())
+        self._spawn(self._cancel_reservation, booking)
+        if machine.fee and self.ledger is not None:
+            claim = FeeClaim(booking=booking, no_show=no_show, amount=machine.fee)
+            self.ledger.append(self.identity, [(EntryKind.FEE, claim)], t=now)
+
+    async def _cancel_reservation(self, booking: Booking) -> None:
+        try:
+            await self.central.call(booking.request.message.charger_id, "CancelReservation",
+                                    {"reservationId": reservation_id(booking.id)})
+        except ChargerOffline as error:
+            log.info("reservation not cancelled: %s", error)
 
     # --- Transactions: what the wallbox reports (CentralSystem calls these) ---------------
 

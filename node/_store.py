@@ -167,8 +167,9 @@ class NodeStore:
         except sqlite_utils.db.NotFoundError:
             return None
 
-    def sessions(self) -> list[dict]:
-        return list(self.db["sessions"].rows)
+    def sessions(self, open_only: bool = False) -> list[dict]:
+        """The stored sessions; `open_only`: those the driver has not answered yet."""
+        return list(self.db["sessions"].rows_where("answer IS NULL" if open_only else None))
 
     def receipts(self, booking_id: bytes) -> list[bytes]:
         return [row[0] for row in self.db.execute(

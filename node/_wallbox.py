@@ -68,6 +68,7 @@ class Wallbox:
         self.percent = curve.start_percent
         self.transaction: int | None = None
         self.reservations: dict[int, str] = {}
+        self.received: list[str] = []  # the actions of the CALLs it was sent, in order
         self.queue: list[tuple[str, dict[str, Any]]] = []
         self.connected = trio.Event()
         self._ws: WebSocketConnection | None = None
@@ -186,6 +187,7 @@ class Wallbox:
 
     def _answer(self, frame: ocpp.Call) -> str:
         p = frame.payload
+        self.received.append(frame.action)
         if frame.action == "RemoteStartTransaction":
             accepted = self.transaction is None and isinstance(p.get("idTag"), str)
             if accepted:

@@ -11,11 +11,20 @@ from fixtures import make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore
 from wattshare.ledger._sample import SampleWorld
-from wattshare.node import AD_PROTOCOL, BOOKING_PROTOCOL, SYNC_PROTOCOL, FrameStream, Node, StreamEnded, fetch_ads
+from wattshare.node import (
+    AD_PROTOCOL,
+    BOOKING_PROTOCOL,
+    SESSION_PROTOCOL,
+    SYNC_PROTOCOL,
+    FrameStream,
+    Node,
+    StreamEnded,
+    fetch_ads,
+)
 from wattshare.node._framing import varint
 from wattshare.node._sync import SYNC_FRAME
 
-PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SYNC_PROTOCOL]
+PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL]
 BAD = {
     "garbage": (varint(4) + b"\xff\x00\xfe\x01", p.Reason.MALFORMED),
     "oversize": (varint(SYNC_FRAME + 1), p.Reason.OVERSIZE),
@@ -53,7 +62,8 @@ def test_every_protocol_survives(case, tmp_path):
     world = SampleWorld(seed=61)
     ledger = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
     ledger.ingest([world.charter_entry().encode()])
-    server = Node(identity("bad-input-server"), access=p.AccessInfo(address="x"), ledger=ledger, sync_interval=3600)
+    server = Node(identity("bad-input-server"), access=p.AccessInfo(address="x"), ledger=ledger, sync_interval=3600,
+                  ocpp=("127.0.0.1", 0))
     client = Node(identity("bad-input-client"), ledger=LedgerStore(tmp_path / "client.db", world.coop.public_key),
                   sync_interval=3600)
     payload, reason = BAD[case]
@@ -70,10 +80,11 @@ def test_every_protocol_survives(case, tmp_path):
             with trio.fail_after(15):  # and it still serves honest clients on every protocol
                 info = server.host.get_peerstore().peer_info(server.host.get_id())
                 replies["ads"] = await fetch_ads(client.host, info)
-                replies["sync"] = await client.sync.pull(client.host, server.host.get_id())
+                await client.sync.pull(client.host, server.host.get_id())
+                replies["sync"] = client.ledger.sizes()
 
     run_bounded(scenario, 90)
     for protocol in PROTOCOLS:
         got = replies[protocol]
         assert (got.reason if got is not None else None) is reason, (protocol, got)
-    assert len(replies["ads"]) == 1 and replies["sync"] == 1
+    assert len(replies["ads"]) == 1 and replies["sync"] == ledger.sizes()

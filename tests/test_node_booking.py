@@ -22,7 +22,7 @@ from wattshare.node import (
     request_booking,
 )
 from wattshare.node._framing import varint
-from wattshare.node._node import peer_of
+from wattshare.node._host import peer_of
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", instructions="wallbox by the garage", code="4711")
 NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))

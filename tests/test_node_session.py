@@ -2,16 +2,23 @@
 wallbox, at accelerated time (one clock for all, 1800x: three hours in six seconds)."""
 
 import hashlib
+import signal
+import subprocess
+import sys
 from contextlib import AsyncExitStack
 from fractions import Fraction
+from pathlib import Path
 
+import pytest
 import trio
 
 from fixtures import TERMS, at, make_ad, run_bounded
 from wattshare import protocol as p
-from wattshare.ledger import EntryKind, LedgerStore, audit
+from wattshare.ledger import LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
-from wattshare.node import Node, Slot
+from wattshare.node import FrameStream, Node, Slot
+from wattshare.node._framing import varint
+from wattshare.node._sessions import SESSION_PROTOCOL
 from wattshare.node._clock import Clock
 from wattshare.node._wallbox import Curve, Wallbox
 
@@ -145,3 +152,209 @@ def test_driver_stop_and_a_wallbox_reporting_in_kwh(tmp_path):
     assert [s.signer for s in stops] == [booking.request.message.driver]  # the driver's own stop
     assert 3_000 <= receipts[-1].message.energy_wh < 3_000 + 7_000 * 300 / 3600 + 50
     assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def test_wallbox_reconnecting_mid_session_loses_and_doubles_nothing(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            dropped = []
+
+            def drop_once(charging):
+                if charging.energy_wh >= 3_000 and not dropped:
+                    dropped.append(charging.machine.receipts[-1].message.t)
+                    street.nursery.start_soon(street.wallbox.drop, 1.0)  # 30 minutes offline, still charging
+
+            return dropped, booking, await street.driver.charge(booking, on_update=drop_once)
+
+    dropped, booking, charging = run_bounded(scenario, 60)
+    receipts = check_chain(charging, booking)
+    t0, t_end, e_end = receipts[0].message.t, receipts[-1].message.t, receipts[-1].message.energy_wh
+    assert abs(e_end - 7_000 * (t_end - t0) / 3600) <= 2  # nothing lost, nothing counted twice
+    times = [r.message.t for r in receipts[1:]]
+    offline = [t for t in times if dropped[0] < t < dropped[0] + 1800]
+    assert len(offline) >= 4  # readings taken while offline arrived, queued, after the reconnect
+    assert all(b - a <= 300 for a, b in zip(times, times[1:]))  # every clock-aligned reading is there
+    assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
+    world = SampleWorld(seed=44)
+    home = tmp_path / "host"
+    home.mkdir()
+    identity(0).save(home / "host.key")
+    charter = world.charter_entry().encode()
+    LedgerStore(home / "ledger.db", world.coop.public_key).ingest([charter])
+    clock = Clock(speed=SPEED, origin=at("2026-11-28T20:00"))
+    listen, ocpp_port = f"/ip4/127.0.0.1/tcp/{free_port()}", free_port()
+    argv = [sys.executable, str(Path(__file__).parent / "host_process.py"), str(home), listen, str(ocpp_port),
+            world.coop.public_key.hex(), str(clock.speed), str(clock.origin), str(clock.anchor)]
+
+    async def start_host():
+        process = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE)
+        line = b""
+        with trio.fail_after(20):
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1024)
+        return process, line.split()[1].decode()
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            host, address = await start_host()
+            stack.callback(lambda: host.kill() if host.returncode is None else None)
+            driver = Node(identity(1), ledger=ledger_for(tmp_path, world, charter, "dl"), clock=clock)
+            await stack.enter_async_context(driver.running())
+            await driver.join([address])
+            wallbox = Wallbox("driveway", ocpp_port, clock, curve=Curve(power_w=7_000, battery_wh=100_000,
+                                                                          start_percent=10), meter_interval=300)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            nursery.start_soon(wallbox.run)
+            await wallbox.connected.wait()
+            ad = make_ad(host=identity(0).public_key, max_power_w=7_000)
+            booking = await driver.book(ad, START, END, 5_000)
+            await clock.sleep_until(START - 30)
+            killed = []
+
+            def kill_once(charging):
+                if charging.energy_wh >= 3_000 and not killed:
+                    killed.append(charging.machine.receipts[-1].message.seq)
+                    host.kill()  # SIGKILL, mid-session
+
+            try:
+                await driver.charge(booking, on_update=kill_once)
+            except Exception as error:  # noqa: BLE001 - the host vanished under the stream
+                lost = error
+            await host.wait()
+            assert host.returncode == -signal.SIGKILL
+            host, _ = await start_host()
+            charging = await driver.charge(booking)  # re-attach to the resumed session
+            host.kill()
+            await host.wait()
+            return killed, lost, booking, charging
+
+    killed, lost, booking, charging = run_bounded(scenario, 90)
+    assert killed and lost is not None
+    receipts = check_chain(charging, booking)  # the whole chain, replayed and checked from receipt 0
+    assert len(receipts) > killed[0] + 10  # it went on after the restart
+    t0, t_end, e_end = receipts[0].message.t, receipts[-1].message.t, receipts[-1].message.energy_wh
+    assert abs(e_end - 7_000 * (t_end - t0) / 3600) <= 2
+    assert t_end >= END
+    ledger = LedgerStore(home / "ledger.db", world.coop.public_key)
+    assert ledger.sizes()[identity(0).public_key] == 1  # settled once
+    assert booking.id in ledger.state.claims and audit(ledger.path).ok
+    assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def test_no_show_frees_the_reservation_closes_the_booking_and_claims_the_fee(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            await street.clock.sleep_until(START + (TERMS.noshow_timeout_minutes + 5) * 60)
+            with trio.fail_after(5):
+                while street.host.store.get(booking.id)["state"] != Slot.NO_SHOW:
+                    await trio.sleep(0.05)
+            with pytest.raises(p.RemoteProtocolError) as late:
+                await street.driver.charge(booking)
+            with trio.fail_after(5):
+                while "CancelReservation" not in street.wallbox.received:
+                    await trio.sleep(0.05)
+            return street, booking, late.value
+
+    street, booking, late = run_bounded(scenario, 60)
+    assert late.reason is p.Reason.ILLEGAL_STATE
+    assert street.wallbox.received == ["ReserveNow", "CancelReservation"]  # held at the window, freed at no-show
+    assert street.wallbox.reservations == {}
+    host_key = booking.request.message.host
+    assert street.host.ledger.balance(host_key, "EUR") == TERMS.noshow_fee
+    assert street.host.ledger.state.claims[booking.id]
+
+
+async def hostile_session(street, booking, frames_to_send):
+    """Replace the host's session handler with one that sends `frames_to_send(offer)`
+    and records what the driver answers."""
+    answers = []
+
+    async def handler(stream):
+        frames = FrameStream(stream)
+        offer = await frames.receive(p.SessionOffer)
+        for frame in frames_to_send(offer):
+            await frames.stream.write(frame if isinstance(frame, bytes) else varint(len(e := p.encode_frame(frame)))
+                                      + e)
+        try:
+            answers.append(await frames.receive(p.SessionAnswer))
+        except Exception:  # noqa: BLE001 - the driver may have hung up on us
+            pass
+        await stream.close()
+
+    street.host.host.set_stream_handler(SESSION_PROTOCOL, handler)
+    return answers
+
+
+def receipts_for(booking, count, step_wh=500):
+    out, prev = [], p.GENESIS
+    for seq in range(count):
+        receipt = p.sign(identity(0), p.MeterReceipt(booking_id=booking.id, seq=seq, t=START + 300 * seq,
+                                                     energy_wh=seq * step_wh, prev=prev))
+        out.append(receipt)
+        prev = receipt.digest
+    return out
+
+
+def test_replayed_and_tampered_receipts_are_refused_by_the_driver(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            r0, r1 = receipts_for(booking, 2)
+            await hostile_session(street, booking, lambda offer: [p.SessionUpdate(receipt=r0),
+                                                                  p.SessionUpdate(receipt=r0)])
+            with pytest.raises(p.RemoteProtocolError) as replayed:
+                await street.driver.charge(booking)
+            forged = bytearray(p.encode_frame(p.SessionUpdate(receipt=r1)))
+            at_energy = forged.index(b"energy_wh") + len(b"energy_wh")
+            forged[at_energy + 1] ^= 0x01  # 500 Wh -> 501 Wh, signature unchanged
+            await hostile_session(street, booking, lambda offer: [p.SessionUpdate(receipt=r0),
+                                                                  varint(len(forged)) + bytes(forged)])
+            with pytest.raises(p.RemoteProtocolError) as tampered:
+                await street.driver.charge(booking)
+            return replayed.value, tampered.value
+
+    replayed, tampered = run_bounded(scenario, 60)
+    assert replayed.reason is p.Reason.BROKEN_CHAIN
+    assert tampered.reason is p.Reason.BAD_SIGNATURE
+
+
+def test_mispriced_settlement_is_disputed_onto_the_drivers_feed(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            receipts = receipts_for(booking, 3)
+            fair = p.settlement_price(booking, receipts)
+            greedy = fair.lines[0].replace(amount=fair.lines[0].amount + 100)
+            stop = p.sign(identity(0), p.StopRequest(booking_id=booking.id, t=receipts[-1].message.t))
+            settlement = p.sign(identity(0), p.Settlement(
+                booking_id=booking.id, last_receipt=receipts[-1].digest, energy_wh=1_000, amount=fair.total + 100,
+                currency="EUR", breakdown=(greedy, *fair.lines[1:]), t=receipts[-1].message.t))
+            answers = await hostile_session(street, booking, lambda offer: [
+                *(p.SessionUpdate(receipt=r) for r in receipts), p.SessionUpdate(stop=stop),
+                p.SessionUpdate(settlement=settlement)])
+            charging = await street.driver.charge(booking)
+            return street, charging, answers
+
+    street, charging, answers = run_bounded(scenario, 60)
+    dispute = charging.answer.message
+    assert isinstance(dispute, p.Dispute) and dispute.reason is p.Reason.MISPRICED
+    assert answers[0].dispute == charging.answer  # the host was told
+    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 1  # and it is on the driver's feed
