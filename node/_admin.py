@@ -71,10 +71,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
     def balance(_: dict) -> dict:
         if node.ledger is None:
             raise AdminError("this node keeps no ledger")
-        me = node.identity.public_key
-        return {"member": node.identity.peer_id,
-                "balances": {c: b for (m, c), b in node.ledger.state.balances.items() if m == me},
-                "credit_limit": node.ledger.state.credit_limit(me)}
+        return node.balance()
 
     def decision(approve: bool) -> Callable[[dict], dict]:
         def decide(request: dict) -> dict:

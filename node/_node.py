@@ -36,6 +36,7 @@ from wattshare.protocol import (
     Query,
     Result,
     Signed,
+    StopRequest,
     sign,
 )
 
@@ -157,6 +158,14 @@ class Node:
         self._announce.set()
         return signed
 
+    def balance(self) -> dict[str, Any]:
+        """This participant's balances (minor units, per currency) and credit limit, from its ledger."""
+        assert self.ledger is not None, "a node without a ledger has no balance"
+        me = self.identity.public_key
+        return {"member": self.identity.peer_id,
+                "balances": {c: b for (m, c), b in self.ledger.state.balances.items() if m == me},
+                "credit_limit": self.ledger.state.credit_limit(me)}
+
     async def search(self, query: Query, now: int | None = None) -> list[Result]:
         return await find_chargers(self.host, self.dht, query, int(self.clock()) if now is None else now)
 
@@ -185,9 +194,29 @@ class Node:
 
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
                      on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0) -> Charging:
-        """Start (or re-attach to) a booked session and follow it to its settlement; the
-        ack or dispute goes onto this node's ledger feed, if it keeps one."""
-        return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=on_update,
+        """Start (or re-attach to) a booked session and follow it to its settlement. The
+        driver's copy of every message is kept in this node's store as it arrives; the
+        ack or dispute also goes onto this node's ledger feed, if it keeps one."""
+
+        kept = [0]  # receipts stored so far
+
+        def keep(charging: Charging) -> None:
+            machine = charging.machine
+            if not kept[0]:
+                self.store.open_session(booking.id, booking.request.message.charger_id, machine.start.encode())
+            for receipt in machine.receipts[kept[0]:]:
+                self.store.add_receipt(booking.id, receipt.message.seq, receipt.encode())
+            kept[0] = len(machine.receipts)
+            for column, signed in (("stop", next((m for m in machine.history if isinstance(m.message, StopRequest)),
+                                                 None)), ("settlement", charging.settlement), ("answer", charging.answer)):
+                if signed is not None:
+                    self.store.update_session(booking.id, column, signed.encode())
+            if charging.settlement is not None:
+                self.store.settle(booking.id, Slot.SETTLED)
+            if on_update is not None:
+                on_update(charging)
+
+        return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
                             ledger=self.ledger, timeout=timeout)
 
     async def _reannounce(self) -> None:

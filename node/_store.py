@@ -7,6 +7,7 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
   request, answer, updated)`: every booking this node took part in, with the exact
   signed request and the signed answer (confirmation, rejection or cancel).
 - `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
+- `found(rank, envelope)`: a driver's last search results, signed ads, best first.
 - `sessions(booking_id, charger_id, transaction_id, meter_start, start, stop,
   settlement, answer)` and `receipts(booking_id, seq, envelope)`: the host's charging
   sessions, each signed message stored before it is acted on (DESIGN.md, "Session and
@@ -57,6 +58,7 @@ class NodeStore:
         )
         self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
         self.db["peers"].create({"address": str, "seen": int}, pk="address", if_not_exists=True)
+        self.db["found"].create({"rank": int, "envelope": bytes}, pk="rank", if_not_exists=True)
         self.db["sessions"].create(
             {"booking_id": bytes, "charger_id": str, "transaction_id": int, "meter_start": int, "start": bytes,
              "stop": bytes, "settlement": bytes, "answer": bytes},
@@ -78,6 +80,14 @@ class NodeStore:
 
     def peers(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT address FROM peers ORDER BY seen DESC LIMIT 50")]
+
+    def remember_found(self, ads: list[Signed[ChargerAd]]) -> None:
+        self.db.execute("DELETE FROM found")
+        for rank, ad in enumerate(ads, 1):
+            self.db.execute("INSERT INTO found VALUES (?, ?)", [rank, ad.encode()])
+
+    def found(self) -> list[Signed[ChargerAd]]:
+        return [Signed.decode(row[0], ChargerAd) for row in self.db.execute("SELECT envelope FROM found ORDER BY rank")]
 
     def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
         """Hold the request's window for its charger if nothing holding overlaps it."""
@@ -138,7 +148,8 @@ class NodeStore:
     # --- sessions (the host's) ---------------------------------------------------------
 
     def open_session(self, booking_id: bytes, charger_id: str, start: bytes) -> None:
-        self.db.execute("INSERT INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
+        """Keep a session's start (again: a driver re-attaching keeps its first start)."""
+        self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
                         [booking_id, charger_id, start])
         self.settle(booking_id, Slot.STARTED)
 
@@ -159,7 +170,8 @@ class NodeStore:
         self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?", [envelope, booking_id])
 
     def add_receipt(self, booking_id: bytes, seq: int, envelope: bytes) -> None:
-        self.db.execute("INSERT INTO receipts VALUES (?, ?, ?)", [booking_id, seq, envelope])
+        """Keep a receipt (a replayed one is already kept: its seq and bytes are the same)."""
+        self.db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?)", [booking_id, seq, envelope])
 
     def session(self, booking_id: bytes) -> dict | None:
         try:

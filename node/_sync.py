@@ -10,7 +10,9 @@ pull from a peer is one stream:
     server -> puller   Batch ... Batch, then an empty Batch: done
 
 Each batch is ingested atomically as it arrives; a broken stream loses at most the
-batch in flight, and the next pull resumes from the new sizes. Nothing depends on
+batch in flight, and the next pull resumes from the new sizes. A server that sees in
+the puller's `Have` entries it lacks pulls them back soon after, which is how a
+short-lived wallet `push`es its new entries before it leaves. Nothing depends on
 gossip arriving: every node pulls from every peer it is connected to every
 `SYNC_INTERVAL`, which is what makes replicas converge after partitions, restarts and
 dropped announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
@@ -44,15 +46,24 @@ class LedgerSync:
         self.store = store
         self.interested = interested
         self._news, self._news_out = trio.open_memory_channel[ID](64)
+        self.remote_sizes: dict[ID, dict[bytes, int]] = {}  # what each peer served us last held
 
     async def handle(self, stream: INetStream) -> None:
-        await serve(stream, self._serve, SYNC_TIMEOUT, max_size=SYNC_FRAME)
+        peer = stream.muxed_conn.peer_id
 
-    async def _serve(self, frames: FrameStream) -> None:
+        async def respond(frames: FrameStream) -> None:
+            await self._serve(frames, peer)
+
+        await serve(stream, respond, SYNC_TIMEOUT, max_size=SYNC_FRAME)
+
+    async def _serve(self, frames: FrameStream, peer: ID) -> None:
         replicator = Replicator(self.store, self.interested)
         theirs = await frames.receive(Have)
         if isinstance(theirs, ErrorReply):
             return
+        sizes = self.store.sizes()
+        if any(f.size > sizes.get(f.author, 0) and self.interested(f.author) for f in theirs.sizes):
+            self.nudge(peer)  # the puller holds entries we lack: pull back
         await frames.send(replicator.have())
         want = await frames.receive(Want)
         if isinstance(want, ErrorReply):
@@ -73,6 +84,7 @@ class LedgerSync:
                 theirs = await frames.receive(Have)
                 if isinstance(theirs, ErrorReply):
                     raise RemoteProtocolError(theirs.reason, theirs.detail)
+                self.remote_sizes[peer] = {f.author: f.size for f in theirs.sizes}
                 await frames.send(replicator.want(theirs))
                 while True:
                     batch = await frames.receive(Batch)
@@ -86,6 +98,17 @@ class LedgerSync:
                         raise RemoteProtocolError(refused.rule.reason, str(refused)) from None
             finally:
                 await close_quietly(stream)
+
+    async def push(self, host: IHost, peer: ID, author: bytes, timeout: float = 10.0) -> bool:
+        """Make sure `peer` holds all of `author`'s feed that we hold (a short-lived node
+        leaving): each pull shows the peer our sizes, and it pulls back what it lacks."""
+        with trio.move_on_after(timeout):
+            while True:
+                await self._pull_logged(host, peer)
+                if self.remote_sizes.get(peer, {}).get(author, 0) >= self.store.sizes().get(author, 0):
+                    return True
+                await trio.sleep(0.2)
+        return False
 
     def nudge(self, peer: ID) -> None:
         """Ask for a pull from `peer` soon (it announced a head ahead of ours)."""

@@ -1,5 +1,7 @@
 """The `wattshare` command as a user runs it (subprocess of the installed console script)."""
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,11 +22,15 @@ def test_help_lists_the_demo():
     assert "demo" in result.stdout and "Example" in result.stdout
 
 
-def test_demo_says_plainly_it_is_not_built_yet():
-    result = run("demo")
-    assert result.returncode == 2
-    assert "not built yet" in result.stderr
-    assert result.stdout == ""
+def test_demo_runs_a_whole_neighbourhood_to_an_audited_ledger(tmp_path):
+    result = subprocess.run([WATTSHARE, "demo", "--dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=110, env={**os.environ, "COLUMNS": "120"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert "6 found" in out and "confirmed" in out and "acked" in out
+    assert "audit passed" in out and "Balances" in out
+    assert re.search(r"driver \(12D3KooW[^)]*\) +│ +3\d\.\d\d EUR", out)  # paid for the night out of 40.00
+    assert not list(tmp_path.glob("*/admin.sock"))  # every daemon stopped and cleaned up
 
 
 @pytest.mark.parametrize("args", [("frobnicate",), ("demo", "--no-such-flag")])

@@ -240,7 +240,13 @@ wall_clock_only = st.builds(
 def test_monotone_in_energy(t, rs, tz, data):
     # More energy in intervals that were charging anyway never lowers the price. (With
     # power, energy or duration restrictions it can, by OCPI's design: faster charging
-    # can move a session to a cheaper element; so those are left out here.)
+    # can move a session to a cheaper element; so those are left out here. Step sizes are
+    # set to 1: OCPI rounds a dimension's *total* up to the last element's step and bills
+    # the padding at that element's price, so more energy in a cheaper element can shrink
+    # the padding billed at a dearer one; hypothesis found such a case, which is OCPI's
+    # rule, not a bug.)
+    t = t.replace(elements=tuple(
+        e.replace(price_components=tuple(c.replace(step_size=1) for c in e.price_components)) for e in t.elements))
     extra, more = 0, [rs[0]]
     for before, after in zip(rs, rs[1:]):
         if after.energy_wh > before.energy_wh:

@@ -1,0 +1,213 @@
+"""`wattshare coop ...`: a community co-op's keys, money on the ledger, and its node.
+
+A co-op home holds three keys: the co-op's own (it signs the charter), a treasurer's
+(deposits, withdrawals, adjustments) and a witness's (checkpoints). Money entries are
+written by the running co-op node when there is one (through its admin socket, so its
+ledger stays the one writer of its file), else straight into the home's ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import trio
+
+from wattshare.ledger import (
+    Adjustment,
+    Checkpoint,
+    CoopCharter,
+    Entry,
+    EntryKind,
+    HeadRef,
+    LedgerStore,
+    MoneyMove,
+)
+from wattshare.node import Node
+from wattshare.protocol import Identity, Signed
+
+from ._charger import amount
+from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
+from ._errors import fail
+from ._home import Home, clock_from_env, member_key
+from ._view import Context, emit, money, pass_context
+
+CHECKPOINT_EVERY = 300.0  # real seconds between a co-op node's checkpoints (when heads moved)
+
+
+@click.group("coop")
+def coop_group() -> None:
+    """Run a co-op: keys, deposits and withdrawals, the bootstrap and auditing node.
+
+    \b
+    Example:
+      wattshare coop init --name "Kollwitzkiez Energy" --credit-limit 50
+      wattshare coop node run
+      wattshare coop deposit 12D3KooW... 40 --reference "transfer 2026-11-27"
+    """
+
+
+@coop_group.command("init")
+@click.option("--name", required=True, help="The co-op's name.")
+@click.option("--currency", default="EUR", show_default=True, help="ISO 4217 code the co-op keeps.")
+@click.option("--credit-limit", default="50", show_default=True, help="How far a member may go below zero.")
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/4001", show_default=True,
+              help="libp2p listen address: members bootstrap here, so keep the port fixed.")
+@click.option("--force", is_flag=True, help="Replace an existing co-op in this home.")
+@pass_context
+def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str, force: bool) -> None:
+    """Create the co-op's keys, its config and its ledger with the signed charter."""
+    coop = ctx.home.create(force)
+    treasurer, witness = (_extra_key(ctx.home, name) for name in ("treasurer.key", "witness.key"))
+    charter = CoopCharter(name=name, currency=currency, credit_limit=amount(credit_limit, currency, "--credit-limit"),
+                          treasurers=(treasurer.public_key,), witnesses=(witness.public_key,))
+    ctx.home.write_config({"node": {"listen": listen, "bootstrap": [], "coop": coop.peer_id},
+                           "coop": {"name": name, "currency": currency}})
+    ctx.home.ledger_file.unlink(missing_ok=True)
+    ledger = ctx.home.ledger()
+    ledger.append(coop, [(EntryKind.COOP, charter)], t=int(clock_from_env()()))
+    ledger.close()
+    emit(ctx, {"coop": coop.peer_id, "treasurer": treasurer.peer_id, "witness": witness.peer_id},
+         f"co-op [bold]{name}[/] is {coop.peer_id}\nmembers join with: --coop {coop.peer_id}\n"
+         "start its node with: wattshare coop node run")
+
+
+def _extra_key(home: Home, name: str) -> Identity:
+    identity = Identity.generate()
+    identity.save(home.path / name)
+    return identity
+
+
+def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:
+    """The co-op's charter in force: its feed's latest COOP entry."""
+    for envelope in reversed(ledger.entries(coop, 0, ledger.sizes().get(coop, 0))):
+        entry = Signed.decode(envelope, Entry)
+        if entry.message.kind is EntryKind.COOP:
+            return entry
+    fail("this ledger holds no co-op charter; run `wattshare coop init` in this home")
+
+
+def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
+    """Append a deposit, withdrawal or adjustment signed by the treasurer; its summary."""
+    currency = home.config()["coop"]["currency"]
+    charter = _charter(ledger, member_key(home.config()["node"]["coop"]))
+    kind = EntryKind(request["kind"])
+    if kind is EntryKind.ADJUSTMENT:
+        body: Any = Adjustment(charter=charter, booking_id=bytes.fromhex(request["booking"]),
+                               payer=member_key(request["payer"]), payee=member_key(request["payee"]),
+                               amount=request["amount"], currency=currency, note=request.get("note", ""))
+    else:
+        body = MoneyMove(charter=charter, member=member_key(request["member"]), amount=request["amount"],
+                         currency=currency, reference=request.get("reference", ""))
+    [entry] = ledger.append(home.identity("treasurer.key"), [(kind, body)], t=t)
+    return {"kind": kind.value, "amount": request["amount"], "currency": currency, "seq": entry.message.seq}
+
+
+def _money(ctx: Context, request: dict[str, Any]) -> None:
+    currency = ctx.home.config()["coop"]["currency"]
+    request["amount"] = amount(request["amount"], currency, "AMOUNT")
+    if request["amount"] <= 0:
+        fail("AMOUNT must be above zero")
+    if ctx.home.admin.exists():
+        data = ask(ctx.home, {"cmd": "money", **request})
+    else:
+        ledger = ctx.home.ledger()
+        data = write_money(ctx.home, ledger, request, int(clock_from_env()()))
+        ledger.close()
+    emit(ctx, data, f"{data['kind']} of {money(data['amount'], data['currency'])} recorded (treasurer seq {data['seq']})")
+
+
+@coop_group.command("deposit")
+@click.argument("member")
+@click.argument("amount_text", metavar="AMOUNT")
+@click.option("--reference", default="", help="e.g. the bank transfer's reference.")
+@pass_context
+def deposit(ctx: Context, member: str, amount_text: str, reference: str) -> None:
+    """Record money a MEMBER (peer id) paid in, in the currency's units.
+
+    \b
+    Example:
+      wattshare coop deposit 12D3KooW... 40 --reference "SEPA 2026-11-27"
+    """
+    member_key(member)
+    _money(ctx, {"kind": "deposit", "member": member, "amount": amount_text, "reference": reference})
+
+
+@coop_group.command("withdraw")
+@click.argument("member")
+@click.argument("amount_text", metavar="AMOUNT")
+@click.option("--reference", default="")
+@pass_context
+def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> None:
+    """Record money paid out to a MEMBER (a host cashing in its earnings)."""
+    member_key(member)
+    _money(ctx, {"kind": "withdrawal", "member": member, "amount": amount_text, "reference": reference})
+
+
+@coop_group.command("adjust")
+@click.argument("booking")
+@click.argument("payer")
+@click.argument("payee")
+@click.argument("amount_text", metavar="AMOUNT")
+@click.option("--note", default="", help="How the dispute was resolved.")
+@pass_context
+def adjust(ctx: Context, booking: str, payer: str, payee: str, amount_text: str, note: str) -> None:
+    """Resolve a dispute about BOOKING (its id in hex): move AMOUNT from PAYER to PAYEE."""
+    if len(booking) != 64:
+        fail("BOOKING must be the booking's full id (64 hex digits), as the dispute entry shows it")
+    member_key(payer), member_key(payee)
+    _money(ctx, {"kind": "adjustment", "booking": booking, "payer": payer, "payee": payee, "amount": amount_text,
+                 "note": note})
+
+
+def checkpoint(home: Home, ledger: LedgerStore, t: int) -> int:
+    """The witness signs the heads of every feed this ledger holds; the feeds covered."""
+    heads = tuple(HeadRef(author=author, size=feed.size, root=feed.log.root())
+                  for author, feed in sorted(ledger.state.feeds.items()) if feed.size and not feed.frozen)
+    charter = _charter(ledger, member_key(home.config()["node"]["coop"]))
+    ledger.append(home.identity("witness.key"), [(EntryKind.CHECKPOINT, Checkpoint(charter=charter, heads=heads))], t=t)
+    return len(heads)
+
+
+@coop_group.command("status")
+@pass_context
+def status(ctx: Context) -> None:
+    """Show the running co-op node: peer id, addresses, peers, ledger entries."""
+    show_status(ctx)
+
+
+@coop_group.group("node")
+def node_group() -> None:
+    """The co-op's node."""
+
+
+@node_group.command("run")
+@pass_context
+def node_run(ctx: Context) -> None:
+    """Run the co-op node: bootstrap for members, full replication, periodic checkpoints.
+
+    \b
+    Example:
+      wattshare coop node run
+    """
+    configure_logging(ctx.debug)
+    config = ctx.home.config()
+    ledger = ctx.home.ledger()
+    clock = clock_from_env()
+    node = Node(ctx.home.identity(), listen=config["node"]["listen"], state=ctx.home.state, ledger=ledger,
+                admin=ctx.home.admin, clock=clock, sync_interval=5.0,
+                admin_commands={"money": lambda request: write_money(ctx.home, ledger, request, int(clock())),
+                                "checkpoint": lambda _: {"feeds": checkpoint(ctx.home, ledger, int(clock()))}})
+
+    async def witness(node: Node, nursery: trio.Nursery) -> None:
+        async def every() -> None:
+            seen: dict[bytes, int] = {}
+            while True:
+                await trio.sleep(CHECKPOINT_EVERY)
+                if ledger.sizes() != seen:
+                    log.info("checkpoint feeds=%d", checkpoint(ctx.home, ledger, int(clock())))
+                    seen = ledger.sizes()
+
+        nursery.start_soon(every)
+
+    run_trio(daemon, node, config["node"]["bootstrap"], witness)

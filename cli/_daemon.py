@@ -1,0 +1,99 @@
+"""Running a node from the command line: the daemons, short-lived nodes, the admin socket.
+
+Theory of operation: `host run` and `coop node run` are `daemon`: the node runs in
+the foreground, joins its bootstrap peers, logs one structured line per event
+(`ts level logger message key=value ...`) and stops cleanly on SIGINT or SIGTERM.
+Wallet commands use `short_lived`: a node that joins, pulls the ledger from the peers
+it joined, does one job and leaves. The other commands talk to a running daemon over
+its admin socket (`ask`), and say how to start it when it is not running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import trio
+
+from wattshare.node import Node, admin_call
+from wattshare.node._host import peer_of_address
+
+from ._errors import fail
+from ._home import Home
+from ._view import Context, emit
+
+log = logging.getLogger("wattshare")
+JOIN_PULL_TIMEOUT = 20.0
+
+
+def run_trio(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """`trio.run`, with an error from inside a nursery taken out of its exception group,
+    so a command exits with its own one-line message (`fail`) and exit code."""
+    try:
+        return trio.run(function, *args)
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        first = next((leaf for leaf in leaves if isinstance(leaf, SystemExit)), leaves[0])
+        raise first from None
+
+
+def _leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+async def daemon(node: Node, bootstrap: list[str],
+                 started: Callable[[Node, trio.Nursery], Awaitable[None]]) -> None:
+    """Run `node` until SIGINT or SIGTERM (see the module doc); `started` may start
+    more tasks in the nursery it is given."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with node.running(), trio.open_nursery() as nursery:
+            joined = await node.join(bootstrap) if bootstrap else await node.rejoin()
+            await started(node, nursery)
+            log.info("ready peer_id=%s address=%s joined=%d", node.identity.peer_id, node.address, joined)
+            async for signum in signals:
+                log.info("stopping signal=%s", signal.Signals(signum).name)
+                break
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def short_lived(node: Node, bootstrap: list[str]) -> AsyncIterator[Node]:
+    """A node that has joined `bootstrap` and pulled the ledger from those peers."""
+    async with node.running():
+        if not await node.join(bootstrap):
+            fail("no bootstrap peer answered; check [node] bootstrap in config.toml and that the co-op node runs")
+        if node.sync is not None:
+            with trio.move_on_after(JOIN_PULL_TIMEOUT):
+                for address in bootstrap:
+                    await node.sync.pull(node.host, peer_of_address(address))
+        yield node
+
+
+def ask(home: Home, request: dict[str, Any]) -> Any:
+    """One admin request to the daemon of `home`; its data, or a one-line failure."""
+    if not home.admin.exists():
+        fail(f"no daemon is running for {home.path}; start it with `wattshare host run` (or `coop node run`)")
+    try:
+        answer = run_trio(admin_call, home.admin, request)
+    except (OSError, trio.TooSlowError) as error:
+        fail(f"the daemon of {home.path} does not answer ({error}); is it still running?")
+    if not answer.get("ok"):
+        fail(answer.get("error", "the daemon refused"))
+    return answer["data"]
+
+
+def show_status(ctx: Context) -> None:
+    """Print what the daemon of this home says of itself."""
+    data = ask(ctx.home, {"cmd": "status"})
+    emit(ctx, data, "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()))

@@ -1,0 +1,117 @@
+"""A participant's home folder: key, TOML config, node state, ledger, admin socket.
+
+Theory of operation: one home holds one participant (a host, a neighbour's wallet, or a
+co-op): `key` (the Ed25519 seed, mode 0600; a co-op also keeps `treasurer.key` and
+`witness.key`), `config.toml` (written by `init`, readable and editable by hand),
+`node.db` (the node's state), `ledger.db` (its copy of the ledger) and `admin.sock`
+(the running daemon's socket). The folder is `--home`, else `$WATTSHARE_HOME`, else
+the platform's user data folder (platformdirs). It is created mode 0700.
+
+`$WATTSHARE_CLOCK` (`speed:origin:anchor`, see `node.Clock`) runs every command on one
+accelerated clock: the demo and the tests use it to live a night in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from wattshare.ledger import LedgerStore
+from wattshare.node import Clock
+from wattshare.protocol import DecodeError, Identity, KeyFileError, public_key_from_peer_id
+
+from ._errors import fail
+
+CLOCK_ENV = "WATTSHARE_CLOCK"
+NOT_SET_UP = "run `wattshare host init`, `wallet init` or `coop init` first"
+HOME_ENV = "WATTSHARE_HOME"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or platformdirs.user_data_dir("wattshare"))
+
+
+def clock_from_env() -> Clock:
+    spec = os.environ.get(CLOCK_ENV)
+    if not spec:
+        return Clock()
+    try:
+        speed, origin, anchor = (float(part) for part in spec.split(":"))
+        return Clock(speed, origin, anchor)
+    except ValueError:
+        fail(f"${CLOCK_ENV} must be speed:origin:anchor (numbers), not {spec!r}")
+
+
+def member_key(text: str) -> bytes:
+    """A member's public key from its peer id (12D3Koo...) or 64 hex digits."""
+    try:
+        return bytes.fromhex(text) if len(text) == 64 else public_key_from_peer_id(text)
+    except (ValueError, DecodeError):
+        fail(f"{text!r} is not a member's peer id (12D3Koo...) or hex key; `wattshare ... status` shows yours")
+
+
+@dataclass(frozen=True)
+class Home:
+    path: Path
+
+    @property
+    def key(self) -> Path:
+        return self.path / "key"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def state(self) -> Path:
+        return self.path / "node.db"
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.path / "ledger.db"
+
+    @property
+    def admin(self) -> Path:
+        return self.path / "admin.sock"
+
+    def create(self, force: bool) -> Identity:
+        """Make the folder and a fresh key; refuses to overwrite one unless `force`."""
+        if self.key.exists() and not force:
+            fail(f"{self.path} already holds a participant; use another --home, or --force to replace it")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
+        identity = Identity.generate()
+        identity.save(self.key)
+        return identity
+
+    def identity(self, name: str = "key") -> Identity:
+        if not (self.path / name).exists():
+            fail(f"no key in {self.path}: {NOT_SET_UP}")
+        try:
+            return Identity.load(self.path / name)
+        except KeyFileError as error:
+            fail(str(error))
+
+    def config(self) -> dict[str, Any]:
+        try:
+            return tomllib.loads(self.config_file.read_text())
+        except FileNotFoundError:
+            fail(f"no config in {self.path}: {NOT_SET_UP}")
+        except tomllib.TOMLDecodeError as error:
+            fail(f"{self.config_file} is not valid TOML ({error}); fix it or run `init --force`")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config_file.write_text(tomli_w.dumps(config))
+        os.chmod(self.config_file, 0o600)  # it holds the exact address and the access code
+
+    def ledger(self) -> LedgerStore:
+        coop = self.config().get("node", {}).get("coop")
+        if not coop:
+            fail(f"{self.config_file} names no co-op ([node] coop); run `init --coop PEER_ID` again")
+        return LedgerStore(self.ledger_file, member_key(coop))

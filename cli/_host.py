@@ -1,0 +1,217 @@
+"""`wattshare host ...`: set up a shared charger, run its node daemon, manage bookings."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import trio
+
+from wattshare.node import Approval, Curve, Node, Wallbox
+from wattshare.protocol import AccessInfo, format_amount
+
+from ._charger import CONNECTORS, TERMS, amount, charger_ad, hours
+from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
+from ._errors import fail
+from ._home import clock_from_env
+from ._view import Context, booking_table, emit, pass_context
+
+DEFAULT_OCPP = "127.0.0.1:8887"
+
+
+@click.group("host")
+def host_group() -> None:
+    """Share your charger: set it up, run its node, see bookings and earnings.
+
+    \b
+    Example:
+      wattshare host init --lat 52.5365 --lon 13.4175 --address "Kollwitzstr. 1" \\
+          --off-peak 23:00-07:00@0.12 --peak 0.30 --coop 12D3Koo... --bootstrap /ip4/...
+      wattshare host run
+    """
+
+
+def _ocpp(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail(f"--ocpp must be HOST:PORT like {DEFAULT_OCPP}, not {text!r}")
+    return host, int(port)
+
+
+@host_group.command("init")
+@click.option("--lat", type=click.FloatRange(-90, 90), required=True, help="Charger latitude (kept exact, locally).")
+@click.option("--lon", type=click.FloatRange(-180, 180), required=True, help="Charger longitude.")
+@click.option("--address", required=True, help="Exact address; only a booked driver ever sees it.")
+@click.option("--access-code", default="", help="Gate or garage code, sealed to booked drivers.")
+@click.option("--instructions", default="", help="How to find the wallbox, sealed to booked drivers.")
+@click.option("--charger-id", default="driveway", show_default=True, help="Name of the charger (also its OCPP id).")
+@click.option("--connector", type=click.Choice(sorted(CONNECTORS)), default="type2", show_default=True)
+@click.option("--max-kw", type=click.FloatRange(1, 350), default=11.0, show_default=True, help="Wallbox power.")
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--off-peak", default="", help="Cheaper hours and price per kWh, e.g. 23:00-07:00@0.12.")
+@click.option("--peak", default="0.30", show_default=True, help="Price per kWh at all other times.")
+@click.option("--flat", default="0", show_default=True, help="Fixed fee per session.")
+@click.option("--hours", "open_hours", default="00:00-00:00", show_default=True,
+              help="Daily bookable hours (00:00-00:00: all day; 18:00-08:00 wraps past midnight).")
+@click.option("--tz", default=lambda: os.environ.get("TZ") or "Europe/Berlin", show_default="$TZ or Europe/Berlin",
+              help="IANA time zone of the charger.")
+@click.option("--cancel-until", type=click.IntRange(0), default=60, show_default=True,
+              help="Free cancellation until this many minutes before the start.")
+@click.option("--cancel-fee", default="0", show_default=True, help="Fee for a later cancellation.")
+@click.option("--noshow-timeout", type=click.IntRange(1), default=30, show_default=True,
+              help="Minutes after the start without a session that make a no-show.")
+@click.option("--noshow-fee", default="0", show_default=True)
+@click.option("--approval", type=click.Choice([a.value for a in Approval]), default="auto", show_default=True,
+              help="manual: each request waits for `wattshare host approve`.")
+@click.option("--ocpp", "ocpp_address", default=DEFAULT_OCPP, show_default=True,
+              help="Where your wallbox connects (OCPP 1.6J: ws://HOST:PORT/ocpp/<charger id>).")
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, help="libp2p listen address.")
+@click.option("--bootstrap", multiple=True, help="A co-op node's full /p2p/ address (repeatable).")
+@click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
+@click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
+@pass_context
+def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, instructions: str, charger_id: str,
+         connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
+         tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
+         ocpp_address: str, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
+    """Create this host's key and config: where the charger is, what it costs, the terms.
+
+    \b
+    Example:
+      wattshare host init --lat 52.5365 --lon 13.4175 --address "Kollwitzstr. 1, 10405 Berlin" \\
+          --off-peak 23:00-07:00@0.12 --peak 0.30 --max-kw 11 --coop 12D3KooW... \\
+          --bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...
+    """
+    _ocpp(ocpp_address)
+    hours(open_hours, "--hours")
+    charger = {
+        "id": charger_id, "lat": lat, "lon": lon, "tz": tz, "connector": connector, "max_kw": max_kw,
+        "currency": currency, "off_peak": off_peak, "peak": peak, "flat": flat, "hours": open_hours,
+        "approval": approval, "ocpp": ocpp_address,
+        "terms": dict(zip(TERMS, (cancel_until, amount(cancel_fee, currency, "--cancel-fee"), noshow_timeout,
+                                  amount(noshow_fee, currency, "--noshow-fee"), 5, 7 * 24 * 60))),
+    }
+    ad = charger_ad(charger, bytes(32), 1)  # checks every field before anything is written
+    identity = ctx.home.create(force)
+    ctx.home.write_config({
+        "node": {"listen": listen, "bootstrap": list(bootstrap), "coop": coop},
+        "charger": charger,
+        "access": {"address": address, "code": access_code, "instructions": instructions},
+    })
+    emit(ctx, {"peer_id": identity.peer_id, "home": str(ctx.home.path), "cell": ad.geohash,
+               "charger": charger_id, "ocpp": f"ws://{ocpp_address}/ocpp/{charger_id}"},
+         f"host [bold]{identity.peer_id}[/] ready in {ctx.home.path}\n"
+         f"advertised location: geohash {ad.geohash} (about 150 m; the exact address stays here)\n"
+         f"point your wallbox at ws://{ocpp_address}/ocpp/{charger_id}, then run: wattshare host run")
+
+
+@host_group.command("run")
+@click.option("--simulate-wallbox", is_flag=True, help="Also run a simulated wallbox on the OCPP port (demo, tests).")
+@click.option("--wallbox-kw", type=click.FloatRange(1, 22), default=7.4, show_default=True,
+              help="Power of the simulated wallbox's car.")
+@pass_context
+def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float) -> None:
+    """Run this host's node in the foreground until Ctrl-C (SIGINT) or SIGTERM.
+
+    \b
+    Example:
+      wattshare host run
+    """
+    configure_logging(ctx.debug)
+    config = ctx.home.config()
+    charger, access = config["charger"], config["access"]
+    identity = ctx.home.identity()
+    clock = clock_from_env()
+    node = Node(identity, listen=config["node"]["listen"], state=ctx.home.state,
+                access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
+                approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
+                ocpp=_ocpp(charger["ocpp"]), clock=clock, admin_commands={"publish": lambda _: _publish(node, ctx)})
+
+    async def started(node: Node, nursery: trio.Nursery) -> None:
+        signed = _publish(node, ctx)
+        assert node.sessions is not None
+        port = node.sessions.central.port
+        log.info("advertising charger=%s seq=%d cell=%s ocpp=ws://127.0.0.1:%d/ocpp/%s", signed["charger"],
+                 signed["seq"], signed["cell"], port, charger["id"])
+        if simulate_wallbox:
+            box = Wallbox(charger["id"], port, clock, curve=Curve(power_w=round(wallbox_kw * 1000)))
+            nursery.start_soon(box.run)
+
+    run_trio(daemon, node, config["node"]["bootstrap"], started)
+
+
+def _publish(node: Node, ctx: Context) -> dict:
+    """Sign the configured ad afresh (next seq, new expiry) and announce it."""
+    charger = ctx.home.config()["charger"]
+    current = node.board.ads.get(charger["id"])
+    ad = charger_ad(charger, node.identity.public_key, current.message.seq + 1 if current else 1, node.clock())
+    node.announce(ad)
+    return {"charger": ad.charger_id, "seq": ad.seq, "cell": ad.geohash}
+
+
+@host_group.command("status")
+@pass_context
+def status(ctx: Context) -> None:
+    """Show the running node: peer id, addresses, peers, ads, pending requests."""
+    show_status(ctx)
+
+
+@host_group.command("bookings")
+@pass_context
+def bookings(ctx: Context) -> None:
+    """List the bookings of this charger (times in your local time)."""
+    rows = ask(ctx.home, {"cmd": "bookings"})
+    emit(ctx, rows, booking_table(rows, "Bookings"))
+
+
+def _decide(ctx: Context, booking: str, cmd: str) -> None:
+    pending = ask(ctx.home, {"cmd": "status"})["pending"]
+    matches = [b for b in pending if b.startswith(booking.lower())]
+    if len(matches) != 1:
+        fail(f"{len(matches) or 'no'} pending request(s) start with {booking!r}; see `wattshare host status`")
+    data = ask(ctx.home, {"cmd": cmd, "booking": matches[0]})
+    emit(ctx, data, f"{cmd}d booking {matches[0][:12]}")
+
+
+@host_group.command("approve")
+@click.argument("booking")
+@pass_context
+def approve(ctx: Context, booking: str) -> None:
+    """Confirm a pending booking request (BOOKING: its id, or the start of it)."""
+    _decide(ctx, booking, "approve")
+
+
+@host_group.command("decline")
+@click.argument("booking")
+@pass_context
+def decline(ctx: Context, booking: str) -> None:
+    """Refuse a pending booking request (BOOKING: its id, or the start of it)."""
+    _decide(ctx, booking, "decline")
+
+
+@host_group.command("earnings")
+@pass_context
+def earnings(ctx: Context) -> None:
+    """Show what your charger has earned, from the ledger (settlements and fees)."""
+    data = ask(ctx.home, {"cmd": "balance"})
+    lines = [f"{format_amount(v, c)} {c}" for c, v in sorted(data["balances"].items())] or ["nothing yet"]
+    emit(ctx, data, f"earnings of {data['member']}: " + ", ".join(lines))
+
+
+@host_group.group("ad")
+def ad_group() -> None:
+    """Your charger's advertisement."""
+
+
+@ad_group.command("update")
+@pass_context
+def ad_update(ctx: Context) -> None:
+    """Re-sign the ad from config.toml (next seq) and re-announce it on the DHT.
+
+    \b
+    Example:
+      $EDITOR ~/.local/share/wattshare/config.toml && wattshare host ad update
+    """
+    data = ask(ctx.home, {"cmd": "publish"})
+    emit(ctx, data, f"announced {data['charger']} at seq {data['seq']} (cell {data['cell']})")
+
