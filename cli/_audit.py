@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,10 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from wattshare.ledger import AuditReport, LedgerError, audit, export
-from wattshare.protocol import format_amount, peer_id
+from wattshare.ledger import AuditReport, LedgerError, LedgerStore, audit, export
+from wattshare.node import Node
+from wattshare.protocol import Identity, format_amount, peer_id
 
+from ._daemon import run_trio, short_lived
 from ._errors import fail
+from ._home import member_key
 
 EXIT_VIOLATIONS = 1
 
@@ -25,6 +30,39 @@ def _short(key: bytes | None) -> str:
         return "-"
     text = peer_id(key)
     return f"{text[:8]}…{text[-6:]}"
+
+
+def _pull(db: Path, source: str, coop: str | None) -> int:
+    """Bring DB up to date with the peer at `source`, as a throwaway participant."""
+    if coop is None and not db.exists():
+        fail("--from needs --coop PEER_ID to create a new ledger file")
+    try:
+        store = LedgerStore(db, member_key(coop) if coop else _coop_of(db))
+    except LedgerError as exc:
+        fail(f"{exc}. Check the path and --coop.")
+    before = sum(store.sizes().values())
+    node = Node(Identity.generate(), ledger=store, gossip=False, sync_interval=3600)
+
+    async def pull() -> None:
+        async with short_lived(node, [source]):
+            pass
+
+    try:
+        run_trio(pull)
+        return sum(store.sizes().values()) - before
+    finally:
+        store.close()
+
+
+def _coop_of(db: Path) -> bytes:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
+        except sqlite3.DatabaseError:
+            row = None
+    if row is None:
+        fail(f"{db} is not a wattshare ledger; give --coop to start a new one elsewhere")
+    return row[0]
 
 
 def _render(console: Console, report: AuditReport) -> None:
@@ -61,7 +99,10 @@ def _render(console: Console, report: AuditReport) -> None:
               help="Also write balances.csv and one OCPI 2.2.1 CDR JSON per settlement into this folder.")
 @click.option("--workers", type=click.IntRange(1, 64), default=os.cpu_count() or 1, show_default=True,
               help="Processes for signature and rule checks (1 = single core; same verdict either way).")
-def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int) -> None:
+@click.option("--from", "source", help="First pull the ledger into DB from this peer (a full /p2p/ address).")
+@click.option("--coop", help="The co-op's peer id, when --from creates DB.")
+def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int, source: str | None,
+                  coop: str | None) -> None:
     """Re-verify every entry of the ledger file DB from the raw bytes.
 
     Checks signatures, feed chains, Merkle roots against signed heads and checkpoints,
@@ -73,8 +114,12 @@ def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int
       wattshare audit ~/.local/share/wattshare/ledger.db
       wattshare audit ledger.db --json | jq .violations
       wattshare audit ledger.db --export audit-2026-11/
+      wattshare audit copy.db --from /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW... --coop 12D3KooW...
     """
     console = Console(stderr=as_json)
+    if source is not None:
+        pulled = _pull(db, source, coop)
+        console.print(f"pulled {pulled} entries from {source}")
     try:
         with Progress(TextColumn("checking entries"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=Console(stderr=True), transient=True, disable=as_json) as bar:

@@ -56,7 +56,12 @@ def coop_group() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing co-op in this home.")
 @pass_context
 def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str, force: bool) -> None:
-    """Create the co-op's keys, its config and its ledger with the signed charter."""
+    """Create the co-op's keys, its config and its ledger with the signed charter.
+
+    \b
+    Example:
+      wattshare coop init --name "Kollwitzkiez Energy" --credit-limit 50
+    """
     coop = ctx.home.create(force)
     treasurer, witness = (_extra_key(ctx.home, name) for name in ("treasurer.key", "witness.key"))
     charter = CoopCharter(name=name, currency=currency, credit_limit=amount(credit_limit, currency, "--credit-limit"),
@@ -139,7 +144,12 @@ def deposit(ctx: Context, member: str, amount_text: str, reference: str) -> None
 @click.option("--reference", default="")
 @pass_context
 def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> None:
-    """Record money paid out to a MEMBER (a host cashing in its earnings)."""
+    """Record money paid out to a MEMBER (a host cashing in its earnings).
+
+    \b
+    Example:
+      wattshare coop withdraw 12D3KooW... 25 --reference "SEPA out 2026-11-30"
+    """
     member_key(member)
     _money(ctx, {"kind": "withdrawal", "member": member, "amount": amount_text, "reference": reference})
 
@@ -152,7 +162,12 @@ def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> Non
 @click.option("--note", default="", help="How the dispute was resolved.")
 @pass_context
 def adjust(ctx: Context, booking: str, payer: str, payee: str, amount_text: str, note: str) -> None:
-    """Resolve a dispute about BOOKING (its id in hex): move AMOUNT from PAYER to PAYEE."""
+    """Resolve a dispute about BOOKING (its id in hex): move AMOUNT from PAYER to PAYEE.
+
+    \b
+    Example:
+      wattshare coop adjust 3fa9...e1 12D3KooWhost... 12D3KooWdriver... 0.50 --note "peak hour overcharged"
+    """
     if len(booking) != 64:
         fail("BOOKING must be the booking's full id (64 hex digits), as the dispute entry shows it")
     member_key(payer), member_key(payee)
@@ -172,13 +187,23 @@ def checkpoint(home: Home, ledger: LedgerStore, t: int) -> int:
 @coop_group.command("status")
 @pass_context
 def status(ctx: Context) -> None:
-    """Show the running co-op node: peer id, addresses, peers, ledger entries."""
+    """Show the running co-op node: peer id, addresses, peers, ledger entries.
+
+    \b
+    Example:
+      wattshare coop status --json
+    """
     show_status(ctx)
 
 
 @coop_group.group("node")
 def node_group() -> None:
-    """The co-op's node."""
+    """The co-op's node.
+
+    \b
+    Example:
+      wattshare coop node run
+    """
 
 
 @node_group.command("run")

@@ -152,14 +152,24 @@ def _publish(node: Node, ctx: Context) -> dict:
 @host_group.command("status")
 @pass_context
 def status(ctx: Context) -> None:
-    """Show the running node: peer id, addresses, peers, ads, pending requests."""
+    """Show the running node: peer id, addresses, peers, ads, pending requests.
+
+    \b
+    Example:
+      wattshare host status --json
+    """
     show_status(ctx)
 
 
 @host_group.command("bookings")
 @pass_context
 def bookings(ctx: Context) -> None:
-    """List the bookings of this charger (times in your local time)."""
+    """List the bookings of this charger (times in your local time).
+
+    \b
+    Example:
+      wattshare host bookings
+    """
     rows = ask(ctx.home, {"cmd": "bookings"})
     emit(ctx, rows, booking_table(rows, "Bookings"))
 
@@ -177,7 +187,12 @@ def _decide(ctx: Context, booking: str, cmd: str) -> None:
 @click.argument("booking")
 @pass_context
 def approve(ctx: Context, booking: str) -> None:
-    """Confirm a pending booking request (BOOKING: its id, or the start of it)."""
+    """Confirm a pending booking request (BOOKING: its id, or the start of it).
+
+    \b
+    Example:
+      wattshare host approve 3fa9c2
+    """
     _decide(ctx, booking, "approve")
 
 
@@ -185,14 +200,24 @@ def approve(ctx: Context, booking: str) -> None:
 @click.argument("booking")
 @pass_context
 def decline(ctx: Context, booking: str) -> None:
-    """Refuse a pending booking request (BOOKING: its id, or the start of it)."""
+    """Refuse a pending booking request (BOOKING: its id, or the start of it).
+
+    \b
+    Example:
+      wattshare host decline 3fa9c2
+    """
     _decide(ctx, booking, "decline")
 
 
 @host_group.command("earnings")
 @pass_context
 def earnings(ctx: Context) -> None:
-    """Show what your charger has earned, from the ledger (settlements and fees)."""
+    """Show what your charger has earned, from the ledger (settlements and fees).
+
+    \b
+    Example:
+      wattshare host earnings
+    """
     data = ask(ctx.home, {"cmd": "balance"})
     lines = [f"{format_amount(v, c)} {c}" for c, v in sorted(data["balances"].items())] or ["nothing yet"]
     emit(ctx, data, f"earnings of {data['member']}: " + ", ".join(lines))
@@ -200,7 +225,12 @@ def earnings(ctx: Context) -> None:
 
 @host_group.group("ad")
 def ad_group() -> None:
-    """Your charger's advertisement."""
+    """Your charger's advertisement.
+
+    \b
+    Example:
+      wattshare host ad update
+    """
 
 
 @ad_group.command("update")

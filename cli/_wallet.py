@@ -228,7 +228,12 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
 @wallet_group.command("bookings")
 @pass_context
 def bookings(ctx: Context) -> None:
-    """List your bookings."""
+    """List your bookings.
+
+    \b
+    Example:
+      wattshare wallet bookings --json
+    """
     node = _node(ctx)
     rows = [{"booking": r["booking_id"].hex(), "charger": r["charger_id"], "start": r["start"], "end": r["end"],
              "spend_cap": r["spend_cap"], "state": r["state"]} for r in node.store.bookings()]
@@ -250,7 +255,12 @@ def _booking(node: Node, ref: str) -> Booking:
 @click.argument("booking")
 @pass_context
 def cancel(ctx: Context, booking: str) -> None:
-    """Cancel a booking (free until the terms' deadline, then the cancel fee applies)."""
+    """Cancel a booking (free until the terms' deadline, then the cancel fee applies).
+
+    \b
+    Example:
+      wattshare wallet cancel 3fa9c2
+    """
 
     async def job(node: Node) -> int:
         chosen = _booking(node, booking)
@@ -311,7 +321,12 @@ def start(ctx: Context, booking: str) -> None:
 @click.argument("booking")
 @pass_context
 def watch(ctx: Context, booking: str) -> None:
-    """Watch a running session live (energy, cost against your cap) until it settles."""
+    """Watch a running session live (energy, cost against your cap) until it settles.
+
+    \b
+    Example:
+      wattshare wallet watch 3fa9c2
+    """
     _charge(ctx, booking, stop_now=False)
 
 
@@ -319,7 +334,12 @@ def watch(ctx: Context, booking: str) -> None:
 @click.argument("booking")
 @pass_context
 def stop(ctx: Context, booking: str) -> None:
-    """Stop charging now; shows the settlement and acks it if it checks out."""
+    """Stop charging now; shows the settlement and acks it if it checks out.
+
+    \b
+    Example:
+      wattshare wallet stop 3fa9c2
+    """
     _charge(ctx, booking, stop_now=True)
 
 
@@ -327,7 +347,12 @@ def stop(ctx: Context, booking: str) -> None:
 @click.argument("booking")
 @pass_context
 def receipts(ctx: Context, booking: str) -> None:
-    """List a session's signed metering receipts and its settlement."""
+    """List a session's signed metering receipts and its settlement.
+
+    \b
+    Example:
+      wattshare wallet receipts 3fa9c2 --json
+    """
     node = _node(ctx)
     chosen = _booking(node, booking)
     rows = [Signed.decode(e, MeterReceipt).message for e in node.store.receipts(chosen.id)]
@@ -354,7 +379,12 @@ def receipts(ctx: Context, booking: str) -> None:
 @click.option("--detail", default="", help="What is wrong, in a line.")
 @pass_context
 def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
-    """Dispute a settlement (within the booking terms' dispute window) on the ledger."""
+    """Dispute a settlement (within the booking terms' dispute window) on the ledger.
+
+    \b
+    Example:
+      wattshare wallet dispute 3fa9c2 --reason mispriced --detail "charged peak after 23:00"
+    """
 
     async def job(node: Node) -> Dispute:
         chosen = _booking(node, booking)
@@ -380,7 +410,12 @@ def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
 @wallet_group.command("balance")
 @pass_context
 def balance(ctx: Context) -> None:
-    """Show your balance and credit limit, from the ledger (pulled from the network first)."""
+    """Show your balance and credit limit, from the ledger (pulled from the network first).
+
+    \b
+    Example:
+      wattshare wallet balance
+    """
 
     async def job(node: Node) -> dict:
         return node.balance()

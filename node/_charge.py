@@ -19,8 +19,9 @@ from typing import Callable
 
 import trio
 from libp2p.abc import IHost
+from libp2p.network.stream.exceptions import StreamError
 
-from wattshare.ledger import EntryKind, LedgerStore
+from wattshare.ledger import EntryKind, LedgerStore, check_entry
 from wattshare.protocol import (
     Booking,
     Dispute,
@@ -69,13 +70,15 @@ class Charging:
 
 async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock, *,
                  stop: trio.Event | None = None, on_update: Callable[[Charging], None] | None = None,
-                 ledger: LedgerStore | None = None, timeout: float = 3600.0) -> Charging:
+                 ledger: LedgerStore | None = None, timeout: float = 3600.0,
+                 answered: Signed[SettlementAck] | Signed[Dispute] | None = None) -> Charging:
     """Start (or re-attach to) `booking`'s session and follow it to its settlement.
 
-    `timeout` bounds the wait for any one update, in real seconds. RemoteProtocolError
+    `timeout` bounds the wait for any one update, in real seconds. `answered` is this
+    driver's answer from an earlier run (it is sent again, not re-signed). RemoteProtocolError
     carries the host's refusal (TOO_EARLY, CHARGER_OFFLINE, ...) or a broken receipt."""
     start = sign(identity, StartRequest(booking_id=booking.id, t=int(clock())))
-    charging = Charging(SessionMachine(booking, start))
+    charging = Charging(SessionMachine(booking, start), answer=answered)
     with trio.fail_after(CONNECT_TIMEOUT):
         stream = await host.new_stream(peer_of(booking.request.message.host), [SESSION_PROTOCOL])
     frames = FrameStream(stream, timeout=timeout)
@@ -94,40 +97,57 @@ async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock
         await close_quietly(stream)
     if error is not None:
         raise error
-    if ledger is not None and charging.answer is not None:
-        kind = EntryKind.ACK if isinstance(charging.answer.message, SettlementAck) else EntryKind.DISPUTE
-        ledger.append(identity, [(kind, charging.answer.message)], t=charging.answer.message.t)
+    answer = charging.answer
+    if ledger is not None and answer is not None and not _on_feed(ledger, identity.public_key, answer.message):
+        kind = EntryKind.ACK if isinstance(answer.message, SettlementAck) else EntryKind.DISPUTE
+        ledger.append(identity, [(kind, answer.message)], t=answer.message.t)
     return charging
+
+
+def _on_feed(ledger: LedgerStore, driver: bytes, answer: SettlementAck | Dispute) -> bool:
+    """Is an answer to this settlement already on the driver's feed (from a run that
+    crashed after writing it)?"""
+    return any(check_entry(envelope).settlement == answer.settlement
+               for envelope in ledger.entries(driver, 0, ledger.sizes().get(driver, 0)))
 
 
 async def _follow(frames: FrameStream, identity: Identity, charging: Charging, clock: Clock,
                   on_update: Callable[[Charging], None] | None) -> None:
-    while charging.answer is None:
+    while charging.settlement is None:
         update = await frames.receive(SessionUpdate)
         if isinstance(update, ErrorReply):
             raise RemoteProtocolError(update.reason, update.detail)
         if update.settlement is not None:
             charging.settlement = update.settlement
-            charging.answer = _answer(identity, charging, update.settlement, clock)
+            charging.answer = _answer(identity, charging, update.settlement, clock, charging.answer)
             answer = charging.answer
-            await frames.send(SessionAnswer(ack=answer) if isinstance(answer.message, SettlementAck)
-                              else SessionAnswer(dispute=answer))  # type: ignore[arg-type]
+            try:
+                await frames.send(SessionAnswer(ack=answer) if isinstance(answer.message, SettlementAck)
+                                  else SessionAnswer(dispute=answer))  # type: ignore[arg-type]
+            except StreamError:
+                log.info("the host closed the session stream before our answer (it may hold it already)")
         else:
             charging.machine.receive(update.receipt or update.stop)  # type: ignore[arg-type]
         if on_update is not None:
             on_update(charging)
 
 
-def _answer(identity: Identity, charging: Charging, settlement: Signed[Settlement],
-            clock: Clock) -> Signed[SettlementAck] | Signed[Dispute]:
-    """Ack a settlement that checks out; dispute one that does not, saying why."""
+def _answer(identity: Identity, charging: Charging, settlement: Signed[Settlement], clock: Clock,
+            answered: Signed[SettlementAck] | Signed[Dispute] | None) -> Signed[SettlementAck] | Signed[Dispute]:
+    """Ack a settlement that checks out; dispute one that does not, saying why (or keep
+    the answer this driver already gave it)."""
     machine, t = charging.machine, max(int(clock()), settlement.message.t)
     try:
         machine.receive(settlement)
     except RemoteProtocolError as refusal:
+        if answered is not None and answered.message.settlement == settlement.digest:
+            return answered
         log.warning("disputing the settlement: %s", refusal)
         return sign(identity, Dispute(booking_id=machine.booking_id, t=t, settlement=settlement.digest,
                                       reason=refusal.reason, detail=refusal.message[:200]))
+    if answered is not None and answered.message.settlement == settlement.digest:
+        machine.receive(answered)
+        return answered
     ack = sign(identity, SettlementAck(booking_id=machine.booking_id, t=t, settlement=settlement.digest))
     machine.send(ack)
     return ack

@@ -35,6 +35,7 @@ from wattshare.protocol import (
     Identity,
     Query,
     Result,
+    SettlementEvent,
     Signed,
     StopRequest,
     sign,
@@ -216,8 +217,10 @@ class Node:
             if on_update is not None:
                 on_update(charging)
 
+        stored = self.store.session(booking.id)
+        answered = Signed.decode(stored["answer"], SettlementEvent) if stored and stored["answer"] else None
         return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
-                            ledger=self.ledger, timeout=timeout)
+                            ledger=self.ledger, timeout=timeout, answered=answered)  # type: ignore[arg-type]
 
     async def _reannounce(self) -> None:
         """Refresh the routing table and re-provide our cells: soon after joining (the

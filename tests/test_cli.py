@@ -91,3 +91,20 @@ def test_audit_export_writes_balances_and_cdrs(ledger_file, tmp_path):
     assert "exported 2 balances and 1 CDRs" in result.stdout  # the driver and the host
     assert (out / "balances.csv").read_text().startswith("member,currency,balance,credit_limit,balance_major")
     assert len(list((out / "cdrs").glob("*.json"))) == 1
+
+
+def test_every_command_has_help_with_an_example():
+    import click
+
+    from wattshare.cli._main import main
+
+    def commands(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, [*path, name])
+
+    missing = [" ".join(path) for path, command in commands(main, ["wattshare"]) if "Example" not in (command.help or "")]
+    assert missing == []
+    result = run("wallet", "find", "--help")
+    assert result.returncode == 0 and "Example:" in result.stdout and "--near" in result.stdout
+    assert isinstance(main, click.Group)

@@ -114,6 +114,10 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     while (balance := street.json("driver", "wallet", "balance"))["balances"].get("EUR") != 4_000 - settled["amount"]:
         assert time.monotonic() < deadline, balance  # the co-op has the host's claim once it has synced
         time.sleep(0.5)
+    copy = street.tmp / "copy.db"  # anyone can pull the co-op's ledger and audit it
+    pulled = street.run("auditor", "audit", str(copy), "--from", bootstrap, "--coop", coop["coop"], "--json")
+    report = json.loads(pulled.stdout)
+    assert report["ok"] and report["entries"] >= 4 and "pulled" in pulled.stderr
     assert street.stop() == [0, 0]  # both daemons stop cleanly on SIGTERM
     audit = subprocess.run([WATTSHARE, "audit", str(street.tmp / "coop" / "ledger.db"), "--json"],
                            capture_output=True, text=True, timeout=60)

@@ -358,3 +358,32 @@ def test_mispriced_settlement_is_disputed_onto_the_drivers_feed(tmp_path):
     assert isinstance(dispute, p.Dispute) and dispute.reason is p.Reason.MISPRICED
     assert answers[0].dispute == charging.answer  # the host was told
     assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 1  # and it is on the driver's feed
+
+
+def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            with trio.move_on_after(1.0):  # the driver's phone dies half an hour in
+                await street.driver.charge(booking)
+            await street.clock.sleep_until(END + 120)
+            with trio.fail_after(10):
+                while street.host.store.get(booking.id)["state"] != Slot.SETTLED:
+                    await trio.sleep(0.05)
+            alone = street.host.store.session(booking.id)
+            back = await street.driver.charge(booking)  # re-attach: replay, settlement, ack
+            again = await street.driver.charge(booking)  # and once more: the same ack, not a new one
+            with trio.fail_after(5):
+                while street.host.store.session(booking.id)["answer"] is None:
+                    await trio.sleep(0.05)
+            return street, booking, alone, back, again
+
+    street, booking, alone, back, again = run_bounded(scenario, 60)
+    assert alone["settlement"] is not None and alone["answer"] is None  # host-only, within the cap
+    assert booking.id in street.host.ledger.state.claims
+    assert back.settlement.encode() == alone["settlement"] and isinstance(back.answer.message, p.SettlementAck)
+    assert again.answer == back.answer
+    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 1  # one ack on the driver's feed
+    assert street.host.store.session(booking.id)["answer"] == back.answer.encode()
+    check_chain(back, booking)
