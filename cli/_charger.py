@@ -4,9 +4,10 @@ Theory of operation: `host init` stores what the host typed, in the units people
 (prices in the currency per kWh, power in kW, "23:00-07:00@0.12" for an off-peak
 price), in `[charger]` of config.toml. `charger_ad` turns it into the protocol's
 OCPI-shaped ChargerAd: ENERGY elements (the off-peak one restricted to its local
-hours, the peak one unrestricted after it), an optional FLAT session fee, daily
+hours, the peak one unrestricted after it), an optional FLAT session fee, weekly
 availability, booking terms; the exact coordinates stay in the config and only their
-geohash-7 (about 150 m) goes into the ad. Every parser fails with one line saying what
+geohash-7 (about 150 m) goes into the ad. Availability is weekly: the bookable hours on
+the chosen days. Every parser fails with one line saying what
 a good value looks like.
 """
 
@@ -64,6 +65,20 @@ def hours(text: str, what: str) -> tuple[str, str]:
     return start, end
 
 
+def days(text: str) -> list[str]:
+    """'mon-fri', 'sat,sun' or 'mon-sun' as DayOfWeek values, in week order."""
+    week = list(DayOfWeek)
+    names = [day.value[:3].lower() for day in week]
+    chosen: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in names or (last and last not in names):
+            fail(f"--days must be days like mon-fri or sat,sun, not {text!r}")
+        a, b = names.index(first), names.index(last or first)
+        chosen.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return [week[i].value for i in sorted(chosen)]
+
+
 def tariff(charger: dict[str, Any]) -> Tariff:
     currency = charger["currency"]
     elements = []
@@ -91,7 +106,8 @@ def charger_ad(charger: dict[str, Any], host: bytes, seq: int, now: float | None
             geohash=geo.encode(charger["lat"], charger["lon"], 7), tz=charger["tz"],
             connector=CONNECTORS[charger["connector"]], max_power_w=round(charger["max_kw"] * 1000),
             tariff=tariff(charger), terms=BookingTerms(**{k: charger["terms"][k] for k in TERMS}),
-            availability=(WeeklyWindow(days=tuple(DayOfWeek), start=start, end=end),),
+            availability=(WeeklyWindow(days=tuple(DayOfWeek(d) for d in charger.get("days", list(DayOfWeek))),
+                                       start=start, end=end),),
             notes=charger.get("notes", ""),
         )
     except (InvalidValue, KeyError) as error:

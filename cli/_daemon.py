@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import signal
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
 from wattshare.node import Node, admin_call
+from wattshare.node._framing import exception_leaves
 from wattshare.node._host import peer_of_address
 
 from ._errors import fail
@@ -34,17 +35,9 @@ def run_trio(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     try:
         return trio.run(function, *args)
     except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
+        leaves = list(exception_leaves(group))
         first = next((leaf for leaf in leaves if isinstance(leaf, SystemExit)), leaves[0])
         raise first from None
-
-
-def _leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            yield from _leaves(error)
-        else:
-            yield error
 
 
 def configure_logging(debug: bool) -> None:

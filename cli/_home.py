@@ -22,7 +22,7 @@ from typing import Any
 import platformdirs
 import tomli_w
 
-from wattshare.ledger import LedgerStore
+from wattshare.ledger import LedgerStore, StoreError
 from wattshare.node import Clock
 from wattshare.protocol import DecodeError, Identity, KeyFileError, public_key_from_peer_id
 
@@ -111,7 +111,12 @@ class Home:
         os.chmod(self.config_file, 0o600)  # it holds the exact address and the access code
 
     def ledger(self) -> LedgerStore:
+        """This home's ledger; a damaged file is reported with how to rebuild it from peers."""
         coop = self.config().get("node", {}).get("coop")
         if not coop:
             fail(f"{self.config_file} names no co-op ([node] coop); run `init --coop PEER_ID` again")
-        return LedgerStore(self.ledger_file, member_key(coop))
+        try:
+            return LedgerStore(self.ledger_file, member_key(coop))
+        except StoreError as error:
+            fail(f"{error}. Move it aside (mv {self.ledger_file} {self.ledger_file}.damaged) and start again: "
+                 "the node pulls the ledger back from its peers")

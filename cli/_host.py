@@ -10,7 +10,7 @@ import trio
 from wattshare.node import Approval, Curve, Node, Wallbox
 from wattshare.protocol import AccessInfo, format_amount
 
-from ._charger import CONNECTORS, TERMS, amount, charger_ad, hours
+from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
 from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
 from ._errors import fail
 from ._home import clock_from_env
@@ -53,6 +53,8 @@ def _ocpp(text: str) -> tuple[str, int]:
 @click.option("--flat", default="0", show_default=True, help="Fixed fee per session.")
 @click.option("--hours", "open_hours", default="00:00-00:00", show_default=True,
               help="Daily bookable hours (00:00-00:00: all day; 18:00-08:00 wraps past midnight).")
+@click.option("--days", "open_days", default="mon-sun", show_default=True,
+              help="Days the hours apply to: mon-fri, sat,sun, fri-mon ...")
 @click.option("--tz", default=lambda: os.environ.get("TZ") or "Europe/Berlin", show_default="$TZ or Europe/Berlin",
               help="IANA time zone of the charger.")
 @click.option("--cancel-until", type=click.IntRange(0), default=60, show_default=True,
@@ -72,7 +74,7 @@ def _ocpp(text: str) -> tuple[str, int]:
 @pass_context
 def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, instructions: str, charger_id: str,
          connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
-         tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
+         open_days: str, tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
          ocpp_address: str, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
     """Create this host's key and config: where the charger is, what it costs, the terms.
 
@@ -87,6 +89,7 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
     charger = {
         "id": charger_id, "lat": lat, "lon": lon, "tz": tz, "connector": connector, "max_kw": max_kw,
         "currency": currency, "off_peak": off_peak, "peak": peak, "flat": flat, "hours": open_hours,
+        "days": days(open_days),
         "approval": approval, "ocpp": ocpp_address,
         "terms": dict(zip(TERMS, (cancel_until, amount(cancel_fee, currency, "--cancel-fee"), noshow_timeout,
                                   amount(noshow_fee, currency, "--noshow-fee"), 5, 7 * 24 * 60))),

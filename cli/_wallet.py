@@ -151,6 +151,9 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float,
          min_kw: float, max_price: str | None) -> None:
     """Find chargers near a point that are free for a window, nearest first.
 
+    The rating is each host's record on the ledger: sessions settled, and how many of
+    them its drivers did not dispute.
+
     \b
     Example:
       wattshare wallet find --near 52.5365,13.4175 --radius 2km --from 23:00 --to 06:00 --connector type2
@@ -166,23 +169,29 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float,
                   max_price=amount(max_price, ctx.home.config()["wallet"]["currency"], "--max-price")
                   if max_price else None)
 
-    async def job(node: Node) -> list:
+    async def job(node: Node) -> tuple[list, dict]:
         results = await node.search(query)
         node.store.remember_found([r.ad for r in results])
-        return results
+        return results, {r.ad.message.host: node.ledger.track_record(r.ad.message.host) for r in results}
 
-    results = _with_node(ctx, job)
-    rows = [{"rank": i, "host": r.ad.message.host.hex(), "charger": r.ad.message.charger_id,
-             "distance_m": round(r.distance_m), "max_kw": r.ad.message.max_power_w / 1000,
-             "connector": r.ad.message.connector.label, "estimate": r.estimate,
-             "currency": r.ad.message.tariff.currency, "energy_wh": r.energy_wh} for i, r in enumerate(results, 1)]
+    results, records = _with_node(ctx, job)
+    rows = []
+    for rank, result in enumerate(results, 1):
+        ad = result.ad.message
+        sessions, disputed = records[ad.host]
+        rows.append({"rank": rank, "host": ad.host.hex(), "charger": ad.charger_id,
+                     "distance_m": round(result.distance_m), "max_kw": ad.max_power_w / 1000,
+                     "connector": ad.connector.label, "estimate": result.estimate, "currency": ad.tariff.currency,
+                     "energy_wh": result.energy_wh, "sessions": sessions, "disputed": disputed})
     table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}",
                   title_justify="left")
-    for column in ("#", "distance", "power", "connector", f"price for {kwh:g} kWh", "host"):
+    for column in ("#", "distance", "power", "connector", f"price for {kwh:g} kWh", "rating", "host"):
         table.add_column(column, justify="right" if column in ("#", "distance", "power") else "left")
     for row in rows:
+        rating = (f"{row['sessions'] - row['disputed']}/{row['sessions']} undisputed" if row["sessions"]
+                  else "new host")
         table.add_row(str(row["rank"]), f"{row['distance_m']} m", f"{row['max_kw']:g} kW", row["connector"],
-                      money(row["estimate"], row["currency"]), f"{row['host'][:8]}…/{row['charger']}")
+                      money(row["estimate"], row["currency"]), rating, f"{row['host'][:8]}…/{row['charger']}")
     emit(ctx, rows, table if rows else "nothing free there then; widen --radius or change the window")
 
 
@@ -391,6 +400,9 @@ def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
         session = node.store.session(chosen.id)
         if session is None or session["settlement"] is None:
             fail("this booking has no settlement to dispute yet; see `wattshare wallet receipts`")
+        if session["answer"] is not None:
+            fail("you already answered this settlement (your wallet acks one that prices right); "
+                 "the first answer stands: talk to your co-op")
         settlement = Signed.decode(session["settlement"], Settlement)
         window = chosen.request.message.terms.dispute_window_minutes * 60
         now = int(node.clock())

@@ -14,7 +14,9 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
 3. Cross checks: signed heads and witnesses' checkpoints against Merkle roots rebuilt
    from the entries; acks and disputes against the settlements they name; money moved
    under the charter in force at its time; stored balances against the recomputed
-   ones; and conservation (balances sum to deposits minus withdrawals).
+   ones; and conservation (balances sum to deposits minus withdrawals). A driver's
+   second answer to one settlement (two acks, or an ack and then a dispute) moves no
+   money, so ingest keeps it, but audit names it: the first answer stands.
 
 Each finding is a `Violation` named by the same `Rule` that ingest would refuse with.
 The file is opened read-only: an audit never changes what it audits.
@@ -281,11 +283,16 @@ class _Ordered:
     def _cross_checks(self) -> None:
         settlements = {f.booking: f for f in self.accepted if f.kind is EntryKind.SETTLEMENT}
         charters = sorted((f.t, f.seq, digest) for f, digest in self._coop_charters())
+        answered: set[tuple[bytes, bytes | None]] = set()
         for fact in self.accepted:
             if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
                 settled = settlements.get(fact.booking)
                 if settled is None or settled.settlement != fact.settlement or settled.driver != fact.author:
                     self.flag(Rule.DANGLING, f"{fact.kind} names no settlement of this driver", fact.author, fact.seq)
+                elif (fact.author, fact.settlement) in answered:
+                    self.flag(Rule.DOUBLE_ANSWER, f"a second answer ({fact.kind}) to one settlement: the first stands",
+                              fact.author, fact.seq)
+                answered.add((fact.author, fact.settlement))
             elif fact.charter_digest is not None:
                 in_force = [digest for t, _, digest in charters if t <= fact.t]
                 if not in_force or in_force[-1] != fact.charter_digest:

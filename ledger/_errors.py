@@ -25,6 +25,7 @@ class Rule(StrEnum):
     OVER_CAP = "over_cap"  # a settlement above the driver's spend cap
     MISPRICED = "mispriced"  # a settlement amount other than the tariff's price of its receipts
     DUPLICATE_CLAIM = "duplicate_claim"  # a second settlement or fee for one booking
+    DOUBLE_ANSWER = "double_answer"  # a driver's second ack or dispute of one settlement (audit)
     BAD_FEE = "bad_fee"  # a fee the booking terms do not give
     NOT_TREASURER = "not_treasurer"  # money moved by a key the co-op's charter does not name
     NOT_WITNESS = "not_witness"  # a checkpoint by a key the charter does not name
@@ -49,6 +50,7 @@ _REASONS = {
     Rule.OVER_CAP: Reason.OVER_CAP,
     Rule.MISPRICED: Reason.MISPRICED,
     Rule.DUPLICATE_CLAIM: Reason.REPLAY,
+    Rule.DOUBLE_ANSWER: Reason.REPLAY,
     Rule.NOT_TREASURER: Reason.WRONG_SIGNER,
     Rule.NOT_WITNESS: Reason.WRONG_SIGNER,
 }

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import sqlite_utils
 
-from wattshare.protocol import Identity, Record, RemoteProtocolError, SignatureError, Signed, sign
+from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, SignatureError, Signed, sign
 
 from ._entry import CoopCharter, Entry, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule, StoreError
@@ -270,6 +270,17 @@ class LedgerStore:
 
     def balance(self, member: bytes, currency: str) -> int:
         return self.state.balances.get((member, currency), 0)
+
+    def track_record(self, host: bytes) -> tuple[int, int]:
+        """(sessions the host settled, how many of them its drivers disputed): the public
+        record a driver can rate a host by."""
+        settled = {row[0] for row in self.db.execute(
+            "SELECT booking_id FROM entries WHERE author = ? AND kind = ? AND frozen = 0",
+            [host, EntryKind.SETTLEMENT.value])}
+        disputed = {Dispute.decode(Signed.decode(row[0], Entry).message.body).booking_id
+                    for row in self.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0",
+                                               [EntryKind.DISPUTE.value])}
+        return len(settled), len(settled & disputed)
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""

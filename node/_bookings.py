@@ -15,6 +15,8 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 - Approval is automatic or manual. A manual request holds its slot as PENDING until the
   host approves or declines it (`DECLINED`), or `approval_timeout` passes
   (`APPROVAL_TIMEOUT`); a refused or timed-out request frees the slot.
+- A peer sending more than a burst of requests (`RateLimiter`: 10 at once, then one
+  every two seconds) gets `RATE_LIMITED` without any of the checks above being run.
 - A driver's `CancelOffer` runs through the protocol's booking machine; a late cancel
   owes the terms' fee, which the host claims at once as a FEE entry on its ledger feed.
 """
@@ -45,6 +47,7 @@ from wattshare.protocol import (
     Cancel,
     CancelAnswer,
     CancelOffer,
+    ErrorReply,
     Identity,
     MeterReading,
     Reason,
@@ -56,6 +59,7 @@ from wattshare.protocol import (
 )
 
 from ._ads import AdBoard
+from ._limits import RateLimiter
 from ._framing import FrameStream, ask, serve
 from ._store import NodeStore, Slot
 
@@ -94,6 +98,7 @@ class BookingDesk:
     ledger: LedgerStore | None = None
     approval_timeout: float = 300.0
     clock: Callable[[], float] = time.time
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
     async def handle(self, stream: INetStream) -> None:
@@ -101,6 +106,8 @@ class BookingDesk:
 
         async def answer(frames: FrameStream) -> None:
             offer = await frames.receive(BookingOffer, CancelOffer)
+            if not isinstance(offer, ErrorReply) and not self.limiter.allow(peer):
+                raise RemoteProtocolError(Reason.RATE_LIMITED, "too many requests from you; wait a minute")
             if isinstance(offer, BookingOffer):
                 await frames.send(await self.decide(offer.request, peer))
             elif isinstance(offer, CancelOffer):

@@ -14,13 +14,14 @@ its own buffer, so it never loses bytes of the next frame.
   peer (OVERSIZE, MALFORMED, TIMEOUT); `StreamEnded` is the peer closing cleanly
   between frames.
 - `serve` is the one shape of every handler (a deadline, refusals with reason codes,
-  the stream closed whatever happens) and `ask` the one shape of every client call.
+  the stream closed whatever happens, and no error of one conversation, even a bug
+  of ours or one raised inside a handler's nursery, ever reaches the node) and `ask` the one shape of every client call.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Protocol, TypeVar
+from typing import Awaitable, Callable, Iterator, Protocol, TypeVar
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -164,13 +165,37 @@ async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[N
     try:
         with trio.fail_after(timeout):
             await respond(frames)
-    except RemoteProtocolError as error:
-        log.info("%s refused: %s", stream.get_protocol(), error)
-        await frames.refuse(error)
-    except (StreamEnded, StreamError, trio.TooSlowError):
-        return
+    except Exception as error:  # noqa: BLE001 - one conversation's fault must never stop the node
+        fault = _fault(error)
+        if isinstance(fault, RemoteProtocolError):
+            log.info("%s refused: %s", stream.get_protocol(), fault)
+            await frames.refuse(fault)
+        elif fault is None:
+            log.exception("%s handler failed; the node carries on", stream.get_protocol())
     finally:
         await close_quietly(stream)
+
+
+_GONE = (StreamEnded, StreamError, trio.TooSlowError)  # the peer left, reset or stalled
+
+
+def _fault(error: BaseException) -> RemoteProtocolError | BaseException | None:
+    """What a handler's error (or a nursery's group of them) says: the peer's protocol
+    error, the peer gone (returned as is), or None for a fault of ours."""
+    leaves = list(exception_leaves(error))
+    refused = next((leaf for leaf in leaves if isinstance(leaf, RemoteProtocolError)), None)
+    if refused is not None:
+        return refused
+    return error if all(isinstance(leaf, _GONE) for leaf in leaves) else None
+
+
+def exception_leaves(error: BaseException) -> Iterator[BaseException]:
+    """The errors inside an exception group (nurseries wrap what their tasks raise)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from exception_leaves(inner)
+    else:
+        yield error
 
 
 async def ask(host: IHost, peer: ID, protocol: TProtocol, frame: Record, expect: type[R], timeout: float,

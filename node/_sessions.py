@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
 
 from wattshare.ledger import EntryKind, FeeClaim, LedgerStore, SettlementClaim
 from wattshare.protocol import (
@@ -269,7 +270,12 @@ class SessionDesk:
                     update = _update(history[sent])
                     sent += 1
                     if update is not None:
-                        await frames.send(update)
+                        try:
+                            await frames.send(update)
+                        except StreamError:
+                            log.info("the driver left the session stream; the session goes on")
+                            nursery.cancel_scope.cancel()
+                            return
                 if live.machine.state in (SessionState.FINAL, SessionState.DISPUTED):
                     break
                 with trio.move_on_after(ANSWER_TIMEOUT if live.machine.settlement else STREAM_LIMIT) as wait:
@@ -288,7 +294,7 @@ class SessionDesk:
                     self._driver_answer(live, frame.ack or frame.dispute)  # type: ignore[arg-type]
                 else:
                     return
-            except StreamEnded:
+            except (StreamEnded, StreamError):
                 return
             except RemoteProtocolError as error:
                 log.info("session stream refused: %s", error)

@@ -77,6 +77,7 @@ class Wallbox:
         self._offline_until = 0.0
         self._last = int(clock())
         self._nursery: trio.Nursery | None = None
+        self._link = trio.CancelScope()  # the current connection's
 
     # --- physics -------------------------------------------------------------------
 
@@ -121,9 +122,10 @@ class Wallbox:
             while True:
                 await trio.sleep(max(0.0, self._offline_until - trio.current_time()))
                 try:
-                    async with open_websocket(self.host, self.port, f"/ocpp/{self.charge_point_id}",
-                                              use_ssl=False, subprotocols=[SUBPROTOCOL]) as ws:
-                        await self._connected(ws)
+                    with trio.CancelScope() as self._link:
+                        async with open_websocket(self.host, self.port, f"/ocpp/{self.charge_point_id}",
+                                                  use_ssl=False, subprotocols=[SUBPROTOCOL]) as ws:
+                            await self._connected(ws)
                 except* (ConnectionClosed, HandshakeError, OSError, ocpp.OcppError) as group:
                     log.info("wallbox %s link down: %s", self.charge_point_id, group.exceptions[0])
                 finally:
@@ -177,11 +179,10 @@ class Wallbox:
             raise ocpp.OcppError("GenericError", f"{action} not confirmed")
         return box[0].payload
 
-    async def drop(self, seconds: float) -> None:
+    def drop(self, seconds: float) -> None:
         """Cut the link now and stay offline for `seconds` (real)."""
         self._offline_until = trio.current_time() + seconds
-        if self._ws is not None:
-            await self._ws.aclose()
+        self._link.cancel()
 
     # --- CALLs from the central system -----------------------------------------------
 

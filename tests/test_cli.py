@@ -108,3 +108,21 @@ def test_every_command_has_help_with_an_example():
     result = run("wallet", "find", "--help")
     assert result.returncode == 0 and "Example:" in result.stdout and "--near" in result.stdout
     assert isinstance(main, click.Group)
+
+
+def test_host_config_words_become_the_ads_terms():
+    from wattshare.cli._charger import amount, charger_ad, days, hours
+    from wattshare.protocol import PRICE_SCALE, DayOfWeek
+
+    assert days("fri-mon") == ["MONDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
+    assert hours("23:00-07:00", "--hours") == ("23:00", "07:00")
+    assert amount("0.12", "EUR", "--peak", PRICE_SCALE) == 12_000 and amount("2.5", "EUR", "--flat") == 250
+    charger = {"id": "driveway", "lat": 52.5365, "lon": 13.4175, "tz": "Europe/Berlin", "connector": "type2",
+               "max_kw": 7.4, "currency": "EUR", "off_peak": "23:00-07:00@0.12", "peak": "0.30", "flat": "0.50",
+               "hours": "18:00-08:00", "days": days("mon-fri"), "terms": {
+                   "cancel_until_minutes": 60, "cancel_fee": 200, "noshow_timeout_minutes": 30, "noshow_fee": 300,
+                   "early_start_minutes": 5, "dispute_window_minutes": 10080}}
+    ad = charger_ad(charger, bytes(32), 3, now=1_796_000_000)
+    assert ad.geohash == "u33dc7f" and ad.max_power_w == 7_400 and ad.seq == 3
+    assert [c.price for e in ad.tariff.elements for c in e.price_components] == [50_000, 12_000, 30_000]
+    assert ad.availability[0].days == tuple(DayOfWeek)[:5] and ad.terms.noshow_fee == 300

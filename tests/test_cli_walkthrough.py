@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from test_cli import WATTSHARE
+from wattshare.protocol import public_key_from_peer_id
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SPEED = 360  # ten real seconds an hour
@@ -36,7 +38,7 @@ class Street:
         result = subprocess.run([WATTSHARE, "--home", str(self.tmp / home), *args], capture_output=True, text=True,
                                 env=self.env, timeout=timeout)
         if ok:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
+            assert result.returncode == 0, (args, result.stdout, result.stderr[-3000:])
         return result
 
     def json(self, home, *args, timeout=60):
@@ -79,24 +81,43 @@ def street(tmp_path):
             process.kill()
 
 
-def test_host_wallet_and_coop_from_the_command_line(street):
+def move_in(street, approval="auto"):
+    """A co-op node, a host with a simulated wallbox, a wallet with 40 EUR: as people type it."""
     port = free_port()
     coop = street.json("coop", "coop", "init", "--name", "Acacia Avenue Energy", "--listen", f"/ip4/127.0.0.1/tcp/{port}")
     street.daemon("coop", "coop", "node", "run")
     bootstrap = street.json("coop", "coop", "status")["addresses"][0]
-    host = street.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
-                       "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
-                       "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap)
+    street.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
+                "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
+                "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
+                "--approval", approval)
     street.daemon("host", "host", "run", "--simulate-wallbox", "--wallbox-kw", "7.4")
     wallet = street.json("driver", "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
     street.json("coop", "coop", "deposit", wallet["peer_id"], "40", "--reference", "SEPA 1")
+    return coop, bootstrap, wallet
 
+
+def balance_becomes(street, expected):
+    """The wallet's balance, pulled from the co-op, once the co-op has synced the host's claim."""
+    deadline = time.monotonic() + 20
+    while (balance := street.json("driver", "wallet", "balance"))["balances"].get("EUR") != expected:
+        assert time.monotonic() < deadline, balance
+        time.sleep(0.5)
+
+
+def window(street, start, hours=1):
+    """--from and --to for an hour from `start`, as dates and times (no guessing which day)."""
+    return [dt.datetime.fromtimestamp(t, BERLIN).isoformat(timespec="minutes") for t in (start, start + hours * 3600)]
+
+
+def test_host_wallet_and_coop_from_the_command_line(street):
+    coop, bootstrap, wallet = move_in(street)
     start = street.next_half_hour()
-    window = [dt.datetime.fromtimestamp(t, BERLIN).strftime("%H:%M") for t in (start, start + 3600)]
+    begin, end = window(street, start)
     found = street.json("driver", "wallet", "find", "--near", "52.5360,13.4180", "--radius", "1km",
-                        "--from", window[0], "--to", window[1])
+                        "--from", begin, "--to", end)
     assert [(f["rank"], f["charger"]) for f in found] == [(1, "driveway")]
-    booked = street.json("driver", "wallet", "book", "1", "--from", window[0], "--to", window[1], "--cap", "20")
+    booked = street.json("driver", "wallet", "book", "1", "--from", begin, "--to", end, "--cap", "20")
     assert booked["address"] == "12 Acacia Avenue" and booked["code"] == "4711"  # sealed to the driver alone
     assert street.json("host", "host", "bookings")[0]["state"] == "confirmed"
 
@@ -105,15 +126,12 @@ def test_host_wallet_and_coop_from_the_command_line(street):
 
     street.wait_until(start - 180)
     settled = street.json("driver", "wallet", "start", booked["booking"][:10], timeout=90)
-    assert settled["answer"] == "acked" and 7_000 <= settled["energy_wh"] <= 8_000  # an hour at 7.4 kW
+    assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500  # at most an hour at 7.4 kW (a wallet takes a while to start)
     receipts = street.json("driver", "wallet", "receipts", booked["booking"][:10])
     assert receipts["settlement"]["amount"] == settled["amount"] and len(receipts["receipts"]) > 50
     assert street.json("host", "host", "earnings")["balances"] == {"EUR": settled["amount"]}
 
-    deadline = time.monotonic() + 20
-    while (balance := street.json("driver", "wallet", "balance"))["balances"].get("EUR") != 4_000 - settled["amount"]:
-        assert time.monotonic() < deadline, balance  # the co-op has the host's claim once it has synced
-        time.sleep(0.5)
+    balance_becomes(street, 4_000 - settled["amount"])
     copy = street.tmp / "copy.db"  # anyone can pull the co-op's ledger and audit it
     pulled = street.run("auditor", "audit", str(copy), "--from", bootstrap, "--coop", coop["coop"], "--json")
     report = json.loads(pulled.stdout)
@@ -122,6 +140,100 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     audit = subprocess.run([WATTSHARE, "audit", str(street.tmp / "coop" / "ledger.db"), "--json"],
                            capture_output=True, text=True, timeout=60)
     assert audit.returncode == 0 and json.loads(audit.stdout)["ok"]
+
+
+def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(street):
+    _, _, driver = move_in(street)
+    start = street.next_half_hour()
+    begin, end = window(street, start)
+    street.json("driver", "wallet", "find", "--near", "52.5360,13.4180", "--from", begin, "--to", end)
+    booking = street.json("driver", "wallet", "book", "1", "--from", begin, "--to", end, "--cap", "20")["booking"]
+    street.wait_until(start - 180)
+    wallet = subprocess.Popen([WATTSHARE, "--home", str(street.tmp / "driver"), "wallet", "start", booking[:10]],
+                              env=street.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    street.wait_until(start + 900)
+    wallet.kill()  # SIGKILL, a quarter of an hour into the session
+    assert wallet.wait(10) == -signal.SIGKILL
+    partial = street.json("driver", "wallet", "receipts", booking[:10])
+    assert partial["receipts"] and partial["settlement"] is None  # what it had kept so far
+    settled = street.json("driver", "wallet", "watch", booking[:10], timeout=90)
+    assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500
+    again = street.json("driver", "wallet", "watch", booking[:10])  # a finished session replays the same
+    assert again == settled
+    assert street.stop() == [0, 0]
+    with sqlite3.connect(street.tmp / "driver" / "ledger.db") as db:
+        acks = db.execute("SELECT COUNT(*) FROM entries WHERE author = ?",
+                          [public_key_from_peer_id(driver["peer_id"])]).fetchone()[0]
+    assert acks == 1  # one ack on the driver's feed, however often it watched
+
+
+def test_manual_approval_cancel_stop_ad_update_and_withdraw(street):
+    _, _, driver = move_in(street, approval="manual")
+    start = street.next_half_hour()
+
+    def book_pending(begin, end):
+        street.json("driver", "wallet", "find", "--near", "52.5360,13.4180", "--from", begin, "--to", end)
+        process = subprocess.Popen([WATTSHARE, "--home", str(street.tmp / "driver"), "wallet", "book", "1",
+                                    "--from", begin, "--to", end, "--cap", "20", "--json"], env=street.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not (pending := street.json("host", "host", "status")["pending"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        return process, pending[0]
+
+    first, pending = book_pending(*window(street, start + 6 * 3600))
+    street.json("host", "host", "approve", pending[:8])
+    out, _ = first.communicate(timeout=30)
+    assert first.returncode == 0 and json.loads(out)["booking"] == pending
+    assert street.json("driver", "wallet", "cancel", pending[:10])["fee"] == 0  # hours ahead: free
+    states = {b["booking"][:10]: b["state"] for b in street.json("driver", "wallet", "bookings")}
+    assert states[pending[:10]] == "cancelled"
+    second, pending = book_pending(*window(street, start + 8 * 3600))
+    street.json("host", "host", "decline", pending[:8])
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 1 and "declined" in err
+    assert street.json("host", "host", "ad", "update")["seq"] == 2
+
+    soon = int(street.sim_now()) + 600
+    third, pending = book_pending(*window(street, soon))
+    street.json("host", "host", "approve", pending[:8])
+    third.communicate(timeout=30)
+    street.wait_until(soon)
+    stopped = street.json("driver", "wallet", "stop", pending[:10], timeout=90)
+    assert stopped["answer"] == "acked" and stopped["energy_wh"] < 1_000
+    late = street.run("driver", "wallet", "dispute", pending[:10], "--reason", "mispriced", ok=False)
+    assert late.returncode == 2 and "the first answer stands" in late.stderr  # acked means final
+    street.json("coop", "coop", "withdraw", driver["peer_id"], "10")
+    balance_becomes(street, 3_000 - stopped["amount"])
+    assert street.stop() == [0, 0]
+    audit = subprocess.run([WATTSHARE, "audit", str(street.tmp / "coop" / "ledger.db"), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    kinds = json.loads(audit.stdout)
+    assert audit.returncode == 0 and kinds["ok"]
+
+
+def test_a_damaged_ledger_is_named_at_start_and_rebuilt_from_peers(street):
+    move_in(street)
+    ledger = street.tmp / "host" / "ledger.db"
+    deadline = time.monotonic() + 20
+    while street.json("host", "host", "status")["ledger_entries"] < 2:  # the charter and the deposit
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert street.stop() == [0, 0]
+    street.daemons.clear()
+    data = ledger.read_bytes()
+    ledger.write_bytes(data[: len(data) // 2])  # power lost while the disk was half written
+    damaged = street.run("host", "host", "run", ok=False)
+    assert damaged.returncode == 2 and "not a usable ledger database" in damaged.stderr
+    assert "mv " in damaged.stderr and damaged.stderr.count("\n") == 1
+    ledger.rename(ledger.with_suffix(".damaged"))
+    street.daemon("coop", "coop", "node", "run")
+    street.daemon("host", "host", "run")
+    deadline = time.monotonic() + 20
+    while street.json("host", "host", "status")["ledger_entries"] < 2:  # pulled back from the co-op
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -133,6 +245,8 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     (("host", "init", "--lat", "52.5", "--lon", "13.4", "--address", "x", "--coop", "c", "--peak", "cheap"),
      "--peak must be an amount"),
     (("coop", "deposit", "nobody", "10"), "is not a member's peer id"),
+    (("host", "init", "--lat", "52.5", "--lon", "13.4", "--address", "x", "--coop", "c", "--days", "funday"),
+     "--days must be days like mon-fri"),
 ])
 def test_bad_arguments_get_one_line_that_says_what_to_do(street, args, message):
     result = street.run("empty", *args, ok=False)

@@ -99,9 +99,9 @@ def test_wrong_signature(ledger):
 
 def test_gap_in_seq(ledger):
     path, world, sessions = ledger
-    extra = world.ack_entry(sessions[0], t=NIGHT + 5 * 86_400)  # driver 0's feed: acks 0, 2, then this
+    extra = world.ack_entry(sessions[2], t=NIGHT + 5 * 86_400)  # driver 0's feed: acks 0, 2, then 2 again
     insert(path, extra)
-    execute(path, "DELETE FROM entries WHERE author = ? AND seq = 1", (world.drivers[0].public_key,))
+    execute(path, "DELETE FROM entries WHERE author = ? AND seq = 1", (world.drivers[0].public_key,))  # the first ack of 2
     assert rules(path) == [Rule.SEQ_GAP]
 
 
@@ -179,6 +179,17 @@ def test_dangling_ack(ledger):
     ghost = world.session(world.hosts[1], world.drivers[1], NIGHT + 20 * 86_400)  # never settled
     insert(path, world.ack_entry(ghost))
     assert rules(path) == [Rule.DANGLING]
+
+
+def test_a_second_answer_to_one_settlement_is_named(ledger, tmp_path):
+    path, world, sessions = ledger
+    dispute = p.Dispute(booking_id=sessions[0].booking.id, t=NIGHT + 86_400, settlement=sessions[0].settlement.digest,
+                        reason=p.Reason.MISPRICED, detail="changed my mind after acking")
+    store = LedgerStore(path, world.coop.public_key)
+    store.append(world.drivers[0], [(EntryKind.DISPUTE, dispute)], t=NIGHT + 86_400)  # ingest keeps it: no money moves
+    store.close()
+    report = audit(path)
+    assert [(v.rule, v.author) for v in report.violations] == [(Rule.DOUBLE_ANSWER, world.drivers[0].public_key)]
 
 
 def test_parallel_audit_gives_the_single_core_verdict(ledger):

@@ -229,3 +229,35 @@ def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_pa
     assert found["reloaded"] == Slot.CONFIRMED
     [result] = found["results"]
     assert result.ad.signer == host_id.public_key and result.ad.message.charger_id == "driveway"
+
+
+def test_rate_limiter_allows_a_burst_then_a_steady_trickle():
+    from wattshare.node._limits import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(burst=3, rate=0.5, now=lambda: now[0])
+    assert [limiter.allow(b"a") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow(b"b")  # another peer has its own bucket
+    now[0] += 2.0  # one token back after two seconds
+    assert [limiter.allow(b"a") for _ in range(2)] == [True, False]
+
+
+def test_a_flood_of_booking_requests_is_rate_limited_and_others_are_still_served(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            host, ad, (flooder, neighbour) = await neighbourhood(stack, tmp_path, drivers=2)
+            reasons = []
+            for offset in range(30):
+                try:
+                    await flooder.book(ad, NIGHT[0] + offset * 60, NIGHT[0] + offset * 60 + 30, spend_cap=100)
+                    reasons.append("confirmed")
+                except BookingRejected as rejected:
+                    reasons.append(rejected.reason)
+                except p.RemoteProtocolError as refused:
+                    reasons.append(refused.reason)
+            honest = await neighbour.book(ad, NIGHT[1] - 3600, NIGHT[1], spend_cap=1_000)
+            return reasons, honest
+
+    reasons, honest = run_bounded(scenario)
+    assert reasons.count(p.Reason.RATE_LIMITED) >= 18 and reasons[:10] == ["confirmed"] * 10
+    assert honest.confirmation.message.booking_id == honest.id

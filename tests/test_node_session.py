@@ -2,6 +2,7 @@
 wallbox, at accelerated time (one clock for all, 1800x: three hours in six seconds)."""
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio_websocket import open_websocket
 
 from fixtures import TERMS, at, make_ad, run_bounded
 from wattshare import protocol as p
@@ -136,22 +138,44 @@ def test_the_cap_stops_the_session_before_it_could_be_passed(tmp_path):
     assert isinstance(charging.answer.message, p.SettlementAck)
 
 
-def test_driver_stop_and_a_wallbox_reporting_in_kwh(tmp_path):
+async def garbage_charge_point(port, answers):
+    """Another 'charge point' on the host's OCPP port that sends nothing but bad frames."""
+    async with open_websocket("127.0.0.1", port, "/ocpp/garage", use_ssl=False, subprotocols=["ocpp1.6"]) as ws:
+        for frame in ("{not json", '[2, "x1", "MeterValues", {"connectorId": 1, "meterValue": 7}]',
+                      '[2, "x2", "StopTransaction", {"transactionId": 1}]', '[5, "x3", {}]'):
+            await ws.send_message(frame)
+            answers.append(json.loads(await ws.get_message()))
+
+
+def test_driver_stop_a_wallbox_reporting_in_kwh_and_garbage_ocpp_meanwhile(tmp_path):
     async def scenario():
         async with AsyncExitStack() as stack:
             street = await Street.open(stack, tmp_path, unit="kWh")
             booking = await street.book()
-            stop = trio.Event()
-            charging = await street.driver.charge(
-                booking, stop=stop, on_update=lambda c: stop.set() if c.energy_wh >= 3_000 else None)
-            return booking, charging
+            stop, answers = trio.Event(), []
 
-    booking, charging = run_bounded(scenario, 60)
+            def update(charging):
+                if charging.energy_wh >= 1_500 and not answers:
+                    answers.append("sent")
+                    street.nursery.start_soon(garbage_charge_point, street.host.sessions.central.port, answers)
+                if charging.energy_wh >= 3_000:
+                    stop.set()
+
+            charging = await street.driver.charge(booking, stop=stop, on_update=update)
+            with trio.fail_after(5):
+                while len(answers) < 5:
+                    await trio.sleep(0.05)
+            return booking, charging, answers
+
+    booking, charging, answers = run_bounded(scenario, 60)
+    assert [a[0] for a in answers[1:]] == [4, 4, 4, 4]  # four CALLERRORs ...
+    assert [a[2] for a in answers[1:]] == ["FormationViolation", "TypeConstraintViolation",
+                                          "OccurenceConstraintViolation", "FormationViolation"]
     receipts = check_chain(charging, booking)
     stops = [m for m in charging.machine.history if isinstance(m.message, p.StopRequest)]
     assert [s.signer for s in stops] == [booking.request.message.driver]  # the driver's own stop
     assert 3_000 <= receipts[-1].message.energy_wh < 3_000 + 7_000 * 300 / 3600 + 50
-    assert isinstance(charging.answer.message, p.SettlementAck)
+    assert isinstance(charging.answer.message, p.SettlementAck)  # ... while the session carried on to its end
 
 
 def test_wallbox_reconnecting_mid_session_loses_and_doubles_nothing(tmp_path):
@@ -164,7 +188,7 @@ def test_wallbox_reconnecting_mid_session_loses_and_doubles_nothing(tmp_path):
             def drop_once(charging):
                 if charging.energy_wh >= 3_000 and not dropped:
                     dropped.append(charging.machine.receipts[-1].message.t)
-                    street.nursery.start_soon(street.wallbox.drop, 1.0)  # 30 minutes offline, still charging
+                    street.wallbox.drop(1.0)  # 30 minutes offline, still charging
 
             return dropped, booking, await street.driver.charge(booking, on_update=drop_once)
 
@@ -176,6 +200,35 @@ def test_wallbox_reconnecting_mid_session_loses_and_doubles_nothing(tmp_path):
     offline = [t for t in times if dropped[0] < t < dropped[0] + 1800]
     assert len(offline) >= 4  # readings taken while offline arrived, queued, after the reconnect
     assert all(b - a <= 300 for a, b in zip(times, times[1:]))  # every clock-aligned reading is there
+    assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def test_car_unplugged_while_the_wallbox_is_offline_settles_on_the_late_stop(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            unplugged = []
+
+            async def drop_then_unplug():
+                street.wallbox.drop(1.5)
+                await trio.sleep(0.5)  # a quarter of an hour later, still offline
+                street.wallbox.stop("EVDisconnected")  # its StopTransaction waits in the queue
+                unplugged.append(street.clock())
+
+            def update(charging):
+                if charging.energy_wh >= 3_000 and not unplugged:
+                    unplugged.append(None)
+                    street.nursery.start_soon(drop_then_unplug)
+
+            return unplugged, booking, await street.driver.charge(booking, on_update=update)
+
+    unplugged, booking, charging = run_bounded(scenario, 60)
+    receipts = check_chain(charging, booking)
+    t0, t_end, e_end = receipts[0].message.t, receipts[-1].message.t, receipts[-1].message.energy_wh
+    assert abs(t_end - unplugged[1]) <= 300 and t_end < END - 3600  # closed on the late stop, not the window
+    assert abs(e_end - 7_000 * (t_end - t0) / 3600) <= 2  # every Wh up to the unplug, none after
+    assert charging.settlement.message.energy_wh == e_end
     assert isinstance(charging.answer.message, p.SettlementAck)
 
 
