@@ -1,14 +1,15 @@
 """`wattshare coop ...`: a community co-op's keys, money on the ledger, and its node.
 
-A co-op home holds three keys: the co-op's own (it signs the charter), a treasurer's
-(deposits, withdrawals, adjustments) and a witness's (checkpoints). Money entries are
-written by the running co-op node when there is one (through its admin socket, so its
-ledger stays the one writer of its file), else straight into the home's ledger.
+A co-op home holds three keys: the co-op's own (it signs the charter, and re-issues it
+to admit a member with its own credit limit), a treasurer's (deposits, withdrawals,
+adjustments) and a witness's (checkpoints). These entries are written by the running
+co-op node when there is one (through its admin socket, so its ledger stays the one
+writer of its file), else straight into the home's ledger.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import click
 import trio
@@ -17,6 +18,7 @@ from wattshare.ledger import (
     Adjustment,
     Checkpoint,
     CoopCharter,
+    CreditLimit,
     Entry,
     EntryKind,
     HeadRef,
@@ -108,17 +110,36 @@ def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int
     return {"kind": kind.value, "amount": request["amount"], "currency": currency, "seq": entry.message.seq}
 
 
+def write_admission(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
+    """Re-issue the co-op's charter with `member`'s own credit limit (admitting it)."""
+    coop = home.identity()
+    charter = CoopCharter.decode(_charter(ledger, coop.public_key).message.body)
+    member = member_key(request["member"])
+    limits = tuple(x for x in charter.limits if x.member != member) + (CreditLimit(member=member,
+                                                                                   limit=request["limit"]),)
+    [entry] = ledger.append(coop, [(EntryKind.COOP, charter.replace(limits=limits))], t=t)
+    return {"member": request["member"], "credit_limit": request["limit"], "currency": charter.currency,
+            "seq": entry.message.seq}
+
+
+def _via_daemon(ctx: Context, cmd: str, request: dict[str, Any],
+                write: Callable[[Home, LedgerStore, dict[str, Any], int], dict[str, Any]]) -> dict[str, Any]:
+    """Through the running co-op node (the one writer of its ledger), else into the file."""
+    if ctx.home.admin.exists():
+        return ask(ctx.home, {"cmd": cmd, **request})
+    ledger = ctx.home.ledger()
+    try:
+        return write(ctx.home, ledger, request, int(clock_from_env()()))
+    finally:
+        ledger.close()
+
+
 def _money(ctx: Context, request: dict[str, Any]) -> None:
     currency = ctx.home.config()["coop"]["currency"]
     request["amount"] = amount(request["amount"], currency, "AMOUNT")
     if request["amount"] <= 0:
         fail("AMOUNT must be above zero")
-    if ctx.home.admin.exists():
-        data = ask(ctx.home, {"cmd": "money", **request})
-    else:
-        ledger = ctx.home.ledger()
-        data = write_money(ctx.home, ledger, request, int(clock_from_env()()))
-        ledger.close()
+    data = _via_daemon(ctx, "money", request, write_money)
     emit(ctx, data, f"{data['kind']} of {money(data['amount'], data['currency'])} recorded (treasurer seq {data['seq']})")
 
 
@@ -152,6 +173,26 @@ def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> Non
     """
     member_key(member)
     _money(ctx, {"kind": "withdrawal", "member": member, "amount": amount_text, "reference": reference})
+
+
+@coop_group.command("admit")
+@click.argument("member")
+@click.option("--credit-limit", "limit_text", required=True, help="How far MEMBER may go below zero.")
+@pass_context
+def admit(ctx: Context, member: str, limit_text: str) -> None:
+    """Admit a MEMBER (peer id) with its own credit limit, in a new version of the charter.
+
+    A co-op that admits members one by one is made with `coop init --credit-limit 0`.
+
+    \b
+    Example:
+      wattshare coop admit 12D3KooW... --credit-limit 50
+    """
+    member_key(member)
+    currency = ctx.home.config()["coop"]["currency"]
+    data = _via_daemon(ctx, "admit", {"member": member, "limit": amount(limit_text, currency, "--credit-limit")},
+                       write_admission)
+    emit(ctx, data, f"admitted {member[:16]}… with a credit limit of {money(data['credit_limit'], data['currency'])}")
 
 
 @coop_group.command("adjust")
@@ -207,8 +248,10 @@ def node_group() -> None:
 
 
 @node_group.command("run")
+@click.option("--sync-interval", type=click.FloatRange(0.5), default=5.0, show_default=True,
+              help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
 @pass_context
-def node_run(ctx: Context) -> None:
+def node_run(ctx: Context, sync_interval: float) -> None:
     """Run the co-op node: bootstrap for members, full replication, periodic checkpoints.
 
     \b
@@ -220,8 +263,9 @@ def node_run(ctx: Context) -> None:
     ledger = ctx.home.ledger()
     clock = clock_from_env()
     node = Node(ctx.home.identity(), listen=config["node"]["listen"], state=ctx.home.state, ledger=ledger,
-                admin=ctx.home.admin, clock=clock, sync_interval=5.0,
+                admin=ctx.home.admin, clock=clock, sync_interval=sync_interval,
                 admin_commands={"money": lambda request: write_money(ctx.home, ledger, request, int(clock())),
+                                "admit": lambda request: write_admission(ctx.home, ledger, request, int(clock())),
                                 "checkpoint": lambda _: {"feeds": checkpoint(ctx.home, ledger, int(clock()))}})
 
     async def witness(node: Node, nursery: trio.Nursery) -> None:

@@ -55,13 +55,13 @@ HOSTS = [  # name, lat, lon, kW, off-peak price, peak price
 READY_TIMEOUT = 45.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _wattshare(home: Path, *args: str) -> dict[str, Any]:
+def run_json(home: Path, *args: str) -> dict[str, Any]:
     """Run one `wattshare --json` command in this process; its JSON answer."""
     from ._main import main  # here, not at the top: _main imports this module
 
@@ -102,7 +102,7 @@ class Neighbourhood:
                 process.kill()
 
 
-async def _ready(home: Path) -> dict[str, Any]:
+async def ready(home: Path) -> dict[str, Any]:
     """Wait until the daemon of `home` answers on its admin socket; its status."""
     with trio.fail_after(READY_TIMEOUT):
         while True:
@@ -123,26 +123,26 @@ def _step(title: str) -> Iterator[None]:
 
 def _set_up(town: Neighbourhood) -> str:
     with _step("1. A co-op, six hosts and a driver move into Kollwitzkiez"):
-        port = _free_port()
-        coop = _wattshare(town.coop, "coop", "init", "--name", "Kollwitzkiez Energy", "--credit-limit", "50",
+        port = free_port()
+        coop = run_json(town.coop, "coop", "init", "--name", "Kollwitzkiez Energy", "--credit-limit", "50",
                           "--listen", f"/ip4/127.0.0.1/tcp/{port}")
         town.spawn(town.coop, "coop", "node", "run")
-        status = run_trio(_ready, town.coop)
+        status = run_trio(ready, town.coop)
         bootstrap = status["addresses"][0]
         console.print(f"co-op node [bold]{coop['coop'][:16]}…[/] is the neighbourhood's bootstrap peer "
                       f"(127.0.0.1:{port})")
         for home, (street, lat, lon, kw, off_peak, peak) in zip(town.hosts, HOSTS):
-            _wattshare(home, "host", "init", "--lat", str(lat), "--lon", str(lon), "--address", f"{street} 12",
+            run_json(home, "host", "init", "--lat", str(lat), "--lon", str(lon), "--address", f"{street} 12",
                        "--access-code", "4711", "--max-kw", str(kw), "--off-peak", f"23:00-07:00@{off_peak}",
-                       "--peak", peak, "--ocpp", f"127.0.0.1:{_free_port()}", "--coop", coop["coop"],
+                       "--peak", peak, "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"],
                        "--bootstrap", bootstrap, "--tz", "Europe/Berlin")
             town.spawn(home, "host", "run", "--simulate-wallbox", "--wallbox-kw", str(min(kw, 11)))
-        wallet = _wattshare(town.driver, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
+        wallet = run_json(town.driver, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
 
         async def all_ready() -> None:
             async with trio.open_nursery() as nursery:
                 for home in town.hosts:
-                    nursery.start_soon(_ready, home)
+                    nursery.start_soon(ready, home)
 
         run_trio(all_ready)
         table = Table(title="Hosts (each its own process, with a simulated wallbox on OCPP 1.6J)", title_justify="left")
@@ -151,7 +151,7 @@ def _set_up(town: Neighbourhood) -> str:
         for street, _, _, kw, off_peak, peak in HOSTS:
             table.add_row(street, f"{kw} kW", f"{off_peak} EUR/kWh", f"{peak} EUR/kWh")
         console.print(table)
-        deposit = _wattshare(town.coop, "coop", "deposit", wallet["peer_id"], "40", "--reference", "demo top-up")
+        deposit = run_json(town.coop, "coop", "deposit", wallet["peer_id"], "40", "--reference", "demo top-up")
         console.print(f"driver {wallet['peer_id'][:16]}… deposits {money(deposit['amount'], 'EUR')} with the co-op")
     return bootstrap
 
@@ -241,7 +241,7 @@ def _audit(town: Neighbourhood) -> bool:
                       title_justify="left")
         table.add_column("member")
         table.add_column("balance", justify="right")
-        names = {_wattshare(h, "host", "status")["peer_id"]: street for h, (street, *_) in zip(town.hosts, HOSTS)}
+        names = {run_json(h, "host", "status")["peer_id"]: street for h, (street, *_) in zip(town.hosts, HOSTS)}
         for (member, currency), value in sorted(report.balances.items(), key=lambda item: item[1]):
             who = names.get(peer_id(member), "driver")
             table.add_row(f"{who} ({peer_id(member)[:12]}…)", money(value, currency))

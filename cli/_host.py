@@ -8,6 +8,7 @@ import click
 import trio
 
 from wattshare.node import Approval, Curve, Node, Wallbox
+from wattshare.node._admin import AdminError
 from wattshare.protocol import AccessInfo, format_amount
 
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
@@ -112,8 +113,10 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
 @click.option("--simulate-wallbox", is_flag=True, help="Also run a simulated wallbox on the OCPP port (demo, tests).")
 @click.option("--wallbox-kw", type=click.FloatRange(1, 22), default=7.4, show_default=True,
               help="Power of the simulated wallbox's car.")
+@click.option("--sync-interval", type=click.FloatRange(0.5), default=30.0, show_default=True,
+              help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
 @pass_context
-def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float) -> None:
+def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: float) -> None:
     """Run this host's node in the foreground until Ctrl-C (SIGINT) or SIGTERM.
 
     \b
@@ -125,10 +128,12 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float) -> None:
     charger, access = config["charger"], config["access"]
     identity = ctx.home.identity()
     clock = clock_from_env()
+    boxes: list[Wallbox] = []  # the simulated wallbox, if any
     node = Node(identity, listen=config["node"]["listen"], state=ctx.home.state,
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
-                ocpp=_ocpp(charger["ocpp"]), clock=clock, admin_commands={"publish": lambda _: _publish(node, ctx)})
+                ocpp=_ocpp(charger["ocpp"]), clock=clock, sync_interval=sync_interval,
+                admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r)})
 
     async def started(node: Node, nursery: trio.Nursery) -> None:
         signed = _publish(node, ctx)
@@ -137,10 +142,18 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float) -> None:
         log.info("advertising charger=%s seq=%d cell=%s ocpp=ws://127.0.0.1:%d/ocpp/%s", signed["charger"],
                  signed["seq"], signed["cell"], port, charger["id"])
         if simulate_wallbox:
-            box = Wallbox(charger["id"], port, clock, curve=Curve(power_w=round(wallbox_kw * 1000)))
-            nursery.start_soon(box.run)
+            boxes.append(Wallbox(charger["id"], port, clock, curve=Curve(power_w=round(wallbox_kw * 1000))))
+            nursery.start_soon(boxes[0].run)
 
     run_trio(daemon, node, config["node"]["bootstrap"], started)
+
+
+def _drop(boxes: list[Wallbox], request: dict) -> dict:
+    """Cut the simulated wallbox's link for a while (a fault the chaos run injects)."""
+    if not boxes:
+        raise AdminError("this host runs no simulated wallbox")
+    boxes[0].drop(float(request.get("seconds", 2.0)))
+    return {"dropped": boxes[0].charge_point_id}
 
 
 def _publish(node: Node, ctx: Context) -> dict:

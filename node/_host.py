@@ -46,6 +46,7 @@ from wattshare.protocol import Identity
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 JOIN_TIMEOUT = 10.0
+log = logging.getLogger(__name__)
 
 
 def quiet_libp2p() -> None:
@@ -110,7 +111,11 @@ async def join(host: IHost, dht: KadDHT, bootstrap: list[str], limiter: trio.Cap
         if info.peer_id == host.get_id():
             continue
         with trio.move_on_after(JOIN_TIMEOUT):
-            await host.connect(info)
+            try:
+                await host.connect(info)
+            except Exception as error:  # noqa: BLE001 - a bootstrap peer that is down is the world's fault
+                log.info("bootstrap peer %s unreachable: %s", info.peer_id, error)
+                continue
             if await dht.add_peer(info.peer_id):
                 joined += 1
     if joined:

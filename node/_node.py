@@ -6,7 +6,7 @@ pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `async with node.running():` and stopped by leaving the block. While it runs it serves
 its protocols; refreshes its routing table and re-provides its ads' cells a few times
 soon after it starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or
-`join`); if it keeps a ledger, pulls entries from its connected peers every
+`join`); reconnects to the peers it joined through whenever their link is gone; if it keeps a ledger, pulls entries from its connected peers every
 `sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
 path, answers the local `wattshare` command on that Unix socket; with an `ocpp` listen
 address (a host), runs the OCPP central system its wallbox connects to and the
@@ -18,12 +18,15 @@ them, resumes, rejoins and re-announces. Booking and session time is the node's
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+import multiaddr
 import trio
+from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from wattshare.ledger import LedgerStore
 from wattshare.protocol import (
@@ -65,7 +68,9 @@ from ._sync import SYNC_PROTOCOL, LedgerSync
 REANNOUNCE_INTERVAL = 600.0
 JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes after start
 REFRESH_TIMEOUT = 10.0
+REJOIN_INTERVAL = 5.0
 SYNC_INTERVAL = 30.0
+log = logging.getLogger(__name__)
 
 
 class Node:
@@ -122,6 +127,7 @@ class Node:
                 await stack.enter_async_context(self.gossip.running())
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._reannounce)
+            nursery.start_soon(self._stay_joined)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
             if self.sessions is not None:
@@ -132,10 +138,11 @@ class Node:
             nursery.cancel_scope.cancel()
 
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
-        """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered."""
+        """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and
+        reconnected to whenever their link is gone; returns how many answered now."""
         joined = await join(self.host, self.dht, bootstrap, limiter)
+        self.store.remember_peers(bootstrap)  # kept even if down now: `_stay_joined` retries them
         if joined:
-            self.store.remember_peers(bootstrap)
             if self.sync is not None:  # catch up with the ledger now, not at the next anti-entropy round
                 for address in bootstrap:
                     self.sync.nudge(peer_of_address(address))
@@ -221,6 +228,24 @@ class Node:
         answered = Signed.decode(stored["answer"], SettlementEvent) if stored and stored["answer"] else None
         return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
                             ledger=self.ledger, timeout=timeout, answered=answered)  # type: ignore[arg-type]
+
+    async def _stay_joined(self) -> None:
+        """Reconnect to the peers joined through (a restarted co-op node, say) whenever
+        the link is gone: anti-entropy pulls only from connected peers."""
+        while True:
+            await trio.sleep(REJOIN_INTERVAL)
+            connected = set(self.host.get_connected_peers())
+            for address in self.store.peers():
+                peer = peer_of_address(address)
+                if peer not in connected and peer != self.host.get_id():
+                    with trio.move_on_after(REFRESH_TIMEOUT):
+                        try:
+                            await self.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(address)))
+                        except Exception as error:  # noqa: BLE001 - still down: try again next round
+                            log.info("peer %s still unreachable: %s", peer, error)
+                            continue
+                    if self.sync is not None:
+                        self.sync.nudge(peer)
 
     async def _reannounce(self) -> None:
         """Refresh the routing table and re-provide our cells: soon after joining (the

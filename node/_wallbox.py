@@ -67,6 +67,7 @@ class Wallbox:
         self.register = register_wh
         self.percent = curve.start_percent
         self.transaction: int | None = None
+        self.charging = False  # from the start reading on, even before the transaction id is known
         self.reservations: dict[int, str] = {}
         self.received: list[str] = []  # the actions of the CALLs it was sent, in order
         self.queue: list[tuple[str, dict[str, Any]]] = []
@@ -84,7 +85,7 @@ class Wallbox:
     def _advance(self, now: int | None = None) -> None:
         """Run the physics up to `now` (whole seconds of the clock; default: the present)."""
         now = max(self._last, int(self.clock()) if now is None else now)
-        if self.transaction is not None:
+        if self.charging:
             hours = (now - self._last) / 3600
             wh = self.curve.power(self.percent) * hours
             self.register += wh
@@ -210,15 +211,19 @@ class Wallbox:
 
     async def _start(self, tag: str) -> None:
         self._advance()
+        self.charging = True
         try:
             result = await self.call("StartTransaction", {"connectorId": 1, "idTag": tag,
                                                           "meterStart": int(self.register),
                                                           "timestamp": ocpp.iso(self._last)})
         except ocpp.OcppError as error:
             log.info("wallbox %s could not start: %s", self.charge_point_id, error)
-            return
+            result = {}
         if result.get("idTagInfo", {}).get("status") == "Accepted":
             self.transaction = result["transactionId"]
+        else:
+            self._advance()
+            self.charging = False
 
     def stop(self, reason: str = "Local") -> None:
         """End the transaction here (the driver unplugged, or the central system asked)."""
@@ -230,3 +235,4 @@ class Wallbox:
                                           "timestamp": reading["timestamp"], "reason": reason,
                                           "transactionData": [reading]})
         self.transaction = None
+        self.charging = False

@@ -167,7 +167,7 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
     assert acks == 1  # one ack on the driver's feed, however often it watched
 
 
-def test_manual_approval_cancel_stop_ad_update_and_withdraw(street):
+def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
     _, _, driver = move_in(street, approval="manual")
     start = street.next_half_hour()
 
@@ -206,6 +206,11 @@ def test_manual_approval_cancel_stop_ad_update_and_withdraw(street):
     assert late.returncode == 2 and "the first answer stands" in late.stderr  # acked means final
     street.json("coop", "coop", "withdraw", driver["peer_id"], "10")
     balance_becomes(street, 3_000 - stopped["amount"])
+    assert street.json("coop", "coop", "admit", driver["peer_id"], "--credit-limit", "80")["credit_limit"] == 8_000
+    deadline = time.monotonic() + 20
+    while street.json("driver", "wallet", "balance")["credit_limit"] != 8_000:  # the new charter reached it
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
     assert street.stop() == [0, 0]
     audit = subprocess.run([WATTSHARE, "audit", str(street.tmp / "coop" / "ledger.db"), "--json"],
                            capture_output=True, text=True, timeout=60)
