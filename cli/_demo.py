@@ -53,6 +53,7 @@ HOSTS = [  # name, lat, lon, kW, off-peak price, peak price
     ("Prenzlauer Allee", 52.5330, 13.4270, 7.4, "0.12", "0.28"),
 ]
 READY_TIMEOUT = 45.0
+SEARCH_PATIENCE = 10.0
 
 
 def free_port() -> int:
@@ -168,11 +169,13 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
     start = int(dt.datetime.combine(tonight, dt.time(22, 30), TZ).timestamp())
     end = start + 90 * 60
     async with short_lived(node, [bootstrap]):
-        await trio.sleep(2.0)  # the hosts' first DHT announcements
         with _step(f"2. Search: chargers within 2 km of Kollwitzplatz, free {_local(start)}-{_local(end)}"):
             query = Query(lat_e6=round(CENTRE[0] * 1e6), lon_e6=round(CENTRE[1] * 1e6), radius_m=2000,
                           start=start, end=end, energy_wh=15_000)
-            results = await node.search(query)
+            results: list = []
+            with trio.move_on_after(SEARCH_PATIENCE):  # hosts that have just started may still be announcing
+                while len(results := await node.search(query)) < len(HOSTS):
+                    await trio.sleep(0.5)
             table = Table(title=f"{len(results)} found (verified signed ads, fetched from each host)",
                           title_justify="left")
             for column in ("#", "distance", "power", "price for 15 kWh", "host"):

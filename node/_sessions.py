@@ -147,6 +147,7 @@ class SessionDesk:
         self.live: dict[bytes, Live] = {}
         self._nursery: trio.Nursery | None = None
         self._reserved: set[bytes] = set()
+        self._confirmed: dict[bytes, Booking] = {}
         for row in store.sessions(open_only=True):
             self.live[row["booking_id"]] = self._restore(row)
 
@@ -392,7 +393,9 @@ class SessionDesk:
         for row in self.store.bookings(Slot.CONFIRMED):
             if row["host"] != self.identity.public_key or row["booking_id"] in self.live:
                 continue
-            booking = self._booking(row)
+            if row["booking_id"] not in self._confirmed:  # decoded (signatures checked) once
+                self._confirmed[row["booking_id"]] = self._booking(row)
+            booking = self._confirmed[row["booking_id"]]
             terms = booking.request.message.terms
             if now < row["start"] - terms.early_start_minutes * 60:
                 continue
