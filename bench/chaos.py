@@ -7,12 +7,13 @@ A co-op node, host daemons (`wattshare host run --simulate-wallbox`) and driver
 processes (`bench.chaos_driver`: book, charge, repeat) on 127.0.0.1 and one clock at
 SPEED x. While they work, faults are injected at random moments: SIGKILL and restart
 of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever they
-fall), and a wallbox's link cut for a while. Then the drivers stop booking, the network
+fall), a wallbox's link cut for a while, and a host's disk full for a while (its SQLite
+files may not grow: every write that needs space fails as on a full disk). Then the drivers stop booking, the network
 gets SETTLE seconds, every process is stopped, and every node's files are checked:
 each ledger audited (conservation included), every ledger's heads against the co-op's,
 each host's bookings for overlapping confirmations, each session's receipts at host and
 driver. One table; exit 1 if any must-be-zero is not zero.
-Not injected yet: a dropped or delayed link between two nodes, and a full disk.
+Not injected yet: a dropped or delayed link between two nodes.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], s
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.5, 1.5) * every)
         if not kinds:  # every kind once per round, in a random order
-            kinds = rng.sample(["kill host", "kill driver", "kill co-op", "wallbox link cut"], 4)
+            kinds = rng.sample(["kill host", "kill driver", "kill co-op", "wallbox link cut", "full disk"], 5)
         kind = kinds.pop()
         if kind == "kill host":
             name = rng.choice(hosts)
@@ -147,9 +148,9 @@ def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], s
             time.sleep(rng.uniform(0.5, 2.0))
             procs.restart("coop")
         else:
-            name = rng.choice(hosts)
+            command = "wallbox-drop" if kind == "wallbox link cut" else "disk-full"
             try:
-                trio.run(admin_call, Home(root / name).admin, {"cmd": "wallbox-drop", "seconds": 2.0})
+                trio.run(admin_call, Home(root / rng.choice(hosts)).admin, {"cmd": command, "seconds": 2.0})
             except (OSError, trio.TooSlowError):
                 continue  # that host is down just now
         faults[kind] += 1

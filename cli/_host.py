@@ -9,6 +9,7 @@ import trio
 
 from wattshare.node import Approval, Curve, Node, Wallbox
 from wattshare.node._admin import AdminError
+from wattshare.node._faults import FullDisk
 from wattshare.protocol import AccessInfo, format_amount
 
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
@@ -133,7 +134,9 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
                 ocpp=_ocpp(charger["ocpp"]), clock=clock, sync_interval=sync_interval,
-                admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r)})
+                admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r),
+                                "disk-full": lambda r: disk.fill(float(r.get("seconds", 2.0)))})
+    disk = FullDisk(node)
 
     async def started(node: Node, nursery: trio.Nursery) -> None:
         signed = _publish(node, ctx)
@@ -141,6 +144,7 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
         port = node.sessions.central.port
         log.info("advertising charger=%s seq=%d cell=%s ocpp=ws://127.0.0.1:%d/ocpp/%s", signed["charger"],
                  signed["seq"], signed["cell"], port, charger["id"])
+        nursery.start_soon(disk.run)
         if simulate_wallbox:
             boxes.append(Wallbox(charger["id"], port, clock, curve=Curve(power_w=round(wallbox_kw * 1000))))
             nursery.start_soon(boxes[0].run)

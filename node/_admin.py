@@ -97,6 +97,9 @@ def answer(table: dict[str, Callable[[dict], Any]], line: bytes) -> dict[str, An
         return {"ok": True, "data": table[request["cmd"]](request)}
     except (AdminError, ValueError) as error:
         return {"ok": False, "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - e.g. a full disk: the daemon must outlive one failed request
+        log.exception("admin command failed")
+        return {"ok": False, "error": f"the node could not do it ({error}); see its log"}
 
 
 async def _read_line(stream: trio.abc.Stream) -> bytes:

@@ -28,6 +28,9 @@ Theory of operation (DESIGN.md, "Session and metering"; the protocol's SessionMa
 - No-show: a confirmed booking not started `noshow_timeout_minutes` after its window
   opened is closed with a signed NoShow, the terms' fee claimed on the ledger and the
   reservation cancelled (CancelReservation).
+- A full disk: a refused write raises before anything changes in memory (every message
+  is stored before the session machine takes it), so the wallbox's OCPP call gets
+  InternalError and resends, and background steps retry.
 - Crash safety: a restarted desk rebuilds every session the driver has not answered
   from its stored messages (a finished one only when its driver re-attaches), re-arms its window, finishes a stop in progress, and makes a stored but
   unclaimed settlement's ledger claim (once: the ledger refuses a second claim).
@@ -36,6 +39,7 @@ Theory of operation (DESIGN.md, "Session and metering"; the protocol's SessionMa
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 
 import trio
@@ -90,6 +94,7 @@ ANSWER_TIMEOUT = 10.0  # real seconds for the driver's ack or dispute on the str
 STREAM_LIMIT = 48 * 3600.0  # no session stream outlives this, whatever the clock
 METER_INTERVAL = 60  # the shortest meter interval the cap check assumes (clock seconds)
 DEFAULT_POWER_W = 22_000  # the cap check's bound when the charger's ad is gone
+STORAGE_RETRY = 1.0  # real seconds before a background step the disk refused runs again
 WATCH_POLL = 0.2  # real seconds between looks at the confirmed bookings
 _RUNNING = (SessionState.STARTED, SessionState.METERING)
 log = logging.getLogger(__name__)
@@ -184,7 +189,10 @@ class SessionDesk:
                 self._resume(live)
             task_status.started()
             while True:
-                self._watch_bookings()
+                try:
+                    self._watch_bookings()
+                except sqlite3.OperationalError as error:
+                    log.warning("storage refused a write (%s); the next look retries", error)
                 await trio.sleep(WATCH_POLL)
 
     def _resume(self, live: Live) -> None:
@@ -197,11 +205,22 @@ class SessionDesk:
         elif state is SessionState.STOPPING:
             self._spawn(self._remote_stop, live)
         elif live.machine.settlement is not None:
-            self._claim(live)
+            self._finish(live)
 
     def _spawn(self, task, *args: object) -> None:  # noqa: ANN001 - an async function
+        """Run `task` in the background; a storage failure (a full disk) is retried, never
+        fatal: every task here can run again from the top."""
         assert self._nursery is not None, "the desk is not running"
-        self._nursery.start_soon(task, *args)
+
+        async def retried() -> None:
+            while True:
+                try:
+                    return await task(*args)
+                except sqlite3.OperationalError as error:
+                    log.warning("storage refused a write (%s); retrying in %g s", error, STORAGE_RETRY)
+                    await trio.sleep(STORAGE_RETRY)
+
+        self._nursery.start_soon(retried)
 
     # --- the driver's stream ----------------------------------------------------------
 
@@ -363,8 +382,13 @@ class SessionDesk:
         ))
         self.store.update_session(machine.booking_id, "settlement", settlement.encode())
         machine.send(settlement)
-        self.store.settle(machine.booking_id, Slot.SETTLED)
         live.notify()
+        self._finish(live)
+
+    def _finish(self, live: Live) -> None:
+        """Close a settled session's booking and claim it on the ledger (again, harmlessly,
+        when a write of the first try was refused)."""
+        self.store.settle(live.machine.booking_id, Slot.SETTLED)
         self._claim(live)
 
     def _claim(self, live: Live) -> None:
@@ -472,8 +496,11 @@ class SessionDesk:
     def stop_transaction(self, charger: str, transaction: int, meter_stop: int, t: int,
                          readings: list[tuple[int, int]]) -> None:
         live = self._by(charger, transaction=transaction)
-        if live is None or live.machine.settlement is not None:
-            return  # resent after the settlement, or not ours
+        if live is None:
+            return  # not ours
+        if live.machine.settlement is not None:
+            self._finish(live)  # resent: the first try may have been cut short by a full disk
+            return
         for reading_t, register in readings:
             self._mint(live, reading_t, register)
         self._host_stop(live)

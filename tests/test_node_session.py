@@ -22,6 +22,7 @@ from wattshare.node import FrameStream, Node, Slot
 from wattshare.node._framing import varint
 from wattshare.node._sessions import SESSION_PROTOCOL
 from wattshare.node._clock import Clock
+from wattshare.node._faults import FullDisk
 from wattshare.node._wallbox import Curve, Wallbox
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", code="4711")
@@ -229,6 +230,31 @@ def test_car_unplugged_while_the_wallbox_is_offline_settles_on_the_late_stop(tmp
     assert abs(t_end - unplugged[1]) <= 300 and t_end < END - 3600  # closed on the late stop, not the window
     assert abs(e_end - 7_000 * (t_end - t0) / 3600) <= 2  # every Wh up to the unplug, none after
     assert charging.settlement.message.energy_wh == e_end
+    assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def test_a_full_disk_mid_session_loses_no_energy(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            disk = FullDisk(street.host)
+            street.nursery.start_soon(disk.run)
+            booking = await street.book()
+            filled = []
+
+            def update(charging):
+                if charging.energy_wh >= 3_000 and not filled:
+                    filled.append(charging.machine.receipts[-1].message.t)
+                    disk.fill(1.0)  # half an hour of readings cannot be stored: the wallbox keeps them
+
+            return filled, booking, await street.driver.charge(booking, on_update=update)
+
+    filled, booking, charging = run_bounded(scenario, 60)
+    receipts = check_chain(charging, booking)
+    t0, t_end, e_end = receipts[0].message.t, receipts[-1].message.t, receipts[-1].message.energy_wh
+    assert abs(e_end - 7_000 * (t_end - t0) / 3600) <= 2 and t_end >= END  # every Wh, to the window's end
+    times = [r.message.t for r in receipts[1:]]
+    assert all(b - a <= 300 for a, b in zip(times, times[1:]))  # the readings refused meanwhile came back
     assert isinstance(charging.answer.message, p.SettlementAck)
 
 
