@@ -8,11 +8,12 @@ processes (`bench.chaos_driver`: book, charge, repeat) on 127.0.0.1 and one cloc
 SPEED x. While they work, faults are injected at random moments: SIGKILL and restart
 of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever they
 fall), a wallbox's link cut for a while, and a host's disk full for a while (its SQLite
-files may not grow: every write that needs space fails as on a full disk). Then the drivers stop booking, the network
-gets SETTLE seconds, every process is stopped, and every node's files are checked:
-each ledger audited (conservation included), every ledger's heads against the co-op's,
-each host's bookings for overlapping confirmations, each session's receipts at host and
-driver. One table; exit 1 if any must-be-zero is not zero.
+files may not grow: every write that needs space fails as on a full disk). Then the
+drivers stop booking and the network settles (until every ledger holds the same
+entries, at most SETTLE_MAX seconds), every process is stopped, and every node's files
+are checked: each ledger audited (conservation included), every ledger's heads against
+the co-op's, each host's bookings for overlapping confirmations, each session's
+receipts at host and driver. One table; exit 1 if any must-be-zero is not zero.
 Not injected yet: a dropped or delayed link between two nodes.
 """
 
@@ -44,7 +45,8 @@ from wattshare.protocol import BookingConfirmation, MeterReceipt, Settlement, Si
 
 SPEED = 360.0
 CENTRE = (52.5365, 13.4175)
-SETTLE = 20.0
+SETTLE_MIN = 10.0  # sessions under way end and are settled, replicas pull
+SETTLE_MAX = 90.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -157,6 +159,23 @@ def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], s
     return faults
 
 
+def settle(root: Path, names: list[str]) -> float:
+    """Let the network settle: at least SETTLE_MIN seconds, then until every node's
+    ledger holds the same entries (read beside the running nodes), at most SETTLE_MAX."""
+    started = time.monotonic()
+    time.sleep(SETTLE_MIN)
+    while time.monotonic() - started < SETTLE_MAX:
+        if len({_held(root / name / "ledger.db") for name in names}) == 1:
+            break
+        time.sleep(1.0)
+    return time.monotonic() - started
+
+
+def _held(path: Path) -> tuple:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return tuple(db.execute("SELECT author, COUNT(*) FROM entries WHERE frozen = 0 GROUP BY author ORDER BY author"))
+
+
 def outcomes(root: Path, drivers: list[str]) -> tuple[Counter, Counter]:
     events: Counter = Counter()
     reasons: Counter = Counter()
@@ -257,8 +276,8 @@ def main() -> None:
         console.print(f"load and faults for {args.minutes:g} min ...")
         faults = inject(root, procs, hosts, drivers, args.minutes * 60, rng, args.fault_every)
         procs.quiet(drivers)
-        console.print(f"settling for {SETTLE:g} s ...")
-        time.sleep(SETTLE)
+        console.print(f"settling (at most {SETTLE_MAX:g} s) ...")
+        settled_in = settle(root, ["coop", *hosts, *drivers])
     finally:
         procs.stop()
     coop_key = public_key_from_peer_id(Home(root / "coop").config()["node"]["coop"])
@@ -288,6 +307,7 @@ def main() -> None:
         table.add_row(f"{name} (must be 0)", f"[{'green' if value == 0 else 'bold red'}]{value}")
     for kind, count in sorted(faults.items()):
         table.add_row(f"faults injected: {kind}", str(count))
+    table.add_row("settling time after the load (s)", f"{settled_in:.0f}")
     console.print(table)
     console.print(f"homes and logs kept in {root}")
     raise SystemExit(0 if not any(must_be_zero.values()) else 1)
