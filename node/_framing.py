@@ -176,16 +176,19 @@ async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[N
         await close_quietly(stream)
 
 
-_GONE = (StreamEnded, StreamError, trio.TooSlowError)  # the peer left, reset or stalled
+_GONE = (StreamEnded, StreamError)  # the peer left or reset the stream
 
 
 def _fault(error: BaseException) -> RemoteProtocolError | BaseException | None:
     """What a handler's error (or a nursery's group of them) says: the peer's protocol
-    error, the peer gone (returned as is), or None for a fault of ours."""
+    error (a conversation past its deadline is one: TIMEOUT), the peer gone (returned
+    as is), or None for a fault of ours."""
     leaves = list(exception_leaves(error))
     refused = next((leaf for leaf in leaves if isinstance(leaf, RemoteProtocolError)), None)
     if refused is not None:
         return refused
+    if any(isinstance(leaf, trio.TooSlowError) for leaf in leaves):
+        return FrameError(Reason.TIMEOUT, "the conversation ran past its deadline")
     return error if all(isinstance(leaf, _GONE) for leaf in leaves) else None
 
 

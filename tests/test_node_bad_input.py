@@ -88,3 +88,60 @@ def test_every_protocol_survives(case, tmp_path):
         got = replies[protocol]
         assert (got.reason if got is not None else None) is reason, (protocol, got)
     assert len(replies["ads"]) == 1 and replies["sync"] == ledger.sizes()
+
+
+def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_path):
+    world = SampleWorld(seed=62)
+    ledger = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    ledger.ingest([world.charter_entry().encode()])
+    server = Node(identity("loris-server"), access=p.AccessInfo(address="x"), ledger=ledger, sync_interval=3600,
+                  ocpp=("127.0.0.1", 0))
+    loris = Node(identity("loris"))
+    honest = Node(identity("honest"), ledger=LedgerStore(tmp_path / "honest.db", world.coop.public_key),
+                  sync_interval=3600)
+    replies, served = {}, {}
+
+    async def trickle(protocol):
+        """A frame announced at 100 bytes, sent one byte every half second."""
+        stream = await loris.host.new_stream(server.host.get_id(), [protocol])
+        async with trio.open_nursery() as nursery:
+            async def drip():
+                await stream.write(varint(100))
+                for _ in range(60):
+                    await trio.sleep(0.5)
+                    try:
+                        await stream.write(b"\xa1")
+                    except Exception:  # noqa: BLE001 - the server has hung up on us: that is the point
+                        return
+
+            nursery.start_soon(drip)
+            started = trio.current_time()
+            try:
+                replies[protocol] = (await FrameStream(stream, timeout=30).receive(p.AdRequest),
+                                     trio.current_time() - started)
+            except StreamEnded:
+                replies[protocol] = (None, trio.current_time() - started)
+            nursery.cancel_scope.cancel()
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            for node in (server, loris, honest):
+                await stack.enter_async_context(node.running())
+            for node in (loris, honest):
+                await node.join([server.address])
+            await server.publish(make_ad(host=server.identity.public_key))
+            async with trio.open_nursery() as nursery:
+                for protocol in PROTOCOLS:
+                    nursery.start_soon(trickle, protocol)
+                await trio.sleep(2.0)  # the lorises are all hanging on now
+                info = server.host.get_peerstore().peer_info(server.host.get_id())
+                served["ads"] = await fetch_ads(honest.host, info)
+                await honest.sync.pull(honest.host, server.host.get_id())
+                served["sync"] = honest.ledger.sizes()
+                served["while"] = len(replies)  # no loris answered yet
+
+    run_bounded(scenario, 60)
+    assert served["while"] == 0 and len(served["ads"]) == 1 and served["sync"] == ledger.sizes()
+    for protocol, (reply, seconds) in replies.items():
+        assert reply is not None and reply.reason is p.Reason.TIMEOUT, (protocol, reply)  # told why
+        assert 9 <= seconds <= 15, (protocol, seconds)  # the per-read deadline (10 s), not the loris, ends it
