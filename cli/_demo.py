@@ -75,9 +75,7 @@ def run_json(home: Path, *args: str) -> dict[str, Any]:
 class Neighbourhood:
     """The demo's processes and homes (see the module doc)."""
 
-    def __init__(self, root: Path, keep: bool) -> None:
-        self.root = root
-        self.keep = keep
+    def __init__(self, root: Path) -> None:
         self.processes: list[subprocess.Popen] = []
         evening = dt.datetime.combine(dt.date.today(), dt.time(21, 0), TZ)
         self.clock = f"{SPEED}:{evening.timestamp()}:{time.time()}"
@@ -266,7 +264,7 @@ def demo(keep: bool, folder: Path | None) -> None:
     """
     started = time.perf_counter()
     root = folder or Path(tempfile.mkdtemp(prefix="wattshare-demo-"))
-    town = Neighbourhood(root, keep)
+    town = Neighbourhood(root)
     try:
         bootstrap = _set_up(town)
         run_trio(_drive, town, bootstrap)
