@@ -26,7 +26,7 @@ from wattshare.ledger import (
     MoneyMove,
 )
 from wattshare.node import Node
-from wattshare.protocol import Identity, Signed
+from wattshare.protocol import Signed
 
 from ._charger import amount
 from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
@@ -65,7 +65,7 @@ def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str,
       wattshare coop init --name "Kollwitzkiez Energy" --credit-limit 50
     """
     coop = ctx.home.create(force)
-    treasurer, witness = (_extra_key(ctx.home, name) for name in ("treasurer.key", "witness.key"))
+    treasurer, witness = (ctx.home.new_key(name) for name in ("treasurer.key", "witness.key"))
     charter = CoopCharter(name=name, currency=currency, credit_limit=amount(credit_limit, currency, "--credit-limit"),
                           treasurers=(treasurer.public_key,), witnesses=(witness.public_key,))
     ctx.home.write_config({"node": {"listen": listen, "bootstrap": [], "coop": coop.peer_id},
@@ -77,12 +77,6 @@ def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str,
     emit(ctx, {"coop": coop.peer_id, "treasurer": treasurer.peer_id, "witness": witness.peer_id},
          f"co-op [bold]{name}[/] is {coop.peer_id}\nmembers join with: --coop {coop.peer_id}\n"
          "start its node with: wattshare coop node run")
-
-
-def _extra_key(home: Home, name: str) -> Identity:
-    identity = Identity.generate()
-    identity.save(home.path / name)
-    return identity
 
 
 def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:

@@ -86,8 +86,12 @@ class Home:
             fail(f"{self.path} already holds a participant; use another --home, or --force to replace it")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path, 0o700)
+        return self.new_key(self.key.name)
+
+    def new_key(self, name: str) -> Identity:
+        """A fresh key saved in this home as `name` (mode 0600)."""
         identity = Identity.generate()
-        identity.save(self.key)
+        identity.save(self.path / name)
         return identity
 
     def identity(self, name: str = "key") -> Identity:

@@ -99,7 +99,8 @@ def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_pat
     loris = Node(identity("loris"))
     honest = Node(identity("honest"), ledger=LedgerStore(tmp_path / "honest.db", world.coop.public_key),
                   sync_interval=3600)
-    replies, served = {}, {}
+    replies, served, hanging = {}, {}, []
+    all_hanging = trio.Event()
 
     async def trickle(protocol):
         """A frame announced at 100 bytes, sent one byte every half second."""
@@ -107,6 +108,9 @@ def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_pat
         async with trio.open_nursery() as nursery:
             async def drip():
                 await stream.write(varint(100))
+                hanging.append(protocol)
+                if len(hanging) == len(PROTOCOLS):
+                    all_hanging.set()
                 for _ in range(60):
                     await trio.sleep(0.5)
                     try:
@@ -133,7 +137,7 @@ def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_pat
             async with trio.open_nursery() as nursery:
                 for protocol in PROTOCOLS:
                     nursery.start_soon(trickle, protocol)
-                await trio.sleep(2.0)  # the lorises are all hanging on now
+                await all_hanging.wait()  # every protocol has a loris hanging on it now
                 info = server.host.get_peerstore().peer_info(server.host.get_id())
                 served["ads"] = await fetch_ads(honest.host, info)
                 await honest.sync.pull(honest.host, server.host.get_id())

@@ -135,7 +135,10 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
                                                on_update=lambda c: stop.set() if c.energy_wh >= 500 else None)
                 with trio.fail_after(10):
                     await point.wait()
-                output = (await point.stdout.receive_some(4096)).decode().split()
+                output = b""
+                while chunk := await point.stdout.receive_some(4096):  # to the end: it has exited
+                    output += chunk
+                output = output.decode().split()
             finally:
                 if point.returncode is None:
                     point.kill()
