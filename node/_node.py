@@ -26,7 +26,9 @@ from typing import Any, AsyncIterator, Callable
 
 import multiaddr
 import trio
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
 
 from wattshare.ledger import LedgerStore
 from wattshare.protocol import (
@@ -69,6 +71,7 @@ REANNOUNCE_INTERVAL = 600.0
 JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes after start
 REFRESH_TIMEOUT = 10.0
 REJOIN_INTERVAL = 5.0
+REACH_TIMEOUT = 5.0
 SYNC_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ class Node:
         ))
         self.store.record(request, Slot.PENDING)
         try:
-            booking = await request_booking(self.host, peer_of(ad.host), request)
+            booking = await request_booking(self.host, await self.reach(ad.host), request)
         except BaseException:
             self.store.settle(request.digest, Slot.REJECTED)
             raise
@@ -196,9 +199,24 @@ class Node:
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""
         cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(self.clock()), detail=detail))
-        fee = await request_cancel(self.host, peer_of(booking.request.message.host), cancel)
+        fee = await request_cancel(self.host, await self.reach(booking.request.message.host), cancel)
         self.store.settle(booking.id, Slot.CANCELLED, cancel.encode())
         return fee
+
+    async def reach(self, key: bytes) -> ID:
+        """The peer id of a participant, with its addresses looked up on the DHT if this
+        node knows none (a new wallet process that has only joined the co-op, say)."""
+        peer = peer_of(key)
+        try:
+            known = bool(self.host.get_peerstore().addrs(peer))
+        except PeerStoreError:
+            known = False
+        if not known and peer not in self.host.get_connected_peers():
+            with trio.move_on_after(REACH_TIMEOUT):
+                info = await self.dht.find_peer(peer)
+                if info is not None and info.addrs:
+                    self.host.get_peerstore().add_addrs(peer, info.addrs, 600)
+        return peer
 
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
                      on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0) -> Charging:
@@ -226,6 +244,7 @@ class Node:
 
         stored = self.store.session(booking.id)
         answered = Signed.decode(stored["answer"], SettlementEvent) if stored and stored["answer"] else None
+        await self.reach(booking.request.message.host)
         return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
                             ledger=self.ledger, timeout=timeout, answered=answered)  # type: ignore[arg-type]
 
