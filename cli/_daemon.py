@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
+from rich.console import Group
+from rich.table import Table
 
 from wattshare.node import Node, admin_call
 from wattshare.node._framing import exception_leaves
@@ -89,4 +91,10 @@ def ask(home: Home, request: dict[str, Any]) -> Any:
 def show_status(ctx: Context) -> None:
     """Print what the daemon of this home says of itself."""
     data = ask(ctx.home, {"cmd": "status"})
-    emit(ctx, data, "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()))
+    lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items() if key != "misbehaving_peers")
+    culprits = Table(title="Peers refused for misbehaving", title_justify="left")
+    for column in ("peer", "protocol", "reason", "count"):
+        culprits.add_column(column, justify="right" if column == "count" else "left")
+    for row in data.get("misbehaving_peers", []):
+        culprits.add_row(row["peer"], row["protocol"], row["reason"], str(row["count"]))
+    emit(ctx, data, Group(lines, culprits) if culprits.rows else lines)

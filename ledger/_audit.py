@@ -17,6 +17,9 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
    ones; and conservation (balances sum to deposits minus withdrawals). A driver's
    second answer to one settlement (two acks, or an ack and then a dispute) moves no
    money, so ingest keeps it, but audit names it: the first answer stands.
+4. Evidence: each entry ingest refused but kept because its author provably signed it
+   (the `refused` table) is re-checked on its own and its author named; a row that
+   proves nothing is flagged too, so the table cannot frame anyone.
 
 Each finding is a `Violation` named by the same `Rule` that ingest would refuse with.
 The file is opened read-only: an audit never changes what it audits.
@@ -28,17 +31,18 @@ import hashlib
 import sqlite3
 import time
 from collections import defaultdict, deque
+from contextlib import suppress
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, peer_id
+from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, peer_id, vouched_by
 
-from ._entry import EntryKind, FeedHead
+from ._entry import MAX_BODY, EntryKind, FeedHead, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._merkle import MerkleLog, leaf_hash
-from ._rules import Checked, check_entry, decode_entry
+from ._rules import Checked, check_entry, decode_entry, evidence
 from ._state import LedgerState
 
 CHUNK = 512
@@ -172,6 +176,8 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         rows = conn.execute("SELECT digest, author, seq FROM entries ORDER BY author, seq, rowid").fetchall()
         heads = conn.execute("SELECT author, envelope FROM heads").fetchall()
         frauds = conn.execute("SELECT author, seq, first, second FROM frauds").fetchall()
+        refused = [row[0] for row in conn.execute("SELECT envelope FROM refused ORDER BY author, seq")] \
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'refused'").fetchone() else []  # older files
         stored = {(m, c): b for m, c, b in conn.execute("SELECT member, currency, balance FROM balances")}
         reserves = dict(conn.execute("SELECT currency, amount FROM reserves").fetchall())
         report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers)
@@ -179,7 +185,7 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
     finally:
         conn.close()
 
-    _Ordered(report, rows, verdicts, frauds).run(heads, stored, reserves)
+    _Ordered(report, rows, verdicts, frauds).run(heads, stored, reserves, refused)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -199,14 +205,32 @@ class _Ordered:
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
         self.report.violations.append(Violation(rule, detail, author, seq))
 
-    def run(self, heads: list, stored: dict, reserves: dict) -> None:
+    def run(self, heads: list, stored: dict, reserves: dict, refused: list[bytes]) -> None:
         forked = self._forks()
         for (digest, author, seq), verdict in zip(self.rows, self.verdicts):
             self._entry(verdict, digest, author, seq, author in forked)
         self.report.feeds = len(self.logs)
         self._heads(heads)
-        self._cross_checks()
+        refused_claims = self._evidence(refused)
+        self._cross_checks(refused_claims)
         self._balances(stored, reserves)
+
+    def _evidence(self, refused: list[bytes]) -> set[tuple[bytes, bytes, bytes]]:
+        """Name the author of each refused entry; returns the (booking, settlement digest,
+        driver) of the refused settlement claims, which their drivers may dispute."""
+        claims = set()
+        for envelope in refused:
+            proof = evidence(envelope)
+            if proof is None:
+                self.flag(Rule.MALFORMED, "the refused-entries table holds an entry that proves nothing")
+                continue
+            self.flag(proof.rule, f"signed an entry the ledger refused: {proof.detail}", proof.author, proof.seq)
+            entry = decode_entry(envelope).message
+            if entry.kind is EntryKind.SETTLEMENT:
+                with suppress(RemoteProtocolError), vouched_by(entry.author):
+                    claim = SettlementClaim.decode(entry.body, max_size=MAX_BODY)
+                    claims.add((claim.booking.id, claim.settlement.digest, claim.booking.request.message.driver))
+        return claims
 
     def _forks(self) -> set[bytes]:
         forked: set[bytes] = set()
@@ -280,11 +304,13 @@ class _Ordered:
         elif log.root_at(size) != root:
             self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by, seq)
 
-    def _cross_checks(self) -> None:
+    def _cross_checks(self, refused_claims: set[tuple[bytes, bytes, bytes]]) -> None:
         settlements = {f.booking: f for f in self.accepted if f.kind is EntryKind.SETTLEMENT}
         charters = sorted((f.t, f.seq, digest) for f, digest in self._coop_charters())
         answered: set[tuple[bytes, bytes | None]] = set()
         for fact in self.accepted:
+            if fact.kind is EntryKind.DISPUTE and (fact.booking, fact.settlement, fact.author) in refused_claims:
+                continue  # a driver disputing a claim the ledger refused: right, and nothing dangles
             if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
                 settled = settlements.get(fact.booking)
                 if settled is None or settled.settlement != fact.settlement or settled.driver != fact.author:

@@ -28,6 +28,7 @@ from wattshare.protocol import Record, Signed, frame_kind, record, require, requ
 
 from ._entry import FeedHead
 from ._errors import EntryRefused
+from ._rules import decode_entry
 from ._store import IngestReport, LedgerStore
 
 MAX_BATCH = 512
@@ -156,8 +157,24 @@ class Replicator:
             yield Batch(entries=tuple(pending))
 
     def accept(self, batch: Batch) -> IngestReport:
-        """Ingest one batch atomically, then keep the heads it made checkable."""
-        report = self.store.ingest(batch.entries)
+        """Ingest one batch atomically, then keep the heads it made checkable.
+
+        An entry its author provably wrote that breaks an entry rule is kept as evidence
+        (`LedgerStore.keep_evidence`) and leaves out the rest of that feed, while the
+        batch's other feeds are stored: one lying member cannot stall replication of
+        the rest. Any other refusal refuses the whole batch (its sender is to blame)."""
+        entries, refused = list(batch.entries), []
+        while True:
+            try:
+                report = self.store.ingest(entries)
+                break
+            except EntryRefused as error:
+                culprit = self._evidence_in(entries, error)
+                if culprit is None:
+                    raise
+                refused.append(culprit)
+                entries = [e for e in entries if not _at_or_after(e, culprit.author, culprit.seq)]
+        report.refused = refused
         still_pending = []
         for head in self._pending_heads:
             try:
@@ -167,6 +184,21 @@ class Replicator:
                 continue  # a head that disagrees: the next sync refetches that feed
         self._pending_heads = still_pending
         return report
+
+    def _evidence_in(self, entries: list[bytes], error: EntryRefused) -> EntryRefused | None:
+        """The evidence kept against the author of the entry `error` refused, if it is that."""
+        if error.author is None:
+            return None
+        for envelope in entries:
+            entry = decode_entry(envelope).message
+            if (entry.author, entry.seq) == (error.author, error.seq):
+                return self.store.keep_evidence(envelope)
+        return None
+
+
+def _at_or_after(envelope: bytes, author: bytes | None, seq: int | None) -> bool:
+    entry = decode_entry(envelope).message
+    return entry.author == author and entry.seq >= (seq or 0)
 
 
 def sync(a: Replicator, b: Replicator) -> tuple[int, int]:

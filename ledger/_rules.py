@@ -91,6 +91,16 @@ def check_entry(data: bytes | Signed[Entry]) -> Checked:
         raise EntryRefused(exc.rule, exc.detail, author=entry.author, seq=entry.seq) from None
 
 
+def evidence(envelope: bytes) -> EntryRefused | None:
+    """The rule a validly signed entry breaks on its own, naming its author; None if the
+    entry is fine or its signature does not verify."""
+    try:
+        check_entry(decode_entry(envelope))
+    except EntryRefused as refused:
+        return refused if refused.author is not None else None
+    return None
+
+
 def _facts(signed: Signed[Entry], **facts: object) -> Checked:
     entry = signed.message
     return Checked(author=entry.author, seq=entry.seq, prev=entry.prev, t=entry.t, kind=entry.kind, **facts)  # type: ignore[arg-type]

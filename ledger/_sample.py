@@ -139,6 +139,19 @@ class SampleWorld:
         host = next(h for h in self.hosts if h.public_key == session.booking.request.message.host)
         return self.entry(host, EntryKind.SETTLEMENT, claim, session.settlement.message.t)
 
+    def resettled_entry(self, session: Session, **changes: object) -> Signed[Entry]:
+        """A settlement entry whose Settlement the host re-signed with `changes`: a lying
+        host, for tests (an amount above the receipts' price or the driver's cap)."""
+        host = next(h for h in self.hosts if h.public_key == session.booking.request.message.host)
+        lie = sign(host, session.settlement.message.replace(**changes))
+        return self.settlement_entry(Session(session.booking, session.receipts, lie))
+
+    def overclaim_entry(self, session: Session, extra: int) -> Signed[Entry]:
+        """A settlement entry claiming `extra` cents more than the receipts price to."""
+        first, *rest = session.settlement.message.breakdown
+        return self.resettled_entry(session, amount=session.settlement.message.amount + extra,
+                                    breakdown=(first.replace(amount=first.amount + extra), *rest))
+
     def ack_entry(self, session: Session, t: int | None = None) -> Signed[Entry]:
         driver = next(d for d in self.drivers if d.public_key == session.booking.request.message.driver)
         when = session.settlement.message.t + 600 if t is None else t

@@ -14,6 +14,10 @@ mode, made with sqlite-utils and readable by any SQLite tool. Tables:
 - `reserves(currency, amount)`: deposits minus withdrawals, which the balances sum to.
 - `frauds(author, seq, first, second, detected)`: two entries one author signed for one
   seq (in byte order, so every store holds the same proof); neither is dropped.
+- `refused(digest, author, seq, rule, envelope, detected)`: entries refused on ingest
+  whose own signature verifies, so their author provably wrote them (a settlement above
+  the receipts' price or the cap, a fee the terms do not give...): signed evidence that
+  names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
 
 `ingest` takes a batch of envelopes, checks every one (intrinsic rules, then feed
 order, claims and trust against the in-memory `LedgerState`), and writes all of it in
@@ -37,10 +41,11 @@ from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, S
 
 from ._entry import CoopCharter, Entry, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule, StoreError
-from ._rules import Checked, check_entry, decode_entry
+from ._rules import Checked, check_entry, decode_entry, evidence
 from ._state import LedgerState, Outcome
 
 SCHEMA = 1
+MAX_EVIDENCE_PER_AUTHOR = 16
 
 
 @dataclass
@@ -49,6 +54,7 @@ class IngestReport:
     duplicates: int = 0
     ignored: int = 0  # entries of frozen feeds
     forks: list[tuple[bytes, int]] = field(default_factory=list)  # (author, seq)
+    refused: list[EntryRefused] = field(default_factory=list)  # entries kept as evidence instead
 
 
 class LedgerStore:
@@ -87,6 +93,8 @@ class LedgerStore:
         db["reserves"].create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
         db["frauds"].create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
                             pk=("author", "seq"), if_not_exists=True)
+        db["refused"].create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
+                              "detected": int}, pk="digest", if_not_exists=True)
 
     def _check_meta(self, coop: bytes) -> None:
         meta = {row["key"]: row["value"] for row in self.db["meta"].rows}
@@ -192,6 +200,25 @@ class LedgerStore:
             raise
         self.state.commit()
         return report
+
+    def keep_evidence(self, envelope: bytes) -> EntryRefused | None:
+        """Keep `envelope` as evidence against its author if it is validly signed and
+        breaks an entry rule of its own (`check_entry`); returns that refusal, or None
+        if the entry proves nothing against its author (a bad outer signature: whoever
+        sent it is to blame, not the key it names)."""
+        refused = evidence(envelope)
+        if refused is None:
+            return None
+        count = self.db.execute("SELECT COUNT(*) FROM refused WHERE author = ?", [refused.author]).fetchone()[0]
+        if count < MAX_EVIDENCE_PER_AUTHOR:
+            self._write([("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
+                          [(hashlib.sha256(envelope).digest(), refused.author, refused.seq, refused.rule.value,
+                            envelope, int(time.time()))])])
+        return refused
+
+    def evidence(self) -> list[bytes]:
+        """The envelopes kept as evidence (see `keep_evidence`)."""
+        return [row[0] for row in self.db.execute("SELECT envelope FROM refused ORDER BY author, seq")]
 
     @staticmethod
     def _fork_proof(first: bytes, second: bytes) -> tuple[bytes, int, bytes, bytes]:

@@ -55,6 +55,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             "ads": len(node.board.ads),
             "pending": [b.hex() for b in node.desk.pending()] if node.desk else [],
             "ledger_entries": sum(ledger.sizes().values()) if ledger else None,
+            "misbehaving_peers": node.conduct.culprits(),
         }
 
     def ads(_: dict) -> list:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Callable
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -41,14 +42,17 @@ from wattshare.protocol import (
     Identity,
     InvalidValue,
     Query,
+    Reason,
+    RemoteProtocolError,
     Result,
     Signed,
+    forged,
     geo,
     search,
     sign,
 )
 
-from ._framing import FrameStream, ask, serve
+from ._framing import FrameStream, Refusal, ask, serve
 from ._host import cell_key
 
 AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
@@ -82,8 +86,8 @@ class AdBoard:
     def cells(self) -> set[str]:
         return {signed.message.geohash[:5] for signed in self.ads.values()}
 
-    async def handle(self, stream: INetStream) -> None:
-        await serve(stream, self._answer, HANDLER_TIMEOUT)
+    async def handle(self, stream: INetStream) -> Reason | None:
+        return await serve(stream, self._answer, HANDLER_TIMEOUT)
 
     async def _answer(self, frames: FrameStream) -> None:
         request = await frames.receive(AdRequest)
@@ -139,8 +143,11 @@ async def fetch_ads(host: IHost, peer: PeerInfo) -> list[Signed[ChargerAd]]:
 
 
 async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None = None,
-                        timeout: float = FETCH_TIMEOUT) -> list[Result]:
-    """Search the network for chargers answering `query`, best first."""
+                        timeout: float = FETCH_TIMEOUT,
+                        blame: Callable[[bytes, Reason], None] = lambda peer, reason: None) -> list[Result]:
+    """Search the network for chargers answering `query`, best first; a peer serving an
+    ad it did not sign as its host (another host's, or one naming another host), or a
+    broken list, is `blame`d, and what it served dropped."""
     lat, lon = query.point
     cells = geo.covering_cells(lat, lon, query.radius_m, 5)
     peers: dict[ID, PeerInfo] = {}
@@ -157,12 +164,16 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None 
     served: list[tuple[bytes, Signed[ChargerAd]]] = []
 
     async def fetch(peer: PeerInfo) -> None:
+        key = peer.peer_id.extract_public_key().to_bytes()
         try:
             ads = await fetch_ads(host, peer)
         except Exception as error:  # noqa: BLE001 - one host's refusal, reset or dial error must not fail the search
             log.info("no ads from %s: %s", peer.peer_id, error)
+            if isinstance(error, RemoteProtocolError) and not isinstance(error, Refusal):
+                blame(key, error.reason)  # it answered with a forged or broken list
             return
-        key = peer.peer_id.extract_public_key().to_bytes()
+        if any(forged(key, ad) for ad in ads):
+            blame(key, Reason.WRONG_SIGNER)
         served.extend((key, ad) for ad in ads)
 
     with trio.move_on_after(timeout):

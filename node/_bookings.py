@@ -59,6 +59,7 @@ from wattshare.protocol import (
 )
 
 from ._ads import AdBoard
+from ._conduct import remote_key
 from ._limits import RateLimiter
 from ._framing import FrameStream, ask, serve
 from ._store import NodeStore, Slot
@@ -81,11 +82,6 @@ class Refused(Exception):
         self.detail = detail
 
 
-def remote_key(stream: INetStream) -> bytes:
-    """The Ed25519 key of the peer at the other end (authenticated by Noise)."""
-    return stream.muxed_conn.peer_id.extract_public_key().to_bytes()
-
-
 @dataclass
 class BookingDesk:
     """The host's side (see the module doc)."""
@@ -101,19 +97,25 @@ class BookingDesk:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
-    async def handle(self, stream: INetStream) -> None:
+    async def handle(self, stream: INetStream) -> Reason | None:
         peer = remote_key(stream)
+
+        rejected: list[Reason] = []
 
         async def answer(frames: FrameStream) -> None:
             offer = await frames.receive(BookingOffer, CancelOffer)
             if not isinstance(offer, ErrorReply) and not self.limiter.allow(peer):
                 raise RemoteProtocolError(Reason.RATE_LIMITED, "too many requests from you; wait a minute")
             if isinstance(offer, BookingOffer):
-                await frames.send(await self.decide(offer.request, peer))
+                reply = await self.decide(offer.request, peer)
+                await frames.send(reply)
+                if reply.rejection is not None:
+                    rejected.append(reply.rejection.message.reason)
             elif isinstance(offer, CancelOffer):
                 await frames.send(CancelAnswer(fee=self.cancel(offer.cancel, peer)))
 
-        await serve(stream, answer, HANDLER_TIMEOUT + self.approval_timeout)
+        refused = await serve(stream, answer, HANDLER_TIMEOUT + self.approval_timeout)
+        return refused or next(iter(rejected), None)
 
     # --- requests ------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from wattshare.protocol import (
     Dispute,
     ErrorReply,
     Identity,
+    Reason,
     RemoteProtocolError,
     SessionAnswer,
     SessionMachine,
@@ -42,7 +43,7 @@ from wattshare.protocol import (
 )
 
 from ._clock import Clock
-from ._framing import FrameStream, close_quietly
+from ._framing import FrameStream, Refusal, close_quietly
 from ._host import peer_of
 from ._sessions import SESSION_PROTOCOL
 
@@ -71,12 +72,16 @@ class Charging:
 async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock, *,
                  stop: trio.Event | None = None, on_update: Callable[[Charging], None] | None = None,
                  ledger: LedgerStore | None = None, timeout: float = 3600.0,
-                 answered: Signed[SettlementAck] | Signed[Dispute] | None = None) -> Charging:
+                 answered: Signed[SettlementAck] | Signed[Dispute] | None = None,
+                 blame: Callable[[bytes, Reason], None] = lambda host, reason: None) -> Charging:
     """Start (or re-attach to) `booking`'s session and follow it to its settlement.
 
     `timeout` bounds the wait for any one update, in real seconds. `answered` is this
-    driver's answer from an earlier run (it is sent again, not re-signed). RemoteProtocolError
-    carries the host's refusal (TOO_EARLY, CHARGER_OFFLINE, ...) or a broken receipt."""
+    driver's answer from an earlier run (it is sent again, not re-signed). Refusal
+    carries the host's refusal (TOO_EARLY, CHARGER_OFFLINE, ...); another
+    RemoteProtocolError a receipt or frame the host got wrong, for which, as for a
+    settlement the driver disputes, the host is `blame`d."""
+    host_key = booking.request.message.host
     start = sign(identity, StartRequest(booking_id=booking.id, t=int(clock())))
     charging = Charging(SessionMachine(booking, start), answer=answered)
     with trio.fail_after(CONNECT_TIMEOUT):
@@ -95,9 +100,13 @@ async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock
             nursery.cancel_scope.cancel()
     finally:
         await close_quietly(stream)
+    if isinstance(error, RemoteProtocolError) and not isinstance(error, Refusal):
+        blame(host_key, error.reason)
     if error is not None:
         raise error
     answer = charging.answer
+    if answer is not None and isinstance(answer.message, Dispute):
+        blame(host_key, answer.message.reason)
     if ledger is not None and answer is not None and not _on_feed(ledger, identity.public_key, answer.message):
         kind = EntryKind.ACK if isinstance(answer.message, SettlementAck) else EntryKind.DISPUTE
         ledger.append(identity, [(kind, answer.message)], t=answer.message.t)
@@ -116,7 +125,7 @@ async def _follow(frames: FrameStream, identity: Identity, charging: Charging, c
     while charging.settlement is None:
         update = await frames.receive(SessionUpdate)
         if isinstance(update, ErrorReply):
-            raise RemoteProtocolError(update.reason, update.detail)
+            raise Refusal(update.reason, update.detail)
         if update.settlement is not None:
             charging.settlement = update.settlement
             charging.answer = _answer(identity, charging, update.settlement, clock, charging.answer)

@@ -55,6 +55,11 @@ class FrameError(RemoteProtocolError):
     """A frame the peer got wrong (or was too slow with); `reason` goes back on the wire."""
 
 
+class Refusal(RemoteProtocolError):
+    """The peer said no with an error frame and its reason code: its right, where any
+    other RemoteProtocolError from a peer is a fault of that peer's."""
+
+
 class StreamEnded(Exception):
     """The peer closed its side cleanly where a frame could have started."""
 
@@ -158,9 +163,10 @@ async def close_quietly(stream: INetStream) -> None:
 
 
 async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[None]], timeout: float,
-                max_size: int = MAX_MESSAGE_SIZE) -> None:
+                max_size: int = MAX_MESSAGE_SIZE) -> Reason | None:
     """Run one handler conversation: refusals go back with their reason code, a peer that
-    vanishes or stalls just ends it, and the stream is closed in every case."""
+    vanishes or stalls just ends it, and the stream is closed in every case. Returns the
+    reason the peer was refused for, if it was."""
     frames = FrameStream(stream, max_size=max_size)
     try:
         with trio.fail_after(timeout):
@@ -170,10 +176,12 @@ async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[N
         if isinstance(fault, RemoteProtocolError):
             log.info("%s refused: %s", stream.get_protocol(), fault)
             await frames.refuse(fault)
-        elif fault is None:
+            return fault.reason
+        if fault is None:
             log.exception("%s handler failed; the node carries on", stream.get_protocol())
     finally:
         await close_quietly(stream)
+    return None
 
 
 _GONE = (StreamEnded, StreamError)  # the peer left or reset the stream
@@ -204,7 +212,7 @@ def exception_leaves(error: BaseException) -> Iterator[BaseException]:
 async def ask(host: IHost, peer: ID, protocol: TProtocol, frame: Record, expect: type[R], timeout: float,
               max_size: int = MAX_MESSAGE_SIZE) -> R:
     """Open a stream, send one frame, return the one reply; a refusal is raised as
-    RemoteProtocolError with the peer's reason code."""
+    `Refusal` with the peer's reason code."""
     with trio.fail_after(timeout):
         stream = await host.new_stream(peer, [protocol])
         try:
@@ -214,5 +222,5 @@ async def ask(host: IHost, peer: ID, protocol: TProtocol, frame: Record, expect:
         finally:
             await close_quietly(stream)
     if isinstance(reply, ErrorReply):
-        raise RemoteProtocolError(reply.reason, reply.detail)
+        raise Refusal(reply.reason, reply.detail)
     return reply

@@ -21,10 +21,17 @@ class RateLimiter:
         self.now = now
         self._buckets: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
 
+    def _tokens(self, peer: bytes, now: float) -> float:
+        tokens, at = self._buckets.get(peer, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) * self.rate)
+
+    def has_tokens(self, peer: bytes) -> bool:
+        """Whether `peer` could make a request now (without spending anything)."""
+        return self._tokens(peer, self.now()) >= 1
+
     def allow(self, peer: bytes) -> bool:
         now = self.now()
-        tokens, at = self._buckets.get(peer, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        tokens = self._tokens(peer, now)
         if tokens < 1:
             self._buckets[peer] = (tokens, now)
             return False

@@ -6,7 +6,7 @@ pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `async with node.running():` and stopped by leaving the block. While it runs it serves
 its protocols; refreshes its routing table and re-provides its ads' cells a few times
 soon after it starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or
-`join`); reconnects to the peers it joined through whenever their link is gone; if it keeps a ledger, pulls entries from its connected peers every
+`join`); serves every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and the record of who misbehaved); reconnects to the peers it joined through whenever their link is gone; if it keeps a ledger, pulls entries from its connected peers every
 `sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
 path, answers the local `wattshare` command on that Unix socket; with an `ocpp` listen
 address (a host), runs the OCPP central system its wallbox connects to and the
@@ -50,6 +50,7 @@ from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
 from ._charge import Charging, charge
 from ._clock import Clock
+from ._conduct import Conduct
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._gossip import HeadGossip
 from ._host import (
@@ -96,21 +97,22 @@ class Node:
         self.board = AdBoard(identity)
         for ad in self.store.ads():
             self.board.ads[ad.message.charger_id] = ad
-        self.host.set_stream_handler(AD_PROTOCOL, self.board.handle)
+        self.conduct = Conduct()
+        self.host.set_stream_handler(AD_PROTOCOL, self.conduct.guard(AD_PROTOCOL, self.board.handle))
         self.desk: BookingDesk | None = None
         if access is not None:
             self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout,
                                     self.clock)
-            self.host.set_stream_handler(BOOKING_PROTOCOL, self.desk.handle)
+            self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
             self.sessions = SessionDesk(identity, self.store, self.board, self.clock, ledger, *ocpp)
-            self.host.set_stream_handler(SESSION_PROTOCOL, self.sessions.handle)
+            self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
         if ledger is not None:
-            self.sync = LedgerSync(ledger)
-            self.host.set_stream_handler(SYNC_PROTOCOL, self.sync.handle)
+            self.sync = LedgerSync(ledger, blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
+            self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))
             if gossip:
                 self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge)
         self.sync_interval = sync_interval
@@ -178,7 +180,8 @@ class Node:
                 "credit_limit": self.ledger.state.credit_limit(me)}
 
     async def search(self, query: Query, now: int | None = None) -> list[Result]:
-        return await find_chargers(self.host, self.dht, query, int(self.clock()) if now is None else now)
+        return await find_chargers(self.host, self.dht, query, int(self.clock()) if now is None else now,
+                                   blame=lambda peer, reason: self.conduct.note(peer, AD_PROTOCOL, reason))
 
     async def book(self, ad: ChargerAd, start: int, end: int, spend_cap: int) -> Booking:
         """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
@@ -246,7 +249,8 @@ class Node:
         answered = Signed.decode(stored["answer"], SettlementEvent) if stored and stored["answer"] else None
         await self.reach(booking.request.message.host)
         return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
-                            ledger=self.ledger, timeout=timeout, answered=answered)  # type: ignore[arg-type]
+                            ledger=self.ledger, timeout=timeout, answered=answered,  # type: ignore[arg-type]
+                            blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
 
     async def _stay_joined(self) -> None:
         """Reconnect to the peers joined through (a restarted co-op node, say) whenever

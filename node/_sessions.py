@@ -80,7 +80,7 @@ from wattshare.protocol import (
 )
 
 from ._ads import AdBoard
-from ._bookings import remote_key
+from ._conduct import remote_key
 from . import _ocpp as ocpp
 from ._central import CentralSystem, ChargerOffline
 from ._clock import Clock
@@ -224,7 +224,7 @@ class SessionDesk:
 
     # --- the driver's stream ----------------------------------------------------------
 
-    async def handle(self, stream: INetStream) -> None:
+    async def handle(self, stream: INetStream) -> Reason | None:
         peer = remote_key(stream)
 
         async def answer(frames: FrameStream) -> None:
@@ -235,7 +235,7 @@ class SessionDesk:
             frames.timeout = STREAM_LIMIT  # a driver may stay quiet for the whole session
             await self._attend(frames, live)
 
-        await serve(stream, answer, STREAM_LIMIT)
+        return await serve(stream, answer, STREAM_LIMIT)
 
     async def start(self, start: Signed[StartRequest], peer: bytes) -> Live:
         """Start the session of `start`'s booking, or re-attach to it; RemoteProtocolError if not."""

@@ -10,7 +10,9 @@ pull from a peer is one stream:
     server -> puller   Batch ... Batch, then an empty Batch: done
 
 Each batch is ingested atomically as it arrives; a broken stream loses at most the
-batch in flight, and the next pull resumes from the new sizes. A server that sees in
+batch in flight, and the next pull resumes from the new sizes. An entry its author
+provably signed but the ledger refuses is kept as evidence and its author `blame`d; a
+batch with an entry nobody signed refuses the batch and blames the peer serving it. A server that sees in
 the puller's `Have` entries it lacks pulls them back soon after, which is how a
 short-lived wallet `push`es its new entries before it leaves. Nothing depends on
 gossip arriving: every node pulls from every peer it is connected to every
@@ -29,9 +31,9 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from wattshare.ledger import Batch, EntryRefused, Have, LedgerStore, Replicator, Want
-from wattshare.protocol import ErrorReply, RemoteProtocolError
+from wattshare.protocol import ErrorReply, Reason, RemoteProtocolError
 
-from ._framing import FrameStream, close_quietly, serve
+from ._framing import FrameStream, Refusal, close_quietly, serve
 
 SYNC_PROTOCOL = TProtocol("/wattshare/ledger-sync/1.0.0")
 SYNC_FRAME = 4 * 1024 * 1024
@@ -42,19 +44,21 @@ log = logging.getLogger(__name__)
 class LedgerSync:
     """Serve and pull ledger entries for one store (see the module doc)."""
 
-    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True) -> None:
+    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True,
+                 blame: Callable[[bytes, Reason], None] = lambda culprit, reason: None) -> None:
         self.store = store
         self.interested = interested
+        self.blame = blame  # told of each culprit: a lying entry's author, or a peer serving forgeries
         self._news, self._news_out = trio.open_memory_channel[ID](64)
         self.remote_sizes: dict[ID, dict[bytes, int]] = {}  # what each peer served us last held
 
-    async def handle(self, stream: INetStream) -> None:
+    async def handle(self, stream: INetStream) -> Reason | None:
         peer = stream.muxed_conn.peer_id
 
         async def respond(frames: FrameStream) -> None:
             await self._serve(frames, peer)
 
-        await serve(stream, respond, SYNC_TIMEOUT, max_size=SYNC_FRAME)
+        return await serve(stream, respond, SYNC_TIMEOUT, max_size=SYNC_FRAME)
 
     async def _serve(self, frames: FrameStream, peer: ID) -> None:
         replicator = Replicator(self.store, self.interested)
@@ -83,19 +87,24 @@ class LedgerSync:
                 await frames.send(replicator.have())
                 theirs = await frames.receive(Have)
                 if isinstance(theirs, ErrorReply):
-                    raise RemoteProtocolError(theirs.reason, theirs.detail)
+                    raise Refusal(theirs.reason, theirs.detail)
                 self.remote_sizes[peer] = {f.author: f.size for f in theirs.sizes}
                 await frames.send(replicator.want(theirs))
                 while True:
                     batch = await frames.receive(Batch)
                     if isinstance(batch, ErrorReply):
-                        raise RemoteProtocolError(batch.reason, batch.detail)
+                        raise Refusal(batch.reason, batch.detail)
                     if not batch.entries:
                         return added
                     try:
-                        added += replicator.accept(batch).added
+                        report = replicator.accept(batch)
                     except EntryRefused as refused:
+                        if refused.author is None:  # an entry no key signed: the peer serving it forged it
+                            self.blame(peer.extract_public_key().to_bytes(), refused.rule.reason)
                         raise RemoteProtocolError(refused.rule.reason, str(refused)) from None
+                    added += report.added
+                    for lie in report.refused:
+                        self.blame(lie.author, lie.rule.reason)  # type: ignore[arg-type]
             finally:
                 await close_quietly(stream)
 

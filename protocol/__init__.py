@@ -53,7 +53,7 @@ from ._messages import (
 )
 from ._pricing import LineKind, MeterReading, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
-from ._search import Query, Result, estimate, newest, search
+from ._search import Query, Result, estimate, forged, newest, search
 from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
 from ._wire import (
     FRAMES,
@@ -164,6 +164,7 @@ __all__ = [
     "geo",
     "message",
     "minor_digits",
+    "forged",
     "newest",
     "open_access",
     "peer_id",

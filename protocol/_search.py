@@ -74,12 +74,18 @@ def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[int, 
     return price(ad.tariff, readings, ad.tz).total, delivered
 
 
+def forged(served_by: bytes, signed: Signed[ChargerAd]) -> bool:
+    """An ad served by a peer other than the host it names and that signed it (DESIGN.md:
+    the ad's signer must be the peer that serves it)."""
+    return signed.signer != served_by or signed.message.host != served_by
+
+
 def newest(ads: Iterable[tuple[bytes, Signed[ChargerAd]]], now: int) -> list[Signed[ChargerAd]]:
     """Ads signed by the peer that served them, unexpired, newest seq per (host, charger)."""
     best: dict[tuple[bytes, str], Signed[ChargerAd]] = {}
     for served_by, signed in ads:
         ad = signed.message
-        if signed.signer != served_by or ad.host != served_by or ad.expires <= now:
+        if forged(served_by, signed) or ad.expires <= now:
             continue
         current = best.get(ad.key)
         if current is None or ad.seq > current.message.seq:

@@ -112,28 +112,18 @@ def test_wrong_prev(ledger):
     assert rules(path) == [Rule.PREV_MISMATCH]
 
 
-def settlement_with(world, session, **changes):
-    """A settlement entry whose Settlement the host re-signed with `changes`."""
-    host = next(h for h in world.hosts if h.public_key == session.booking.request.message.host)
-    resigned = p.sign(host, session.settlement.message.replace(**changes))
-    claim = SettlementClaim(booking=session.booking, receipts=session.receipts, settlement=resigned)
-    return world.entry(host, EntryKind.SETTLEMENT, claim, session.settlement.message.t)
-
-
 def test_settlement_over_the_cap(ledger):
     path, world, _ = ledger
     session = world.session(world.hosts[0], world.drivers[0], NIGHT + 9 * 86_400, spend_cap=100)
     lines = session.settlement.message.breakdown[:-1]
-    insert(path, settlement_with(world, session, amount=sum(x.amount for x in lines), breakdown=lines))
+    insert(path, world.resettled_entry(session, amount=sum(x.amount for x in lines), breakdown=lines))
     assert rules(path) == [Rule.OVER_CAP]
 
 
 def test_mispriced_settlement(ledger):
     path, world, _ = ledger
     session = world.session(world.hosts[0], world.drivers[0], NIGHT + 9 * 86_400)
-    first, *rest = session.settlement.message.breakdown
-    lines = (first.replace(amount=first.amount + 50), *rest)
-    insert(path, settlement_with(world, session, amount=session.settlement.message.amount + 50, breakdown=lines))
+    insert(path, world.overclaim_entry(session, 50))
     assert rules(path) == [Rule.MISPRICED]
 
 

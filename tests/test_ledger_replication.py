@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from wattshare import protocol as p
-from wattshare.ledger import Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Want, sync
+from wattshare.ledger import (Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want,
+                              audit, sync)
 from wattshare.ledger._sample import EPOCH, SampleWorld
 
 
@@ -78,6 +79,40 @@ def test_a_bad_batch_from_a_peer_is_refused_and_sync_can_resume(tmp_path):
     assert b.sizes() == {world.coop.public_key: 1, world.treasurer.public_key: 3}
     sync(Replicator(a), Replicator(b))  # the next sync resumes where the good batches ended
     assert snapshot(a) == snapshot(b)
+
+
+def test_a_lying_members_entry_is_kept_as_evidence_and_the_other_feeds_still_arrive(tmp_path):
+    world = SampleWorld(seed=5)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    night = EPOCH + 22 * 3600
+    honest = world.session(world.hosts[0], world.drivers[0], night)
+    lying = [world.session(world.hosts[1], world.drivers[1], night + day * 86_400) for day in (1, 2)]
+    good = [world.charter_entry(), world.settlement_entry(honest)]
+    lies = [world.overclaim_entry(lying[0], 75), world.settlement_entry(lying[1])]  # the 2nd rests on the lie
+    batch = Batch(entries=tuple(e.encode() for e in lies + good))
+    for _ in range(2):  # a peer serving the lie again adds nothing new
+        report = Replicator(b).accept(batch)
+        assert [(r.rule, r.author, r.seq) for r in report.refused] == [(Rule.MISPRICED, world.hosts[1].public_key, 0)]
+    assert b.sizes() == {world.coop.public_key: 1, world.hosts[0].public_key: 1}
+    assert b.evidence() == [lies[0].encode()]
+    b.close()
+    violations = audit(tmp_path / "b.db").violations
+    assert [(v.rule, v.author, v.seq) for v in violations] == [(Rule.MISPRICED, world.hosts[1].public_key, 0)]
+
+
+def test_the_evidence_table_cannot_frame_anyone(tmp_path):
+    world = SampleWorld(seed=6)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    honest = world.settlement_entry(world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600))
+    assert b.keep_evidence(honest.encode()) is None  # breaks no rule: not kept
+    forged = bytearray(world.overclaim_entry(world.session(world.hosts[1], world.drivers[1], EPOCH), 10).encode())
+    forged[-3] ^= 1
+    assert b.keep_evidence(bytes(forged)) is None  # its signature fails: it proves nothing of its author
+    assert b.evidence() == []
+    b.db.execute("INSERT INTO refused VALUES (?, ?, 0, 'mispriced', ?, 0)", [b"x" * 32, world.hosts[0].public_key,
+                                                                           honest.encode()])
+    b.close()
+    assert [(v.rule, v.author) for v in audit(tmp_path / "b.db").violations] == [(Rule.MALFORMED, None)]
 
 
 class LedgerMachine(RuleBasedStateMachine):

@@ -1,0 +1,430 @@
+"""Hostile peers: a node that misbehaves on purpose, on every protocol, against one honest
+node. For each case: what the honest node does (refuse with a reason code, dispute, keep
+evidence, turn away), that an honest neighbour is served meanwhile, and that the culprit
+is named: in the honest node's record of misconduct (`Node.conduct`), and for lies about
+money or history, by the audit of its ledger."""
+
+import hashlib
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+
+from fixtures import at, make_ad, run_bounded
+from wattshare import protocol as p
+from wattshare.ledger import (
+    Batch,
+    Entry,
+    EntryKind,
+    FeedSize,
+    Have,
+    LedgerStore,
+    MerkleLog,
+    Rule,
+    SettlementClaim,
+    Want,
+    audit,
+    leaf_hash,
+)
+from wattshare.ledger._sample import SampleWorld
+from wattshare.node import (
+    AD_PROTOCOL,
+    BOOKING_PROTOCOL,
+    SESSION_PROTOCOL,
+    SYNC_PROTOCOL,
+    BookingRejected,
+    FrameStream,
+    Node,
+    StreamEnded,
+    fetch_ads,
+    request_booking,
+)
+from wattshare.node._clock import Clock
+from wattshare.protocol._envelope import signing_input
+from wattshare.node._framing import varint
+from wattshare.node._sync import SYNC_FRAME
+from wattshare.node._wallbox import Wallbox
+
+PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL]
+BAD = {
+    "garbage": (varint(4) + b"\xff\x00\xfe\x01", p.Reason.MALFORMED),
+    "oversize": (varint(SYNC_FRAME + 1), p.Reason.OVERSIZE),
+    "wrong kind": (None, p.Reason.UNEXPECTED_TYPE),
+    "half-closed": (b"", None),
+}
+ACCESS = p.AccessInfo(address="12 Acacia Avenue", code="4711")
+START, END = at("2026-11-28T22:00"), at("2026-11-28T23:00")
+
+
+def identity(name):
+    return p.Identity(hashlib.sha256(name.encode()).digest())
+
+
+def key(node):
+    return node.identity.public_key
+
+
+def send_frame(frame):
+    data = p.encode_frame(frame)
+    return varint(len(data)) + data
+
+
+async def probe(client, server, protocol, payload):
+    """Send `payload` raw (None: a frame of a kind no protocol starts with); return the
+    server's ErrorReply, or None if it closed without one."""
+    if payload is None:
+        payload = send_frame(p.AdList(ads=()))
+    with trio.fail_after(15):
+        stream = await client.host.new_stream(server.host.get_id(), [protocol])
+        if payload:
+            await stream.write(payload)
+        else:
+            await stream.close_write()
+        try:
+            reply = await FrameStream(stream, max_size=SYNC_FRAME).receive(p.AdRequest)
+        except StreamEnded:
+            reply = None
+        await stream.close()
+    return reply
+
+
+class Street:
+    """The honest node (a host with its wallbox and a ledger), an honest neighbour, and
+    the hostile peer (which can host too), on one fast clock (1800x, from 20:00)."""
+
+    def __init__(self, stack, tmp_path):
+        self.stack, self.tmp_path = stack, tmp_path
+        self.world = SampleWorld(seed=71)
+        self.charter = self.world.charter_entry().encode()  # credit 50.00 EUR for every member
+        self.clock = Clock(speed=1800, origin=at("2026-11-28T20:00"))
+
+    def ledger(self, name):
+        store = LedgerStore(self.tmp_path / f"{name}-ledger.db", self.world.coop.public_key)
+        store.ingest([self.charter])
+        return store
+
+    async def open(self, wallbox=False):
+        t = self.tmp_path
+        self.honest = Node(identity("honest"), state=t / "honest.db", access=ACCESS, ledger=self.ledger("honest"),
+                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600)
+        self.neighbour = Node(identity("neighbour"), state=t / "neighbour.db", ledger=self.ledger("neighbour"),
+                              clock=self.clock, sync_interval=3600)
+        self.hostile = Node(identity("hostile"), state=t / "hostile.db", access=ACCESS, ledger=self.ledger("hostile"),
+                            clock=self.clock, sync_interval=3600)
+        await self.stack.enter_async_context(self.honest.running())
+        self.ad = (await self.honest.publish(make_ad(host=key(self.honest), max_power_w=7_000))).message
+        for node in (self.neighbour, self.hostile):
+            await self.stack.enter_async_context(node.running())
+            await node.join([self.honest.address])
+        self.hostile_ad = (await self.hostile.publish(make_ad(host=key(self.hostile), charger_id="carport"))).message
+        if wallbox:
+            box = Wallbox(self.ad.charger_id, self.honest.sessions.central.port, self.clock, meter_interval=300)
+            nursery = await self.stack.enter_async_context(trio.open_nursery())
+            self.stack.callback(nursery.cancel_scope.cancel)
+            nursery.start_soon(box.run)
+            await box.connected.wait()
+        return self
+
+    async def neighbour_is_served(self):
+        """The honest neighbour gets the honest node's ads and ledger, promptly."""
+        with trio.fail_after(10):
+            info = self.honest.host.get_peerstore().peer_info(self.honest.host.get_id())
+            ads = await fetch_ads(self.neighbour.host, info)
+            await self.neighbour.sync.pull(self.neighbour.host, self.honest.host.get_id())
+        assert [a.message for a in ads] == [self.ad]
+        assert self.neighbour.ledger.sizes() == self.honest.ledger.sizes()
+
+    def misconduct(self, protocol=None):
+        """What the honest node holds against the hostile peer: {(protocol, reason): count}."""
+        return {(proto, reason): count for (peer, proto, reason), count in self.honest.conduct.counts.items()
+                if peer == key(self.hostile) and protocol in (None, proto)}
+
+    def script(self, protocol, frames_to_send):
+        """Replace the hostile peer's handler of `protocol` with one that reads the opening
+        frame, sends `frames_to_send(opening)` and keeps what the honest node answers."""
+        answers = []
+
+        async def handler(stream):
+            frames = FrameStream(stream, max_size=SYNC_FRAME)
+            opening = await frames.read()
+            for frame in frames_to_send(opening):
+                await stream.write(frame if isinstance(frame, bytes) else send_frame(frame))
+            try:
+                answers.append(await frames.read())
+            except Exception:  # noqa: BLE001 - the honest node may have hung up on us
+                pass
+            await stream.close()
+
+        self.hostile.host.set_stream_handler(protocol, handler)
+        return answers
+
+    def serve_feed(self, entries):
+        """The hostile peer serves `entries` (envelopes of its own feed, from seq 0) as its ledger."""
+        log = MerkleLog()
+        for envelope in entries:
+            log.append(leaf_hash(envelope))
+        have = Have(sizes=(FeedSize(author=key(self.hostile), size=len(entries), root=log.root()),), heads=())
+
+        async def handler(stream):
+            frames = FrameStream(stream, max_size=SYNC_FRAME)
+            await frames.receive(Have)
+            await frames.send(have)
+            await frames.receive(Want)
+            await frames.send(Batch(entries=tuple(entries)))
+            await frames.send(Batch(entries=()))
+            await stream.close()
+
+        self.hostile.host.set_stream_handler(SYNC_PROTOCOL, handler)
+
+    async def pull_from_hostile(self):
+        with trio.fail_after(15):
+            await self.honest.sync.pull(self.honest.host, self.hostile.host.get_id())
+
+    def culprits_in_audit(self):
+        return {(v.rule, v.author) for v in audit(self.honest.ledger.path).violations}
+
+
+def hostile_entry(street, seq, prev, kind, body, t):
+    """An entry of the hostile peer's own feed, signed by it."""
+    return p.sign(street.hostile.identity, Entry(author=key(street.hostile), seq=seq, prev=prev, t=t, kind=kind,
+                                                 body=body.encode()))
+
+
+def hostile_receipts(street, booking, count, step_wh=500):
+    out, prev = [], p.GENESIS
+    for seq in range(count):
+        out.append(p.sign(street.hostile.identity, p.MeterReceipt(
+            booking_id=booking.id, seq=seq, t=START + 300 * seq, energy_wh=seq * step_wh, prev=prev)))
+        prev = out[-1].digest
+    return out
+
+
+def scenario_on(tmp_path, case, seconds=60, wallbox=False):
+    """Run `case(street)` in a fresh street; returns the street and what the case returned."""
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street(stack, tmp_path).open(wallbox=wallbox)
+            result = await case(street)
+            await street.neighbour_is_served()
+            return street, result
+
+    return run_bounded(scenario, seconds)
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_frames_on_every_protocol_get_a_reason_and_name_the_sender(case, tmp_path):
+    payload, reason = BAD[case]
+
+    async def send_everywhere(street):
+        return {protocol: await probe(street.hostile, street.honest, protocol, payload) for protocol in PROTOCOLS}
+
+    street, replies = scenario_on(tmp_path, send_everywhere)
+    for protocol in PROTOCOLS:
+        got = replies[protocol]
+        assert (got.reason if got is not None else None) is reason, (protocol, got)
+    expected = {(protocol, reason): 1 for protocol in PROTOCOLS} if reason is not None else {}
+    assert street.misconduct() == expected  # a peer that just hangs up has done nothing wrong
+
+
+def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_path):
+    replies, hanging = {}, []
+    all_hanging = trio.Event()
+
+    async def trickle(street, protocol):
+        """A frame announced at 100 bytes, sent one byte every half second."""
+        stream = await street.hostile.host.new_stream(street.honest.host.get_id(), [protocol])
+        async with trio.open_nursery() as nursery:
+            async def drip():
+                await stream.write(varint(100))
+                hanging.append(protocol)
+                if len(hanging) == len(PROTOCOLS):
+                    all_hanging.set()
+                for _ in range(60):
+                    await trio.sleep(0.5)
+                    try:
+                        await stream.write(b"\xa1")
+                    except Exception:  # noqa: BLE001 - the server has hung up on us: that is the point
+                        return
+
+            nursery.start_soon(drip)
+            started = trio.current_time()
+            try:
+                replies[protocol] = (await FrameStream(stream, timeout=30).receive(p.AdRequest),
+                                     trio.current_time() - started)
+            except StreamEnded:
+                replies[protocol] = (None, trio.current_time() - started)
+            nursery.cancel_scope.cancel()
+
+    async def lorises(street):
+        async with trio.open_nursery() as nursery:
+            for protocol in PROTOCOLS:
+                nursery.start_soon(trickle, street, protocol)
+            await all_hanging.wait()  # every protocol has a loris hanging on it now
+            await street.neighbour_is_served()
+            return len(replies)  # no loris answered yet
+
+    street, answered_while_hanging = scenario_on(tmp_path, lorises)
+    assert answered_while_hanging == 0
+    for protocol, (reply, seconds) in replies.items():
+        assert reply is not None and reply.reason is p.Reason.TIMEOUT, (protocol, reply)  # told why
+        assert 9 <= seconds <= 15, (protocol, seconds)  # the per-read deadline (10 s), not the loris, ends it
+    assert street.misconduct() == {(protocol, p.Reason.TIMEOUT): 1 for protocol in PROTOCOLS}
+
+
+def test_a_peer_that_keeps_misbehaving_is_turned_away_at_every_door_then_forgiven(tmp_path):
+    garbage = BAD["garbage"][0]
+
+    async def keep_at_it(street):
+        first = [(await probe(street.hostile, street.honest, AD_PROTOCOL, garbage)).reason for _ in range(25)]
+        elsewhere = (await probe(street.hostile, street.honest, SYNC_PROTOCOL, garbage)).reason
+        await street.neighbour_is_served()  # meanwhile
+        await trio.sleep(2.5)  # two misconduct tokens back
+        later = (await probe(street.hostile, street.honest, AD_PROTOCOL, garbage)).reason
+        return first, elsewhere, later
+
+    street, (first, elsewhere, later) = scenario_on(tmp_path, keep_at_it)
+    assert first[:20] == [p.Reason.MALFORMED] * 20 and first[20:] == [p.Reason.RATE_LIMITED] * 5
+    assert elsewhere is p.Reason.RATE_LIMITED  # turned away on another protocol too, unread
+    assert later is p.Reason.MALFORMED  # heard again (and refused again) once forgiven
+    assert street.misconduct(AD_PROTOCOL) == {(AD_PROTOCOL, p.Reason.MALFORMED): 21,
+                                              (AD_PROTOCOL, p.Reason.RATE_LIMITED): 5}
+
+
+# --- bookings and ads --------------------------------------------------------------------
+
+
+def test_replayed_and_borrowed_booking_requests_are_rejected(tmp_path):
+    async def replay(street):
+        honest = street.honest.host.get_id()
+        booking = await street.hostile.book(street.ad, START, END, 1_000)
+        outcomes = []
+        borrowed = p.sign(street.neighbour.identity, booking.request.message.replace(
+            driver=key(street.neighbour), start=END, end=END + 3600, nonce=bytes(16)))
+        for request in (booking.request, borrowed):
+            try:
+                await request_booking(street.hostile.host, honest, request)
+            except BookingRejected as rejected:
+                outcomes.append(rejected.reason)
+        mine = await street.neighbour.book(street.ad, END + 3600, END + 7200, 1_000)  # served meanwhile
+        return outcomes, mine
+
+    street, (outcomes, mine) = scenario_on(tmp_path, replay)
+    assert outcomes == [p.Reason.REPLAY, p.Reason.WRONG_SIGNER]
+    assert mine.confirmation.signer == key(street.honest)
+    assert street.misconduct() == {(BOOKING_PROTOCOL, p.Reason.REPLAY): 1, (BOOKING_PROTOCOL, p.Reason.WRONG_SIGNER): 1}
+
+
+def test_forged_ads_for_another_hosts_charger_are_dropped_and_their_server_named(tmp_path):
+    async def forge(street):
+        own = street.hostile.board.ads["carport"]
+        copied = street.honest.board.ads["driveway"]  # the honest host's own signed ad, served by another
+        lie = make_ad(host=key(street.honest), charger_id="garage")  # naming the honest host, signed by the hostile
+        body = lie.encode()
+        forged = p.Signed(message=lie, signer=key(street.hostile), body=body,
+                          signature=street.hostile.identity.sign(signing_input(lie.TYPE, body)))
+        lat, lon = p.geo.decode(street.ad.geohash)
+        query = p.Query(lat_e6=int(lat * 1e6), lon_e6=int(lon * 1e6), radius_m=2_000, start=START, end=END)
+        found = []
+        for served in ((own, copied), (own, forged)):
+            street.script(AD_PROTOCOL, lambda opening: [p.AdList(ads=served)])
+            found.append([r.ad.message for r in await street.honest.search(query)])
+        return found
+
+    street, (copied, forged) = scenario_on(tmp_path, forge)
+    assert copied == [street.hostile_ad]  # its own ad stands; the copy of another's is dropped
+    assert forged == []  # a list with a forgery in it does not even decode
+    assert street.misconduct() == {(AD_PROTOCOL, p.Reason.WRONG_SIGNER): 2}
+
+
+# --- sessions: the hostile peer hosts, the honest node drives -----------------------------
+
+
+def test_replayed_receipts_are_refused_and_their_host_named(tmp_path):
+    async def replay(street):
+        booking = await street.honest.book(street.hostile_ad, START, END, 1_000)
+        r0, _ = hostile_receipts(street, booking, 2)
+        street.script(SESSION_PROTOCOL, lambda opening: [p.SessionUpdate(receipt=r0), p.SessionUpdate(receipt=r0)])
+        with pytest.raises(p.RemoteProtocolError) as refused:
+            await street.honest.charge(booking)
+        return refused.value.reason
+
+    street, reason = scenario_on(tmp_path, replay)
+    assert reason is p.Reason.BROKEN_CHAIN
+    assert street.misconduct() == {(SESSION_PROTOCOL, p.Reason.BROKEN_CHAIN): 1}
+
+
+@pytest.mark.parametrize("lie", [p.Reason.MISPRICED, p.Reason.OVER_CAP])
+def test_a_host_claiming_more_than_it_may_is_disputed_and_its_signed_claim_kept_as_evidence(lie, tmp_path):
+    cap = 20 if lie is p.Reason.OVER_CAP else 1_000
+
+    async def overclaim(street):
+        booking = await street.honest.book(street.hostile_ad, START, END, cap)
+        receipts = hostile_receipts(street, booking, 3)
+        fair = p.settlement_price(booking, receipts).lines
+        if lie is p.Reason.MISPRICED:
+            lines = (fair[0].replace(amount=fair[0].amount + 100), *fair[1:])
+        else:
+            lines = fair[:-1]  # the price of the receipts without the line that caps it
+        settlement = p.sign(street.hostile.identity, p.Settlement(
+            booking_id=booking.id, last_receipt=receipts[-1].digest, energy_wh=receipts[-1].message.energy_wh,
+            amount=sum(x.amount for x in lines), currency="EUR", breakdown=lines, t=receipts[-1].message.t))
+        stop = p.sign(street.hostile.identity, p.StopRequest(booking_id=booking.id, t=receipts[-1].message.t))
+        told = street.script(SESSION_PROTOCOL, lambda opening: [
+            *(p.SessionUpdate(receipt=r) for r in receipts), p.SessionUpdate(stop=stop),
+            p.SessionUpdate(settlement=settlement)])
+        charging = await street.honest.charge(booking)
+        claim = SettlementClaim(booking=booking, receipts=tuple(receipts), settlement=settlement)
+        claimed = hostile_entry(street, 0, p.GENESIS, EntryKind.SETTLEMENT, claim, settlement.message.t)
+        street.serve_feed([claimed.encode()])  # and it puts the claim on its feed
+        await street.pull_from_hostile()
+        return charging, told, claimed
+
+    street, (charging, told, claimed) = scenario_on(tmp_path, overclaim)
+    dispute = charging.answer.message
+    assert isinstance(dispute, p.Dispute) and dispute.reason is lie
+    assert p.decode_frame(told[0], p.SessionAnswer).dispute == charging.answer  # the host was told
+    assert street.honest.ledger.evidence() == [claimed.encode()]
+    assert key(street.hostile) not in street.honest.ledger.sizes()  # the claim moved no money
+    assert street.culprits_in_audit() == {(Rule(lie.value), key(street.hostile))}
+    assert street.misconduct() == {(SESSION_PROTOCOL, lie): 1, (SYNC_PROTOCOL, lie): 1}
+
+
+# --- the ledger: the hostile peer as a member ------------------------------------------------
+
+
+def test_a_driver_answering_one_settlement_twice_is_named_by_the_audit(tmp_path):
+    async def answer_twice(street):
+        booking = await street.hostile.book(street.ad, START, END, 1_000)
+        await street.clock.sleep_until(START - 30)
+        charging = await street.hostile.charge(booking, timeout=30)
+        settlement = charging.settlement.message
+        second = p.Dispute(booking_id=booking.id, t=settlement.t + 60, settlement=charging.settlement.digest,
+                           reason=p.Reason.MISPRICED, detail="changed my mind")
+        street.hostile.ledger.append(street.hostile.identity, [(EntryKind.DISPUTE, second)], t=second.t)
+        await street.pull_from_hostile()
+        return charging
+
+    street, charging = scenario_on(tmp_path, answer_twice, seconds=90, wallbox=True)
+    assert isinstance(charging.answer.message, p.SettlementAck)  # the first answer, an ack, stands
+    assert street.honest.ledger.sizes()[key(street.hostile)] == 2
+    assert street.culprits_in_audit() == {(Rule.DOUBLE_ANSWER, key(street.hostile))}
+
+
+def test_a_member_forking_its_own_feed_is_frozen_and_named(tmp_path):
+    async def fork(street):
+        answer = p.SettlementAck(booking_id=bytes(32), t=START, settlement=bytes(32))
+        branches = [hostile_entry(street, 0, p.GENESIS, EntryKind.ACK, answer.replace(t=START + i), START + i)
+                    for i in range(2)]
+        for branch in branches:  # one history to the honest node, then another
+            street.serve_feed([branch.encode()])
+            await street.pull_from_hostile()
+        return branches
+
+    street, branches = scenario_on(tmp_path, fork)
+    assert street.honest.ledger.frauds() == [tuple(sorted(b.encode() for b in branches))]
+    assert street.honest.ledger.state.feeds[key(street.hostile)].frozen
+    assert street.neighbour.ledger.frauds() == street.honest.ledger.frauds()  # the proof travels on
+    assert street.culprits_in_audit() == {(Rule.FORK, key(street.hostile))}
