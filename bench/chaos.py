@@ -7,14 +7,15 @@ A co-op node, host daemons (`wattshare host run --simulate-wallbox`) and driver
 processes (`bench.chaos_driver`: book, charge, repeat) on 127.0.0.1 and one clock at
 SPEED x. While they work, faults are injected at random moments: SIGKILL and restart
 of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever they
-fall), a wallbox's link cut for a while, and a host's disk full for a while (its SQLite
-files may not grow: every write that needs space fails as on a full disk). Then the
+fall), a wallbox's link cut for a while, a host's disk full for a while (its SQLite
+files may not grow: every write that needs space fails as on a full disk), and the
+link between a host and the co-op or a driver dropped (4 s) or delayed (0.3 s each
+way, 4 s) in the host's transport (`node/_links.py`). Then the
 drivers stop booking and the network settles (until every ledger holds the same
 entries, at most SETTLE_MAX seconds), every process is stopped, and every node's files
 are checked: each ledger audited (conservation included), every ledger's heads against
 the co-op's, each host's bookings for overlapping confirmations, each session's
 receipts at host and driver. One table; exit 1 if any must-be-zero is not zero.
-Not injected yet: a dropped or delayed link between two nodes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ CENTRE = (52.5365, 13.4175)
 SETTLE_MIN = 10.0  # sessions under way end and are settled, replicas pull
 SETTLE_MAX = 90.0
 ROOT = Path(__file__).resolve().parent.parent
+HOST_FAULTS = {"wallbox link cut": "wallbox-drop", "full disk": "disk-full", "link dropped": "link-drop",
+               "link delayed": "link-delay"}  # told to a host daemon over its admin socket
+KINDS = ["kill host", "kill driver", "kill co-op", *HOST_FAULTS]
 
 
 class Processes:
@@ -133,7 +137,7 @@ def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], s
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.5, 1.5) * every)
         if not kinds:  # every kind once per round, in a random order
-            kinds = rng.sample(["kill host", "kill driver", "kill co-op", "wallbox link cut", "full disk"], 5)
+            kinds = rng.sample(KINDS, len(KINDS))
         kind = kinds.pop()
         if kind == "kill host":
             name = rng.choice(hosts)
@@ -150,9 +154,12 @@ def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], s
             time.sleep(rng.uniform(0.5, 2.0))
             procs.restart("coop")
         else:
-            command = "wallbox-drop" if kind == "wallbox link cut" else "disk-full"
+            request = {"cmd": HOST_FAULTS[kind], "seconds": 2.0}
+            if kind.startswith("link"):  # between a host and the co-op or a driver
+                peer = Home(root / rng.choice(["coop", *drivers])).identity().peer_id
+                request.update(peer=peer, seconds=4.0, latency=0.3)
             try:
-                trio.run(admin_call, Home(root / rng.choice(hosts)).admin, {"cmd": command, "seconds": 2.0})
+                trio.run(admin_call, Home(root / rng.choice(hosts)).admin, request)
             except (OSError, trio.TooSlowError):
                 continue  # that host is down just now
         faults[kind] += 1

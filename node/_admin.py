@@ -6,7 +6,8 @@ request is `{"cmd": ...}`; every answer has `"ok"` and either the data or `"erro
 line that says what to do. Lines are capped at `MAX_LINE` and every read has a
 deadline, so a stuck client cannot hold the node. Commands: `status`, `ads`,
 `bookings`, `balance` (the node's own, from its ledger), `approve` / `decline` (with
-`"booking"`: the id in hex), plus any the daemon adds.
+`"booking"`: the id in hex), `link-drop` / `link-delay` (faults on the link to
+`"peer"`, for `"seconds"`, `"latency"` each way: `_links`), plus any the daemon adds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any, Callable
 
 import trio
 
-from wattshare.protocol import peer_id
+from wattshare.protocol import DecodeError, peer_id, public_key_from_peer_id
+
+from ._host import peer_of
 
 MAX_LINE = 64 * 1024
 READ_TIMEOUT = 10.0
@@ -86,8 +89,18 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
 
         return decide
 
+    def link_fault(request: dict) -> dict:
+        try:
+            peer = peer_of(public_key_from_peer_id(str(request.get("peer", ""))))
+        except DecodeError:
+            raise AdminError("give the peer id of the link to fault (12D3KooW...)") from None
+        seconds = float(request.get("seconds", 2.0))
+        if request["cmd"] == "link-drop":
+            return node.links.drop(peer, seconds)
+        return node.links.delay(peer, float(request.get("latency", 0.2)), seconds)
+
     return {"status": status, "ads": ads, "bookings": bookings, "balance": balance,
-            "approve": decision(True), "decline": decision(False)}
+            "approve": decision(True), "decline": decision(False), "link-drop": link_fault, "link-delay": link_fault}
 
 
 def answer(table: dict[str, Callable[[dict], Any]], line: bytes) -> dict[str, Any]:

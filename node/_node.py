@@ -53,6 +53,7 @@ from ._clock import Clock
 from ._conduct import Conduct
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
 from ._gossip import HeadGossip
+from ._links import LinkFaults
 from ._host import (
     DEFAULT_LISTEN,
     address,
@@ -91,6 +92,7 @@ class Node:
         self.clock = clock or Clock()
         self.listen = listen
         self.host = make_host(identity, listen)
+        self.links = LinkFaults(self.host)  # fault hooks, idle unless told (chaos run, tests)
         self.dht = make_dht(self.host)
         self.store = NodeStore(state)
         self.ledger = ledger

@@ -47,6 +47,11 @@ def test_admin_socket(tmp_path):
                 pending = (await admin_call(socket_path, {"cmd": "status"}))["data"]["pending"][0]
                 seen["approve"] = await admin_call(socket_path, {"cmd": "approve", "booking": pending})
             seen["bookings"] = await admin_call(socket_path, {"cmd": "bookings"})
+            seen["bad peer"] = await admin_call(socket_path, {"cmd": "link-drop", "peer": "nobody"})
+            seen["drop"] = await admin_call(socket_path, {"cmd": "link-drop", "peer": driver.identity.peer_id})
+            with trio.fail_after(5):
+                while driver.host.get_id() in host.host.get_connected_peers():
+                    await trio.sleep(0.05)
             stream = await trio.open_unix_socket(str(socket_path))
             await stream.send_all(b"not json\n")
             seen["garbage"] = await stream.receive_some(4096)
@@ -61,5 +66,7 @@ def test_admin_socket(tmp_path):
     assert seen["approve"] == {"ok": True, "data": {"booking": seen["booking"].id.hex(), "approved": True}}
     [row] = seen["bookings"]["data"]
     assert (row["state"], row["driver"]) == ("confirmed", driver.identity.peer_id)
+    assert not seen["bad peer"]["ok"] and "peer id" in seen["bad peer"]["error"]
+    assert seen["drop"] == {"ok": True, "data": {"dropped": driver.identity.peer_id, "seconds": 2.0}}
     assert b'"ok": false' in seen["garbage"]
     assert not socket_path.exists()  # removed when the node stops
