@@ -32,6 +32,7 @@ from ._rules import decode_entry
 from ._store import IngestReport, LedgerStore
 
 MAX_BATCH = 512
+MAX_LIES = 8  # evidence kept from one batch before the batch is refused whole
 MAX_FEEDS = 100_000
 
 
@@ -162,18 +163,24 @@ class Replicator:
         An entry its author provably wrote that breaks an entry rule is kept as evidence
         (`LedgerStore.keep_evidence`) and leaves out the rest of that feed, while the
         batch's other feeds are stored: one lying member cannot stall replication of
-        the rest. Any other refusal refuses the whole batch (its sender is to blame)."""
+        the rest. Any other refusal refuses the whole batch (its sender is to blame), as
+        do more than `MAX_LIES` lies in one batch (each costs a pass over it)."""
         entries, refused = list(batch.entries), []
+        places: dict[bytes, tuple[bytes, int]] = {}  # envelope -> (author, seq), once a lie shows up
         while True:
             try:
                 report = self.store.ingest(entries)
                 break
             except EntryRefused as error:
-                culprit = self._evidence_in(entries, error)
+                if error.author is None or len(refused) == MAX_LIES:
+                    raise
+                places = places or {e: (m.author, m.seq) for e in entries for m in [decode_entry(e).message]}
+                lie = next((e for e in entries if places[e] == (error.author, error.seq)), None)
+                culprit = self.store.keep_evidence(lie) if lie is not None else None
                 if culprit is None:
                     raise
                 refused.append(culprit)
-                entries = [e for e in entries if not _at_or_after(e, culprit.author, culprit.seq)]
+                entries = [e for e in entries if places[e][0] != error.author or places[e][1] < error.seq]
         report.refused = refused
         still_pending = []
         for head in self._pending_heads:
@@ -184,21 +191,6 @@ class Replicator:
                 continue  # a head that disagrees: the next sync refetches that feed
         self._pending_heads = still_pending
         return report
-
-    def _evidence_in(self, entries: list[bytes], error: EntryRefused) -> EntryRefused | None:
-        """The evidence kept against the author of the entry `error` refused, if it is that."""
-        if error.author is None:
-            return None
-        for envelope in entries:
-            entry = decode_entry(envelope).message
-            if (entry.author, entry.seq) == (error.author, error.seq):
-                return self.store.keep_evidence(envelope)
-        return None
-
-
-def _at_or_after(envelope: bytes, author: bytes | None, seq: int | None) -> bool:
-    entry = decode_entry(envelope).message
-    return entry.author == author and entry.seq >= (seq or 0)
 
 
 def sync(a: Replicator, b: Replicator) -> tuple[int, int]:

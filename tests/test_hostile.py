@@ -36,6 +36,7 @@ from wattshare.node import (
     FrameStream,
     Node,
     StreamEnded,
+    admin_call,
     fetch_ads,
     request_booking,
 )
@@ -106,7 +107,7 @@ class Street:
     async def open(self, wallbox=False):
         t = self.tmp_path
         self.honest = Node(identity("honest"), state=t / "honest.db", access=ACCESS, ledger=self.ledger("honest"),
-                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600)
+                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600, admin=t / "run" / "admin.sock")
         self.neighbour = Node(identity("neighbour"), state=t / "neighbour.db", ledger=self.ledger("neighbour"),
                               clock=self.clock, sync_interval=3600)
         self.hostile = Node(identity("hostile"), state=t / "hostile.db", access=ACCESS, ledger=self.ledger("hostile"),
@@ -283,14 +284,19 @@ def test_a_peer_that_keeps_misbehaving_is_turned_away_at_every_door_then_forgive
         await street.neighbour_is_served()  # meanwhile
         await trio.sleep(2.5)  # two misconduct tokens back
         later = (await probe(street.hostile, street.honest, AD_PROTOCOL, garbage)).reason
-        return first, elsewhere, later
+        status = await admin_call(street.honest.admin, {"cmd": "status"})  # what `wattshare host status` shows
+        return first, elsewhere, later, status["data"]["misbehaving_peers"]
 
-    street, (first, elsewhere, later) = scenario_on(tmp_path, keep_at_it)
+    street, (first, elsewhere, later, shown) = scenario_on(tmp_path, keep_at_it)
     assert first[:20] == [p.Reason.MALFORMED] * 20 and first[20:] == [p.Reason.RATE_LIMITED] * 5
     assert elsewhere is p.Reason.RATE_LIMITED  # turned away on another protocol too, unread
     assert later is p.Reason.MALFORMED  # heard again (and refused again) once forgiven
     assert street.misconduct(AD_PROTOCOL) == {(AD_PROTOCOL, p.Reason.MALFORMED): 21,
                                               (AD_PROTOCOL, p.Reason.RATE_LIMITED): 5}
+    hostile = street.hostile.identity.peer_id
+    assert shown == [{"peer": hostile, "protocol": AD_PROTOCOL, "reason": "malformed", "count": 21},
+                     {"peer": hostile, "protocol": AD_PROTOCOL, "reason": "rate_limited", "count": 5},
+                     {"peer": hostile, "protocol": SYNC_PROTOCOL, "reason": "rate_limited", "count": 1}]
 
 
 # --- bookings and ads --------------------------------------------------------------------

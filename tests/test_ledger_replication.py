@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from wattshare import protocol as p
 from wattshare.ledger import (Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want,
                               audit, sync)
+from wattshare.ledger._replication import MAX_LIES
 from wattshare.ledger._sample import EPOCH, SampleWorld
 
 
@@ -98,6 +99,16 @@ def test_a_lying_members_entry_is_kept_as_evidence_and_the_other_feeds_still_arr
     b.close()
     violations = audit(tmp_path / "b.db").violations
     assert [(v.rule, v.author, v.seq) for v in violations] == [(Rule.MISPRICED, world.hosts[1].public_key, 0)]
+
+
+def test_a_batch_with_more_lies_than_it_is_worth_checking_is_refused_whole(tmp_path):
+    world = SampleWorld(seed=7, hosts=MAX_LIES + 1, drivers=1)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    lies = [world.overclaim_entry(world.session(host, world.drivers[0], EPOCH + day * 86_400), 10)
+            for day, host in enumerate(world.hosts)]
+    with pytest.raises(EntryRefused):
+        Replicator(b).accept(Batch(entries=tuple(e.encode() for e in [world.charter_entry(), *lies])))
+    assert b.sizes() == {} and len(b.evidence()) == MAX_LIES  # each lie checked is kept; nothing else stored
 
 
 def test_the_evidence_table_cannot_frame_anyone(tmp_path):
