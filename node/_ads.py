@@ -86,7 +86,7 @@ class AdBoard:
     def cells(self) -> set[str]:
         return {signed.message.geohash[:5] for signed in self.ads.values()}
 
-    async def handle(self, stream: INetStream) -> Reason | None:
+    async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         return await serve(stream, self._answer, HANDLER_TIMEOUT)
 
     async def _answer(self, frames: FrameStream) -> None:

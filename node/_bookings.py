@@ -97,10 +97,9 @@ class BookingDesk:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
-    async def handle(self, stream: INetStream) -> Reason | None:
+    async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         peer = remote_key(stream)
-
-        rejected: list[Reason] = []
+        rejected: list[RemoteProtocolError] = []  # what a signed rejection said
 
         async def answer(frames: FrameStream) -> None:
             offer = await frames.receive(BookingOffer, CancelOffer)
@@ -110,7 +109,7 @@ class BookingDesk:
                 reply = await self.decide(offer.request, peer)
                 await frames.send(reply)
                 if reply.rejection is not None:
-                    rejected.append(reply.rejection.message.reason)
+                    rejected.append(RemoteProtocolError(reply.rejection.message.reason, reply.rejection.message.detail))
             elif isinstance(offer, CancelOffer):
                 await frames.send(CancelAnswer(fee=self.cancel(offer.cancel, peer)))
 

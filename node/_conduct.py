@@ -8,9 +8,11 @@ one door of every stream a peer opens to this node. At the door:
   protocols together (plenty for searches, bookings, sessions and anti-entropy); past
   that its streams are turned away with RATE_LIMITED before a byte of them is read.
 - A conversation that ends in a refusal saying the peer broke the protocol (a bad or
-  oversize frame, a forged, replayed or mispriced message, a stall: `MISCONDUCT`) is
-  counted against the peer per (protocol, reason), and spends one of its
-  `MISCONDUCT_BURST` misconduct tokens, refilled at `MISCONDUCT_RATE` a second. A peer
+  oversize frame, a forged, replayed or mispriced message, a frame begun and then
+  stalled: `misconduct`; silence past a deadline is not, as a peer that died or is only
+  overloaded looks the same) is counted against the peer per (protocol, reason), and
+  spends one of its `MISCONDUCT_BURST` misconduct tokens, refilled at `MISCONDUCT_RATE`
+  a second. A peer
   with none left is turned away like a flooder until one refills: a hostile peer gets
   about one bad conversation a second of this node's time. Business refusals (slot
   taken, too early, declined, charger offline) are an honest peer's lot and cost nothing.
@@ -30,7 +32,7 @@ from libp2p.abc import INetStream
 
 from wattshare.protocol import Reason, RemoteProtocolError, peer_id
 
-from ._framing import FrameStream, close_quietly
+from ._framing import FrameError, FrameStream, close_quietly
 from ._limits import RateLimiter
 
 STREAMS_BURST, STREAMS_RATE = 60, 20.0
@@ -41,8 +43,15 @@ MISCONDUCT = frozenset({
     Reason.BAD_SIGNATURE, Reason.WRONG_SIGNER, Reason.REPLAY, Reason.WRONG_BOOKING, Reason.BROKEN_CHAIN,
     Reason.OVER_CAP, Reason.MISPRICED, Reason.RATE_LIMITED, Reason.TIMEOUT,
 })
-Handler = Callable[[INetStream], Awaitable[Reason | None]]
+Handler = Callable[[INetStream], Awaitable[RemoteProtocolError | None]]
 log = logging.getLogger(__name__)
+
+
+def misconduct(fault: RemoteProtocolError) -> bool:
+    """Does this refusal say the peer broke the protocol (see the module doc)?"""
+    if fault.reason is Reason.TIMEOUT:
+        return isinstance(fault, FrameError) and fault.stalled
+    return fault.reason in MISCONDUCT
 
 
 def remote_key(stream: INetStream) -> bytes:
@@ -67,9 +76,9 @@ class Conduct:
                     Reason.RATE_LIMITED, "too many streams or refusals from you; slow down"))
                 await close_quietly(stream)
                 return
-            reason = await handle(stream)
-            if reason in MISCONDUCT:
-                self.note(peer, protocol, reason)
+            fault = await handle(stream)
+            if fault is not None and misconduct(fault):
+                self.note(peer, protocol, fault.reason)
 
         return door
 

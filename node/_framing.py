@@ -52,7 +52,13 @@ class ByteStream(Protocol):
 
 
 class FrameError(RemoteProtocolError):
-    """A frame the peer got wrong (or was too slow with); `reason` goes back on the wire."""
+    """A frame the peer got wrong (or was too slow with); `reason` goes back on the wire.
+    `stalled`: the deadline passed inside a frame the peer had begun (a slow loris), not
+    in a silence between frames (a peer gone, or only slow)."""
+
+    def __init__(self, reason: Reason, message: str, stalled: bool = False) -> None:
+        super().__init__(reason, message)
+        self.stalled = stalled
 
 
 class Refusal(RemoteProtocolError):
@@ -85,6 +91,12 @@ class FrameStream:
         self.timeout = timeout
         self._buffer = bytearray()
         self._eof = False
+        self._pending: int | None = None  # the length of a frame begun but not yet whole
+
+    @property
+    def mid_frame(self) -> bool:
+        """Has the peer begun a frame it has not finished?"""
+        return self._pending is not None or bool(self._buffer)
 
     async def _fill(self) -> bool:
         """Read more bytes into the buffer; False at end of stream."""
@@ -122,14 +134,16 @@ class FrameStream:
         """The next frame's bytes; FrameError, or StreamEnded between frames."""
         try:
             with trio.fail_after(self.timeout):
-                length = await self._length()
+                self._pending = length = await self._length()
                 if length > self.max_size:
                     raise FrameError(Reason.OVERSIZE, f"{length} byte frame above the {self.max_size} byte cap")
                 while len(self._buffer) < length:
                     if not await self._fill():
                         raise FrameError(Reason.MALFORMED, "stream ended inside a frame")
         except trio.TooSlowError:
-            raise FrameError(Reason.TIMEOUT, f"no whole frame within {self.timeout:g} s") from None
+            raise FrameError(Reason.TIMEOUT, f"no whole frame within {self.timeout:g} s",
+                             stalled=self.mid_frame) from None
+        self._pending = None
         body = bytes(self._buffer[:length])
         del self._buffer[:length]
         return body
@@ -163,20 +177,20 @@ async def close_quietly(stream: INetStream) -> None:
 
 
 async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[None]], timeout: float,
-                max_size: int = MAX_MESSAGE_SIZE) -> Reason | None:
+                max_size: int = MAX_MESSAGE_SIZE) -> RemoteProtocolError | None:
     """Run one handler conversation: refusals go back with their reason code, a peer that
-    vanishes or stalls just ends it, and the stream is closed in every case. Returns the
-    reason the peer was refused for, if it was."""
+    vanishes or stalls just ends it, and the stream is closed in every case. Returns what
+    the peer was refused for, if it was."""
     frames = FrameStream(stream, max_size=max_size)
     try:
         with trio.fail_after(timeout):
             await respond(frames)
     except Exception as error:  # noqa: BLE001 - one conversation's fault must never stop the node
-        fault = _fault(error)
+        fault = _fault(error, frames.mid_frame)
         if isinstance(fault, RemoteProtocolError):
             log.info("%s refused: %s", stream.get_protocol(), fault)
             await frames.refuse(fault)
-            return fault.reason
+            return fault
         if fault is None:
             log.exception("%s handler failed; the node carries on", stream.get_protocol())
     finally:
@@ -187,16 +201,16 @@ async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[N
 _GONE = (StreamEnded, StreamError)  # the peer left or reset the stream
 
 
-def _fault(error: BaseException) -> RemoteProtocolError | BaseException | None:
+def _fault(error: BaseException, mid_frame: bool) -> RemoteProtocolError | BaseException | None:
     """What a handler's error (or a nursery's group of them) says: the peer's protocol
-    error (a conversation past its deadline is one: TIMEOUT), the peer gone (returned
-    as is), or None for a fault of ours."""
+    error (a conversation past its deadline is one: TIMEOUT, stalled if it ran out
+    `mid_frame`), the peer gone (returned as is), or None for a fault of ours."""
     leaves = list(exception_leaves(error))
     refused = next((leaf for leaf in leaves if isinstance(leaf, RemoteProtocolError)), None)
     if refused is not None:
         return refused
     if any(isinstance(leaf, trio.TooSlowError) for leaf in leaves):
-        return FrameError(Reason.TIMEOUT, "the conversation ran past its deadline")
+        return FrameError(Reason.TIMEOUT, "the conversation ran past its deadline", stalled=mid_frame)
     return error if all(isinstance(leaf, _GONE) for leaf in leaves) else None
 
 

@@ -224,7 +224,7 @@ class SessionDesk:
 
     # --- the driver's stream ----------------------------------------------------------
 
-    async def handle(self, stream: INetStream) -> Reason | None:
+    async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         peer = remote_key(stream)
 
         async def answer(frames: FrameStream) -> None:

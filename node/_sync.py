@@ -52,7 +52,7 @@ class LedgerSync:
         self._news, self._news_out = trio.open_memory_channel[ID](64)
         self.remote_sizes: dict[ID, dict[bytes, int]] = {}  # what each peer served us last held
 
-    async def handle(self, stream: INetStream) -> Reason | None:
+    async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         peer = stream.muxed_conn.peer_id
 
         async def respond(frames: FrameStream) -> None:
