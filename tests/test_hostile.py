@@ -401,20 +401,19 @@ def test_a_host_claiming_more_than_it_may_is_disputed_and_its_signed_claim_kept_
 # --- the ledger: the hostile peer as a member ------------------------------------------------
 
 
-def test_a_driver_answering_one_settlement_twice_is_named_by_the_audit(tmp_path):
+def test_a_driver_signing_two_different_acks_for_one_settlement_is_named_by_the_audit(tmp_path):
     async def answer_twice(street):
         booking = await street.hostile.book(street.ad, START, END, 1_000)
         await street.clock.sleep_until(START - 30)
         charging = await street.hostile.charge(booking, timeout=30)
-        settlement = charging.settlement.message
-        second = p.Dispute(booking_id=booking.id, t=settlement.t + 60, settlement=charging.settlement.digest,
-                           reason=p.Reason.MISPRICED, detail="changed my mind")
-        street.hostile.ledger.append(street.hostile.identity, [(EntryKind.DISPUTE, second)], t=second.t)
+        first = charging.answer.message
+        second = first.replace(t=first.t + 60)  # another ack of the same settlement: other bytes, other digest
+        street.hostile.ledger.append(street.hostile.identity, [(EntryKind.ACK, second)], t=second.t)
         await street.pull_from_hostile()
         return charging
 
     street, charging = scenario_on(tmp_path, answer_twice, seconds=90, wallbox=True)
-    assert isinstance(charging.answer.message, p.SettlementAck)  # the first answer, an ack, stands
+    assert isinstance(charging.answer.message, p.SettlementAck)  # the first ack stands
     assert street.honest.ledger.sizes()[key(street.hostile)] == 2
     assert street.culprits_in_audit() == {(Rule.DOUBLE_ANSWER, key(street.hostile))}
 
