@@ -94,10 +94,12 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             peer = peer_of(public_key_from_peer_id(str(request.get("peer", ""))))
         except DecodeError:
             raise AdminError("give the peer id of the link to fault (12D3KooW...)") from None
-        seconds = float(request.get("seconds", 2.0))
+        seconds, latency = float(request.get("seconds", 2.0)), float(request.get("latency", 0.2))
+        if not (0 < seconds <= 3600 and 0 <= latency <= 60):  # also refuses NaN
+            raise AdminError("a link fault lasts 0-3600 seconds, with a latency of 0-60 seconds")
         if request["cmd"] == "link-drop":
             return node.links.drop(peer, seconds)
-        return node.links.delay(peer, float(request.get("latency", 0.2)), seconds)
+        return node.links.delay(peer, latency, seconds)
 
     return {"status": status, "ads": ads, "bookings": bookings, "balance": balance,
             "approve": decision(True), "decline": decision(False), "link-drop": link_fault, "link-delay": link_fault}

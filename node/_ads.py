@@ -52,7 +52,8 @@ from wattshare.protocol import (
     sign,
 )
 
-from ._framing import FrameStream, Refusal, ask, serve
+from ._conduct import at_fault
+from ._framing import FrameStream, ask, serve
 from ._host import cell_key
 
 AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
@@ -169,8 +170,8 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None 
             ads = await fetch_ads(host, peer)
         except Exception as error:  # noqa: BLE001 - one host's refusal, reset or dial error must not fail the search
             log.info("no ads from %s: %s", peer.peer_id, error)
-            if isinstance(error, RemoteProtocolError) and not isinstance(error, Refusal):
-                blame(key, error.reason)  # it answered with a forged or broken list
+            if at_fault(error):
+                blame(key, error.reason)  # type: ignore[attr-defined] # it served a forged or broken list
             return
         if any(forged(key, ad) for ad in ads):
             blame(key, Reason.WRONG_SIGNER)

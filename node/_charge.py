@@ -43,6 +43,7 @@ from wattshare.protocol import (
 )
 
 from ._clock import Clock
+from ._conduct import at_fault
 from ._framing import FrameStream, Refusal, close_quietly
 from ._host import peer_of
 from ._sessions import SESSION_PROTOCOL
@@ -100,9 +101,9 @@ async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock
             nursery.cancel_scope.cancel()
     finally:
         await close_quietly(stream)
-    if isinstance(error, RemoteProtocolError) and not isinstance(error, Refusal):
-        blame(host_key, error.reason)
     if error is not None:
+        if at_fault(error):
+            blame(host_key, error.reason)  # type: ignore[attr-defined]
         raise error
     answer = charging.answer
     if answer is not None and isinstance(answer.message, Dispute):

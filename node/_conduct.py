@@ -12,10 +12,12 @@ one door of every stream a peer opens to this node. At the door:
   stalled: `misconduct`; silence past a deadline is not, as a peer that died or is only
   overloaded looks the same) is counted against the peer per (protocol, reason), and
   spends one of its `MISCONDUCT_BURST` misconduct tokens, refilled at `MISCONDUCT_RATE`
-  a second. A peer
-  with none left is turned away like a flooder until one refills: a hostile peer gets
-  about one bad conversation a second of this node's time. Business refusals (slot
-  taken, too early, declined, charger offline) are an honest peer's lot and cost nothing.
+  a second. A peer with none left is turned away like a flooder until one refills: a
+  hostile peer gets about one bad conversation a second of this node's time. Business
+  refusals (slot taken, too early, declined, charger offline) are an honest peer's lot
+  and cost nothing.
+- What this node gets wrong from a peer it called (`at_fault`: a broken receipt, a
+  forged ad) is counted the same way by the caller; the peer saying no (`Refusal`) is not.
 
 The counts are the node's record of the culprits (`culprits()`, shown by
 `wattshare host status`); the ledger keeps its own, signed, record of lies about money
@@ -32,7 +34,7 @@ from libp2p.abc import INetStream
 
 from wattshare.protocol import Reason, RemoteProtocolError, peer_id
 
-from ._framing import FrameError, FrameStream, close_quietly
+from ._framing import FrameError, FrameStream, Refusal, close_quietly
 from ._limits import RateLimiter
 
 STREAMS_BURST, STREAMS_RATE = 60, 20.0
@@ -52,6 +54,11 @@ def misconduct(fault: RemoteProtocolError) -> bool:
     if fault.reason is Reason.TIMEOUT:
         return isinstance(fault, FrameError) and fault.stalled
     return fault.reason in MISCONDUCT
+
+
+def at_fault(error: BaseException) -> bool:
+    """Does an error met while talking to a peer say that peer broke the protocol?"""
+    return isinstance(error, RemoteProtocolError) and not isinstance(error, Refusal) and misconduct(error)
 
 
 def remote_key(stream: INetStream) -> bytes:

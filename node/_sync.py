@@ -9,15 +9,15 @@ pull from a peer is one stream:
     puller -> server   Want (ranges, from the replicator)
     server -> puller   Batch ... Batch, then an empty Batch: done
 
-Each batch is ingested atomically as it arrives; a broken stream loses at most the
-batch in flight, and the next pull resumes from the new sizes. An entry its author
-provably signed but the ledger refuses is kept as evidence and its author `blame`d; a
-batch with an entry nobody signed refuses the batch and blames the peer serving it. A server that sees in
-the puller's `Have` entries it lacks pulls them back soon after, which is how a
-short-lived wallet `push`es its new entries before it leaves. Nothing depends on
-gossip arriving: every node pulls from every peer it is connected to every
-`SYNC_INTERVAL`, which is what makes replicas converge after partitions, restarts and
-dropped announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
+Each batch is ingested atomically as it arrives; a broken stream loses at most the batch
+in flight, and the next pull resumes from the new sizes. An entry its author provably
+signed but the ledger refuses is kept as evidence and its author `blame`d; a batch with
+an entry nobody signed refuses the batch and blames the peer serving it. A server that
+sees in the puller's `Have` entries it lacks pulls them back soon after, which is how a
+short-lived wallet `push`es its new entries before it leaves. Nothing depends on gossip
+arriving: every node pulls from every peer it is connected to every `SYNC_INTERVAL`,
+which is what makes replicas converge after partitions, restarts and dropped
+announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ def test_admin_socket(tmp_path):
                 seen["approve"] = await admin_call(socket_path, {"cmd": "approve", "booking": pending})
             seen["bookings"] = await admin_call(socket_path, {"cmd": "bookings"})
             seen["bad peer"] = await admin_call(socket_path, {"cmd": "link-drop", "peer": "nobody"})
+            seen["bad time"] = await admin_call(socket_path, {"cmd": "link-delay", "peer": driver.identity.peer_id,
+                                                              "seconds": "nan"})
             seen["drop"] = await admin_call(socket_path, {"cmd": "link-drop", "peer": driver.identity.peer_id})
             with trio.fail_after(5):
                 while driver.host.get_id() in host.host.get_connected_peers():
@@ -67,6 +69,7 @@ def test_admin_socket(tmp_path):
     [row] = seen["bookings"]["data"]
     assert (row["state"], row["driver"]) == ("confirmed", driver.identity.peer_id)
     assert not seen["bad peer"]["ok"] and "peer id" in seen["bad peer"]["error"]
+    assert not seen["bad time"]["ok"] and "0-3600 seconds" in seen["bad time"]["error"]
     assert seen["drop"] == {"ok": True, "data": {"dropped": driver.identity.peer_id, "seconds": 2.0}}
     assert b'"ok": false' in seen["garbage"]
     assert not socket_path.exists()  # removed when the node stops
