@@ -15,6 +15,8 @@ Noise session's. Faults end by themselves (trio time).
   due; another stamps chunks on arrival for `read` to hand up when due. Pumps stay for the
   connection's life (a Noise read cannot be cut off without losing a frame). The Noise
   handshake precedes the proxy and is not delayed; the muxer negotiation on is.
+- hang_up: the node is leaving; every link goes down for good (its exit closes gossip
+  only once no connection can bring it another message: `Node`).
 - A hook has no nursery: pumps and the drop's timer are trio system tasks (as libp2p's
   identify push is) that catch every error: a failing link ends its connection, not the node.
 """
@@ -41,13 +43,14 @@ class LinkFaults:
         self.swarm = host.get_network()
         self.dropped: dict[ID, float] = {}  # peer -> trio time the drop ends (its `_cut` heals it)
         self.delayed: dict[ID, tuple[float, float]] = {}  # peer -> (latency, trio time it ends)
+        self.leaving = False  # every link down for good: the node is on its way out
         upgrade = self.swarm.upgrader.upgrade_security
 
         async def upgrade_security(raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None) -> _Link:
-            if peer_id in self.dropped:  # our own dial: refused before a byte is sent
+            if self.down(peer_id):  # our own dial: refused before a byte is sent
                 raise SecurityUpgradeFailure(f"link to {peer_id} is down (injected fault)")
             conn = await upgrade(raw_conn, is_initiator, peer_id)
-            if (peer := conn.get_remote_peer()) in self.dropped:  # a dial in, or a drop begun meanwhile
+            if self.down(peer := conn.get_remote_peer()):  # a dial in, or a drop begun meanwhile
                 await conn.close()
                 raise SecurityUpgradeFailure(f"link to {peer} is down (injected fault)")
             return _Link(self, conn)
@@ -66,13 +69,26 @@ class LinkFaults:
         log.warning("fault: link to %s delayed %g s each way for %g s", peer, latency, seconds)
         return {"delayed": str(peer), "latency": latency, "seconds": seconds}
 
+    def down(self, peer: ID | None) -> bool:
+        return self.leaving or peer in self.dropped
+
+    async def hang_up(self) -> None:
+        """The node is leaving: refuse every new connection and close those it has."""
+        self.leaving = True
+        async with trio.open_nursery() as nursery:
+            for peer in list(self.swarm.connections):
+                nursery.start_soon(self._close, peer)
+
+    async def _close(self, peer: ID) -> None:
+        with contextlib.suppress(Exception):  # close_peer logs its own failures
+            await self.swarm.close_peer(peer)
+
     def latency(self, peer: ID) -> float:
         latency, until = self.delayed.get(peer, (0.0, 0.0))
         return latency if trio.current_time() < until else 0.0
 
     async def _cut(self, peer: ID, until: float) -> None:
-        with contextlib.suppress(Exception):  # close_peer logs its own failures
-            await self.swarm.close_peer(peer)
+        await self._close(peer)
         await trio.sleep_until(until)
         if self.dropped.get(peer) == until:  # not extended by a later drop: heal, all at once
             del self.dropped[peer]
@@ -93,7 +109,7 @@ class _Link:
         return getattr(self._conn, name)
 
     def _check(self) -> float:
-        if self._peer in self._faults.dropped:
+        if self._faults.down(self._peer):
             raise ConnectionClosedError(f"link to {self._peer} is down (injected fault)")
         return self._faults.latency(self._peer)
 

@@ -77,6 +77,7 @@ JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes a
 REFRESH_TIMEOUT = 10.0
 REJOIN_INTERVAL = 5.0
 REACH_TIMEOUT = 5.0
+HANG_UP_TIMEOUT = 2.0
 SYNC_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Node:
             await stack.enter_async_context(running(self.host, self.dht, self.listen))
             if self.gossip is not None:
                 await stack.enter_async_context(self.gossip.running())
+                stack.push_async_callback(self._hang_up)  # runs before gossip stops
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._reannounce)
             nursery.start_soon(self._stay_joined)
@@ -146,6 +148,13 @@ class Node:
                 await nursery.start(serve_admin, self, self.admin, self.admin_commands)
             yield self
             nursery.cancel_scope.cancel()
+
+    async def _hang_up(self) -> None:
+        """Take every link down before gossip stops: a head announcement arriving while
+        py-libp2p's pubsub shuts down kills the connection's task with "Nursery is closed
+        to new arrivals", and with it the node's exit."""
+        with trio.move_on_after(HANG_UP_TIMEOUT):
+            await self.links.hang_up()
 
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
         """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and

@@ -348,18 +348,25 @@ def test_forged_ads_for_another_hosts_charger_are_dropped_and_their_server_named
 # --- sessions: the hostile peer hosts, the honest node drives -----------------------------
 
 
-def test_replayed_receipts_are_refused_and_their_host_named(tmp_path):
+def test_replayed_and_tampered_receipts_are_refused_and_their_host_named(tmp_path):
     async def replay(street):
         booking = await street.honest.book(street.hostile_ad, START, END, 1_000)
-        r0, _ = hostile_receipts(street, booking, 2)
-        street.script(SESSION_PROTOCOL, lambda opening: [p.SessionUpdate(receipt=r0), p.SessionUpdate(receipt=r0)])
-        with pytest.raises(p.RemoteProtocolError) as refused:
-            await street.honest.charge(booking)
-        return refused.value.reason
+        r0, r1 = hostile_receipts(street, booking, 2)
+        tampered = bytearray(send_frame(p.SessionUpdate(receipt=r1)))
+        at_energy = tampered.index(b"energy_wh") + len(b"energy_wh")
+        tampered[at_energy + 1] ^= 0x01  # 500 Wh -> 501 Wh, signature unchanged
+        reasons = []
+        for second in (p.SessionUpdate(receipt=r0), bytes(tampered)):
+            street.script(SESSION_PROTOCOL, lambda opening: [p.SessionUpdate(receipt=r0), second])
+            with pytest.raises(p.RemoteProtocolError) as refused:
+                await street.honest.charge(booking)
+            reasons.append(refused.value.reason)
+        return reasons
 
-    street, reason = scenario_on(tmp_path, replay)
-    assert reason is p.Reason.BROKEN_CHAIN
-    assert street.misconduct() == {(SESSION_PROTOCOL, p.Reason.BROKEN_CHAIN): 1}
+    street, reasons = scenario_on(tmp_path, replay)
+    assert reasons == [p.Reason.BROKEN_CHAIN, p.Reason.BAD_SIGNATURE]
+    assert street.misconduct() == {(SESSION_PROTOCOL, p.Reason.BROKEN_CHAIN): 1,
+                                   (SESSION_PROTOCOL, p.Reason.BAD_SIGNATURE): 1}
 
 
 @pytest.mark.parametrize("lie", [p.Reason.MISPRICED, p.Reason.OVER_CAP])
@@ -392,6 +399,7 @@ def test_a_host_claiming_more_than_it_may_is_disputed_and_its_signed_claim_kept_
     dispute = charging.answer.message
     assert isinstance(dispute, p.Dispute) and dispute.reason is lie
     assert p.decode_frame(told[0], p.SessionAnswer).dispute == charging.answer  # the host was told
+    assert street.honest.ledger.sizes()[key(street.honest)] == 1  # and the dispute is on the driver's feed
     assert street.honest.ledger.evidence() == [claimed.encode()]
     assert key(street.hostile) not in street.honest.ledger.sizes()  # the claim moved no money
     assert street.culprits_in_audit() == {(Rule(lie.value), key(street.hostile))}
