@@ -163,7 +163,9 @@ def test_a_node_leaving_while_its_peers_flood_gossip_exits_cleanly(tmp_path):
                 async with trio.open_nursery() as nursery:
                     async with node(f"leaver{attempt}").running() as leaver:
                         await leaver.join([peer.address for peer in flooders])
-                        await trio.sleep(1.5)  # the gossip mesh forms
+                        with trio.fail_after(10):  # every flooder has a gossip stream to it
+                            while len(leaver.gossip.pubsub.peers) < len(flooders):
+                                await trio.sleep(0.05)
                         for peer in flooders:
                             nursery.start_soon(flood, peer)
                         await trio.sleep(0.3)
