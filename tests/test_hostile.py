@@ -41,8 +41,9 @@ from wattshare.node import (
     request_booking,
 )
 from wattshare.node._clock import Clock
+from wattshare.node._conduct import STREAMS_BURST
 from wattshare.protocol._envelope import signing_input
-from wattshare.node._framing import varint
+from wattshare.node._framing import Refusal, varint
 from wattshare.node._sync import SYNC_FRAME
 from wattshare.node._wallbox import Wallbox
 
@@ -297,6 +298,24 @@ def test_a_peer_that_keeps_misbehaving_is_turned_away_at_every_door_then_forgive
     assert shown == [{"peer": hostile, "protocol": AD_PROTOCOL, "reason": "malformed", "count": 21},
                      {"peer": hostile, "protocol": AD_PROTOCOL, "reason": "rate_limited", "count": 5},
                      {"peer": hostile, "protocol": SYNC_PROTOCOL, "reason": "rate_limited", "count": 1}]
+
+
+def test_a_flood_of_honest_looking_streams_is_turned_away_past_the_stream_limit(tmp_path):
+    async def flood(street):
+        info = street.honest.host.get_peerstore().peer_info(street.honest.host.get_id())
+        answered, limited = 0, 0
+        for _ in range(STREAMS_BURST + 30):
+            try:
+                await fetch_ads(street.hostile.host, info)
+                answered += 1
+            except Refusal as refused:
+                assert refused.reason is p.Reason.RATE_LIMITED
+                limited += 1
+        return answered, limited
+
+    street, (answered, limited) = scenario_on(tmp_path, flood)
+    assert STREAMS_BURST <= answered < STREAMS_BURST + 30 and limited >= 5  # the burst, then about 20 a second
+    assert street.misconduct() == {(AD_PROTOCOL, p.Reason.RATE_LIMITED): limited}
 
 
 # --- bookings and ads --------------------------------------------------------------------
