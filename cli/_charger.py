@@ -13,10 +13,10 @@ a good value looks like.
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from wattshare.node import AD_LIFETIME
 from wattshare.protocol import (
     PRICE_SCALE,
     BookingTerms,
@@ -36,7 +36,6 @@ from wattshare.protocol import (
 
 from ._errors import fail
 
-AD_LIFETIME = 6 * 24 * 3600  # re-signed at every start, and the protocol wants it within a week
 CONNECTORS = {"type2": Connector.TYPE_2, "ccs2": Connector.CCS2, "chademo": Connector.CHADEMO,
               "j1772": Connector.J1772, "nacs": Connector.NACS, "gbt-ac": Connector.GBT_AC,
               "gbt-dc": Connector.GBT_DC, "schuko": Connector.SCHUKO}
@@ -97,12 +96,12 @@ def tariff(charger: dict[str, Any]) -> Tariff:
     return Tariff(currency=currency, elements=tuple(elements))
 
 
-def charger_ad(charger: dict[str, Any], host: bytes, seq: int, now: float | None = None) -> ChargerAd:
+def charger_ad(charger: dict[str, Any], host: bytes, seq: int, now: float) -> ChargerAd:
     """The ad of the configured charger (see the module doc)."""
     start, end = hours(charger.get("hours", "00:00-00:00"), "--hours")
     try:
         return ChargerAd(
-            host=host, charger_id=charger["id"], seq=seq, expires=int(time.time() if now is None else now) + AD_LIFETIME,
+            host=host, charger_id=charger["id"], seq=seq, expires=int(now) + AD_LIFETIME,
             geohash=geo.encode(charger["lat"], charger["lon"], 7), tz=charger["tz"],
             connector=CONNECTORS[charger["connector"]], max_power_w=round(charger["max_kw"] * 1000),
             tariff=tariff(charger), terms=BookingTerms(**{k: charger["terms"][k] for k in TERMS}),

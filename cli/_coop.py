@@ -16,25 +16,21 @@ import trio
 
 from wattshare.ledger import (
     Adjustment,
-    Checkpoint,
     CoopCharter,
     CreditLimit,
     Entry,
     EntryKind,
-    HeadRef,
     LedgerStore,
     MoneyMove,
 )
-from wattshare.node import Node
+from wattshare.node import Node, charter_entry, checkpoint, witness_feeds
 from wattshare.protocol import Signed
 
 from ._charger import amount
-from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
+from ._daemon import ask, configure_logging, daemon, run_trio, show_status
 from ._errors import fail
 from ._home import Home, clock_from_env, member_key
 from ._view import Context, emit, money, pass_context
-
-CHECKPOINT_EVERY = 300.0  # real seconds between a co-op node's checkpoints (when heads moved)
 
 
 @click.group("coop")
@@ -80,12 +76,11 @@ def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str,
 
 
 def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:
-    """The co-op's charter in force: its feed's latest COOP entry."""
-    for envelope in reversed(ledger.entries(coop, 0, ledger.sizes().get(coop, 0))):
-        entry = Signed.decode(envelope, Entry)
-        if entry.message.kind is EntryKind.COOP:
-            return entry
-    fail("this ledger holds no co-op charter; run `wattshare coop init` in this home")
+    """The co-op's charter in force, or a one-line failure saying how to make one."""
+    charter = charter_entry(ledger, coop)
+    if charter is None:
+        fail("this ledger holds no co-op charter; run `wattshare coop init` in this home")
+    return charter
 
 
 def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
@@ -210,13 +205,10 @@ def adjust(ctx: Context, booking: str, payer: str, payee: str, amount_text: str,
                  "note": note})
 
 
-def checkpoint(home: Home, ledger: LedgerStore, t: int) -> int:
+def _checkpoint(home: Home, ledger: LedgerStore, t: int) -> int:
     """The witness signs the heads of every feed this ledger holds; the feeds covered."""
-    heads = tuple(HeadRef(author=author, size=feed.size, root=feed.log.root())
-                  for author, feed in sorted(ledger.state.feeds.items()) if feed.size and not feed.frozen)
-    charter = _charter(ledger, member_key(home.config()["node"]["coop"]))
-    ledger.append(home.identity("witness.key"), [(EntryKind.CHECKPOINT, Checkpoint(charter=charter, heads=heads))], t=t)
-    return len(heads)
+    coop = member_key(home.config()["node"]["coop"])
+    return checkpoint(ledger, home.identity("witness.key"), _charter(ledger, coop), t)
 
 
 @coop_group.command("status")
@@ -260,17 +252,10 @@ def node_run(ctx: Context, sync_interval: float) -> None:
                 admin=ctx.home.admin, clock=clock, sync_interval=sync_interval,
                 admin_commands={"money": lambda request: write_money(ctx.home, ledger, request, int(clock())),
                                 "admit": lambda request: write_admission(ctx.home, ledger, request, int(clock())),
-                                "checkpoint": lambda _: {"feeds": checkpoint(ctx.home, ledger, int(clock()))}})
+                                "checkpoint": lambda _: {"feeds": _checkpoint(ctx.home, ledger, int(clock()))}})
 
     async def witness(node: Node, nursery: trio.Nursery) -> None:
-        async def every() -> None:
-            seen: dict[bytes, int] = {}
-            while True:
-                await trio.sleep(CHECKPOINT_EVERY)
-                if ledger.sizes() != seen:
-                    log.info("checkpoint feeds=%d", checkpoint(ctx.home, ledger, int(clock())))
-                    seen = ledger.sizes()
-
-        nursery.start_soon(every)
+        nursery.start_soon(witness_feeds, ledger, ctx.home.identity("witness.key"),
+                           member_key(config["node"]["coop"]), clock)
 
     run_trio(daemon, node, config["node"]["bootstrap"], witness)

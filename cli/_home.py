@@ -120,7 +120,7 @@ class Home:
         if not coop:
             fail(f"{self.config_file} names no co-op ([node] coop); run `init --coop PEER_ID` again")
         try:
-            return LedgerStore(self.ledger_file, member_key(coop))
+            return LedgerStore(self.ledger_file, member_key(coop), clock_from_env())
         except StoreError as error:
             fail(f"{error}. Move it aside (mv {self.ledger_file} {self.ledger_file}.damaged) and start again: "
                  "the node pulls the ledger back from its peers")

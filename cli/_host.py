@@ -96,7 +96,7 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
         "terms": dict(zip(TERMS, (cancel_until, amount(cancel_fee, currency, "--cancel-fee"), noshow_timeout,
                                   amount(noshow_fee, currency, "--noshow-fee"), 5, 7 * 24 * 60))),
     }
-    ad = charger_ad(charger, bytes(32), 1)  # checks every field before anything is written
+    ad = charger_ad(charger, bytes(32), 1, clock_from_env()())  # checks every field before anything is written
     identity = ctx.home.create(force)
     ctx.home.write_config({
         "node": {"listen": listen, "bootstrap": list(bootstrap), "coop": coop},

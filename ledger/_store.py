@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import sqlite_utils
 
-from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, SignatureError, Signed, sign
+from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, SignatureError, Signed, sign, wall_time
 
 from ._entry import CoopCharter, Entry, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule, StoreError
@@ -60,8 +59,10 @@ class IngestReport:
 class LedgerStore:
     """A member's, host's or co-op's copy of the ledger (see the module doc)."""
 
-    def __init__(self, path: Path | str, coop: bytes) -> None:
+    def __init__(self, path: Path | str, coop: bytes, clock: Callable[[], float] = wall_time) -> None:
+        """The ledger at `path`, trusting co-op `coop`; `clock` (the node's) dates what it detects."""
         self.path = Path(path)
+        self.clock = clock
         try:
             self.db = sqlite_utils.Database(self.path)
             self.db.conn.isolation_level = None  # transactions are explicit: one per batch
@@ -158,7 +159,7 @@ class LedgerStore:
 
         def freeze(author: bytes, seq: int, first: bytes, second: bytes) -> None:
             reverted = self._freeze(author, applied)
-            frauds.append((author, seq, *sorted((first, second)), int(time.time())))  # one proof, one order
+            frauds.append((author, seq, *sorted((first, second)), int(self.clock())))  # one proof, one order
             frozen.extend((digest,) for digest in reverted)
             touched.update((m, c) for checked in reverted.values() for m, c, _ in checked.effects)
             report.forks.append((author, seq))
@@ -213,7 +214,7 @@ class LedgerStore:
         if count < MAX_EVIDENCE_PER_AUTHOR:
             self._write([("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
                           [(hashlib.sha256(envelope).digest(), refused.author, refused.seq, refused.rule.value,
-                            envelope, int(time.time()))])])
+                            envelope, int(self.clock()))])])
         return refused
 
     def evidence(self) -> list[bytes]:
@@ -244,7 +245,7 @@ class LedgerStore:
 
     def append(self, identity: Identity, items: Sequence[tuple[EntryKind, Record]], t: int | None = None) -> list[Signed[Entry]]:
         """Write entries to `identity`'s own feed (one batch) and sign the new feed head."""
-        t = int(time.time()) if t is None else t
+        t = int(self.clock()) if t is None else t
         author = identity.public_key
         feed = self.state.feeds[author]
         size, prev, signed = feed.size, feed.tip, []

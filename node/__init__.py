@@ -4,7 +4,7 @@ Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 """
 
 from ._admin import admin_call, serve_admin
-from ._ads import AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
+from ._ads import AD_LIFETIME, AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
 from ._central import CentralSystem, ChargerOffline
 from ._charge import Charging, charge
@@ -16,8 +16,10 @@ from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
 from ._wallbox import Curve, Wallbox
+from ._witness import CHECKPOINT_EVERY, charter_entry, checkpoint, witness_feeds
 
 __all__ = [
+    "AD_LIFETIME",
     "AD_PROTOCOL",
     "AdBoard",
     "Approval",
@@ -28,6 +30,7 @@ __all__ = [
     "ChargerOffline",
     "Charging",
     "Clock",
+    "CHECKPOINT_EVERY",
     "Curve",
     "FrameError",
     "FrameStream",
@@ -43,9 +46,12 @@ __all__ = [
     "admin_call",
     "cell_key",
     "charge",
+    "charter_entry",
+    "checkpoint",
     "fetch_ads",
     "find_chargers",
     "make_host",
     "request_booking",
     "serve_admin",
+    "witness_feeds",
 ]

@@ -4,6 +4,10 @@ Theory of operation (DESIGN.md, "Charger advertisement and search"):
 
 - `AdBoard` holds a host's own signed ads; its stream handler answers one `AdRequest`
   with an `AdList`, under a deadline, and refuses anything else with a reason code.
+- A running host re-signs each ad (next seq, a fresh `AD_LIFETIME`) once it is within
+  `AD_RENEW_AHEAD` of expiry (`AdBoard.renewals`), so a daemon left on for a year stays
+  bookable; the tariff, terms and zone stay as they were, so bookings asked against
+  the previous seq still stand (see `_bookings`).
 - A host provides the DHT key of each geohash-5 cell its chargers are in (`cell_key`),
   again whenever an ad changes and periodically, so late joiners and restarted DHT
   nodes keep finding it.
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from typing import Callable
 
 import trio
@@ -64,6 +67,8 @@ ASK_TIMEOUT = 2.0
 DIRECT_ASKS = 12  # peers asked at once per cell and lookup round
 LOOKUP_ROUNDS = 3
 CELL_LOOKUPS = 4  # cells looked up at once
+AD_LIFETIME = 6 * 24 * 3600  # clock seconds an ad is signed for (the protocol's most is a week)
+AD_RENEW_AHEAD = 2 * 24 * 3600  # a running host re-signs an ad this long before it expires
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +87,15 @@ class AdBoard:
         signed = sign(self.identity, ad)
         self.ads[ad.charger_id] = signed
         return signed
+
+    def renewals(self, now: int) -> list[ChargerAd]:
+        """The ads due for re-signing at `now`, as their renewed versions (see the module doc)."""
+        return [signed.message.replace(seq=signed.message.seq + 1, expires=now + AD_LIFETIME)
+                for signed in self.ads.values() if signed.message.expires - now <= AD_RENEW_AHEAD]
+
+    def next_renewal(self) -> int | None:
+        """When the first ad falls due for re-signing (clock seconds), if any ad is held."""
+        return min((signed.message.expires - AD_RENEW_AHEAD for signed in self.ads.values()), default=None)
 
     @property
     def cells(self) -> set[str]:
@@ -143,7 +157,7 @@ async def fetch_ads(host: IHost, peer: PeerInfo) -> list[Signed[ChargerAd]]:
     return list(reply.ads)
 
 
-async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None = None,
+async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int,
                         timeout: float = FETCH_TIMEOUT,
                         blame: Callable[[bytes, Reason], None] = lambda peer, reason: None) -> list[Result]:
     """Search the network for chargers answering `query`, best first; a peer serving an
@@ -182,5 +196,5 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int | None 
             for peer in peers.values():
                 if peer.peer_id != host.get_id():
                     nursery.start_soon(fetch, peer)
-    return search(query, served, int(time.time()) if now is None else now)
+    return search(query, served, now)
 

@@ -6,8 +6,9 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   `BookingAnswer`: a signed confirmation (with the access info sealed to the driver) or
   a signed rejection with a reason code. Both sides keep both signed messages.
 - The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
-  charger and ad seq are current and the request froze the ad's tariff, terms and zone
-  (`AD_UNKNOWN`, `AD_EXPIRED`); the request is fresh and new (`REPLAY`, `TOO_LATE`);
+  charger is here, the ad is unexpired and the request froze its current tariff, terms
+  and zone (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms stands, so a
+  host's routine re-signing does not void a request made just before it); the request is fresh and new (`REPLAY`, `TOO_LATE`);
   the window is inside availability (`OUTSIDE_AVAILABILITY`); the cap covers a session's
   fixed fee (`CAP_TOO_LOW`); the driver's ledger balance plus credit limit, minus the
   caps of its open bookings here, covers the cap (`INSUFFICIENT_CREDIT`). Then it
@@ -24,7 +25,6 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable
@@ -56,6 +56,7 @@ from wattshare.protocol import (
     price,
     seal_access,
     sign,
+    wall_time,
 )
 
 from ._ads import AdBoard
@@ -93,7 +94,7 @@ class BookingDesk:
     approval: Approval = Approval.AUTO
     ledger: LedgerStore | None = None
     approval_timeout: float = 300.0
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = wall_time
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
@@ -143,7 +144,7 @@ class BookingDesk:
         if r.host != self.identity.public_key or ad is None:
             raise Refused(Reason.AD_UNKNOWN, f"no charger {r.charger_id!r} here")
         current = ad.message
-        if (r.ad_seq, r.tariff, r.terms, r.tz) != (current.seq, current.tariff, current.terms, current.tz) \
+        if r.ad_seq > current.seq or (r.tariff, r.terms, r.tz) != (current.tariff, current.terms, current.tz) \
                 or current.expires <= now:
             raise Refused(Reason.AD_EXPIRED, f"the ad is now at seq {current.seq}: search again")
         if abs(now - r.created) > FRESHNESS:

@@ -30,6 +30,7 @@ import logging
 from collections import Counter
 from typing import Awaitable, Callable
 
+import trio
 from libp2p.abc import INetStream
 
 from wattshare.protocol import Reason, RemoteProtocolError, peer_id
@@ -69,9 +70,10 @@ def remote_key(stream: INetStream) -> bytes:
 class Conduct:
     """The door of every protocol and the record of who misbehaved (see the module doc)."""
 
-    def __init__(self) -> None:
-        self.streams = RateLimiter(STREAMS_BURST, STREAMS_RATE)
-        self.misconduct = RateLimiter(MISCONDUCT_BURST, MISCONDUCT_RATE)
+    def __init__(self, now: Callable[[], float] = trio.current_time) -> None:
+        """`now`: the real-time clock its limits refill by (trio's, unless a test injects one)."""
+        self.streams = RateLimiter(STREAMS_BURST, STREAMS_RATE, now)
+        self.misconduct = RateLimiter(MISCONDUCT_BURST, MISCONDUCT_RATE, now)
         self.counts: Counter[tuple[bytes, str, Reason]] = Counter()
 
     def guard(self, protocol: str, handle: Handler) -> Callable[[INetStream], Awaitable[None]]:

@@ -2,20 +2,23 @@
 the offending peer can be rate-limited).
 
 Each peer may make `burst` requests at once, then one every `1 / rate` seconds; a
-refused request costs nothing. Real (monotonic) time, never the node's domain clock.
+refused request costs nothing. Real time, never the node's domain clock: by default
+trio's clock (`trio.current_time`, so a test under `MockClock` moves it), or any `now`
+callable a test or node passes in.
 Idle full buckets are forgotten, so a crowd of one-time peers cannot grow the table.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Callable
+
+import trio
 
 MAX_PEERS = 4096
 
 
 class RateLimiter:
-    def __init__(self, burst: int = 10, rate: float = 0.5, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, burst: int = 10, rate: float = 0.5, now: Callable[[], float] = trio.current_time) -> None:
         self.burst = burst
         self.rate = rate
         self.now = now

@@ -4,8 +4,8 @@ Theory of operation: `Node` wires the pieces together and owns their lifetimes; 
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_links`) know nothing of each
 other. A node is started with `async with node.running():` and stopped by leaving the
-block. While it runs it serves its protocols; refreshes its routing table and
-re-provides its ads' cells a few times soon after it starts, then every
+block. While it runs it serves its protocols; re-signs its ads well before they expire;
+refreshes its routing table and re-provides its ads' cells a few times soon after it starts, then every
 `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves every protocol
 behind one door (`_conduct`: per-peer stream and misconduct limits, and the record of
 who misbehaved); reconnects to the peers it joined through whenever their link is gone;
@@ -79,6 +79,7 @@ REJOIN_INTERVAL = 5.0
 REACH_TIMEOUT = 5.0
 HANG_UP_TIMEOUT = 2.0
 SYNC_INTERVAL = 30.0
+AD_RENEW_CHECK = 3600.0  # clock seconds between looks for ads due for re-signing
 log = logging.getLogger(__name__)
 
 
@@ -90,7 +91,8 @@ class Node:
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
                  sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
                  ocpp: tuple[str, int] | None = None, clock: Clock | None = None,
-                 admin_commands: dict[str, Callable[[dict], Any]] | None = None) -> None:
+                 admin_commands: dict[str, Callable[[dict], Any]] | None = None,
+                 conduct: Conduct | None = None) -> None:
         quiet_libp2p()
         self.identity = identity
         self.clock = clock or Clock()
@@ -98,12 +100,14 @@ class Node:
         self.host = make_host(identity, listen)
         self.links = LinkFaults(self.host)  # fault hooks, idle unless told (chaos run, tests)
         self.dht = make_dht(self.host)
-        self.store = NodeStore(state)
+        self.store = NodeStore(state, self.clock)
         self.ledger = ledger
+        if ledger is not None:
+            ledger.clock = self.clock  # one clock per node: the ledger dates what it detects by it
         self.board = AdBoard(identity)
         for ad in self.store.ads():
             self.board.ads[ad.message.charger_id] = ad
-        self.conduct = Conduct()
+        self.conduct = conduct or Conduct()  # a test may pass one on a clock of its own
         self.host.set_stream_handler(AD_PROTOCOL, self.conduct.guard(AD_PROTOCOL, self.board.handle))
         self.desk: BookingDesk | None = None
         if access is not None:
@@ -139,6 +143,7 @@ class Node:
                 stack.push_async_callback(self._hang_up)  # runs before gossip stops
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._reannounce)
+            nursery.start_soon(self._keep_ads_fresh)
             nursery.start_soon(self._stay_joined)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
@@ -283,6 +288,18 @@ class Node:
                             continue
                     if self.sync is not None:
                         self.sync.nudge(peer)
+
+    async def _keep_ads_fresh(self) -> None:
+        """Re-sign every ad well before it expires (`AdBoard.renewals`), then re-announce:
+        a host left running for months stays bookable, and one woken after a long sleep
+        (a jumped clock) renews at once."""
+        while True:
+            look = self.clock() + AD_RENEW_CHECK  # an ad published meanwhile may fall due sooner
+            due = self.board.next_renewal()
+            await self.clock.sleep_until(look if due is None else min(due, look))
+            for ad in self.board.renewals(int(self.clock())):
+                signed = self.announce(ad)
+                log.info("ad renewed charger=%s seq=%d expires=%d", ad.charger_id, ad.seq, signed.message.expires)
 
     async def _reannounce(self) -> None:
         """Refresh the routing table and re-provide our cells: soon after joining (the

@@ -22,7 +22,10 @@ Theory of operation (DESIGN.md, "Session and metering"; the protocol's SessionMa
   pushed to the driver and claimed on the host's ledger feed. The driver's ack or
   dispute, if it answers on the stream, is stored with the session.
 - Every message the session machine took is replayed, in order, to a driver that
-  (re)attaches with a StartRequest for the running or settled session.
+  (re)attaches with a StartRequest for the running or settled session. A session the
+  driver has answered leaves memory (it is replayed from the store), and so do the
+  desk's notes of bookings no longer confirmed: a host running for a year holds only
+  its open sessions and bookings.
 - Reservation: when a confirmed booking's window opens (early start grace included),
   the wallbox gets ReserveNow for the booking's id tag until the no-show deadline.
 - No-show: a confirmed booking not started `noshow_timeout_minutes` after its window
@@ -303,6 +306,8 @@ class SessionDesk:
                 if wait.cancelled_caught:
                     break
             nursery.cancel_scope.cancel()
+        if live.machine.state in (SessionState.FINAL, SessionState.DISPUTED) and self._claimed(live):
+            self.live.pop(live.machine.booking_id, None)  # done: a re-attaching driver gets it from the store
 
     async def _listen(self, frames: FrameStream, live: Live, conversation: trio.CancelScope) -> None:
         while True:
@@ -391,10 +396,15 @@ class SessionDesk:
         self.store.settle(live.machine.booking_id, Slot.SETTLED)
         self._claim(live)
 
+    def _claimed(self, live: Live) -> bool:
+        """Is the settled session on the ledger (or is there no ledger to put it on)?"""
+        return self.ledger is None or live.machine.booking_id in self.ledger.state.claims
+
     def _claim(self, live: Live) -> None:
         machine = live.machine
-        if self.ledger is None or machine.settlement is None or machine.booking_id in self.ledger.state.claims:
+        if machine.settlement is None or self._claimed(live):
             return
+        assert self.ledger is not None
         claim = SettlementClaim(booking=machine.booking, receipts=tuple(machine.receipts), settlement=machine.settlement)
         self.ledger.append(self.identity, [(EntryKind.SETTLEMENT, claim)], t=machine.settlement.message.t)
 
@@ -414,7 +424,11 @@ class SessionDesk:
 
     def _watch_bookings(self) -> None:
         now = int(self.clock())
-        for row in self.store.bookings(Slot.CONFIRMED):
+        rows = self.store.bookings(Slot.CONFIRMED)
+        confirmed = {row["booking_id"] for row in rows}
+        self._confirmed = {k: v for k, v in self._confirmed.items() if k in confirmed}  # started, settled, gone
+        self._reserved &= confirmed
+        for row in rows:
             if row["host"] != self.identity.public_key or row["booking_id"] in self.live:
                 continue
             if row["booking_id"] not in self._confirmed:  # decoded (signatures checked) once

@@ -21,13 +21,13 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 from __future__ import annotations
 
-import time
 from enum import StrEnum
 from pathlib import Path
+from typing import Callable
 
 import sqlite_utils
 
-from wattshare.protocol import BookingRequest, ChargerAd, Signed
+from wattshare.protocol import BookingRequest, ChargerAd, Signed, wall_time
 
 
 class Slot(StrEnum):
@@ -45,8 +45,10 @@ _HOLDING_SQL = f"state IN ({', '.join('?' * len(HOLDING))})"
 
 
 class NodeStore:
-    def __init__(self, path: Path | str | None = None) -> None:
-        """The store at `path`, or in memory (a search-only node keeps nothing)."""
+    def __init__(self, path: Path | str | None = None, clock: Callable[[], float] = wall_time) -> None:
+        """The store at `path`, or in memory (a search-only node keeps nothing); `clock`
+        (the node's) dates its rows."""
+        self.clock = clock
         self.db = sqlite_utils.Database(Path(path)) if path is not None else sqlite_utils.Database(memory=True)
         self.db.conn.isolation_level = None
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -74,7 +76,7 @@ class NodeStore:
         return [Signed.decode(row["envelope"], ChargerAd) for row in self.db["ads"].rows]
 
     def remember_peers(self, addresses: list[str]) -> None:
-        now = int(time.time())
+        now = int(self.clock())
         for address in addresses:
             self.db.execute("INSERT OR REPLACE INTO peers VALUES (?, ?)", [address, now])
 
@@ -104,7 +106,7 @@ class NodeStore:
                 conn.execute(
                     "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                     [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
-                     request.encode(), int(time.time())],
+                     request.encode(), int(self.clock())],
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -118,13 +120,13 @@ class NodeStore:
         self.db.execute(
             "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
-             request.encode(), answer, int(time.time())],
+             request.encode(), answer, int(self.clock())],
         )
 
     def settle(self, booking_id: bytes, state: Slot, answer: bytes | None = None) -> None:
         self.db.execute(
             "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), updated = ? WHERE booking_id = ?",
-            [state.value, answer, int(time.time()), booking_id],
+            [state.value, answer, int(self.clock()), booking_id],
         )
 
     def get(self, booking_id: bytes) -> dict | None:

@@ -16,6 +16,7 @@ take values and bytes out. Everything below is re-exported from private modules:
 from . import _geo as geo
 from ._ad import AvailabilityException, BookingTerms, ChargerAd, Connector, WeeklyWindow
 from ._booking import BookingMachine, BookingState
+from ._clock import wall_time
 from ._codec import MAX_MESSAGE_SIZE
 from ._codec import decode as decode_cbor
 from ._codec import encode as encode_cbor
@@ -181,4 +182,5 @@ __all__ = [
     "sign",
     "signing_input",
     "vouched_by",
+    "wall_time",
 ]

@@ -12,6 +12,10 @@ IANA zone. Everything that mixes the two goes through here:
 - `boundaries` lists the UTC instants inside an interval where the local wall clock
   reaches one of the given minutes of day, plus the DST transitions in it: between two
   consecutive boundaries, every wall-clock rule has one truth value.
+- `wall_time` is the one reading of the machine's wall clock in the whole package
+  (DESIGN.md, "Time"): domain code never calls it directly, but takes a clock (a
+  callable returning UTC seconds) whose default this is; a node's accelerated or
+  jumped `Clock` is built on it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import InvalidValue
@@ -26,6 +31,11 @@ from ._errors import InvalidValue
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _UTC = dt.timezone.utc
 MINUTES_PER_DAY = 24 * 60
+
+
+def wall_time() -> float:
+    """The machine's wall clock, UTC Unix seconds (see the module doc)."""
+    return time.time()
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import trio
 
 from wattshare import protocol as p
+from wattshare.node import Clock
 
 HOST = p.Identity(bytes([1]) * 32)
 DRIVER = p.Identity(bytes([2]) * 32)
@@ -19,6 +20,28 @@ EVERY_DAY = tuple(p.DayOfWeek)
 def at(local: str, tz: str = TZ) -> int:
     """UTC seconds of a local ISO time, e.g. at("2026-11-27T23:00")."""
     return int(dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp())
+
+
+def pinned_clock(local: str = "2026-11-28T12:00", speed: float = 1.0) -> Clock:
+    """A node clock that reads `local` (Europe/Berlin) now and runs `speed` times real
+    time from there, whatever the machine's date: tests of real nodes book windows
+    relative to it, so they pass on any day (issue "Real time")."""
+    return Clock(speed=speed, origin=at(local))
+
+
+class ManualTime:
+    """A real-time source that moves only when the test says so: rate limits and
+    misconduct scoring refill by it (`Conduct(now=...)`), so a test of them never
+    depends on how fast the machine runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def off_peak_tariff(off_peak: int = 12_000, peak: int = 30_000, flat: int = 0) -> p.Tariff:

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from fixtures import at, make_ad, run_bounded
+from fixtures import ManualTime, at, make_ad, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import (
     Batch,
@@ -41,7 +41,7 @@ from wattshare.node import (
     request_booking,
 )
 from wattshare.node._clock import Clock
-from wattshare.node._conduct import STREAMS_BURST
+from wattshare.node._conduct import MISCONDUCT_RATE, STREAMS_BURST, STREAMS_RATE, Conduct
 from wattshare.protocol._envelope import signing_input
 from wattshare.node._framing import Refusal, varint
 from wattshare.node._sync import SYNC_FRAME
@@ -99,6 +99,7 @@ class Street:
         self.world = SampleWorld(seed=71)
         self.charter = self.world.charter_entry().encode()  # credit 50.00 EUR for every member
         self.clock = Clock(speed=1800, origin=at("2026-11-28T20:00"))
+        self.door_time = ManualTime()  # the honest node's rate limits refill only when a case says so
 
     def ledger(self, name):
         store = LedgerStore(self.tmp_path / f"{name}-ledger.db", self.world.coop.public_key)
@@ -108,7 +109,8 @@ class Street:
     async def open(self, wallbox=False):
         t = self.tmp_path
         self.honest = Node(identity("honest"), state=t / "honest.db", access=ACCESS, ledger=self.ledger("honest"),
-                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600, admin=t / "run" / "admin.sock")
+                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600, admin=t / "run" / "admin.sock",
+                           conduct=Conduct(now=self.door_time))
         self.neighbour = Node(identity("neighbour"), state=t / "neighbour.db", ledger=self.ledger("neighbour"),
                               clock=self.clock, sync_interval=3600)
         self.hostile = Node(identity("hostile"), state=t / "hostile.db", access=ACCESS, ledger=self.ledger("hostile"),
@@ -232,7 +234,7 @@ def test_bad_frames_on_every_protocol_get_a_reason_and_name_the_sender(case, tmp
 
 
 def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_path):
-    replies, hanging = {}, []
+    replies, hanging, gave_up = {}, [], []
     all_hanging = trio.Event()
 
     async def trickle(street, protocol):
@@ -250,14 +252,14 @@ def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_pat
                         await stream.write(b"\xa1")
                     except Exception:  # noqa: BLE001 - the server has hung up on us: that is the point
                         return
+                gave_up.append(protocol)  # 60 bytes in 30 s and still no answer
 
             nursery.start_soon(drip)
-            started = trio.current_time()
             try:
-                replies[protocol] = (await FrameStream(stream, timeout=30).receive(p.AdRequest),
-                                     trio.current_time() - started)
+                replies[protocol] = (await FrameStream(stream, timeout=60).receive(p.AdRequest),
+                                     protocol in gave_up)
             except StreamEnded:
-                replies[protocol] = (None, trio.current_time() - started)
+                replies[protocol] = (None, protocol in gave_up)
             nursery.cancel_scope.cancel()
 
     async def lorises(street):
@@ -270,9 +272,9 @@ def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_pat
 
     street, answered_while_hanging = scenario_on(tmp_path, lorises)
     assert answered_while_hanging == 0
-    for protocol, (reply, seconds) in replies.items():
+    for protocol, (reply, loris_gave_up) in replies.items():
         assert reply is not None and reply.reason is p.Reason.TIMEOUT, (protocol, reply)  # told why
-        assert 9 <= seconds <= 15, (protocol, seconds)  # the per-read deadline (10 s), not the loris, ends it
+        assert not loris_gave_up, protocol  # the server's deadline ended it while the loris still dripped
     assert street.misconduct() == {(protocol, p.Reason.TIMEOUT): 1 for protocol in PROTOCOLS}
 
 
@@ -283,7 +285,7 @@ def test_a_peer_that_keeps_misbehaving_is_turned_away_at_every_door_then_forgive
         first = [(await probe(street.hostile, street.honest, AD_PROTOCOL, garbage)).reason for _ in range(25)]
         elsewhere = (await probe(street.hostile, street.honest, SYNC_PROTOCOL, garbage)).reason
         await street.neighbour_is_served()  # meanwhile
-        await trio.sleep(2.5)  # two misconduct tokens back
+        street.door_time.advance(2.5 / MISCONDUCT_RATE)  # two misconduct tokens back
         later = (await probe(street.hostile, street.honest, AD_PROTOCOL, garbage)).reason
         status = await admin_call(street.honest.admin, {"cmd": "status"})  # what `wattshare host status` shows
         return first, elsewhere, later, status["data"]["misbehaving_peers"]
@@ -303,18 +305,27 @@ def test_a_peer_that_keeps_misbehaving_is_turned_away_at_every_door_then_forgive
 def test_a_flood_of_honest_looking_streams_is_turned_away_past_the_stream_limit(tmp_path):
     async def flood(street):
         info = street.honest.host.get_peerstore().peer_info(street.honest.host.get_id())
-        answered, limited = 0, 0
-        for _ in range(STREAMS_BURST + 30):
-            try:
-                await fetch_ads(street.hostile.host, info)
-                answered += 1
-            except Refusal as refused:
-                assert refused.reason is p.Reason.RATE_LIMITED
-                limited += 1
-        return answered, limited
+        outcomes = []
 
-    street, (answered, limited) = scenario_on(tmp_path, flood)
-    assert STREAMS_BURST <= answered < STREAMS_BURST + 30 and limited >= 5  # the burst, then about 20 a second
+        async def ask(count):
+            for _ in range(count):
+                try:
+                    await fetch_ads(street.hostile.host, info)
+                    outcomes.append("answered")
+                except Refusal as refused:
+                    outcomes.append(refused.reason)
+
+        await ask(STREAMS_BURST + 30)
+        street.door_time.advance(1.0)  # a second later: STREAMS_RATE more
+        await ask(int(STREAMS_RATE) + 1)
+        return outcomes
+
+    street, outcomes = scenario_on(tmp_path, flood)
+    burst, later = outcomes[:STREAMS_BURST + 30], outcomes[STREAMS_BURST + 30:]
+    answered = burst.index(p.Reason.RATE_LIMITED)  # the join's ledger pull may have taken a stream or two
+    assert STREAMS_BURST - 2 <= answered <= STREAMS_BURST and set(burst[answered:]) == {p.Reason.RATE_LIMITED}
+    assert later == ["answered"] * int(STREAMS_RATE) + [p.Reason.RATE_LIMITED]  # then STREAMS_RATE a second
+    limited = len(burst) - answered + 1
     assert street.misconduct() == {(AD_PROTOCOL, p.Reason.RATE_LIMITED): limited}
 
 

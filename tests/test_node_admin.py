@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from fixtures import at, make_ad, run_bounded
+from fixtures import at, make_ad, pinned_clock, run_bounded
 from wattshare import protocol as p
 from wattshare.node import Approval, Node, admin_call
 
@@ -20,9 +20,10 @@ def identity(name):
 
 def test_admin_socket(tmp_path):
     socket_path = tmp_path / "run" / "admin.sock"
+    clock = pinned_clock()
     host = Node(identity("admin-host"), access=ACCESS, approval=Approval.MANUAL, admin=socket_path,
-                approval_timeout=20)
-    driver = Node(identity("admin-driver"))
+                approval_timeout=20, clock=clock)
+    driver = Node(identity("admin-driver"), clock=clock)
     seen = {}
 
     async def scenario():

@@ -6,13 +6,13 @@ from contextlib import AsyncExitStack
 import trio
 from libp2p.network.stream.exceptions import StreamError
 
-from fixtures import at, make_ad, run_bounded
+from fixtures import at, make_ad, pinned_clock, run_bounded
 from wattshare import protocol as p
 from wattshare.node import AD_PROTOCOL, FrameStream, Node, fetch_ads
 from wattshare.node._framing import varint
 
 CENTRE = (52.520000, 13.405000)
-NOW = at("2026-11-27T12:00")
+NOW = at("2026-11-27T12:00")  # every node's clock reads this (pinned_clock)
 QUERY = p.Query(lat_e6=52_520_000, lon_e6=13_405_000, radius_m=2000,
                 start=at("2026-11-27T23:00"), end=at("2026-11-28T06:00"))
 DISTANCES = [300, 900, 1500, 1950, 2050, 2600, 3500, 800, 1200, 6000, 1800]
@@ -32,7 +32,8 @@ def within(metres):
 
 
 async def network(stack, count):
-    nodes = [Node(identity(i)) for i in range(count)]
+    clock = pinned_clock("2026-11-27T12:00")
+    nodes = [Node(identity(i), clock=clock) for i in range(count)]
     for node in nodes:
         await stack.enter_async_context(node.running())
     limiter = trio.CapacityLimiter(3)
@@ -59,13 +60,13 @@ def test_search_finds_exactly_the_hosts_within_the_radius():
             forged = p.sign(impostor, make_ad(host=impostor.public_key, geohash=geohash_north(200)))
             hosts[2].board.ads["forged"] = forged
 
-            driver = Node(identity(500))  # joins last
+            driver = Node(identity(500), clock=nodes[0].clock)  # joins last
             await stack.enter_async_context(driver.running())
             await driver.join([nodes[0].address])
             expected_hosts = {n.identity.public_key for n, m in zip(hosts, DISTANCES) if within(m)}
             with trio.fail_after(30):  # provider records spread as the hosts re-announce
                 while True:
-                    results = await driver.search(QUERY, now=NOW)
+                    results = await driver.search(QUERY)
                     assert {r.ad.message.host for r in results} <= expected_hosts  # never one from outside
                     if {r.ad.message.host for r in results} == expected_hosts:
                         break

@@ -2,12 +2,11 @@
 manual approval, cancellation fees on the ledger."""
 
 import hashlib
-import time
 from contextlib import AsyncExitStack
 
 import trio
 
-from fixtures import TERMS, at, make_ad, run_bounded
+from fixtures import TERMS, at, make_ad, off_peak_tariff, pinned_clock, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
@@ -25,7 +24,7 @@ from wattshare.node._framing import varint
 from wattshare.node._host import peer_of
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", instructions="wallbox by the garage", code="4711")
-NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))
+NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))  # tonight, on the nodes' pinned clock (noon)
 
 
 def identity(i):
@@ -48,11 +47,12 @@ def ledger_for(tmp_path, world, name):
 async def neighbourhood(stack, tmp_path, drivers=1, approval=Approval.AUTO, terms=TERMS, timeout=300.0):
     world = SampleWorld(seed=41)
     host_id = identity(0)
+    clock = pinned_clock()
     host = Node(host_id, state=tmp_path / "host.db", access=ACCESS, approval=approval,
-                ledger=ledger_for(tmp_path, world, "host-ledger"), approval_timeout=timeout)
+                ledger=ledger_for(tmp_path, world, "host-ledger"), approval_timeout=timeout, clock=clock)
     await start(stack, host)
     ad = (await host.publish(make_ad(host=host_id.public_key, terms=terms))).message
-    cars = [await start(stack, Node(identity(10 + i), state=tmp_path / f"driver{i}.db"), host)
+    cars = [await start(stack, Node(identity(10 + i), state=tmp_path / f"driver{i}.db", clock=clock), host)
             for i in range(drivers)]
     return host, ad, cars
 
@@ -72,7 +72,8 @@ def test_booking_happy_path_and_reason_codes(tmp_path):
                 ("noon", (at("2026-11-28T12:00"), at("2026-11-28T14:00")), 1_000, ad),
                 ("same slot", NIGHT, 1_000, ad),
                 ("credit", (at("2026-11-29T23:00"), at("2026-11-30T06:00")), 3_500, ad),
-                ("old ad", (at("2026-11-30T23:00"), at("2026-12-01T06:00")), 1_000, ad.replace(seq=0)),
+                ("old ad", (at("2026-11-30T23:00"), at("2026-12-01T06:00")), 1_000,
+                 ad.replace(seq=0, tariff=off_peak_tariff(off_peak=10_000))),  # before a price change
             ]:
                 try:
                     await car.book(the_ad, *window, spend_cap=cap)
@@ -175,7 +176,7 @@ def test_booking_protocol_refuses_bad_input(tmp_path):
             forged = p.sign(impostor, p.BookingRequest(
                 driver=impostor.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
                 tariff=ad.tariff, terms=ad.terms, tz=ad.tz, start=NIGHT[0], end=NIGHT[1], spend_cap=1_000,
-                nonce=bytes(16), created=int(time.time())))
+                nonce=bytes(16), created=int(host.clock())))
             try:
                 await request_booking(car.host, peer_of(ad.host), forged)
             except BookingRejected as rejected:
@@ -212,9 +213,10 @@ def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_pa
 
     async def second_life():
         async with AsyncExitStack() as stack:
-            boot = await start(stack, Node(identity(90)))
-            host = await start(stack, Node(host_id, state=tmp_path / "host.db", access=ACCESS), boot)
-            driver = await start(stack, Node(identity(91)), boot)
+            clock = pinned_clock()
+            boot = await start(stack, Node(identity(90), clock=clock))
+            host = await start(stack, Node(host_id, state=tmp_path / "host.db", access=ACCESS, clock=clock), boot)
+            driver = await start(stack, Node(identity(91), clock=clock), boot)
             found["reloaded"] = host.store.get(found["booking"].id)["state"]
             lat, lon = p.geo.decode(make_ad().geohash)
             query = p.Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=1_000,

@@ -4,7 +4,6 @@ over a real WebSocket, and interop with a third-party charge point (PyPI `ocpp`)
 import json
 import subprocess
 import sys
-import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -119,7 +118,9 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
             host = Node(identity(20), access=ACCESS, ocpp=("127.0.0.1", 0))
             await stack.enter_async_context(host.running())
             all_day = (p.WeeklyWindow(days=EVERY_DAY, start="00:00", end="00:00"),)
-            ad = (await host.publish(make_ad(host=identity(20).public_key, availability=all_day))).message
+            now = int(host.clock())  # the wall clock, which the third-party charge point stamps its readings by
+            ad = (await host.publish(make_ad(host=identity(20).public_key, availability=all_day,
+                                             expires=now + 86_400))).message
             driver = Node(identity(21))
             await stack.enter_async_context(driver.running())
             await driver.join([host.address])
@@ -128,7 +129,6 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
                 stdout=subprocess.PIPE)
             try:
                 await host.sessions.central.wait_connected(ad.charger_id)
-                now = int(time.time())
                 booking = await driver.book(ad, now, now + 3600, spend_cap=5_000)
                 stop = trio.Event()
                 charging = await driver.charge(booking, stop=stop,
