@@ -35,7 +35,7 @@ from rich.table import Table
 
 from wattshare.ledger import audit
 from wattshare.node import Charging, Node, admin_call
-from wattshare.protocol import Query, open_access, peer_id
+from wattshare.protocol import Query, open_access, peer_id, wall_time
 
 from ._daemon import ask, run_trio, short_lived
 from ._home import CLOCK_ENV, HOME_ENV, Home, clock_from_env
@@ -77,8 +77,9 @@ class Neighbourhood:
 
     def __init__(self, root: Path) -> None:
         self.processes: list[subprocess.Popen] = []
-        evening = dt.datetime.combine(dt.date.today(), dt.time(21, 0), TZ)
-        self.clock = f"{SPEED}:{evening.timestamp()}:{time.time()}"
+        now = wall_time()
+        evening = dt.datetime.combine(dt.datetime.fromtimestamp(now, TZ).date(), dt.time(21, 0), TZ)
+        self.clock = f"{SPEED}:{evening.timestamp()}:{now}"
         self.env = {**os.environ, CLOCK_ENV: self.clock, "TZ": "Europe/Berlin"}
         os.environ[CLOCK_ENV] = self.clock  # this process (the driver) shares the clock
         self.coop = root / "coop"

@@ -211,7 +211,7 @@ def test_car_unplugged_while_the_wallbox_is_offline_settles_on_the_late_stop(tmp
 
             async def drop_then_unplug():
                 street.wallbox.drop(1.5)
-                await trio.sleep(0.5)  # a quarter of an hour later, still offline
+                await street.clock.sleep(900)  # a quarter of an hour later, still offline
                 street.wallbox.stop("EVDisconnected")  # its StopTransaction waits in the queue
                 unplugged.append(street.clock())
 
