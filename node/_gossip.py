@@ -10,12 +10,15 @@ sender, subscriptions buffer 32 messages and drop the rest):
   continuously.
 - A received head is verified (it is signed by its feed's author); if it is ahead of
   what this node holds, the peer that relayed it is nudged into an immediate pull.
-  Anything else is dropped. A lost announcement costs only latency: anti-entropy
+  Anything else is dropped, and a message that is not a signed head at all is counted
+  against its publisher (`blame`, the node's conduct record); no message, however
+  made, ends the listener. A lost announcement costs only latency: anti-entropy
   (`_sync`) still converges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
@@ -29,7 +32,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from wattshare.ledger import FeedHead, LedgerStore
-from wattshare.protocol import RemoteProtocolError, Signed
+from wattshare.protocol import Reason, RemoteProtocolError, Signed
 
 HEADS_TOPIC = "wattshare/ledger-heads/1"
 ANNOUNCE_INTERVAL = 0.5
@@ -38,10 +41,12 @@ log = logging.getLogger(__name__)
 
 
 class HeadGossip:
-    def __init__(self, host: IHost, author: bytes, ledger: LedgerStore, nudge: Callable[[ID], None]) -> None:
+    def __init__(self, host: IHost, author: bytes, ledger: LedgerStore, nudge: Callable[[ID], None],
+                 blame: Callable[[bytes, Reason], None] = lambda peer, reason: None) -> None:
         self.author = author
         self.ledger = ledger
         self.nudge = nudge
+        self.blame = blame
         self.router = GossipSub(
             protocols=[GOSSIPSUB_ID], degree=6, degree_low=4, degree_high=12,
             heartbeat_initial_delay=0.1, heartbeat_interval=1, max_messages_per_topic_per_second=1000.0,
@@ -62,12 +67,18 @@ class HeadGossip:
     async def _listen(self, subscription) -> None:  # noqa: ANN001 - py-libp2p's subscription API
         async for message in subscription:
             try:
+                publisher = ID(message.from_id)
                 head = Signed.decode(message.data, FeedHead).message
             except RemoteProtocolError as error:
                 log.info("dropped a bad head announcement: %s", error)
+                with contextlib.suppress(Exception):  # a publisher id that names no key is blamed on nobody
+                    self.blame(publisher.extract_public_key().to_bytes(), error.reason)
+                continue
+            except Exception as error:  # noqa: BLE001 - whatever a stranger publishes, we keep listening
+                log.info("dropped an unreadable head announcement: %s", error)
                 continue
             if head.size > self.ledger.state.size(head.author):
-                self.nudge(ID(message.from_id))
+                self.nudge(publisher)
 
     async def _announce(self) -> None:
         announced = 0

@@ -55,7 +55,7 @@ from ._charge import Charging, charge
 from ._clock import Clock
 from ._conduct import Conduct
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
-from ._gossip import HeadGossip
+from ._gossip import HEADS_TOPIC, HeadGossip
 from ._links import LinkFaults
 from ._host import (
     DEFAULT_LISTEN,
@@ -124,7 +124,8 @@ class Node:
             self.sync = LedgerSync(ledger, blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
             self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))
             if gossip:
-                self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge)
+                self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge,
+                                         blame=lambda who, reason: self.conduct.note(who, HEADS_TOPIC, reason))
         self.sync_interval = sync_interval
         self.admin = admin
         self.admin_commands = admin_commands or {}

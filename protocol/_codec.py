@@ -8,8 +8,14 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
 - `encode` writes RFC 8949 core deterministic encoding (cbor2 `canonical=True`:
   shortest integer and length heads, map keys sorted bytewise; with str keys only,
   length-first and bytewise order coincide).
-- `decode` checks the size cap *before* parsing, parses with duplicate keys and
-  indefinite lengths refused, walks the result to reject anything outside the data
+- `decode` checks the size cap *before* parsing, then scans the raw bytes (`_scan`)
+  before cbor2 sees them: only the heads of the data model pass (no tag of any kind, so
+  no value sharing and no "billion laughs" expansion; no float or simple value but
+  false, true and null; no indefinite length; no string or container claiming more
+  items than bytes remain; no nesting past MAX_DEPTH), in one step per item, so the
+  work any input can cause is linear in its size (a 4 MiB frame of one-byte items,
+  the worst, scans in under a second). It then parses with duplicate keys
+  refused, walks the result to reject anything outside the data
   model (records do that walk themselves, field by field), and finally re-encodes: the bytes must come back identical, so one value has
   exactly one accepted encoding (no malleability, no trailing bytes).
 - Every failure is a `DecodeError` with a reason code; cbor2's own exceptions never
@@ -54,6 +60,53 @@ def _check_plain(value: Any, depth: int = 0) -> str | None:
     return f"{kind.__name__} is not allowed on the wire"
 
 
+_SIMPLE_ALLOWED = frozenset({0xF4, 0xF5, 0xF6})  # false, true, null
+
+
+def _scan(data: bytes) -> str | None:
+    """Why `data` steps outside the wire subset of CBOR, or None (see the module doc)."""
+    pos, end = 0, len(data)
+    pending = [1]  # items still to read at each open level
+    while pending:
+        if not pending[-1]:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if pos >= end:
+            return "truncated"
+        initial = data[pos]
+        pos += 1
+        major, info = initial >> 5, initial & 0x1F
+        if major == 6:
+            return "tags are not allowed"
+        if major == 7:
+            if initial not in _SIMPLE_ALLOWED:
+                return "floats and simple values other than false, true and null are not allowed"
+            continue
+        if info < 24:
+            argument = info
+        elif info < 28:
+            size = 1 << (info - 24)
+            if pos + size > end:
+                return "truncated"
+            argument = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+        else:
+            return "indefinite lengths are not allowed"
+        if major in (2, 3):
+            if argument > end - pos:
+                return "a string longer than the data"
+            pos += argument
+        elif major in (4, 5):
+            items = argument * 2 if major == 5 else argument
+            if items > end - pos:
+                return "a container with more items than bytes"
+            if len(pending) > MAX_DEPTH:
+                return "nested too deeply"
+            pending.append(items)
+    return None  # trailing bytes are left to the re-encoding check: NON_CANONICAL
+
+
 def encode(value: Any) -> bytes:
     """Deterministic CBOR of a plain value; raises InvalidValue outside the data model."""
     if (why := _check_plain(value)) is not None:
@@ -71,6 +124,8 @@ def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, typed: bool = False
         raise DecodeError(Reason.MALFORMED, f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise DecodeError(Reason.OVERSIZE, f"{len(data)} bytes exceeds the {max_size} byte cap")
+    if (why := _scan(data)) is not None:
+        raise DecodeError(Reason.MALFORMED, f"not wire CBOR: {why}")
     try:
         value = cbor2.loads(
             data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=MAX_DEPTH + 1

@@ -104,6 +104,15 @@ def make_booking(**request_args) -> p.Booking:
     return p.Booking(request=request, confirmation=confirm(request))
 
 
+def shared_value_bomb(levels: int = 9, width: int = 10) -> bytes:
+    """A "billion laughs" in CBOR value sharing (tags 28/29): a few hundred bytes that
+    stand for width**levels items once expanded."""
+    out = bytearray([0x98, levels + 1, 0xD8, 0x1C, 0x81, 0x01])  # [shareable([1]), ...]
+    for level in range(1, levels + 1):
+        out += bytes([0xD8, 0x1C, 0x80 + width]) + bytes([0xD8, 0x1D, level - 1]) * width
+    return bytes(out)
+
+
 def run_bounded(scenario, seconds: float = 60):
     """Run an async scenario under trio with one deadline, opened outside every host
     context (LIBP2P-NOTES: a timeout inside the stack that holds them breaks shutdown)."""

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fixtures import shared_value_bomb
 from wattshare.protocol import MAX_MESSAGE_SIZE, DecodeError, InvalidValue, Reason, decode_cbor, encode_cbor
 
 plain = st.recursive(
@@ -56,6 +57,36 @@ def test_refusals(hex_bytes, reason):
     with pytest.raises(DecodeError) as caught:
         decode_cbor(bytes.fromhex(hex_bytes))
     assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize("data", [
+    bytes.fromhex("d81c81d81d00"),  # a cyclic value: shareable([sharedref(0)]), six bytes
+    shared_value_bomb(),
+    bytes.fromhex("82") + bytes.fromhex("d81c81d81d00"),  # the same, one level down
+], ids=["cycle", "billion-laughs", "nested-cycle"])
+def test_value_sharing_tags_are_refused_before_the_parser_sees_them(data, monkeypatch):
+    import wattshare.protocol._codec as codec
+
+    def never(*args, **kwargs):
+        raise AssertionError("cbor2 must not parse a frame with tags")
+
+    monkeypatch.setattr(codec.cbor2, "loads", never)
+    with pytest.raises(DecodeError) as caught:
+        decode_cbor(data)
+    assert caught.value.reason is Reason.MALFORMED and "tags are not allowed" in caught.value.message
+
+
+@pytest.mark.parametrize("hex_bytes, why", [
+    ("5a00010000" + "00" * 10, "a string longer than the data"),
+    ("9a00010000" + "00" * 10, "a container with more items than bytes"),
+    ("b900ff" + "00" * 10, "a container with more items than bytes"),  # a map: two items per entry
+    ("1b0000", "truncated"),
+    ("828101", "truncated"),  # the outer array's second item is missing
+])
+def test_lengths_are_checked_against_the_bytes_before_anything_is_built(hex_bytes, why):
+    with pytest.raises(DecodeError) as caught:
+        decode_cbor(bytes.fromhex(hex_bytes))
+    assert caught.value.reason is Reason.MALFORMED and why in caught.value.message
 
 
 def test_size_cap_is_checked_before_parsing():

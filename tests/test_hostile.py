@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from fixtures import ManualTime, at, make_ad, run_bounded
+from fixtures import ManualTime, at, make_ad, run_bounded, shared_value_bomb
 from wattshare import protocol as p
 from wattshare.ledger import (
     Batch,
@@ -44,12 +44,15 @@ from wattshare.node._clock import Clock
 from wattshare.node._conduct import MISCONDUCT_RATE, STREAMS_BURST, STREAMS_RATE, Conduct
 from wattshare.protocol._envelope import signing_input
 from wattshare.node._framing import Refusal, varint
+from wattshare.node._gossip import HEADS_TOPIC
 from wattshare.node._sync import SYNC_FRAME
 from wattshare.node._wallbox import Wallbox
 
 PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL]
+BOMB = shared_value_bomb()  # 300 bytes that stand for a billion items once expanded
 BAD = {
     "garbage": (varint(4) + b"\xff\x00\xfe\x01", p.Reason.MALFORMED),
+    "value-sharing bomb": (varint(len(BOMB)) + BOMB, p.Reason.MALFORMED),
     "oversize": (varint(SYNC_FRAME + 1), p.Reason.OVERSIZE),
     "wrong kind": (None, p.Reason.UNEXPECTED_TYPE),
     "half-closed": (b"", None),
@@ -231,6 +234,23 @@ def test_bad_frames_on_every_protocol_get_a_reason_and_name_the_sender(case, tmp
         assert (got.reason if got is not None else None) is reason, (protocol, got)
     expected = {(protocol, reason): 1 for protocol in PROTOCOLS} if reason is not None else {}
     assert street.misconduct() == expected  # a peer that just hangs up has done nothing wrong
+
+
+def test_a_cyclic_cbor_value_gossiped_as_a_head_is_refused_and_its_publisher_named(tmp_path):
+    cycle = bytes.fromhex("d81c81d81d00")  # shareable([sharedref(0)]): six bytes that made `host run` exit
+
+    async def gossip(street):
+        with trio.fail_after(10):  # the hostile peer is in the honest node's heads mesh
+            while key(street.hostile) not in {pid.extract_public_key().to_bytes()
+                                              for pid in street.honest.gossip.pubsub.peers}:
+                await trio.sleep(0.05)
+        await street.hostile.gossip.pubsub.publish(HEADS_TOPIC, cycle)
+        with trio.fail_after(10):
+            while not street.misconduct(HEADS_TOPIC):
+                await trio.sleep(0.05)
+
+    street, _ = scenario_on(tmp_path, gossip)
+    assert street.misconduct() == {(HEADS_TOPIC, p.Reason.MALFORMED): 1}
 
 
 def test_slow_loris_on_every_protocol_is_cut_off_while_others_are_served(tmp_path):
