@@ -24,7 +24,7 @@ import tomli_w
 
 from wattshare.ledger import LedgerStore, StoreError
 from wattshare.node import Clock
-from wattshare.protocol import DecodeError, Identity, KeyFileError, public_key_from_peer_id
+from wattshare.protocol import DecodeError, Identity, KeyFileError, public_key_from_peer_id, write_private
 
 from ._errors import fail
 
@@ -111,8 +111,7 @@ class Home:
             fail(f"{self.config_file} is not valid TOML ({error}); fix it or run `init --force`")
 
     def write_config(self, config: dict[str, Any]) -> None:
-        self.config_file.write_text(tomli_w.dumps(config))
-        os.chmod(self.config_file, 0o600)  # it holds the exact address and the access code
+        write_private(self.config_file, tomli_w.dumps(config).encode())  # it holds the exact address and access code
 
     def ledger(self) -> LedgerStore:
         """This home's ledger; a damaged file is reported with how to rebuild it from peers."""

@@ -34,6 +34,8 @@ from ._store import IngestReport, LedgerStore
 MAX_BATCH = 512
 MAX_LIES = 8  # evidence kept from one batch before the batch is refused whole
 MAX_FEEDS = 100_000
+MAX_HEADS = 4_096  # signed heads per Have: each costs a signature check, so a frame of them is bounded
+MAX_FORKS = 256
 
 
 @record
@@ -56,13 +58,10 @@ class ForkProof(Record):
 
 @record
 class Have(Record):
+    LIMITS = {"sizes": MAX_FEEDS, "heads": MAX_HEADS, "forks": MAX_FORKS}
     sizes: tuple[FeedSize, ...]
     heads: tuple[Signed[FeedHead], ...]
     forks: tuple[ForkProof, ...] = ()
-
-    def _validate(self) -> None:
-        require_size("sizes", self.sizes, 0, MAX_FEEDS)
-        require_size("heads", self.heads, 0, MAX_FEEDS)
 
 
 @record
@@ -79,18 +78,14 @@ class FeedRange(Record):
 
 @record
 class Want(Record):
+    LIMITS = {"ranges": MAX_FEEDS}
     ranges: tuple[FeedRange, ...]
-
-    def _validate(self) -> None:
-        require_size("ranges", self.ranges, 0, MAX_FEEDS)
 
 
 @record
 class Batch(Record):
+    LIMITS = {"entries": MAX_BATCH}
     entries: tuple[bytes, ...]
-
-    def _validate(self) -> None:
-        require_size("entries", self.entries, 0, MAX_BATCH)
 
 
 class Replicator:
@@ -111,8 +106,8 @@ class Replicator:
                 for author, feed in sorted(store.state.feeds.items())
                 if feed.size
             ),
-            heads=tuple(store.heads()),
-            forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()),
+            heads=tuple(store.heads()[:MAX_HEADS]),  # hints: the sizes alone drive what is fetched
+            forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()[:MAX_FORKS]),
         )
 
     def want(self, theirs: Have) -> Want:

@@ -19,22 +19,28 @@ besides `protocol.wall_time`, which it uses.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import trio
 
 from wattshare.protocol import wall_time
 
 
 class Clock:
-    def __init__(self, speed: float = 1.0, origin: float | None = None, anchor: float | None = None) -> None:
+    def __init__(self, speed: float = 1.0, origin: float | None = None, anchor: float | None = None,
+                 real: Callable[[], float] = wall_time) -> None:
+        """`real` is the real time it runs from: the wall clock, or trio's (`trio.current_time`,
+        so a test under `trio.testing.MockClock` lives a night in a moment)."""
         if not speed > 0:
             raise ValueError("clock speed must be positive")
         self.speed = speed
-        self.anchor = wall_time() if anchor is None else anchor
+        self.real = real
+        self.anchor = real() if anchor is None else anchor
         self.origin = self.anchor if origin is None else origin
         self._moved = trio.Event()
 
     def __call__(self) -> float:
-        return self.origin + (wall_time() - self.anchor) * self.speed
+        return self.origin + (self.real() - self.anchor) * self.speed
 
     def real_seconds(self, seconds: float) -> float:
         """How long `seconds` of this clock's time take in real time."""

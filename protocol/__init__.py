@@ -31,7 +31,7 @@ from ._errors import (
     RemoteProtocolError,
     SignatureError,
 )
-from ._identity import Identity, KeyFileError, peer_id, public_key_from_peer_id, seal_to
+from ._identity import Identity, KeyFileError, peer_id, public_key_from_peer_id, seal_to, write_private
 from ._machine import Role
 from ._messages import (
     GENESIS,
@@ -183,4 +183,5 @@ __all__ = [
     "signing_input",
     "vouched_by",
     "wall_time",
+    "write_private",
 ]

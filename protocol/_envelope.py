@@ -110,6 +110,12 @@ class Signed(Generic[M]):
         return self._digest  # type: ignore[return-value]
 
     @staticmethod
+    def wire_identity(value: Any) -> Any:
+        """What names an envelope on the wire before it is parsed: its signature (a list
+        holding one twice is refused unverified; see `_record`)."""
+        return value.get("sig") if type(value) is dict and type(value.get("sig")) is bytes else id(value)
+
+    @staticmethod
     def wire_accepts(value: Any, expect: type[Message] | None = None) -> bool:
         return isinstance(value, Signed) and (expect is None or isinstance(value.message, expect))
 

@@ -82,6 +82,21 @@ def verify_key(public_key: bytes) -> VerifyKey:
         raise DecodeError(Reason.MALFORMED, f"not an Ed25519 public key: {exc}") from None
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, readable by the owner only from its first byte: a file
+    made mode 0600 (whatever the umask), written, synced, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 class Identity:
     """A participant's signing key, with its public key and peer id."""
 
@@ -108,17 +123,7 @@ class Identity:
 
     def save(self, path: Path) -> None:
         """Write the seed to a new file readable by the owner only (mode 0600)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, self.seed.hex().encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_private(Path(path), self.seed.hex().encode() + b"\n")
 
     @classmethod
     def load(cls, path: Path) -> Identity:

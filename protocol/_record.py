@@ -12,7 +12,11 @@ Theory of operation (STYLE.md points 3 and 7, after h11's `_events.py`):
   `tuple[X, ...]`, `X | None`, and any class with `to_wire`/`from_wire` (the signed
   envelope), optionally parametrised as `Signed[Message]`.
 - `from_wire` turns every shape or validation failure into a `DecodeError` naming the
-  field, so a peer's bad bytes can never surface as an uncaught exception.
+  field, so a peer's bad bytes can never surface as an uncaught exception. Before any
+  field is converted (and so before any signature in it is verified), a list longer
+  than the record's `LIMITS` for that field is refused as OVERSIZE, and a list holding
+  one signed envelope twice as MALFORMED: the work a frame causes is bounded by the
+  records' caps, never multiplied by repetition.
 - `@message("type")` registers a top-level message type: the type name is part of what
   is signed (see `_envelope`), and unknown names are refused on decode.
 """
@@ -42,6 +46,7 @@ class Record:
     """Base of every wire record; subclasses are made with `@record` or `@message`."""
 
     __slots__ = ()
+    LIMITS: ClassVar[dict[str, int]] = {}  # most items of a tuple field (see the module doc)
 
     def __post_init__(self) -> None:
         for name, converter in _converters(type(self)).items():
@@ -51,6 +56,9 @@ class Record:
                     f"{type(self).__name__}.{name}: expected {converter.label}, "
                     f"got {type(value).__name__}"
                 )
+        for name, most in self.LIMITS.items():
+            if len(getattr(self, name)) > most:
+                raise InvalidValue(f"{type(self).__name__}.{name}: more than {most} items")
         self._validate()
 
     def _validate(self) -> None:
@@ -69,6 +77,9 @@ class Record:
             missing = sorted(converters.keys() - value.keys())
             extra = sorted(value.keys() - converters.keys())
             raise DecodeError(Reason.MALFORMED, f"{name}: missing {missing}, unknown {extra}")
+        for field, most in cls.LIMITS.items():
+            if type(value[field]) is list and len(value[field]) > most:
+                raise DecodeError(Reason.OVERSIZE, f"{name}.{field}: more than {most} items")
         kwargs = {}
         for field, conv in converters.items():
             try:
@@ -183,10 +194,17 @@ def _enum(kind: type[StrEnum]) -> _Converter:
     return _Converter(kind.__name__, lambda v: isinstance(v, kind), str, parse)
 
 
-def _tuple(item: _Converter) -> _Converter:
+def _tuple(item: _Converter, identity: Callable[[Any], Any] | None = None) -> _Converter:
+    """`identity` names an item on the wire (an envelope's signature) so that a repeated
+    one is refused before any item is converted."""
+
     def parse(value: Any) -> tuple:
         if type(value) is not list:
             raise _Mismatch("expected a list")
+        if identity is not None:
+            seen = {identity(v) for v in value}
+            if len(seen) < len(value):
+                raise _Mismatch("the same signed message twice")
         return tuple(item.from_wire(v) for v in value)
 
     return _Converter(
@@ -227,7 +245,7 @@ def _converter(hint: Any) -> _Converter:
     if origin is tuple:
         item, ellipsis = typing.get_args(hint)
         assert ellipsis is Ellipsis, "only homogeneous tuple[X, ...] is supported"
-        return _tuple(_converter(item))
+        return _tuple(_converter(item), getattr(typing.get_origin(item) or item, "wire_identity", None))
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         assert len(inner) == 1, "only X | None unions are supported"

@@ -16,6 +16,7 @@ from wattshare.ledger import (
     Batch,
     Entry,
     EntryKind,
+    FeedHead,
     FeedSize,
     Have,
     LedgerStore,
@@ -234,6 +235,18 @@ def test_bad_frames_on_every_protocol_get_a_reason_and_name_the_sender(case, tmp
         assert (got.reason if got is not None else None) is reason, (protocol, got)
     expected = {(protocol, reason): 1 for protocol in PROTOCOLS} if reason is not None else {}
     assert street.misconduct() == expected  # a peer that just hangs up has done nothing wrong
+
+
+def test_a_have_of_one_head_repeated_in_4_mib_is_refused_unverified_and_its_sender_named(tmp_path):
+    async def flood(street):
+        head = p.sign(street.hostile.identity, FeedHead(author=key(street.hostile), size=1, root=bytes(32), t=START))
+        data = p.encode_cbor({"sync_have": {"sizes": [], "heads": [head.to_wire()] * 18_000, "forks": []}})
+        assert len(data) < SYNC_FRAME
+        return await probe(street.hostile, street.honest, SYNC_PROTOCOL, varint(len(data)) + data)
+
+    street, reply = scenario_on(tmp_path, flood)
+    assert reply.reason is p.Reason.OVERSIZE and "more than" in reply.detail
+    assert street.misconduct() == {(SYNC_PROTOCOL, p.Reason.OVERSIZE): 1}
 
 
 def test_a_cyclic_cbor_value_gossiped_as_a_head_is_refused_and_its_publisher_named(tmp_path):

@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wattshare.protocol import DecodeError, Identity, InvalidValue, KeyFileError, peer_id, public_key_from_peer_id, seal_to
+from wattshare.protocol import (
+    DecodeError,
+    Identity,
+    InvalidValue,
+    KeyFileError,
+    peer_id,
+    public_key_from_peer_id,
+    seal_to,
+    write_private,
+)
 
 RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 RFC8032_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
@@ -98,3 +107,29 @@ def test_sealed_box_opens_only_for_its_recipient():
     assert driver.open_sealed(sealed) == b"12 Acacia Avenue, code 4711"
     with pytest.raises(DecodeError):
         other.open_sealed(sealed)
+
+
+def test_private_files_are_owner_only_from_their_first_byte_whatever_the_umask(tmp_path):
+    path = tmp_path / "home" / "config.toml"
+    path.parent.mkdir()
+    path.write_text("old = 1\n")
+    path.chmod(0o644)  # as a config written by an older version was
+    old_umask = os.umask(0)
+    try:
+        created = []
+        real_open = os.open
+
+        def watch(name, flags, mode=0o777, **kw):
+            fd = real_open(name, flags, mode, **kw)
+            created.append((str(name), stat.S_IMODE(os.fstat(fd).st_mode)))  # the mode it is born with
+            return fd
+
+        os.open = watch
+        try:
+            write_private(path, b"address = 'Kollwitzstr. 1'\n")
+        finally:
+            os.open = real_open
+    finally:
+        os.umask(old_umask)
+    assert created == [(str(path) + ".tmp", 0o600)]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_bytes() == b"address = 'Kollwitzstr. 1'\n"

@@ -239,3 +239,28 @@ class LedgerMachine(RuleBasedStateMachine):
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+
+
+def test_a_have_of_one_head_repeated_is_refused_before_any_signature_is_checked(monkeypatch):
+    from wattshare.ledger import FeedHead
+    from wattshare.ledger._replication import MAX_HEADS
+    from wattshare.protocol import _envelope, encode_cbor
+
+    world = SampleWorld(seed=9)
+    head = p.sign(world.coop, FeedHead(author=world.coop.public_key, size=1, root=bytes(32), t=EPOCH))
+    verified = []
+    real_verify_key = _envelope.verify_key
+    monkeypatch.setattr(_envelope, "verify_key", lambda key: verified.append(key) or real_verify_key(key))
+
+    def have(heads):
+        return encode_cbor({"sizes": [], "heads": [h.to_wire() for h in heads], "forks": []})
+
+    with pytest.raises(p.DecodeError) as flood:  # the attack as found: one head 18,000 times in 4 MiB
+        Have.decode(have([head] * 18_000), max_size=4 * 1024 * 1024)
+    assert flood.value.reason is p.Reason.OVERSIZE and f"more than {MAX_HEADS}" in flood.value.message
+    with pytest.raises(p.DecodeError) as repeated:  # within the cap, still one head twice
+        Have.decode(have([head] * MAX_HEADS), max_size=4 * 1024 * 1024)
+    assert repeated.value.reason is p.Reason.MALFORMED and "the same signed message twice" in repeated.value.message
+    assert verified == []  # neither cost a single signature check
+    assert Have.decode(have([head])).heads == (head,)
+    assert len(verified) == 1
