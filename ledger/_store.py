@@ -38,7 +38,7 @@ import sqlite_utils
 
 from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, SignatureError, Signed, sign, wall_time
 
-from ._entry import CoopCharter, Entry, EntryKind, FeedHead
+from ._entry import CoopCharter, Entry, EntryKind, FeedHead, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, evidence
 from ._state import LedgerState, Outcome
@@ -300,15 +300,26 @@ class LedgerStore:
         return self.state.balances.get((member, currency), 0)
 
     def track_record(self, host: bytes) -> tuple[int, int]:
-        """(sessions the host settled, how many of them its drivers disputed): the public
-        record a driver can rate a host by."""
+        """(sessions the host settled, how many of them their own driver disputed): the
+        public record a driver can rate a host by. A dispute by anyone but the booking's
+        driver, or of another settlement than the one claimed, does not count."""
         settled = {row[0] for row in self.db.execute(
             "SELECT booking_id FROM entries WHERE author = ? AND kind = ? AND frozen = 0",
             [host, EntryKind.SETTLEMENT.value])}
-        disputed = {Dispute.decode(Signed.decode(row[0], Entry).message.body).booking_id
-                    for row in self.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0",
-                                               [EntryKind.DISPUTE.value])}
-        return len(settled), len(settled & disputed)
+        disputes: dict[bytes, set[tuple[bytes, bytes]]] = {}  # booking -> {(disputer, settlement digest)}
+        for (envelope,) in self.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0",
+                                           [EntryKind.DISPUTE.value]):
+            entry = Signed.decode(envelope, Entry).message
+            dispute = Dispute.decode(entry.body)
+            if dispute.booking_id in settled:
+                disputes.setdefault(dispute.booking_id, set()).add((entry.author, dispute.settlement))
+        disputed = 0
+        for booking_id, answers in disputes.items():
+            envelope = self.db.execute("SELECT envelope FROM entries WHERE booking_id = ? AND author = ? AND kind = ?",
+                                       [booking_id, host, EntryKind.SETTLEMENT.value]).fetchone()[0]
+            claim = SettlementClaim.decode(Signed.decode(envelope, Entry).message.body)
+            disputed += (claim.booking.request.message.driver, claim.settlement.digest) in answers
+        return len(settled), disputed
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""

@@ -290,3 +290,24 @@ def test_wrong_coop_and_garbage_files(tmp_path, world):
     junk.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match="not a usable ledger"):
         LedgerStore(junk, world.coop.public_key)
+
+
+def test_only_the_bookings_own_driver_can_dent_a_hosts_record(store, world):
+    from wattshare.protocol import Dispute
+
+    host, driver, stranger = world.hosts[0], world.drivers[0], world.drivers[1]
+    store.ingest([world.charter_entry().encode()])
+    sessions = [world.session(host, driver, EPOCH + day * 86_400 + 22 * 3600) for day in range(3)]
+    store.ingest([world.settlement_entry(s).encode() for s in sessions])
+
+    def dispute(by, session, settlement=None, t=EPOCH + 10 * 86_400):
+        body = Dispute(booking_id=session.booking.id, settlement=settlement or session.settlement.digest,
+                       reason=p.Reason.MISPRICED, t=t)
+        return world.entry(by, EntryKind.DISPUTE, body, t).encode()
+
+    store.ingest([dispute(stranger, sessions[0]), dispute(stranger, sessions[1])])  # anyone may write, but ...
+    assert store.track_record(host.public_key) == (3, 0)  # ... a stranger's disputes do not count
+    store.ingest([dispute(driver, sessions[0], settlement=bytes(32))])  # the driver, of another settlement
+    assert store.track_record(host.public_key) == (3, 0)
+    store.ingest([dispute(driver, sessions[1], t=EPOCH + 11 * 86_400)])
+    assert store.track_record(host.public_key) == (3, 1)  # the booking's driver, of the claimed settlement
