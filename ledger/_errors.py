@@ -24,6 +24,8 @@ class Rule(StrEnum):
     BROKEN_SESSION = "broken_session"  # receipts or settlement do not belong together
     OVER_CAP = "over_cap"  # a settlement above the driver's spend cap
     MISPRICED = "mispriced"  # a settlement amount other than the tariff's price of its receipts
+    OUTSIDE_WINDOW = "outside_window"  # receipts dated outside the booking window and its margins
+    OVER_POWER = "over_power"  # receipts delivering energy faster than the booked charger's power
     DUPLICATE_CLAIM = "duplicate_claim"  # a second settlement or fee for one booking
     DOUBLE_ANSWER = "double_answer"  # a driver's second ack or dispute of one settlement (audit)
     BAD_FEE = "bad_fee"  # a fee the booking terms do not give
@@ -49,6 +51,8 @@ _REASONS = {
     Rule.BROKEN_SESSION: Reason.BROKEN_CHAIN,
     Rule.OVER_CAP: Reason.OVER_CAP,
     Rule.MISPRICED: Reason.MISPRICED,
+    Rule.OUTSIDE_WINDOW: Reason.OUTSIDE_WINDOW,
+    Rule.OVER_POWER: Reason.OVER_POWER,
     Rule.DUPLICATE_CLAIM: Reason.REPLAY,
     Rule.DOUBLE_ANSWER: Reason.REPLAY,
     Rule.NOT_TREASURER: Reason.WRONG_SIGNER,

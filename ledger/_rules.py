@@ -118,7 +118,8 @@ def _transfer(payer: bytes, payee: bytes, currency: str, amount: int) -> tuple[P
     return ((payer, currency, -amount), (payee, currency, amount)) if amount else ()
 
 
-_SESSION_RULES = {Reason.OVER_CAP: Rule.OVER_CAP, Reason.MISPRICED: Rule.MISPRICED}
+_SESSION_RULES = {Reason.OVER_CAP: Rule.OVER_CAP, Reason.MISPRICED: Rule.MISPRICED,
+                  Reason.OUTSIDE_WINDOW: Rule.OUTSIDE_WINDOW, Reason.OVER_POWER: Rule.OVER_POWER}
 
 
 def _settlement(signed: Signed[Entry], claim: SettlementClaim) -> Checked:

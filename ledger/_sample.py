@@ -113,7 +113,8 @@ class SampleWorld:
         self._nonce += 1
         request = sign(driver, BookingRequest(
             driver=driver.public_key, host=host.public_key, charger_id="driveway", ad_seq=1,
-            tariff=self.tariff, terms=self.terms, tz=TZ, start=start, end=start + hours * 3600,
+            tariff=self.tariff, terms=self.terms, tz=TZ, max_power_w=max(power_w, 11_000), start=start,
+            end=start + hours * 3600,
             spend_cap=spend_cap, nonce=self._nonce.to_bytes(16, "big"), created=start - 3600,
         ))
         access = seal_access(driver.public_key, AccessInfo(address="12 Acacia Avenue", code="4711"))

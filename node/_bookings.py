@@ -6,8 +6,8 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   `BookingAnswer`: a signed confirmation (with the access info sealed to the driver) or
   a signed rejection with a reason code. Both sides keep both signed messages.
 - The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
-  charger is here, the ad is unexpired and the request froze its current tariff, terms
-  and zone (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms stands, so a
+  charger is here, the ad is unexpired and the request froze its current tariff, terms,
+  zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms stands, so a
   host's routine re-signing does not void a request made just before it); the request is fresh and new (`REPLAY`, `TOO_LATE`);
   the window is inside availability (`OUTSIDE_AVAILABILITY`); the cap covers a session's
   fixed fee (`CAP_TOO_LOW`); the driver's ledger balance plus credit limit, minus the
@@ -144,7 +144,8 @@ class BookingDesk:
         if r.host != self.identity.public_key or ad is None:
             raise Refused(Reason.AD_UNKNOWN, f"no charger {r.charger_id!r} here")
         current = ad.message
-        if r.ad_seq > current.seq or (r.tariff, r.terms, r.tz) != (current.tariff, current.terms, current.tz) \
+        frozen = (r.tariff, r.terms, r.tz, r.max_power_w)
+        if r.ad_seq > current.seq or frozen != (current.tariff, current.terms, current.tz, current.max_power_w) \
                 or current.expires <= now:
             raise Refused(Reason.AD_EXPIRED, f"the ad is now at seq {current.seq}: search again")
         if abs(now - r.created) > FRESHNESS:

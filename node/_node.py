@@ -116,7 +116,7 @@ class Node:
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
-            self.sessions = SessionDesk(identity, self.store, self.board, self.clock, ledger, *ocpp)
+            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, *ocpp)
             self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
@@ -207,7 +207,8 @@ class Node:
         """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
         request = sign(self.identity, BookingRequest(
             driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
-            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, start=start, end=end, spend_cap=spend_cap,
+            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=start, end=end,
+            spend_cap=spend_cap,
             nonce=os.urandom(16), created=int(self.clock()),
         ))
         self.store.record(request, Slot.PENDING)

@@ -82,7 +82,6 @@ from wattshare.protocol import (
     sign,
 )
 
-from ._ads import AdBoard
 from ._conduct import remote_key
 from . import _ocpp as ocpp
 from ._central import CentralSystem, ChargerOffline
@@ -96,7 +95,6 @@ STOP_WAIT = 30.0  # real seconds for its StopTransaction before settling without
 ANSWER_TIMEOUT = 10.0  # real seconds for the driver's ack or dispute on the stream
 STREAM_LIMIT = 48 * 3600.0  # no session stream outlives this, whatever the clock
 METER_INTERVAL = 60  # the shortest meter interval the cap check assumes (clock seconds)
-DEFAULT_POWER_W = 22_000  # the cap check's bound when the charger's ad is gone
 STORAGE_RETRY = 1.0  # real seconds before a background step the disk refused runs again
 WATCH_POLL = 0.2  # real seconds between looks at the confirmed bookings
 _RUNNING = (SessionState.STARTED, SessionState.METERING)
@@ -144,11 +142,10 @@ def _update(signed: Signed[Message]) -> SessionUpdate | None:
 class SessionDesk:
     """The host's sessions (see the module doc); also the central system's `Transactions`."""
 
-    def __init__(self, identity: Identity, store: NodeStore, board: AdBoard, clock: Clock,
+    def __init__(self, identity: Identity, store: NodeStore, clock: Clock,
                  ledger: LedgerStore | None = None, ocpp_host: str = "127.0.0.1", ocpp_port: int = 0) -> None:
         self.identity = identity
         self.store = store
-        self.board = board
         self.clock = clock
         self.ledger = ledger
         self.central = CentralSystem(self, clock, ocpp_host, ocpp_port)
@@ -415,9 +412,7 @@ class SessionDesk:
         last = receipts[-1].message
         gap = last.t - receipts[-2].message.t if len(receipts) > 1 else 0
         interval = max(gap, METER_INTERVAL)
-        ad = self.board.ads.get(live.charger)
-        power = ad.message.max_power_w if ad is not None else DEFAULT_POWER_W
-        ahead = MeterReading(last.t + interval, last.energy_wh + -(-power * interval // 3600))
+        ahead = MeterReading(last.t + interval, last.energy_wh + -(-r.max_power_w * interval // 3600))
         return price(r.tariff, [x.message for x in receipts] + [ahead], r.tz).total > r.spend_cap
 
     # --- confirmed bookings: reservations and no-shows ------------------------------------
@@ -501,7 +496,7 @@ class SessionDesk:
             log.info("%s reported meter values of unknown transaction %s", charger, transaction)
             return
         for t, register in readings:
-            self._mint(live, t, register)
+            self._mint(live, t, register, final=False)
         if live.machine.state is SessionState.METERING and self._cap_near(live):
             log.info("%s: the spend cap is near; stopping", charger)
             self._host_stop(live)
@@ -516,13 +511,15 @@ class SessionDesk:
             self._finish(live)  # resent: the first try may have been cut short by a full disk
             return
         for reading_t, register in readings:
-            self._mint(live, reading_t, register)
+            self._mint(live, reading_t, register, final=False)
         self._host_stop(live)
         self._mint(live, t, meter_stop)
         self._settle(live)
 
-    def _mint(self, live: Live, t: int, register: int) -> None:
-        """The next receipt for a register reading, unless it is one already counted."""
+    def _mint(self, live: Live, t: int, register: int, final: bool = True) -> None:
+        """The next receipt for a register reading, unless it is one already counted, a
+        periodic one dated after the stop (the stop's own reading is the final one), or one the protocol would call implausible (outside the window, faster
+        than the charger, too long after the stop): the host never signs those."""
         machine = live.machine
         if machine.settlement is not None:
             return
@@ -530,13 +527,17 @@ class SessionDesk:
         receipts = machine.receipts
         if receipts and (t <= receipts[-1].message.t or energy < receipts[-1].message.energy_wh):
             return
+        if not final and machine.stop is not None and t > machine.stop.message.t:
+            return
         if energy < 0:
             log.warning("%s: meter register below its start value; reading ignored", live.charger)
             return
-        receipt = sign(self.identity, MeterReceipt(
-            booking_id=machine.booking_id, seq=len(receipts), t=t, energy_wh=energy,
-            prev=receipts[-1].digest if receipts else GENESIS,
-        ))
+        reading = MeterReceipt(booking_id=machine.booking_id, seq=len(receipts), t=t, energy_wh=energy,
+                               prev=receipts[-1].digest if receipts else GENESIS)
+        if (fault := machine.implausible(reading)) is not None:
+            log.warning("%s: reading not receipted: %s", live.charger, fault)
+            return
+        receipt = sign(self.identity, reading)
         self.store.add_receipt(machine.booking_id, receipt.message.seq, receipt.encode())
         machine.send(receipt)
         live.notify()

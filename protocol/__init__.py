@@ -55,7 +55,16 @@ from ._messages import (
 from ._pricing import LineKind, MeterReading, Price, PriceLine, price
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
 from ._search import Query, Result, estimate, forged, newest, search
-from ._session import SessionMachine, SessionState, check_receipt, check_session, check_settlement, settlement_price
+from ._session import (
+    FINAL_READING_MARGIN,
+    SETTLE_MARGIN,
+    SessionMachine,
+    SessionState,
+    check_receipt,
+    check_session,
+    check_settlement,
+    settlement_price,
+)
 from ._wire import (
     FRAMES,
     AdList,
@@ -87,8 +96,10 @@ from ._tariff import (
 
 __all__ = [
     "DOMAIN",
+    "FINAL_READING_MARGIN",
     "GENESIS",
     "MAX_MESSAGE_SIZE",
+    "SETTLE_MARGIN",
     "MESSAGE_TYPES",
     "PRICE_SCALE",
     "FRAMES",

@@ -43,6 +43,9 @@ class Reason(StrEnum):
     TOO_EARLY = "too_early"  # start before the window (and its grace)
     TOO_LATE = "too_late"  # start, cancel or dispute after its deadline
     OVER_CAP = "over_cap"  # a claim above the driver's spend cap
+    OUTSIDE_WINDOW = "outside_window"  # a meter reading dated outside the booking window (and its margins)
+    OVER_POWER = "over_power"  # more energy in a meter interval than the charger's power allows
+    AFTER_STOP = "after_stop"  # readings after a stop beyond the one final reading close to it
     MISPRICED = "mispriced"  # amount differs from the tariff's price of the receipts
     CHARGER_OFFLINE = "charger_offline"  # the wallbox is not connected or would not start
     RATE_LIMITED = "rate_limited"  # too many requests from this peer

@@ -77,6 +77,7 @@ class BookingRequest(Message):
     tariff: Tariff  # frozen from the ad
     terms: BookingTerms  # frozen from the ad
     tz: str  # frozen from the ad
+    max_power_w: int  # frozen from the ad: no meter interval may deliver energy faster
     start: int  # UTC seconds
     end: int
     spend_cap: int  # minor units of tariff.currency: the most the host may claim
@@ -89,6 +90,7 @@ class BookingRequest(Message):
         require(self.driver != self.host, "a host cannot book its own charger")
         require_size("charger_id", self.charger_id, 1, 64)
         require_range("ad_seq", self.ad_seq, 0)
+        require_range("max_power_w", self.max_power_w, 1, 1_000_000)
         require_range("start", self.start, 0)
         require(self.end > self.start, "a booking window must end after it starts")
         require(self.end - self.start <= 24 * 3600, "a booking window is at most 24 hours")

@@ -10,7 +10,20 @@ Theory of operation (DESIGN.md, "Session and metering"):
 
 - Receipts are signed by the host and chained: seq counts from 0, `prev` is the
   digest of the previous signed receipt (GENESIS first), time strictly increases and
-  cumulative energy never decreases. Receipt 0 is the start reading at 0 Wh.
+  cumulative energy never decreases. Receipt 0 is the start reading at 0 Wh. A break
+  of the chain is refused at once (BROKEN_CHAIN).
+- Receipts must also be physically plausible (`implausible`): dated inside the booking
+  window, from the terms' early-start grace to `SETTLE_MARGIN` after its end
+  (OUTSIDE_WINDOW); no interval delivering more than the charger's max power (frozen in
+  the request) times the elapsed time, with `POWER_TOLERANCE` percent plus
+  `METER_ROUNDING_WH` for meter rounding (OVER_POWER); and once a stop is taken, one
+  reading at most dated after it (the final one), no more than `FINAL_READING_MARGIN`
+  after it (AFTER_STOP); readings dated before the stop may still arrive (a wallbox
+  delivering its queue after a reconnect). An implausible receipt is still taken into the chain (it is the
+  host's signed claim) but recorded in `faults`, and a settlement of a session with a
+  fault is refused with the first fault's reason: the driver disputes instead of
+  acking, and a ledger refuses the claim (`check_session`). Plausibility bounds the
+  pricing work too: every receipt lies within a window of at most a day.
 - A settlement must name the last receipt, claim its energy, stay within the driver's
   spend cap, and equal the protocol's price of the receipts under the booked tariff,
   line for line (`expected_price`): host, driver and auditor compute the same.
@@ -38,6 +51,12 @@ from ._messages import (
 )
 from ._pricing import Price, price
 from ._record import Message, require
+
+
+SETTLE_MARGIN = 30 * 60  # a reading may follow the window's end by this much (the stop's final one)
+FINAL_READING_MARGIN = 15 * 60  # after a stop: one final reading, at most this long after it
+POWER_TOLERANCE = 5  # percent above the charger's max power a meter interval may show
+METER_ROUNDING_WH = 2  # whole-Wh meter registers round each reading
 
 
 class SessionState(StrEnum):
@@ -79,6 +98,9 @@ class SessionMachine(Machine):
         self.start = start
         self.state = SessionState.STARTED
         self.receipts: list[Signed[MeterReceipt]] = []
+        self.stop: Signed[StopRequest] | None = None
+        self._after_stop = 0  # receipts taken since the stop and dated after it
+        self.faults: list[RemoteProtocolError] = []  # implausible receipts taken (see the module doc)
         self.settlement: Signed[Settlement] | None = None
 
     def running_price(self) -> Price | None:
@@ -94,11 +116,25 @@ class SessionMachine(Machine):
             raise IllegalTransition("no receipt yet: nothing to settle")
         return settlement_price(self.booking, self.receipts)
 
+    def implausible(self, receipt: MeterReceipt) -> RemoteProtocolError | None:
+        """Why `receipt` would be an implausible next reading here, or None (see the
+        module doc); the host asks before it signs one, the driver as it takes one."""
+        last = self.receipts[-1].message if self.receipts else None
+        fault = implausible(self.booking, last, receipt)
+        if fault is None and self.stop is not None and receipt.t > self.stop.message.t:
+            if self._after_stop:
+                fault = RemoteProtocolError(Reason.AFTER_STOP, "a second reading after the stop")
+            elif receipt.t > self.stop.message.t + FINAL_READING_MARGIN:
+                fault = RemoteProtocolError(Reason.AFTER_STOP, "the final reading comes too long after the stop")
+        return fault
+
     def _check(self, signed: Signed[Message], role: Role) -> None:
         msg = signed.message
         if isinstance(msg, MeterReceipt):
             check_receipt(self.receipts[-1] if self.receipts else None, msg)
         elif isinstance(msg, Settlement):
+            if self.faults:
+                raise self.faults[0]
             check_settlement(self.booking, self.receipts, msg)
         elif isinstance(msg, SettlementEvent):
             assert self.settlement is not None
@@ -110,9 +146,32 @@ class SessionMachine(Machine):
 
     def _after(self, signed: Signed[Message]) -> None:
         if isinstance(signed.message, MeterReceipt):
+            fault = self.implausible(signed.message)
+            if fault is not None:
+                self.faults.append(fault)
             self.receipts.append(signed)  # type: ignore[arg-type]
+            self._after_stop += self.stop is not None and signed.message.t > self.stop.message.t
+        elif isinstance(signed.message, StopRequest):
+            self.stop = signed  # type: ignore[assignment]
         elif isinstance(signed.message, Settlement):
             self.settlement = signed  # type: ignore[assignment]
+
+
+def implausible(booking: Booking, last: MeterReceipt | None, receipt: MeterReceipt) -> RemoteProtocolError | None:
+    """Why `receipt`, following `last`, is not a reading the booked charger could have
+    made (outside the window's margins, or faster than its power), or None."""
+    r = booking.request.message
+    opens, closes = r.start - r.terms.early_start_minutes * 60, r.end + SETTLE_MARGIN
+    if not opens <= receipt.t <= closes:
+        return RemoteProtocolError(Reason.OUTSIDE_WINDOW, f"reading {receipt.seq} at {receipt.t} is outside "
+                                                          f"[{opens}, {closes}]")
+    if last is not None:
+        most = r.max_power_w * (receipt.t - last.t) * (100 + POWER_TOLERANCE) // (100 * 3600) + METER_ROUNDING_WH
+        if receipt.energy_wh - last.energy_wh > most:
+            return RemoteProtocolError(Reason.OVER_POWER, f"reading {receipt.seq} adds "
+                                                          f"{receipt.energy_wh - last.energy_wh} Wh, at most {most} "
+                                                          f"at {r.max_power_w} W")
+    return None
 
 
 def check_receipt(last: Signed[MeterReceipt] | None, receipt: MeterReceipt) -> None:
@@ -157,13 +216,17 @@ def check_settlement(booking: Booking, receipts: Sequence[Signed[MeterReceipt]],
 
 def check_session(booking: Booking, receipts: Sequence[Signed[MeterReceipt]], settlement: Signed[Settlement]) -> None:
     """Verify a finished session as a whole (what a ledger or an auditor holds): every
-    receipt and the settlement belong to the booking, are the host's, chain, and price."""
+    receipt and the settlement belong to the booking, are the host's, chain, are
+    plausible (the stop is not on the ledger: that rule is the driver's), and price."""
     host = booking.request.message.host
     last = None
     for receipt in receipts:
         if receipt.signer != host or receipt.message.booking_id != booking.id:
             raise RemoteProtocolError(Reason.WRONG_BOOKING, "a receipt of another booking or signer")
         check_receipt(last, receipt.message)
+        fault = implausible(booking, last.message if last is not None else None, receipt.message)
+        if fault is not None:
+            raise fault
         last = receipt
     if settlement.signer != host:
         raise RemoteProtocolError(Reason.WRONG_SIGNER, "a settlement is signed by the booking's host")

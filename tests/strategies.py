@@ -124,6 +124,7 @@ def booking_requests(draw: st.DrawFn, driver: bytes | None = None) -> p.BookingR
         tariff=draw(tariffs()),
         terms=draw(terms),
         tz=draw(zones),
+        max_power_w=draw(st.integers(1, 1_000_000)),
         start=start,
         end=start + draw(st.integers(1, 24 * 3600)),
         spend_cap=draw(st.integers(1, 10**9)),

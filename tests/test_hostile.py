@@ -432,18 +432,32 @@ def test_replayed_and_tampered_receipts_are_refused_and_their_host_named(tmp_pat
                                    (SESSION_PROTOCOL, p.Reason.BAD_SIGNATURE): 1}
 
 
-@pytest.mark.parametrize("lie", [p.Reason.MISPRICED, p.Reason.OVER_CAP])
+IMPLAUSIBLE = {  # a third reading no charger of the hostile ad (11 kW) could make: (seconds, Wh) after the second
+    p.Reason.OVER_POWER: (123, 100_000),  # 100 kWh in 123 s
+    p.Reason.OUTSIDE_WINDOW: (2 * 86_400, 500),  # two days after a one-hour window
+}
+
+
+@pytest.mark.parametrize("lie", [p.Reason.MISPRICED, p.Reason.OVER_CAP, *IMPLAUSIBLE])
 def test_a_host_claiming_more_than_it_may_is_disputed_and_its_signed_claim_kept_as_evidence(lie, tmp_path):
     cap = 20 if lie is p.Reason.OVER_CAP else 1_000
 
     async def overclaim(street):
         booking = await street.honest.book(street.hostile_ad, START, END, cap)
-        receipts = hostile_receipts(street, booking, 3)
+        receipts = hostile_receipts(street, booking, 3 if lie not in IMPLAUSIBLE else 2)
+        if lie in IMPLAUSIBLE:
+            seconds, wh = IMPLAUSIBLE[lie]
+            last = receipts[-1]
+            receipts.append(p.sign(street.hostile.identity, p.MeterReceipt(
+                booking_id=booking.id, seq=2, t=last.message.t + seconds, energy_wh=last.message.energy_wh + wh,
+                prev=last.digest)))
         fair = p.settlement_price(booking, receipts).lines
         if lie is p.Reason.MISPRICED:
             lines = (fair[0].replace(amount=fair[0].amount + 100), *fair[1:])
-        else:
+        elif lie is p.Reason.OVER_CAP:
             lines = fair[:-1]  # the price of the receipts without the line that caps it
+        else:
+            lines = fair  # priced right, and capped: but of readings no charger could make
         settlement = p.sign(street.hostile.identity, p.Settlement(
             booking_id=booking.id, last_receipt=receipts[-1].digest, energy_wh=receipts[-1].message.energy_wh,
             amount=sum(x.amount for x in lines), currency="EUR", breakdown=lines, t=receipts[-1].message.t))

@@ -311,3 +311,27 @@ def test_only_the_bookings_own_driver_can_dent_a_hosts_record(store, world):
     assert store.track_record(host.public_key) == (3, 0)
     store.ingest([dispute(driver, sessions[1], t=EPOCH + 11 * 86_400)])
     assert store.track_record(host.public_key) == (3, 1)  # the booking's driver, of the claimed settlement
+
+
+def test_a_price_bomb_twenty_years_long_is_refused_before_anything_is_priced(store, world, monkeypatch):
+    import wattshare.protocol._session as session_rules
+
+    host, driver = world.hosts[0], world.drivers[0]
+    store.ingest([world.charter_entry().encode()])
+    session = world.session(host, driver, EPOCH + 22 * 3600)
+    first, second = session.receipts[:2]
+    bomb = p.sign(host, p.MeterReceipt(booking_id=session.booking.id, seq=2, t=second.message.t + 20 * 365 * 86_400,
+                                       energy_wh=second.message.energy_wh + 1, prev=second.digest))
+    settlement = p.sign(host, session.settlement.message.replace(last_receipt=bomb.digest,
+                                                                 energy_wh=bomb.message.energy_wh))
+    claim = SettlementClaim(booking=session.booking, receipts=(first, second, bomb), settlement=settlement)
+    entry = world.entry(host, EntryKind.SETTLEMENT, claim, EPOCH + 23 * 3600)
+
+    def no_pricing(*args, **kwargs):
+        raise AssertionError("a claim with a reading outside its window must be refused before it is priced")
+
+    monkeypatch.setattr(session_rules, "price", no_pricing)
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([entry.encode()])
+    assert caught.value.rule is Rule.OUTSIDE_WINDOW and caught.value.author == host.public_key
+    assert store.keep_evidence(entry.encode()).rule is Rule.OUTSIDE_WINDOW  # the host's signed lie, kept

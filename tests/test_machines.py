@@ -170,9 +170,9 @@ class Session:
             prev=prev if prev is not None else (last.digest if last else p.GENESIS),
         )
 
-    def meter(self, *energies: int):
+    def meter(self, *energies: int, dt: int = 600):
         for energy in energies:
-            self.machine.receive(self.receipt(energy))
+            self.machine.receive(self.receipt(energy, dt=dt))
 
     def stop(self, who=DRIVER):
         self.machine.receive(signed(who, p.StopRequest, self.id, t=self.t + 1))
@@ -226,7 +226,7 @@ def test_dispute_inside_and_after_the_window():
 def test_running_price_for_the_live_view():
     s = Session()
     assert s.machine.running_price() is None
-    s.meter(0, 5500)
+    s.meter(0, 5500, dt=1800)
     assert s.machine.running_price().total == 165  # 5.5 kWh peak x 0.30
 
 
@@ -268,7 +268,7 @@ def test_mispriced_settlement_is_refused():
 
 def test_settlement_is_capped_and_over_cap_is_refused():
     s = Session(spend_cap=50)
-    s.meter(0, 5500)  # 1.65 uncapped
+    s.meter(0, 5500, dt=1800)  # 1.65 uncapped
     s.stop()
     capped = s.settlement()
     assert capped.message.amount == 50
@@ -365,3 +365,48 @@ def test_check_session_verifies_a_finished_session_as_a_whole():
     with pytest.raises(p.RemoteProtocolError) as caught:
         p.check_session(s.machine.booking, receipts[:-1], settlement)
     assert caught.value.reason is p.Reason.BROKEN_CHAIN
+
+
+def test_a_reading_faster_than_the_charger_is_taken_but_the_settlement_is_disputed():
+    s = Session()  # the ad's charger: 11 kW
+    s.meter(0, 1_800)  # 10.8 kW over ten minutes: plausible
+    s.machine.receive(s.receipt(101_800, dt=123))  # 100 kWh in 123 s: the wallbox lies
+    [fault] = s.machine.faults
+    assert fault.reason is p.Reason.OVER_POWER and "at 11000 W" in fault.message
+    s.stop()
+    with pytest.raises(p.RemoteProtocolError) as caught:
+        s.machine.receive(s.settlement())  # priced right, but of a reading no charger could make
+    assert caught.value.reason is p.Reason.OVER_POWER
+
+
+@pytest.mark.parametrize("when, plausible", [
+    (WINDOW_START - 5 * 60, True),  # the terms' early-start grace
+    (WINDOW_START - 5 * 60 - 1, False),
+    (WINDOW_START + 9 * 3600 + p.SETTLE_MARGIN, True),  # the window's end and the stop's margin
+    (WINDOW_START + 9 * 3600 + p.SETTLE_MARGIN + 1, False),
+    (WINDOW_START + 20 * 365 * 86_400, False),  # twenty years on: the price bomb
+])
+def test_readings_must_lie_inside_the_booking_window_and_its_margins(when, plausible):
+    s = Session()
+    s.t = when
+    s.machine.receive(s.receipt(0))
+    assert [f.reason for f in s.machine.faults] == ([] if plausible else [p.Reason.OUTSIDE_WINDOW])
+
+
+def test_after_a_stop_only_one_final_reading_close_to_it():
+    late = Session()
+    late.meter(0, 1_100)
+    late.stop()
+    late.machine.receive(late.receipt(1_200, dt=p.FINAL_READING_MARGIN + 2))
+    assert [f.reason for f in late.machine.faults] == [p.Reason.AFTER_STOP]
+
+    more = Session()
+    more.meter(0, 1_100)
+    more.stop()
+    more.meter(2_200)  # the final reading
+    assert more.machine.faults == []
+    more.meter(3_300)  # and another: the host kept charging
+    assert [f.reason for f in more.machine.faults] == [p.Reason.AFTER_STOP]
+    with pytest.raises(p.RemoteProtocolError) as caught:
+        more.machine.receive(more.settlement())
+    assert caught.value.reason is p.Reason.AFTER_STOP

@@ -119,8 +119,8 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
             await stack.enter_async_context(host.running())
             all_day = (p.WeeklyWindow(days=EVERY_DAY, start="00:00", end="00:00"),)
             now = int(host.clock())  # the wall clock, which the third-party charge point stamps its readings by
-            ad = (await host.publish(make_ad(host=identity(20).public_key, availability=all_day,
-                                             expires=now + 86_400))).message
+            ad = (await host.publish(make_ad(host=identity(20).public_key, availability=all_day,  # 250 Wh a second
+                                             expires=now + 86_400, max_power_w=1_000_000))).message
             driver = Node(identity(21))
             await stack.enter_async_context(driver.running())
             await driver.join([host.address])
