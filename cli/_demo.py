@@ -35,7 +35,7 @@ from rich.table import Table
 
 from wattshare.ledger import audit
 from wattshare.node import Charging, Node, admin_call
-from wattshare.protocol import Query, open_access, peer_id, wall_time
+from wattshare.protocol import Query, peer_id, wall_time
 
 from ._daemon import ask, run_trio, short_lived
 from ._home import CLOCK_ENV, HOME_ENV, Home, clock_from_env
@@ -188,7 +188,7 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
         cheapest = min(results, key=lambda r: (r.estimate, r.distance_m))
         with _step("3. Book the cheapest, with a 20 EUR spend cap"):
             booking = await node.book(cheapest.ad.message, start, end, 2_000)
-            access = open_access(node.identity, booking.confirmation.message.access)
+            access = node.access(booking)
             console.print(f"booking {booking.id.hex()[:12]} confirmed, signed by host and driver; "
                           f"the sealed access info opens only for the driver: {access.address}, code {access.code}")
         with _step(f"4. Charge from {_local(start)}: a signed receipt every metered minute, off-peak from 23:00"):

@@ -21,6 +21,7 @@ from rich.table import Table
 from wattshare.ledger import EntryKind
 from wattshare.node import BookingRejected, Charging, Node
 from wattshare.protocol import (
+    AccessInfo,
     Booking,
     BookingConfirmation,
     BookingRequest,
@@ -33,7 +34,6 @@ from wattshare.protocol import (
     RemoteProtocolError,
     Settlement,
     Signed,
-    open_access,
     sign,
 )
 
@@ -217,15 +217,15 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
     """
     begin, finish = _window(ctx, start, end)
 
-    async def job(node: Node) -> Booking:
+    async def job(node: Node) -> tuple[Booking, AccessInfo]:
         chosen = _ad(node, ad)
         try:
-            return await node.book(chosen, begin, finish, amount(cap, chosen.tariff.currency, "--cap"))
+            booking = await node.book(chosen, begin, finish, amount(cap, chosen.tariff.currency, "--cap"))
         except BookingRejected as rejected:
             fail(f"the host declined ({rejected.reason}): {rejected.detail}", EXIT_REFUSED)
+        return booking, node.access(booking)
 
-    booking = _with_node(ctx, job)
-    access = open_access(ctx.home.identity(), booking.confirmation.message.access)
+    booking, access = _with_node(ctx, job)
     emit(ctx, {"booking": booking.id.hex(), "address": access.address, "code": access.code,
                "instructions": access.instructions},
          f"booked [bold]{booking.id.hex()[:12]}[/] for {local_time(begin)} - {local_time(finish)}\n"

@@ -32,6 +32,7 @@ from wattshare.protocol import (
     Tariff,
     TariffElement,
     TariffRestrictions,
+    access_digest,
     seal_access,
     settlement_price,
     sign,
@@ -118,7 +119,8 @@ class SampleWorld:
             spend_cap=spend_cap, nonce=self._nonce.to_bytes(16, "big"), created=start - 3600,
         ))
         access = seal_access(driver.public_key, AccessInfo(address="12 Acacia Avenue", code="4711"))
-        confirmation = sign(host, BookingConfirmation(booking_id=request.digest, access=access, confirmed=start - 3500))
+        confirmation = sign(host, BookingConfirmation(booking_id=request.digest, access_digest=access_digest(access),
+                                                      confirmed=start - 3500))
         booking = Booking(request=request, confirmation=confirmation)
         receipts: list[Signed[MeterReceipt]] = []
         for seq in range(hours * 3600 // RECEIPT_INTERVAL + 1):

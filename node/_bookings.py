@@ -3,8 +3,10 @@
 Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 
 - The driver sends a `BookingOffer` with its signed request; the host answers one
-  `BookingAnswer`: a signed confirmation (with the access info sealed to the driver) or
-  a signed rejection with a reason code. Both sides keep both signed messages.
+  `BookingAnswer`: a signed confirmation, with the access info sealed to the driver
+  beside it (signed by digest, so the booking that reaches the ledger carries no
+  ciphertext of the address), or a signed rejection with a reason code. Both sides keep
+  both signed messages; the driver keeps the sealed access too.
 - The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
   charger is here, the ad is unexpired and the request froze its current tariff, terms,
   zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms stands, so a
@@ -53,6 +55,7 @@ from wattshare.protocol import (
     Reason,
     RemoteProtocolError,
     Signed,
+    access_digest,
     price,
     seal_access,
     sign,
@@ -128,13 +131,11 @@ class BookingDesk:
                 await self._await_decision(request.digest)
         except Refused as refused:
             return self._reject(request, refused)
+        sealed = seal_access(request.message.driver, self.access)
         confirmation = sign(self.identity, BookingConfirmation(
-            booking_id=request.digest,
-            access=seal_access(request.message.driver, self.access),
-            confirmed=int(self.clock()),
-        ))
+            booking_id=request.digest, access_digest=access_digest(sealed), confirmed=int(self.clock())))
         self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode())
-        return BookingAnswer(confirmation=confirmation)
+        return BookingAnswer(confirmation=confirmation, access=sealed)
 
     def _check(self, request: Signed[BookingRequest], peer: bytes) -> None:
         r, now = request.message, int(self.clock())
@@ -225,16 +226,18 @@ class BookingRejected(Exception):
         self.detail = detail
 
 
-async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest], timeout: float = 30.0) -> Booking:
-    """Ask the host for a booking; the confirmed, double-signed Booking or BookingRejected."""
+async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest],
+                          timeout: float = 30.0) -> tuple[Booking, bytes]:
+    """Ask the host for a booking: the confirmed, double-signed Booking and the access
+    info sealed to the driver (which the confirmation signs by digest), or BookingRejected."""
     answer = await ask(host, peer, BOOKING_PROTOCOL, BookingOffer(request=request), BookingAnswer, timeout)
     machine = BookingMachine(request)
     if answer.rejection is not None:
         machine.receive(answer.rejection)
         raise BookingRejected(answer.rejection.message.reason, answer.rejection.message.detail)
     machine.receive(answer.confirmation)  # type: ignore[arg-type]
-    assert machine.booking is not None
-    return machine.booking
+    assert machine.booking is not None and answer.access is not None
+    return machine.booking, answer.access
 
 
 async def request_cancel(host: IHost, peer: ID, cancel: Signed[Cancel], timeout: float = 10.0) -> int:

@@ -46,6 +46,7 @@ from wattshare.protocol import (
     SettlementEvent,
     Signed,
     StopRequest,
+    open_access,
     sign,
 )
 
@@ -213,12 +214,19 @@ class Node:
         ))
         self.store.record(request, Slot.PENDING)
         try:
-            booking = await request_booking(self.host, await self.reach(ad.host), request)
+            booking, sealed = await request_booking(self.host, await self.reach(ad.host), request)
         except BaseException:
             self.store.settle(request.digest, Slot.REJECTED)
             raise
-        self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode())
+        self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode(), access=sealed)
         return booking
+
+    def access(self, booking: Booking) -> AccessInfo:
+        """The address, code and instructions of a booking this node made (opened with its key)."""
+        sealed = self.store.access(booking.id)
+        if sealed is None:
+            raise KeyError("this node did not make that booking")
+        return open_access(self.identity, sealed)
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""

@@ -4,8 +4,9 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 - `ads(charger_id, envelope)`: the host's current signed ads, reloaded at start.
 - `bookings(booking_id, charger_id, host, driver, start, end, spend_cap, state,
-  request, answer, updated)`: every booking this node took part in, with the exact
-  signed request and the signed answer (confirmation, rejection or cancel).
+  request, answer, updated, access)`: every booking this node took part in, with the
+  exact signed request and the signed answer (confirmation, rejection or cancel), and
+  for a driver the access info sealed to it.
 - `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
 - `found(rank, envelope)`: a driver's last search results, signed ads, best first.
 - `sessions(booking_id, charger_id, transaction_id, meter_start, start, stop,
@@ -55,10 +56,12 @@ class NodeStore:
         self.db["ads"].create({"charger_id": str, "envelope": bytes}, pk="charger_id", if_not_exists=True)
         self.db["bookings"].create(
             {"booking_id": bytes, "charger_id": str, "host": bytes, "driver": bytes, "start": int, "end": int,
-             "spend_cap": int, "state": str, "request": bytes, "answer": bytes, "updated": int},
+             "spend_cap": int, "state": str, "request": bytes, "answer": bytes, "updated": int, "access": bytes},
             pk="booking_id", if_not_exists=True,
         )
         self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
+        if "access" not in self.db["bookings"].columns_dict:  # a store made before the driver kept it
+            self.db["bookings"].add_column("access", bytes)
         self.db["peers"].create({"address": str, "seen": int}, pk="address", if_not_exists=True)
         self.db["found"].create({"rank": int, "envelope": bytes}, pk="rank", if_not_exists=True)
         self.db["sessions"].create(
@@ -104,7 +107,7 @@ class NodeStore:
             ).fetchone()
             if clash is None:
                 conn.execute(
-                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
                     [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
                      request.encode(), int(self.clock())],
                 )
@@ -118,16 +121,22 @@ class NodeStore:
         """Keep a booking this node is party to without holding a slot (the driver's copy)."""
         r = request.message
         self.db.execute(
-            "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
             [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
              request.encode(), answer, int(self.clock())],
         )
 
-    def settle(self, booking_id: bytes, state: Slot, answer: bytes | None = None) -> None:
+    def settle(self, booking_id: bytes, state: Slot, answer: bytes | None = None, access: bytes | None = None) -> None:
         self.db.execute(
-            "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), updated = ? WHERE booking_id = ?",
-            [state.value, answer, int(self.clock()), booking_id],
+            "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), access = COALESCE(?, access), updated = ? "
+            "WHERE booking_id = ?",
+            [state.value, answer, access, int(self.clock()), booking_id],
         )
+
+    def access(self, booking_id: bytes) -> bytes | None:
+        """The sealed access info a driver was sent with its confirmation."""
+        row = self.db.execute("SELECT access FROM bookings WHERE booking_id = ?", [booking_id]).fetchone()
+        return row[0] if row is not None else None
 
     def get(self, booking_id: bytes) -> dict | None:
         try:

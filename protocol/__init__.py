@@ -49,6 +49,7 @@ from ._messages import (
     SettlementEvent,
     StartRequest,
     StopRequest,
+    access_digest,
     open_access,
     seal_access,
 )
@@ -178,6 +179,7 @@ __all__ = [
     "minor_digits",
     "forged",
     "newest",
+    "access_digest",
     "open_access",
     "peer_id",
     "price",

@@ -21,6 +21,8 @@ Theory of operation (DESIGN.md, "Booking" and "Session and metering"):
 
 from __future__ import annotations
 
+import hashlib
+
 from ._envelope import Signed
 from ._errors import Reason
 from ._identity import Identity, seal_to
@@ -66,6 +68,14 @@ def open_access(identity: Identity, sealed: bytes) -> AccessInfo:
     return AccessInfo.decode(identity.open_sealed(sealed))
 
 
+def access_digest(sealed: bytes) -> bytes:
+    """What a confirmation signs of the sealed access info: its SHA-256. The sealed box
+    itself travels beside the confirmation, never inside it, so the booking that goes
+    onto the public ledger carries no ciphertext of the address (a driver key stolen
+    years later opens nothing there)."""
+    return hashlib.sha256(sealed).digest()
+
+
 @message("booking_request")
 class BookingRequest(Message):
     AUTHOR = "driver"
@@ -102,12 +112,12 @@ class BookingRequest(Message):
 @message("booking_confirmation")
 class BookingConfirmation(Message):
     booking_id: bytes  # digest of the signed BookingRequest
-    access: bytes  # AccessInfo sealed to the driver
+    access_digest: bytes  # `access_digest` of the AccessInfo sealed to the driver (sent beside it)
     confirmed: int  # UTC seconds
 
     def _validate(self) -> None:
         _require_digest("booking_id", self.booking_id)
-        require_size("access", self.access, 48, 4096)
+        _require_digest("access_digest", self.access_digest)
         require_range("confirmed", self.confirmed, 0)
 
 

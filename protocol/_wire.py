@@ -17,6 +17,7 @@ from ._ad import ChargerAd
 from ._envelope import Signed
 from ._errors import DecodeError, Reason
 from ._messages import (
+    access_digest,
     BookingConfirmation,
     BookingRejection,
     BookingRequest,
@@ -66,13 +67,21 @@ class BookingOffer(Record):
 
 @record
 class BookingAnswer(Record):
-    """The host's signed answer: exactly one of a confirmation and a rejection."""
+    """The host's signed answer: exactly one of a confirmation and a rejection; a
+    confirmation comes with the access info sealed to the driver, which it signs by
+    digest (`access_digest`)."""
 
     confirmation: Signed[BookingConfirmation] | None = None
     rejection: Signed[BookingRejection] | None = None
+    access: bytes | None = None
 
     def _validate(self) -> None:
         require((self.confirmation is None) != (self.rejection is None), "an answer confirms or rejects")
+        require((self.access is None) == (self.confirmation is None), "the sealed access comes with a confirmation")
+        if self.access is not None and self.confirmation is not None:
+            require_size("access", self.access, 48, 4096)
+            require(access_digest(self.access) == self.confirmation.message.access_digest,
+                    "the sealed access is not the one the confirmation signs")
 
 
 @record

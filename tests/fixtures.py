@@ -93,9 +93,11 @@ def make_request(ad: p.ChargerAd | None = None, *, start: str = "2026-11-27T22:0
     return p.sign(DRIVER, request)
 
 
+SEALED_ACCESS = p.seal_access(DRIVER.public_key, p.AccessInfo(address="12 Acacia Avenue", code="4711"))
+
+
 def confirm(request: p.Signed[p.BookingRequest]) -> p.Signed[p.BookingConfirmation]:
-    access = p.seal_access(DRIVER.public_key, p.AccessInfo(address="12 Acacia Avenue", code="4711"))
-    return p.sign(HOST, p.BookingConfirmation(booking_id=request.digest, access=access,
+    return p.sign(HOST, p.BookingConfirmation(booking_id=request.digest, access_digest=p.access_digest(SEALED_ACCESS),
                                               confirmed=request.message.created + 1))
 
 

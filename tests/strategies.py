@@ -175,7 +175,7 @@ def message_strategies(author: bytes) -> dict[type[p.Message], st.SearchStrategy
         p.ChargerAd: ads(host=st.just(author)),
         p.BookingRequest: booking_requests(driver=author),
         p.BookingConfirmation: st.builds(
-            p.BookingConfirmation, booking_id=digests, access=st.binary(min_size=48, max_size=200), confirmed=times
+            p.BookingConfirmation, booking_id=digests, access_digest=digests, confirmed=times
         ),
         p.BookingRejection: st.builds(p.BookingRejection, booking_id=digests, reason=reasons, detail=text),
         p.Cancel: st.builds(p.Cancel, detail=text, **at),

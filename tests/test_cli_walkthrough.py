@@ -81,7 +81,7 @@ def street(tmp_path):
             process.kill()
 
 
-def move_in(street, approval="auto"):
+def move_in(street, approval="auto", *host_options):
     """A co-op node, a host with a simulated wallbox, a wallet with 40 EUR: as people type it."""
     port = free_port()
     coop = street.json("coop", "coop", "init", "--name", "Acacia Avenue Energy", "--listen", f"/ip4/127.0.0.1/tcp/{port}")
@@ -90,7 +90,7 @@ def move_in(street, approval="auto"):
     street.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
                 "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
                 "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
-                "--approval", approval)
+                "--approval", approval, *host_options)
     street.daemon("host", "host", "run", "--simulate-wallbox", "--wallbox-kw", "7.4")
     wallet = street.json("driver", "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
     street.json("coop", "coop", "deposit", wallet["peer_id"], "40", "--reference", "SEPA 1")
@@ -168,7 +168,9 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
 
 
 def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
-    _, _, driver = move_in(street, approval="manual")
+    # six clock hours (a minute at 360x) before a booking lapses as a no-show: a loaded machine's slow
+    # `wallet stop` must still find its session open
+    _, _, driver = move_in(street, "manual", "--noshow-timeout", "360")
     start = street.next_half_hour()
 
     def book_pending(begin, end):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
-from fixtures import DRIVER, HOST, STRANGER, confirm, make_ad, make_booking, make_request
+from fixtures import DRIVER, HOST, SEALED_ACCESS, STRANGER, confirm, make_ad, make_booking, make_request
 from strategies import message_strategies, messages
 from wattshare import protocol as p
 
@@ -180,11 +180,23 @@ def test_booking_is_signed_by_both_and_round_trips():
     assert booking.confirmation.signer == HOST.public_key
     assert booking.id == booking.request.digest == booking.confirmation.message.booking_id
     assert p.Booking.decode(booking.encode()) == booking
-    info = p.open_access(DRIVER, booking.confirmation.message.access)
-    assert info == p.AccessInfo(address="12 Acacia Avenue", code="4711")
-    assert b"Acacia" not in booking.encode()
+    assert booking.confirmation.message.access_digest == p.access_digest(SEALED_ACCESS)
+    assert p.open_access(DRIVER, SEALED_ACCESS) == p.AccessInfo(address="12 Acacia Avenue", code="4711")
+    assert b"Acacia" not in booking.encode() and SEALED_ACCESS not in booking.encode()  # only its digest
     with pytest.raises(p.DecodeError):
-        p.open_access(STRANGER, booking.confirmation.message.access)
+        p.open_access(STRANGER, SEALED_ACCESS)
+
+
+def test_the_sealed_access_travels_beside_the_confirmation_and_must_match_it():
+    booking = make_booking()
+    answer = p.BookingAnswer(confirmation=booking.confirmation, access=SEALED_ACCESS)
+    assert p.decode_frame(p.encode_frame(answer), p.BookingAnswer) == answer
+    other = p.seal_access(DRIVER.public_key, p.AccessInfo(address="13 Acacia Avenue", code="4711"))
+    wire = p.encode_frame(answer).replace(SEALED_ACCESS, other)  # a blob the host did not sign
+    with pytest.raises(p.DecodeError, match="not the one the confirmation signs"):
+        p.decode_frame(wire, p.BookingAnswer)
+    with pytest.raises(p.InvalidValue):
+        p.BookingAnswer(confirmation=booking.confirmation)  # a confirmation without its access
 
 
 def test_booking_parts_must_belong_together():

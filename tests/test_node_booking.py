@@ -63,7 +63,7 @@ def test_booking_happy_path_and_reason_codes(tmp_path):
             host, ad, [car] = await neighbourhood(stack, tmp_path)
             booking = await car.book(ad, *NIGHT, spend_cap=2_000)
             assert booking.confirmation.signer == host.identity.public_key
-            assert p.open_access(car.identity, booking.confirmation.message.access) == ACCESS
+            assert car.access(booking) == ACCESS  # the sealed access, kept beside the booking, opens for the driver
             assert host.store.get(booking.id)["state"] == Slot.CONFIRMED
             assert car.store.get(booking.id)["state"] == Slot.CONFIRMED
 
