@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import click
 import trio
 
-from wattshare.node import Approval, Curve, Node, Wallbox
+from wattshare.node import Approval, Curve, Node, OcppEndpoint, Wallbox
 from wattshare.node._admin import AdminError
 from wattshare.node._faults import FullDisk
 from wattshare.protocol import AccessInfo, format_amount
@@ -38,6 +39,14 @@ def _ocpp(text: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         fail(f"--ocpp must be HOST:PORT like {DEFAULT_OCPP}, not {text!r}")
     return host, int(port)
+
+
+def _password(charger: dict) -> str:
+    """The wallbox's OCPP password, as `host init` generated it."""
+    if not charger.get("ocpp_password"):
+        fail("config.toml has no [charger] ocpp_password (made before wallboxes had to log in); "
+             "run `wattshare host init --force` and give the wallbox the password it prints")
+    return charger["ocpp_password"]
 
 
 @host_group.command("init")
@@ -92,7 +101,7 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
         "id": charger_id, "lat": lat, "lon": lon, "tz": tz, "connector": connector, "max_kw": max_kw,
         "currency": currency, "off_peak": off_peak, "peak": peak, "flat": flat, "hours": open_hours,
         "days": days(open_days),
-        "approval": approval, "ocpp": ocpp_address,
+        "approval": approval, "ocpp": ocpp_address, "ocpp_password": secrets.token_urlsafe(18),
         "terms": dict(zip(TERMS, (cancel_until, amount(cancel_fee, currency, "--cancel-fee"), noshow_timeout,
                                   amount(noshow_fee, currency, "--noshow-fee"), 5, 7 * 24 * 60))),
     }
@@ -104,10 +113,13 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
         "access": {"address": address, "code": access_code, "instructions": instructions},
     })
     emit(ctx, {"peer_id": identity.peer_id, "home": str(ctx.home.path), "cell": ad.geohash,
-               "charger": charger_id, "ocpp": f"ws://{ocpp_address}/ocpp/{charger_id}"},
+               "charger": charger_id, "ocpp": f"ws://{ocpp_address}/ocpp/{charger_id}",
+               "ocpp_password": charger["ocpp_password"]},
          f"host [bold]{identity.peer_id}[/] ready in {ctx.home.path}\n"
          f"advertised location: geohash {ad.geohash} (about 150 m; the exact address stays here)\n"
-         f"point your wallbox at ws://{ocpp_address}/ocpp/{charger_id}, then run: wattshare host run")
+         f"point your wallbox at ws://{ocpp_address}/ocpp/{charger_id} with OCPP security profile 1:\n"
+         f"  charge point id {charger_id}, password (AuthorizationKey) {charger['ocpp_password']}\n"
+         "then run: wattshare host run")
 
 
 @host_group.command("run")
@@ -133,7 +145,8 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
     node = Node(identity, listen=config["node"]["listen"], state=ctx.home.state,
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
-                ocpp=_ocpp(charger["ocpp"]), clock=clock, sync_interval=sync_interval,
+                ocpp=OcppEndpoint({charger["id"]: _password(charger)}, *_ocpp(charger["ocpp"])), clock=clock,
+                sync_interval=sync_interval,
                 admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r),
                                 "disk-full": lambda r: disk.fill(float(r.get("seconds", 2.0)))})
     disk = FullDisk(node)
@@ -146,7 +159,8 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
                  signed["seq"], signed["cell"], port, charger["id"])
         nursery.start_soon(disk.run)
         if simulate_wallbox:
-            boxes.append(Wallbox(charger["id"], port, clock, curve=Curve(power_w=round(wallbox_kw * 1000))))
+            boxes.append(Wallbox(charger["id"], port, clock, _password(charger),
+                                 curve=Curve(power_w=round(wallbox_kw * 1000))))
             nursery.start_soon(boxes[0].run)
 
     run_trio(daemon, node, config["node"]["bootstrap"], started)

@@ -6,7 +6,7 @@ Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 from ._admin import admin_call, serve_admin
 from ._ads import AD_LIFETIME, AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
-from ._central import CentralSystem, ChargerOffline
+from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._framing import FrameError, FrameStream, StreamEnded
@@ -36,6 +36,7 @@ __all__ = [
     "FrameStream",
     "LedgerSync",
     "Node",
+    "OcppEndpoint",
     "SYNC_PROTOCOL",
     "NodeStore",
     "SESSION_PROTOCOL",
@@ -44,6 +45,7 @@ __all__ = [
     "StreamEnded",
     "Wallbox",
     "admin_call",
+    "basic_auth",
     "cell_key",
     "charge",
     "charter_entry",

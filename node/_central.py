@@ -4,8 +4,14 @@ Theory of operation (DESIGN.md, "OCPP"; OCPP-J 1.6):
 
 - A WebSocket server (trio-websocket) on a local address; a charge point connects to
   `/ocpp/<charge point id>` offering subprotocol `ocpp1.6` (anything else is refused
-  at the handshake). The charge point id is the charger id of the host's ad. A
-  reconnect replaces the old link.
+  at the handshake). The charge point id is the charger id of the host's ad.
+- Security (OCPP 1.6J security profile 1, `OcppEndpoint`): every charge point
+  authenticates with HTTP Basic auth, user its id and password the one `host init`
+  generated for it (compared in constant time). A request carrying an `Origin` header (a web
+  page, through the browser) is refused: charge points send none. A new connection for
+  a charger replaces its link only if the old one no longer answers a ping within
+  `LIVENESS_TIMEOUT` (a wallbox reconnecting after its link died); while the old link
+  is alive the newcomer is refused, so nothing can take a live wallbox's place.
 - Each link answers every CALL from the charge point: BootNotification, Heartbeat,
   StatusNotification, Authorize, StartTransaction, MeterValues, StopTransaction,
   DataTransfer and the status notifications are handled; any other action gets
@@ -21,10 +27,13 @@ Theory of operation (DESIGN.md, "OCPP"; OCPP-J 1.6):
 
 from __future__ import annotations
 
+import base64
+import hmac
 import logging
 import re
 import uuid
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
@@ -34,9 +43,32 @@ from ._clock import Clock
 
 SUBPROTOCOL = "ocpp1.6"
 CALL_TIMEOUT = 10.0
+LIVENESS_TIMEOUT = 2.0  # real seconds the live link of a charger has to answer a ping
 HEARTBEAT = 300
 _CHARGE_POINT = re.compile(r"/ocpp/([A-Za-z0-9._:-]{1,48})")
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OcppEndpoint:
+    """Where a host's wallboxes connect and how they prove who they are (see the module
+    doc): `passwords` maps each charge point id to its password."""
+
+    passwords: Mapping[str, str]
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def authenticated(self, charger: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """Does the request carry HTTP Basic credentials of `charger` (user = its id)?"""
+        expected = self.passwords.get(charger)
+        token = basic_auth(charger, expected).encode() if expected is not None else b"\0"
+        offered = next((value for name, value in headers if name.lower() == b"authorization"), b"")
+        return expected is not None and hmac.compare_digest(offered, token)
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization header value of HTTP Basic auth (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class ChargerOffline(Exception):
@@ -86,6 +118,16 @@ class ChargePointLink:
             raise ChargerOffline(f"{self.charger} refused {action}: {box[0].code} {box[0].description}")
         return box[0].payload
 
+    async def alive(self) -> bool:
+        """Does the charge point still answer a WebSocket ping on this link?"""
+        with trio.move_on_after(LIVENESS_TIMEOUT):
+            try:
+                await self.ws.ping()
+            except ConnectionClosed:
+                return False
+            return True
+        return False
+
     async def run(self, answer: Callable[[ChargePointLink, ocpp.Call], dict[str, Any]]) -> None:
         """Serve the link until the charge point goes away."""
         while True:
@@ -120,17 +162,17 @@ class ChargePointLink:
 class CentralSystem:
     """The OCPP server of one host node (see the module doc)."""
 
-    def __init__(self, transactions: Transactions, clock: Clock, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, transactions: Transactions, clock: Clock, endpoint: OcppEndpoint) -> None:
         self.transactions = transactions
         self.clock = clock
-        self.host = host
-        self.port = port
+        self.endpoint = endpoint
+        self.port = endpoint.port
         self.links: dict[str, ChargePointLink] = {}
         self._connected: dict[str, trio.Event] = {}
 
     async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, self._accept, self.host, self.port, None)
+            server = await nursery.start(serve_websocket, self._accept, self.endpoint.host, self.endpoint.port, None)
             self.port = server.port
             task_status.started(self.port)
 
@@ -140,6 +182,20 @@ class CentralSystem:
             await request.reject(404 if match is None else 400, body=b"connect to /ocpp/<id> with subprotocol ocpp1.6")
             return
         charger = match[1]
+        if any(name.lower() == b"origin" for name, _ in request.headers):
+            log.warning("refused a browser's connection as charge point %s", charger)
+            await request.reject(403, body=b"web pages may not connect to the OCPP endpoint")
+            return
+        if not self.endpoint.authenticated(charger, request.headers):
+            log.warning("refused charge point %s: no valid password (HTTP Basic auth)", charger)
+            await request.reject(401, extra_headers=[(b"WWW-Authenticate", b'Basic realm="ocpp"')],
+                                 body=b"authenticate with the charger's password (OCPP security profile 1)")
+            return
+        old = self.links.get(charger)
+        if old is not None and await old.alive():
+            log.warning("refused a second connection as charge point %s: its link is alive", charger)
+            await request.reject(409, body=b"this charge point is connected already")
+            return
         ws = await request.accept(subprotocol=SUBPROTOCOL)
         link = ChargePointLink(charger, ws)
         old = self.links.get(charger)

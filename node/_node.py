@@ -11,9 +11,9 @@ behind one door (`_conduct`: per-peer stream and misconduct limits, and the reco
 who misbehaved); reconnects to the peers it joined through whenever their link is gone;
 if it keeps a ledger, pulls entries from its connected peers every `sync_interval`
 (sooner when a gossiped head says a peer is ahead); and with an `admin` path, answers
-the local `wattshare` command on that Unix socket; with an `ocpp` listen address (a
-host), runs the OCPP central system its wallbox connects to and the charging sessions
-(`_sessions`). Its own ads, the bookings and sessions it takes part in and the peers it
+the local `wattshare` command on that Unix socket; with an `ocpp` endpoint (a host:
+where its wallboxes connect and their passwords), runs the OCPP central system its
+wallbox connects to and the charging sessions (`_sessions`). Its own ads, the bookings and sessions it takes part in and the peers it
 joined through live in its `NodeStore`, so a restarted node reloads them, resumes,
 rejoins and re-announces. Booking and session time is the node's `Clock` (accelerated in
 the demo and tests), network deadlines are real seconds.
@@ -52,6 +52,7 @@ from wattshare.protocol import (
 
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
+from ._central import OcppEndpoint
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._conduct import Conduct
@@ -91,7 +92,7 @@ class Node:
                  access: AccessInfo | None = None, approval: Approval = Approval.AUTO,
                  ledger: LedgerStore | None = None, approval_timeout: float = 300.0,
                  sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
-                 ocpp: tuple[str, int] | None = None, clock: Clock | None = None,
+                 ocpp: OcppEndpoint | None = None, clock: Clock | None = None,
                  admin_commands: dict[str, Callable[[dict], Any]] | None = None,
                  conduct: Conduct | None = None) -> None:
         quiet_libp2p()
@@ -117,7 +118,7 @@ class Node:
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
-            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, *ocpp)
+            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp)
             self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None

@@ -15,7 +15,9 @@ Theory of operation (OCPP-J 1.6 section 4; DESIGN.md, "OCPP"):
 - `energy_readings` takes the cumulative Energy.Active.Import.Register readings out of
   MeterValues / StopTransaction transactionData: a sampled value with no measurand *is*
   that register (the spec's default), the unit is Wh unless it says kWh, the value is
-  a decimal string, and the result is whole Wh (exact decimal arithmetic, no floats).
+  a plain decimal string (at most 15 digits and 9 decimals, no exponent: checked
+  before any arithmetic, so no value can stall the node), and the result is whole Wh
+  (exact decimal arithmetic, no floats).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -154,14 +157,14 @@ def iso(t: float) -> str:
     return dt.datetime.fromtimestamp(int(t), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")  # what a meter register can hold, no exponent
+
+
 def _wh(sample: dict[str, Any], where: str) -> int:
     raw = sample.get("value")
-    try:
-        value = Decimal(raw) if isinstance(raw, str) else Decimal("NaN")
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite() or value < 0:
+    if not isinstance(raw, str) or not _DECIMAL.fullmatch(raw):  # checked before Decimal: "1e1500000" stalls int()
         raise OcppError("TypeConstraintViolation", f"{where}: meter value {str(raw)[:20]!r} is not a decimal string")
+    value = Decimal(raw)
     unit = sample.get("unit", "Wh")
     if unit == "kWh":
         value *= 1000

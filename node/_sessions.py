@@ -84,7 +84,7 @@ from wattshare.protocol import (
 
 from ._conduct import remote_key
 from . import _ocpp as ocpp
-from ._central import CentralSystem, ChargerOffline
+from ._central import CentralSystem, ChargerOffline, OcppEndpoint
 from ._clock import Clock
 from ._framing import FrameStream, StreamEnded, serve
 from ._store import NodeStore, Slot
@@ -142,13 +142,13 @@ def _update(signed: Signed[Message]) -> SessionUpdate | None:
 class SessionDesk:
     """The host's sessions (see the module doc); also the central system's `Transactions`."""
 
-    def __init__(self, identity: Identity, store: NodeStore, clock: Clock,
-                 ledger: LedgerStore | None = None, ocpp_host: str = "127.0.0.1", ocpp_port: int = 0) -> None:
+    def __init__(self, identity: Identity, store: NodeStore, clock: Clock, ledger: LedgerStore | None,
+                 ocpp: OcppEndpoint) -> None:
         self.identity = identity
         self.store = store
         self.clock = clock
         self.ledger = ledger
-        self.central = CentralSystem(self, clock, ocpp_host, ocpp_port)
+        self.central = CentralSystem(self, clock, ocpp)
         self.live: dict[bytes, Live] = {}
         self._nursery: trio.Nursery | None = None
         self._reserved: set[bytes] = set()

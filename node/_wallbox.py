@@ -14,6 +14,7 @@ from meter to receipt is one path):
 - It answers RemoteStartTransaction (then Authorize-free StartTransaction with the
   given idTag), RemoteStopTransaction, ReserveNow and CancelReservation; any other
   CALL gets `NotImplemented`.
+- It authenticates as a real one must (HTTP Basic auth with its password).
 - `drop(seconds)` cuts the link for a while: the test hook for a wallbox that reconnects
   mid-session.
 """
@@ -29,7 +30,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket
 
 from . import _ocpp as ocpp
-from ._central import SUBPROTOCOL
+from ._central import SUBPROTOCOL, basic_auth
 from ._clock import Clock
 
 CALL_TIMEOUT = 10.0
@@ -55,11 +56,13 @@ class Curve:
 
 
 class Wallbox:
-    def __init__(self, charge_point_id: str, port: int, clock: Clock, *, host: str = "127.0.0.1",
+    def __init__(self, charge_point_id: str, port: int, clock: Clock, password: str, *, host: str = "127.0.0.1",
                  curve: Curve = Curve(), meter_interval: int = 60, unit: str = "Wh",
                  register_wh: float = 1_000_000.0) -> None:
+        """`password` is the charge point's (OCPP security profile 1)."""
         self.charge_point_id = charge_point_id
         self.host, self.port = host, port
+        self.password = password
         self.clock = clock
         self.curve = curve
         self.meter_interval = meter_interval
@@ -124,8 +127,11 @@ class Wallbox:
                 await trio.sleep(max(0.0, self._offline_until - trio.current_time()))
                 try:
                     with trio.CancelScope() as self._link:
-                        async with open_websocket(self.host, self.port, f"/ocpp/{self.charge_point_id}",
-                                                  use_ssl=False, subprotocols=[SUBPROTOCOL]) as ws:
+                        async with open_websocket(
+                                self.host, self.port, f"/ocpp/{self.charge_point_id}", use_ssl=False,
+                                subprotocols=[SUBPROTOCOL],
+                                extra_headers=[(b"Authorization", basic_auth(self.charge_point_id, self.password)
+                                                .encode())]) as ws:
                             await self._connected(ws)
                 except* (ConnectionClosed, HandshakeError, OSError, ocpp.OcppError) as group:
                     log.info("wallbox %s link down: %s", self.charge_point_id, group.exceptions[0])

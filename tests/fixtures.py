@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import trio
 
 from wattshare import protocol as p
-from wattshare.node import Clock
+from wattshare.node import Clock, OcppEndpoint
 
 HOST = p.Identity(bytes([1]) * 32)
 DRIVER = p.Identity(bytes([2]) * 32)
@@ -20,6 +20,14 @@ EVERY_DAY = tuple(p.DayOfWeek)
 def at(local: str, tz: str = TZ) -> int:
     """UTC seconds of a local ISO time, e.g. at("2026-11-27T23:00")."""
     return int(dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp())
+
+
+WALLBOX_PASSWORD = "wallbox-password-for-tests"
+
+
+def ocpp_endpoint(*chargers: str, port: int = 0) -> OcppEndpoint:
+    """A host's OCPP endpoint on 127.0.0.1 where each named charger logs in with WALLBOX_PASSWORD."""
+    return OcppEndpoint({charger: WALLBOX_PASSWORD for charger in chargers or ("driveway",)}, port=port)
 
 
 def pinned_clock(local: str = "2026-11-28T12:00", speed: float = 1.0) -> Clock:

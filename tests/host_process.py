@@ -15,7 +15,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures import make_ad  # noqa: E402
+from fixtures import make_ad, ocpp_endpoint  # noqa: E402
 from wattshare.ledger import LedgerStore  # noqa: E402
 from wattshare.node import Node  # noqa: E402
 from wattshare.node._clock import Clock  # noqa: E402
@@ -26,7 +26,7 @@ async def main(home: Path, listen: str, ocpp_port: int, coop: bytes, clock: Cloc
     identity = Identity.load(home / "host.key")
     ledger = LedgerStore(home / "ledger.db", coop)
     node = Node(identity, listen=listen, state=home / "host.db", access=AccessInfo(address="12 Acacia Avenue"),
-                ledger=ledger, ocpp=("127.0.0.1", ocpp_port), clock=clock)
+                ledger=ledger, ocpp=ocpp_endpoint(port=ocpp_port), clock=clock)
     async with node.running():
         if not node.board.ads:
             await node.publish(make_ad(host=identity.public_key, max_power_w=7_000))

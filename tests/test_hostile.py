@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from fixtures import ManualTime, at, make_ad, run_bounded, shared_value_bomb
+from fixtures import WALLBOX_PASSWORD, ManualTime, at, make_ad, ocpp_endpoint, run_bounded, shared_value_bomb
 from wattshare import protocol as p
 from wattshare.ledger import (
     Batch,
@@ -113,7 +113,7 @@ class Street:
     async def open(self, wallbox=False):
         t = self.tmp_path
         self.honest = Node(identity("honest"), state=t / "honest.db", access=ACCESS, ledger=self.ledger("honest"),
-                           ocpp=("127.0.0.1", 0), clock=self.clock, sync_interval=3600, admin=t / "run" / "admin.sock",
+                           ocpp=ocpp_endpoint(), clock=self.clock, sync_interval=3600, admin=t / "run" / "admin.sock",
                            conduct=Conduct(now=self.door_time))
         self.neighbour = Node(identity("neighbour"), state=t / "neighbour.db", ledger=self.ledger("neighbour"),
                               clock=self.clock, sync_interval=3600)
@@ -126,7 +126,8 @@ class Street:
             await node.join([self.honest.address])
         self.hostile_ad = (await self.hostile.publish(make_ad(host=key(self.hostile), charger_id="carport"))).message
         if wallbox:
-            box = Wallbox(self.ad.charger_id, self.honest.sessions.central.port, self.clock, meter_interval=300)
+            box = Wallbox(self.ad.charger_id, self.honest.sessions.central.port, self.clock, WALLBOX_PASSWORD,
+                          meter_interval=300)
             nursery = await self.stack.enter_async_context(trio.open_nursery())
             self.stack.callback(nursery.cancel_scope.cancel)
             nursery.start_soon(box.run)

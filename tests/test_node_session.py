@@ -14,11 +14,11 @@ import pytest
 import trio
 from trio_websocket import open_websocket
 
-from fixtures import TERMS, at, make_ad, run_bounded
+from fixtures import TERMS, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
-from wattshare.node import Node, Slot
+from wattshare.node import Node, Slot, basic_auth
 from wattshare.node._clock import Clock
 from wattshare.node._faults import FullDisk
 from wattshare.node._wallbox import Curve, Wallbox
@@ -58,13 +58,14 @@ class Street:
         charter = world.charter_entry().encode()
         clock = Clock(speed=SPEED, origin=origin)
         host = Node(identity(0), state=tmp_path / "host.db", access=ACCESS, ledger=ledger_for(tmp_path, world, charter, "hl"),
-                    ocpp=("127.0.0.1", 0), clock=clock)
+                    ocpp=ocpp_endpoint("driveway", "garage"), clock=clock)
         await stack.enter_async_context(host.running())
         ad = (await host.publish(make_ad(host=identity(0).public_key, terms=terms, max_power_w=7_000))).message
         driver = Node(identity(1), state=tmp_path / "driver.db", ledger=ledger_for(tmp_path, world, charter, "dl"), clock=clock)
         await stack.enter_async_context(driver.running())
         await driver.join([host.address])
-        wallbox = Wallbox(ad.charger_id, host.sessions.central.port, clock, curve=curve, meter_interval=300, unit=unit)
+        wallbox = Wallbox(ad.charger_id, host.sessions.central.port, clock, WALLBOX_PASSWORD, curve=curve,
+                          meter_interval=300, unit=unit)
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
         nursery.start_soon(wallbox.run)
@@ -138,8 +139,10 @@ def test_the_cap_stops_the_session_before_it_could_be_passed(tmp_path):
 
 
 async def garbage_charge_point(port, answers):
-    """Another 'charge point' on the host's OCPP port that sends nothing but bad frames."""
-    async with open_websocket("127.0.0.1", port, "/ocpp/garage", use_ssl=False, subprotocols=["ocpp1.6"]) as ws:
+    """Another charge point of the host's, logged in, that sends nothing but bad frames."""
+    login = [(b"Authorization", basic_auth("garage", WALLBOX_PASSWORD).encode())]  # a charger the host knows
+    async with open_websocket("127.0.0.1", port, "/ocpp/garage", use_ssl=False, subprotocols=["ocpp1.6"],
+                              extra_headers=login) as ws:
         for frame in ("{not json", '[2, "x1", "MeterValues", {"connectorId": 1, "meterValue": 7}]',
                       '[2, "x2", "StopTransaction", {"transactionId": 1}]', '[5, "x3", {}]'):
             await ws.send_message(frame)
@@ -291,7 +294,7 @@ def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
             driver = Node(identity(1), ledger=ledger_for(tmp_path, world, charter, "dl"), clock=clock)
             await stack.enter_async_context(driver.running())
             await driver.join([address])
-            wallbox = Wallbox("driveway", ocpp_port, clock, curve=Curve(power_w=7_000, battery_wh=100_000,
+            wallbox = Wallbox("driveway", ocpp_port, clock, WALLBOX_PASSWORD, curve=Curve(power_w=7_000, battery_wh=100_000,
                                                                           start_percent=10), meter_interval=300)
             nursery = await stack.enter_async_context(trio.open_nursery())
             stack.callback(nursery.cancel_scope.cancel)

@@ -11,10 +11,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket
 
-from fixtures import EVERY_DAY, make_ad, run_bounded
+from fixtures import EVERY_DAY, WALLBOX_PASSWORD, make_ad, ocpp_endpoint, run_bounded
 from test_node_session import ACCESS, identity
 from wattshare import protocol as p
-from wattshare.node import Node
+from wattshare.node import Node, basic_auth
 from wattshare.node import _ocpp as ocpp
 from wattshare.node._central import CentralSystem
 from wattshare.node._clock import Clock
@@ -74,18 +74,24 @@ class Ledgerless:
         pass
 
 
+LOGIN = [(b"Authorization", basic_auth("garage", WALLBOX_PASSWORD).encode())]
+
+
+def connect(central, headers=LOGIN, charger="garage", subprotocol="ocpp1.6"):
+    return open_websocket("127.0.0.1", central.port, f"/ocpp/{charger}", use_ssl=False, subprotocols=[subprotocol],
+                          extra_headers=headers)
+
+
 def test_central_system_answers_bad_frames_with_callerror_and_keeps_the_link():
     async def scenario():
-        central = CentralSystem(Ledgerless(), Clock())
+        central = CentralSystem(Ledgerless(), Clock(), ocpp_endpoint("garage"))
         async with trio.open_nursery() as nursery:
             await nursery.start(central.serve)
             with pytest.raises(ConnectionRejected):
-                async with open_websocket("127.0.0.1", central.port, "/ocpp/garage", use_ssl=False,
-                                          subprotocols=["ocpp2.0.1"]):
+                async with connect(central, subprotocol="ocpp2.0.1"):
                     pass
             answers = []
-            async with open_websocket("127.0.0.1", central.port, "/ocpp/garage", use_ssl=False,
-                                      subprotocols=["ocpp1.6"]) as ws:
+            async with connect(central) as ws:
                 for frame in [
                     "garbage",
                     '[2, "m1", "MeterValues", {"connectorId": 1, "transactionId": 3, "meterValue": "x"}]',
@@ -96,6 +102,8 @@ def test_central_system_answers_bad_frames_with_callerror_and_keeps_the_link():
                     '[2, "m5", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
                     '"status": "Dancing"}]',
                     '[2, "m6", "Heartbeat", {}]',
+                    '[2, "m7", "MeterValues", {"connectorId": 1, "transactionId": 3, "meterValue": [{"timestamp": '
+                    '"2026-11-28T22:05:00Z", "sampledValue": [{"value": "1e1500000"}]}]}]',  # stalled int(Decimal())
                 ]:
                     await ws.send_message(frame)
                     answers.append(json.loads(await ws.get_message()))
@@ -104,10 +112,52 @@ def test_central_system_answers_bad_frames_with_callerror_and_keeps_the_link():
         return answers
 
     answers = run_bounded(scenario, 20)
-    assert [a[0] for a in answers] == [4, 4, 4, 4, 3, 3, 3]
+    assert [a[0] for a in answers] == [4, 4, 4, 4, 3, 3, 3, 4]
     assert [a[2] for a in answers[:4]] == ["FormationViolation", "TypeConstraintViolation",
                                           "OccurenceConstraintViolation", "NotImplemented"]
     assert answers[4][2]["status"] == "Accepted" and "currentTime" in answers[6][2]
+    assert answers[7][2] == "TypeConstraintViolation"
+
+
+def test_only_the_charger_with_its_password_connects_and_nothing_replaces_its_live_link():
+    async def scenario():
+        central = CentralSystem(Ledgerless(), Clock(), ocpp_endpoint("garage"))
+        refused = {}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(central.serve)
+            for name, headers, charger in [
+                ("no password", [], "garage"),
+                ("wrong password", [(b"Authorization", basic_auth("garage", "guess").encode())], "garage"),
+                ("another charger's id", [(b"Authorization", basic_auth("carport", WALLBOX_PASSWORD).encode())],
+                 "carport"),
+                ("a web page", [*LOGIN, (b"Origin", b"https://evil.example")], "garage"),
+            ]:
+                with pytest.raises(ConnectionRejected) as rejected:
+                    async with connect(central, headers, charger):
+                        pass
+                refused[name] = rejected.value.status_code
+            async with connect(central) as real:
+                await real.send_message('[2, "b1", "Heartbeat", {}]')
+                assert json.loads(await real.get_message())[0] == 3
+                with pytest.raises(ConnectionRejected) as second:  # even with the password: the link is alive
+                    async with connect(central):
+                        pass
+                refused["while the wallbox is connected"] = second.value.status_code
+                await real.send_message('[2, "b2", "Heartbeat", {}]')  # the real one still serves
+                still = json.loads(await real.get_message())
+            with trio.fail_after(5):
+                while "garage" in central.links:  # the link is gone once the wallbox hangs up
+                    await trio.sleep(0.01)
+            async with connect(central) as back:  # and it may connect again
+                await back.send_message('[2, "b3", "Heartbeat", {}]')
+                again = json.loads(await back.get_message())
+            nursery.cancel_scope.cancel()
+        return refused, still, again
+
+    refused, still, again = run_bounded(scenario, 20)
+    assert refused == {"no password": 401, "wrong password": 401, "another charger's id": 401, "a web page": 403,
+                       "while the wallbox is connected": 409}
+    assert still[0] == 3 and again[0] == 3
 
 
 def test_third_party_charge_point_boots_starts_meters_and_stops():
@@ -115,7 +165,7 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
 
     async def scenario():
         async with AsyncExitStack() as stack:
-            host = Node(identity(20), access=ACCESS, ocpp=("127.0.0.1", 0))
+            host = Node(identity(20), access=ACCESS, ocpp=ocpp_endpoint())
             await stack.enter_async_context(host.running())
             all_day = (p.WeeklyWindow(days=EVERY_DAY, start="00:00", end="00:00"),)
             now = int(host.clock())  # the wall clock, which the third-party charge point stamps its readings by
@@ -125,7 +175,8 @@ def test_third_party_charge_point_boots_starts_meters_and_stops():
             await stack.enter_async_context(driver.running())
             await driver.join([host.address])
             point = await trio.lowlevel.open_process(
-                [sys.executable, str(HERE / "third_party_wallbox.py"), str(host.sessions.central.port), ad.charger_id],
+                [sys.executable, str(HERE / "third_party_wallbox.py"), str(host.sessions.central.port), ad.charger_id,
+                 WALLBOX_PASSWORD],
                 stdout=subprocess.PIPE)
             try:
                 await host.sessions.central.wait_connected(ad.charger_id)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import trio
 
-from fixtures import EVERY_DAY, TERMS, TZ, at, make_ad, off_peak_tariff, run_bounded
+from fixtures import EVERY_DAY, TERMS, TZ, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, off_peak_tariff, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import Checkpoint, Entry, EntryKind, LedgerStore, MoneyMove, audit
 from wattshare.ledger._sample import SampleWorld
@@ -86,7 +86,7 @@ class Neighbourhood:
         self.coop = Node(world.coop, state=t / "coop.db", ledger=self.ledger("coop"), clock=self.clock,
                          sync_interval=1.0)
         self.host = Node(world.hosts[0], state=t / "host.db", ledger=self.ledger("host"), clock=self.clock,
-                         access=p.AccessInfo(address="12 Acacia Avenue", code="4711"), ocpp=("127.0.0.1", 0),
+                         access=p.AccessInfo(address="12 Acacia Avenue", code="4711"), ocpp=ocpp_endpoint(),
                          sync_interval=1.0)
         self.driver = Node(world.drivers[0], state=t / "driver.db", ledger=self.ledger("driver"), clock=self.clock,
                            sync_interval=1.0)
@@ -103,7 +103,8 @@ class Neighbourhood:
         self.ad = make_ad(host=world.hosts[0].public_key, availability=ALL_DAY, max_power_w=POWER_W,
                           tariff=off_peak_tariff(), expires=int(self.clock()) + AD_LIFETIME)
         await self.host.publish(self.ad)
-        self.wallbox = Wallbox(self.ad.charger_id, self.host.sessions.central.port, self.clock, meter_interval=300,
+        self.wallbox = Wallbox(self.ad.charger_id, self.host.sessions.central.port, self.clock, WALLBOX_PASSWORD,
+                               meter_interval=300,
                                curve=Curve(power_w=POWER_W, battery_wh=150_000, start_percent=10))
         nursery.start_soon(self.wallbox.run)
         await self.wallbox.connected.wait()

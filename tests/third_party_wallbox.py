@@ -1,14 +1,15 @@
 """A third-party OCPP 1.6J charge point for the interop test: the PyPI `ocpp` package's
 v16 ChargePoint on asyncio and `websockets`, in a process of its own.
 
-    python tests/third_party_wallbox.py PORT CHARGER_ID
+    python tests/third_party_wallbox.py PORT CHARGER_ID PASSWORD
 
-It boots, waits for RemoteStartTransaction, starts a transaction, reports the energy
+It logs in with HTTP Basic auth (OCPP security profile 1), boots, waits for RemoteStartTransaction, starts a transaction, reports the energy
 register (+250 Wh) about once a second, stops on RemoteStopTransaction and exits. Each
 step is printed, one word per line, for the test to follow.
 """
 
 import asyncio
+import base64
 import datetime as dt
 import sys
 
@@ -63,8 +64,10 @@ class ChargePoint(BaseChargePoint):
         self.done.set()
 
 
-async def main(port: int, charge_point_id: str) -> None:
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}", subprotocols=["ocpp1.6"]) as ws:
+async def main(port: int, charge_point_id: str, password: str) -> None:
+    login = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}", subprotocols=["ocpp1.6"],
+                                  additional_headers={"Authorization": f"Basic {login}"}) as ws:
         point = ChargePoint(charge_point_id, ws)
         listener = asyncio.create_task(point.start())
         boot = await point.call(call.BootNotification(charge_point_model="interop", charge_point_vendor="pypi-ocpp"))
@@ -74,4 +77,4 @@ async def main(port: int, charge_point_id: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
