@@ -153,6 +153,8 @@ def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
         raise EntryRefused(Rule.BAD_FEE, exc.message) from None
     if claim.amount != machine.fee:
         raise EntryRefused(Rule.BAD_FEE, f"claims {claim.amount}, the booking terms give {machine.fee}")
+    if signed.message.t < (claim.cancel or claim.no_show).message.t:  # type: ignore[union-attr]
+        raise EntryRefused(Rule.BAD_FEE, "the fee claim predates the cancel or no-show it claims for")
     effects = _transfer(request.driver, request.host, request.tariff.currency, claim.amount)
     return _facts(signed, effects=effects, claim=claim.booking.id, booking=claim.booking.id)
 

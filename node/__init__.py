@@ -5,7 +5,7 @@ Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 
 from ._admin import admin_call, serve_admin
 from ._ads import AD_LIFETIME, AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
-from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
@@ -54,6 +54,7 @@ __all__ = [
     "find_chargers",
     "make_host",
     "request_booking",
+    "request_cancel",
     "serve_admin",
     "witness_feeds",
 ]

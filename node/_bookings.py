@@ -56,6 +56,7 @@ from wattshare.protocol import (
     RemoteProtocolError,
     Signed,
     access_digest,
+    check_time,
     price,
     seal_access,
     sign,
@@ -205,6 +206,7 @@ class BookingDesk:
             raise RemoteProtocolError(Reason.WRONG_BOOKING, "no open booking with that id here")
         if cancel.signer != peer:
             raise RemoteProtocolError(Reason.WRONG_SIGNER, "the cancel must be the sending peer's")
+        check_time(cancel.message.t, self.clock(), "the cancel")
         request = Signed.decode(row["request"], BookingRequest)
         machine = BookingMachine(request)
         if row["answer"] is not None:

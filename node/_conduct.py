@@ -44,7 +44,7 @@ MAX_RECORDS = 4096
 MISCONDUCT = frozenset({
     Reason.MALFORMED, Reason.OVERSIZE, Reason.NON_CANONICAL, Reason.UNKNOWN_TYPE, Reason.UNEXPECTED_TYPE,
     Reason.BAD_SIGNATURE, Reason.WRONG_SIGNER, Reason.REPLAY, Reason.WRONG_BOOKING, Reason.BROKEN_CHAIN,
-    Reason.OVER_CAP, Reason.MISPRICED, Reason.OUTSIDE_WINDOW, Reason.OVER_POWER, Reason.AFTER_STOP,
+    Reason.OVER_CAP, Reason.MISPRICED, Reason.BAD_TIME, Reason.OUTSIDE_WINDOW, Reason.OVER_POWER, Reason.AFTER_STOP,
     Reason.RATE_LIMITED, Reason.TIMEOUT,
 })
 Handler = Callable[[INetStream], Awaitable[RemoteProtocolError | None]]

@@ -15,7 +15,7 @@ take values and bytes out. Everything below is re-exported from private modules:
 
 from . import _geo as geo
 from ._ad import AvailabilityException, BookingTerms, ChargerAd, Connector, WeeklyWindow
-from ._booking import BookingMachine, BookingState
+from ._booking import MAX_CLOCK_SKEW, BookingMachine, BookingState, check_time
 from ._clock import wall_time
 from ._codec import MAX_MESSAGE_SIZE
 from ._codec import decode as decode_cbor
@@ -99,6 +99,7 @@ __all__ = [
     "DOMAIN",
     "FINAL_READING_MARGIN",
     "GENESIS",
+    "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_SIZE",
     "SETTLE_MARGIN",
     "MESSAGE_TYPES",
@@ -165,6 +166,7 @@ __all__ = [
     "TariffRestrictions",
     "WeeklyWindow",
     "check_receipt",
+    "check_time",
     "check_session",
     "check_settlement",
     "decode_cbor",

@@ -9,7 +9,9 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 - A start is accepted from `early_start_minutes` before the window until its end.
 - A cancel is accepted until the window starts. A driver's cancel later than
   `cancel_until_minutes` before the start owes the terms' `cancel_fee`; a host's cancel
-  never costs the driver.
+  never costs the driver. Its time is the sender's, so the receiver checks it against
+  its own clock first (`check_time`: at most `MAX_CLOCK_SKEW` apart), or a cancel
+  dated early would dodge the fee.
 - A no-show may be declared once `noshow_timeout_minutes` have passed since the window
   opened with no start; it owes `noshow_fee`.
 - After STARTED the session machine (`_session`) takes over.
@@ -24,6 +26,16 @@ from ._errors import Reason, RemoteProtocolError
 from ._machine import Machine, Role
 from ._messages import Booking, BookingConfirmation, BookingRejection, BookingRequest, Cancel, NoShow, StartRequest
 from ._record import Message
+
+
+MAX_CLOCK_SKEW = 300  # seconds a signed time may differ from the receiver's clock
+
+
+def check_time(t: int, now: float, what: str) -> None:
+    """Refuse a peer's signed time that is more than MAX_CLOCK_SKEW from our clock (BAD_TIME)."""
+    if abs(t - now) > MAX_CLOCK_SKEW:
+        raise RemoteProtocolError(Reason.BAD_TIME, f"{what} is dated {int(t - now)} s from now; "
+                                                   f"at most {MAX_CLOCK_SKEW} s of clock skew is allowed")
 
 
 class BookingState(StrEnum):

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     APPROVAL_TIMEOUT = "approval_timeout"  # the host did not decide in time
     TOO_EARLY = "too_early"  # start before the window (and its grace)
     TOO_LATE = "too_late"  # start, cancel or dispute after its deadline
+    BAD_TIME = "bad_time"  # a signed time further from the receiver's clock than the allowed skew
     OVER_CAP = "over_cap"  # a claim above the driver's spend cap
     OUTSIDE_WINDOW = "outside_window"  # a meter reading dated outside the booking window (and its margins)
     OVER_POWER = "over_power"  # more energy in a meter interval than the charger's power allows

@@ -33,9 +33,10 @@ def booking(world, start=NIGHT):
     return session.booking
 
 
-def fee_entry(world, cancel=None, no_show=None, amount=200, book=None):
+def fee_entry(world, cancel=None, no_show=None, amount=200, book=None, t=None):
+    """A host's fee claim, dated when its cancel or no-show was (or at `t`)."""
     claim = FeeClaim(booking=book, cancel=cancel, no_show=no_show, amount=amount)
-    return world.entry(world.hosts[0], EntryKind.FEE, claim, NIGHT)
+    return world.entry(world.hosts[0], EntryKind.FEE, claim, (cancel or no_show).message.t if t is None else t)
 
 
 def test_late_cancel_fee(setup):
@@ -69,6 +70,17 @@ def test_no_show_fee_and_one_claim_per_booking(setup):
     with pytest.raises(EntryRefused) as caught:
         store.ingest([again.encode()])
     assert caught.value.rule is Rule.DUPLICATE_CLAIM
+
+
+def test_a_no_show_fee_claimed_before_the_no_show_is_refused(setup):
+    world, store = setup
+    b = booking(world)
+    no_show = p.sign(world.hosts[0], p.NoShow(booking_id=b.id, t=NIGHT + 3600))  # dated after the timeout ...
+    early = fee_entry(world, no_show=no_show, amount=300, book=b, t=NIGHT - 600)  # ... claimed before the window
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([early.encode()])
+    assert caught.value.rule is Rule.BAD_FEE and "predates" in caught.value.detail
+    assert store.balance(world.hosts[0].public_key, "EUR") == 0
 
 
 def test_withdrawal_and_adjustment_move_money_and_conserve(setup):

@@ -4,6 +4,7 @@ manual approval, cancellation fees on the ledger."""
 import hashlib
 from contextlib import AsyncExitStack
 
+import pytest
 import trio
 
 from fixtures import TERMS, at, make_ad, off_peak_tariff, pinned_clock, run_bounded
@@ -19,6 +20,7 @@ from wattshare.node import (
     Slot,
     StreamEnded,
     request_booking,
+    request_cancel,
 )
 from wattshare.node._framing import varint
 from wattshare.node._host import peer_of
@@ -166,6 +168,25 @@ def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
             assert audit(ledger.path).ok
 
     run_bounded(scenario)
+
+
+def test_a_cancel_dated_earlier_than_it_was_sent_is_refused_and_the_fee_stands(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            terms = TERMS.replace(cancel_until_minutes=12 * 60)  # from noon, a cancel for 23:00 is late
+            host, ad, [car] = await neighbourhood(stack, tmp_path, terms=terms)
+            booking = await car.book(ad, *NIGHT, spend_cap=1_000)
+            backdated = p.sign(car.identity, p.Cancel(booking_id=booking.id, t=int(car.clock()) - 2 * 3600))
+            with pytest.raises(p.RemoteProtocolError) as refused:  # two hours ago it would have been free
+                await request_cancel(car.host, peer_of(ad.host), backdated)
+            state = host.store.get(booking.id)["state"]
+            fee = await car.cancel(booking, "plans changed")  # honestly dated
+            return refused.value, state, fee, host.conduct.culprits()
+
+    refused, state, fee, culprits = run_bounded(scenario)
+    assert refused.reason is p.Reason.BAD_TIME and "clock skew" in refused.message
+    assert state == Slot.CONFIRMED and fee == TERMS.cancel_fee  # nothing changed by the backdated one
+    assert [(c["protocol"], c["reason"]) for c in culprits] == [(BOOKING_PROTOCOL, "bad_time")]
 
 
 def test_booking_protocol_refuses_bad_input(tmp_path):
