@@ -13,7 +13,9 @@ mode, made with sqlite-utils and readable by any SQLite tool. Tables:
 - `balances(member, currency, balance)`: minor units, maintained on ingest.
 - `reserves(currency, amount)`: deposits minus withdrawals, which the balances sum to.
 - `frauds(author, seq, first, second, detected)`: two entries one author signed for one
-  seq (in byte order, so every store holds the same proof); neither is dropped.
+  seq; neither is dropped. Of all the entries seen for that seq (three or more when an
+  author forks more than once) the proof is the two lowest in byte order, so stores
+  that have exchanged proofs hold the same one.
 - `refused(digest, author, seq, rule, envelope, detected)`: entries refused on ingest
   whose own signature verifies, so their author provably wrote them (a settlement above
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
@@ -152,14 +154,17 @@ class LedgerStore:
             key=lambda item: (item[0].message.author, item[0].message.seq),
         )
         proofs = [self._fork_proof(first, second) for first, second in forks]
-        report, rows, frauds, frozen = IngestReport(), [], [], []
+        report, rows, frozen = IngestReport(), [], []
+        frauds: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (author, seq) -> (first, second, detected)
         applied: dict[bytes, Checked] = {}  # digest -> facts, for entries new in this batch
         applied_envelopes: dict[bytes, bytes] = {}
         touched: set[tuple[bytes, str]] = set()
 
         def freeze(author: bytes, seq: int, first: bytes, second: bytes) -> None:
             reverted = self._freeze(author, applied)
-            frauds.append((author, seq, *sorted((first, second)), int(self.clock())))  # one proof, one order
+            known = frauds.get((author, seq)) or self._proof(author, seq)
+            first, second = sorted({first, second, *(known[:2] if known else ())})[:2]  # the canonical proof
+            frauds[(author, seq)] = (first, second, known[2] if known else int(self.clock()))
             frozen.extend((digest,) for digest in reverted)
             touched.update((m, c) for checked in reverted.values() for m, c, _ in checked.effects)
             report.forks.append((author, seq))
@@ -191,7 +196,8 @@ class LedgerStore:
             self._write([
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", rows),
                 ("UPDATE entries SET frozen = 1 WHERE digest = ?", frozen),
-                ("INSERT OR IGNORE INTO frauds VALUES (?, ?, ?, ?, ?)", frauds),
+                ("INSERT OR REPLACE INTO frauds VALUES (?, ?, ?, ?, ?)",
+                 [(author, seq, *proof) for (author, seq), proof in frauds.items()]),
                 ("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)",
                  [(m, c, self.state.balances[(m, c)]) for m, c in sorted(touched)]),
                 ("INSERT OR REPLACE INTO reserves VALUES (?, ?)", sorted(self.state.money_in.items())),
@@ -227,6 +233,11 @@ class LedgerStore:
         if a.author != b.author or a.seq != b.seq or first == second:
             raise EntryRefused(Rule.MALFORMED, "a fork proof is two different entries of one author and seq")
         return a.author, a.seq, first, second
+
+    def _proof(self, author: bytes, seq: int) -> tuple[bytes, bytes, int] | None:
+        row = self.db.execute("SELECT first, second, detected FROM frauds WHERE author = ? AND seq = ?",
+                              [author, seq]).fetchone()
+        return tuple(row) if row is not None else None  # type: ignore[return-value]
 
     def _envelope(self, digest: bytes) -> bytes:
         return self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]

@@ -264,3 +264,19 @@ def test_a_have_of_one_head_repeated_is_refused_before_any_signature_is_checked(
     assert verified == []  # neither cost a single signature check
     assert Have.decode(have([head])).heads == (head,)
     assert len(verified) == 1
+
+
+def test_stores_that_saw_different_forks_of_one_entry_converge_on_one_proof(tmp_path):
+    world = SampleWorld(seed=8)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    charter = world.charter_entry().encode()
+    deposit = world.money(world.drivers[0], 1, EPOCH)
+    twins = [p.sign(world.treasurer, deposit.message.replace(t=deposit.message.t + i)).encode() for i in (1, 2)]
+    for store, twin in ((a, twins[0]), (b, twins[1])):  # the treasurer signed three entries for seq 0
+        store.ingest([charter, deposit.encode()])
+        store.ingest([twin])
+    assert a.frauds() != b.frauds()  # each saw another pair
+    sync(Replicator(a), Replicator(b))
+    assert a.frauds() == b.frauds() == [tuple(sorted([deposit.encode(), *twins])[:2])]
+    assert snapshot(a) == snapshot(b)
