@@ -23,7 +23,7 @@ from wattshare.ledger import (
     LedgerStore,
     MoneyMove,
 )
-from wattshare.node import Node, charter_entry, checkpoint, witness_feeds
+from wattshare.node import CHECKPOINT_EVERY, Node, charter_entry, checkpoint, witness_feeds
 from wattshare.protocol import Signed
 
 from ._charger import amount
@@ -236,8 +236,10 @@ def node_group() -> None:
 @node_group.command("run")
 @click.option("--sync-interval", type=click.FloatRange(0.5), default=5.0, show_default=True,
               help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
+@click.option("--checkpoint-every", type=click.IntRange(1), default=CHECKPOINT_EVERY // 60, show_default=True,
+              help="Minutes (of the node's clock) between the witness's checkpoints, when feeds moved.")
 @pass_context
-def node_run(ctx: Context, sync_interval: float) -> None:
+def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
     """Run the co-op node: bootstrap for members, full replication, periodic checkpoints.
 
     \b
@@ -256,6 +258,6 @@ def node_run(ctx: Context, sync_interval: float) -> None:
 
     async def witness(node: Node, nursery: trio.Nursery) -> None:
         nursery.start_soon(witness_feeds, ledger, ctx.home.identity("witness.key"),
-                           member_key(config["node"]["coop"]), clock)
+                           member_key(config["node"]["coop"]), clock, checkpoint_every * 60)
 
     run_trio(daemon, node, config["node"]["bootstrap"], witness)
