@@ -95,8 +95,8 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
     coop = run_json(root / "coop", "coop", "init", "--name", "Chaos Co-op", "--credit-limit", "500",
                     "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}")
     no_checkpoints = ["--checkpoint-every", str(24 * 60)]  # none in a run: heads stay put while the nodes settle
-    procs.start("coop", [*wattshare, str(root / "coop"), "coop", "node", "run", "--sync-interval", "2", *no_checkpoints],
-                root / "coop.log")
+    procs.start("coop", [*wattshare, str(root / "coop"), "coop", "node", "run", "--sync-interval", "2",
+                         *no_checkpoints], root / "coop.log")
     bootstrap = trio.run(ready, root / "coop")["addresses"][0]
     host_names = []
     for i in range(hosts):

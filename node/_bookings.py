@@ -9,12 +9,13 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   both signed messages; the driver keeps the sealed access too.
 - The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
   charger is here, the ad is unexpired and the request froze its current tariff, terms,
-  zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms stands, so a
-  host's routine re-signing does not void a request made just before it); the request is fresh and new (`REPLAY`, `TOO_LATE`);
-  the window is inside availability (`OUTSIDE_AVAILABILITY`); the cap covers a session's
-  fixed fee (`CAP_TOO_LOW`); the driver's ledger balance plus credit limit, minus the
-  caps of its open bookings here, covers the cap (`INSUFFICIENT_CREDIT`). Then it
-  reserves the slot atomically in its SQLite (`SLOT_TAKEN`, see `_store`).
+  zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms
+  stands, so a host's routine re-signing does not void a request made just before it);
+  the request is fresh and new (`REPLAY`, `TOO_LATE`); the window is inside availability
+  (`OUTSIDE_AVAILABILITY`); the cap covers a session's fixed fee (`CAP_TOO_LOW`); the
+  driver's ledger balance plus credit limit, minus the caps of its open bookings here,
+  covers the cap (`INSUFFICIENT_CREDIT`). Then it reserves the slot atomically in its
+  SQLite (`SLOT_TAKEN`, see `_store`).
 - Approval is automatic or manual. A manual request holds its slot as PENDING until the
   host approves or declines it (`DECLINED`), or `approval_timeout` passes
   (`APPROVAL_TIMEOUT`); a refused or timed-out request frees the slot.

@@ -5,18 +5,19 @@ pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_links`) know nothing of each
 other. A node is started with `async with node.running():` and stopped by leaving the
 block. While it runs it serves its protocols; re-signs its ads well before they expire;
-refreshes its routing table and re-provides its ads' cells a few times soon after it starts, then every
-`REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves every protocol
-behind one door (`_conduct`: per-peer stream and misconduct limits, and the record of
-who misbehaved); reconnects to the peers it joined through whenever their link is gone;
-if it keeps a ledger, pulls entries from its connected peers every `sync_interval`
-(sooner when a gossiped head says a peer is ahead); and with an `admin` path, answers
-the local `wattshare` command on that Unix socket; with an `ocpp` endpoint (a host:
-where its wallboxes connect and their passwords), runs the OCPP central system its
-wallbox connects to and the charging sessions (`_sessions`). Its own ads, the bookings and sessions it takes part in and the peers it
-joined through live in its `NodeStore`, so a restarted node reloads them, resumes,
-rejoins and re-announces. Booking and session time is the node's `Clock` (accelerated in
-the demo and tests), network deadlines are real seconds.
+refreshes its routing table and re-provides its ads' cells a few times soon after it
+starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
+every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
+the record of who misbehaved); reconnects to the peers it joined through whenever their
+link is gone; if it keeps a ledger, pulls entries from its connected peers every
+`sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
+path, answers the local `wattshare` command on that Unix socket; with an `ocpp` endpoint
+(a host: where its wallboxes connect and their passwords), runs the OCPP central system
+its wallbox connects to and the charging sessions (`_sessions`). Its own ads, the
+bookings and sessions it takes part in and the peers it joined through live in its
+`NodeStore`, so a restarted node reloads them, resumes, rejoins and re-announces.
+Booking and session time is the node's `Clock` (accelerated in the demo and tests),
+network deadlines are real seconds.
 """
 
 from __future__ import annotations

@@ -518,8 +518,9 @@ class SessionDesk:
 
     def _mint(self, live: Live, t: int, register: int, final: bool = True) -> None:
         """The next receipt for a register reading, unless it is one already counted, a
-        periodic one dated after the stop (the stop's own reading is the final one), or one the protocol would call implausible (outside the window, faster
-        than the charger, too long after the stop): the host never signs those."""
+        periodic one dated after the stop (the stop's own reading is the final one), or
+        one the protocol would call implausible (outside the window, faster than the
+        charger, too long after the stop): the host never signs those."""
         machine = live.machine
         if machine.settlement is not None:
             return

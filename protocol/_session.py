@@ -19,11 +19,12 @@ Theory of operation (DESIGN.md, "Session and metering"):
   `METER_ROUNDING_WH` for meter rounding (OVER_POWER); and once a stop is taken, one
   reading at most dated after it (the final one), no more than `FINAL_READING_MARGIN`
   after it (AFTER_STOP); readings dated before the stop may still arrive (a wallbox
-  delivering its queue after a reconnect). An implausible receipt is still taken into the chain (it is the
-  host's signed claim) but recorded in `faults`, and a settlement of a session with a
-  fault is refused with the first fault's reason: the driver disputes instead of
-  acking, and a ledger refuses the claim (`check_session`). Plausibility bounds the
-  pricing work too: every receipt lies within a window of at most a day.
+  delivering its queue after a reconnect). An implausible receipt is still taken into
+  the chain (it is the host's signed claim) but recorded in `faults`, and a settlement
+  of a session with a fault is refused with the first fault's reason: the driver
+  disputes instead of acking, and a ledger refuses the claim (`check_session`).
+  Plausibility bounds the pricing work too: every receipt lies within a window of at
+  most a day.
 - A settlement must name the last receipt, claim its energy, stay within the driver's
   spend cap, and equal the protocol's price of the receipts under the booked tariff,
   line for line (`expected_price`): host, driver and auditor compute the same.
