@@ -70,6 +70,9 @@ def _render(console: Console, report: AuditReport) -> None:
     summary.add_row("co-op", peer_id(report.coop))
     summary.add_row("entries / feeds", f"{report.entries} / {report.feeds}")
     summary.add_row("signed heads / checkpoints", f"{report.heads} / {report.checkpoints}")
+    tail = sum(size - witnessed for witnessed, size in report.unwitnessed.values())
+    summary.add_row("unwitnessed", f"{tail} entries at the end of {len(report.unwitnessed)} feed(s): no checkpoint "
+                                   "covers them yet, so a cut there would go unnoticed" if tail else "none")
     summary.add_row("time", f"{report.seconds:.2f} s on {report.workers} process(es)")
     verdict = "[bold green]passed[/]" if report.ok else f"[bold red]{len(report.violations)} violation(s)[/]"
     summary.add_row("verdict", verdict)
@@ -90,6 +93,13 @@ def _render(console: Console, report: AuditReport) -> None:
         balances.add_row(_short(member), f"{format_amount(value, currency)} {currency}",
                          f"{format_amount(limit, currency)} {currency}")
     console.print(balances)
+    if report.unwitnessed:
+        tails = Table(title="Unwitnessed tails (entries no checkpoint covers yet)", title_justify="left")
+        for column in ("feed", "witnessed", "entries"):
+            tails.add_column(column, justify="left" if column == "feed" else "right")
+        for author, (witnessed, size) in sorted(report.unwitnessed.items(), key=lambda item: item[1][0] - item[1][1]):
+            tails.add_row(_short(author), str(witnessed), str(size))
+        console.print(tails)
 
 
 @click.command("audit")

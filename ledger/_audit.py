@@ -7,13 +7,17 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
    hashed (digest, Merkle leaf). Entries are independent here, so this pass is spread
    over worker processes, streaming the envelopes a chunk at a time; the verdicts come
    back in order, so any number of workers gives the same report.
-2. Ordered pass, one process: per feed in seq order, the chain (gaps, prev digests),
-   two rows for one seq (a fork written behind the ledger's back) and the fraud
-   proofs table (a forked author's feed counts for nothing), one claim per booking,
-   co-op trust, and each entry's postings into freshly computed balances.
+2. Ordered pass, one process: per feed in seq order, the chain (gaps, prev digests,
+   times that never go back), two rows for one seq (a fork written behind the
+   ledger's back) and the fraud proofs table (a forked author's feed counts for
+   nothing), one claim per booking, co-op trust, role entries past their author's
+   retirement (judged by the co-op's latest charter, so by feed order: they move
+   nothing and are named), the `frozen` column against all of that, and each entry's
+   postings into freshly computed balances.
 3. Cross checks: signed heads and witnesses' checkpoints against Merkle roots rebuilt
-   from the entries; acks and disputes against the settlements they name; money moved
-   under the charter in force at its time; stored balances against the recomputed
+   from the entries, and each feed's unwitnessed tail (the entries past the last
+   checkpoint that covers it: a cut there would go unnoticed, so it is reported); acks and disputes against the settlements they name; money moved
+   and checkpoints under a charter the co-op's feed holds; stored balances against the recomputed
    ones; and conservation (balances sum to deposits minus withdrawals). A driver's
    second answer to one settlement (two acks, or an ack and then a dispute) moves no
    money, so ingest keeps it, but audit names it: the first answer stands.
@@ -44,6 +48,7 @@ from ._errors import EntryRefused, Rule, StoreError
 from ._merkle import MerkleLog, leaf_hash
 from ._rules import Checked, check_entry, decode_entry, evidence
 from ._state import LedgerState
+from ._store import FORKED, VOID
 
 CHUNK = 512
 
@@ -75,6 +80,7 @@ class AuditReport:
     violations: list[Violation] = field(default_factory=list)
     balances: dict[tuple[bytes, str], int] = field(default_factory=dict)
     credit_limits: dict[bytes, int] = field(default_factory=dict)
+    unwitnessed: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # feed -> (witnessed, size) if size is more
     seconds: float = 0.0
     workers: int = 1
 
@@ -94,6 +100,8 @@ class AuditReport:
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
             "violations": [v.to_json() for v in self.violations],
+            "unwitnessed": [{"feed": peer_id(a), "witnessed": w, "size": n}
+                            for a, (w, n) in sorted(self.unwitnessed.items())],
             "balances": [
                 {"member": peer_id(m), "currency": c, "balance": b, "credit_limit": self.credit_limits.get(m, 0)}
                 for (m, c), b in sorted(self.balances.items())
@@ -122,9 +130,34 @@ def _intrinsic(envelopes: Sequence[bytes]) -> list[_Verdict]:
     return out
 
 
+_TYPES = {  # what each column audit reads must hold, as SQLite's typeof() names it
+    "entries": {"digest": "blob", "author": "blob", "seq": "integer", "envelope": "blob", "frozen": "integer"},
+    "heads": {"author": "blob", "envelope": "blob"},
+    "frauds": {"author": "blob", "seq": "integer", "first": "blob", "second": "blob"},
+    "refused": {"envelope": "blob"},
+    "balances": {"member": "blob", "currency": "text", "balance": "integer"},
+    "reserves": {"currency": "text", "amount": "integer"},
+}
+
+
+def _typed(table: str) -> str:
+    """The SQL condition of a well-typed row of `table` (see `_TYPES`)."""
+    return " AND ".join(f"typeof({column}) = '{kind}'" for column, kind in _TYPES[table].items())
+
+
+def _mistyped(conn: sqlite3.Connection, tables: Sequence[str]) -> Iterator[Violation]:
+    """A violation naming each row whose columns hold the wrong type (audit skips it)."""
+    for table in tables:
+        columns = _TYPES[table]
+        probe = ", ".join(f"typeof({c})" for c in columns)
+        for rowid, *kinds in conn.execute(f"SELECT rowid, {probe} FROM {table} WHERE NOT ({_typed(table)})"):
+            wrong = ", ".join(f"{c} holds {k}, not {columns[c]}" for c, k in zip(columns, kinds) if k != columns[c])
+            yield Violation(Rule.MALFORMED, f"row {rowid} of {table}: {wrong}")
+
+
 def _envelopes(conn: sqlite3.Connection) -> Iterator[list[bytes]]:
     """The stored envelopes in (author, seq) order, a chunk at a time: never all in memory."""
-    cursor = conn.execute("SELECT envelope FROM entries ORDER BY author, seq, rowid")
+    cursor = conn.execute(f"SELECT envelope FROM entries WHERE {_typed('entries')} ORDER BY author, seq, rowid")
     while chunk := [row[0] for row in cursor.fetchmany(CHUNK)]:
         yield chunk
 
@@ -173,14 +206,20 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         coop_row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
         if coop_row is None:
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
-        rows = conn.execute("SELECT digest, author, seq FROM entries ORDER BY author, seq, rowid").fetchall()
-        heads = conn.execute("SELECT author, envelope FROM heads").fetchall()
-        frauds = conn.execute("SELECT author, seq, first, second FROM frauds").fetchall()
-        refused = [row[0] for row in conn.execute("SELECT envelope FROM refused ORDER BY author, seq")] \
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'refused'").fetchone() else []  # older files
-        stored = {(m, c): b for m, c, b in conn.execute("SELECT member, currency, balance FROM balances")}
-        reserves = dict(conn.execute("SELECT currency, amount FROM reserves").fetchall())
-        report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers)
+        tables = [t for t in _TYPES if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [t]).fetchone()]
+        if "refused" not in tables:  # older files
+            conn.execute("CREATE TEMP TABLE refused (envelope BLOB, author BLOB, seq INTEGER)")
+        rows = conn.execute(f"SELECT digest, author, seq, frozen FROM entries WHERE {_typed('entries')} "
+                            "ORDER BY author, seq, rowid").fetchall()
+        heads = conn.execute(f"SELECT author, envelope FROM heads WHERE {_typed('heads')}").fetchall()
+        frauds = conn.execute(f"SELECT author, seq, first, second FROM frauds WHERE {_typed('frauds')}").fetchall()
+        refused = [row[0] for row in conn.execute(
+            f"SELECT envelope FROM refused WHERE {_typed('refused')} ORDER BY author, seq")]
+        stored = {(m, c): b for m, c, b in conn.execute(
+            f"SELECT member, currency, balance FROM balances WHERE {_typed('balances')}")}
+        reserves = dict(conn.execute(f"SELECT currency, amount FROM reserves WHERE {_typed('reserves')}").fetchall())
+        report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers,
+                             violations=list(_mistyped(conn, tables)))
         verdicts = _verdicts(_envelopes(conn), workers, lambda n: progress(n, len(rows)) if progress else None)
     finally:
         conn.close()
@@ -201,14 +240,21 @@ class _Ordered:
         self.state = LedgerState(report.coop)
         self.logs: dict[bytes, MerkleLog] = defaultdict(MerkleLog)
         self.accepted: list[Checked] = []
+        self.proven: set[bytes] = set()  # authors the frauds table proves forked: their rows must be frozen
 
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
         self.report.violations.append(Violation(rule, detail, author, seq))
 
     def run(self, heads: list, stored: dict, reserves: dict, refused: list[bytes]) -> None:
         forked = self._forks()
-        for (digest, author, seq), verdict in zip(self.rows, self.verdicts):
-            self._entry(verdict, digest, author, seq, author in forked)
+        self._retirements(forked)
+        for (digest, author, seq, frozen), verdict in zip(self.rows, self.verdicts):
+            counted = self._entry(verdict, digest, author, seq, author in forked)
+            if author in self.proven or (counted is not None and author not in forked):
+                expected = FORKED if author in self.proven else 0 if counted else VOID
+                if frozen != expected:
+                    self.flag(Rule.MALFORMED, f"the row says frozen={frozen}, the evidence gives {expected}",
+                              author, seq)
         self.report.feeds = len(self.logs)
         self._heads(heads)
         refused_claims = self._evidence(refused)
@@ -232,10 +278,23 @@ class _Ordered:
                     claims.add((claim.booking.id, claim.settlement.digest, claim.booking.request.message.driver))
         return claims
 
+    def _retirements(self, forked: set[bytes]) -> None:
+        """Judge role entries by the co-op's latest charter: its retirements stand for
+        every entry, whichever feed replicated first."""
+        if self.report.coop in forked:
+            return
+        latest = None
+        for (_, author, _, _), verdict in zip(self.rows, self.verdicts):
+            fact = verdict.fact
+            if author == self.report.coop and isinstance(fact, Checked) and fact.kind is EntryKind.COOP:
+                latest = fact.charter
+        if latest is not None:
+            self.state.retired = {(r.member, r.role): r.until for r in latest.retired}
+
     def _forks(self) -> set[bytes]:
         forked: set[bytes] = set()
         seen: dict[tuple[bytes, int], bytes] = {}
-        for digest, author, seq in self.rows:
+        for digest, author, seq, _ in self.rows:
             if seen.setdefault((author, seq), digest) != digest:
                 self.flag(Rule.FORK, "two entries for one seq in the entries table", author, seq)
                 forked.add(author)
@@ -250,14 +309,17 @@ class _Ordered:
                 continue
             self.flag(Rule.FORK, "signed two different entries for one seq (fraud proof held)", author, seq)
             forked.add(author)
+            self.proven.add(author)
         return forked
 
-    def _entry(self, verdict: _Verdict, digest: bytes, author: bytes, seq: int, forked: bool) -> None:
+    def _entry(self, verdict: _Verdict, digest: bytes, author: bytes, seq: int, forked: bool) -> bool | None:
+        """Check one row; True if it counts, False if it is a void role entry, None if
+        it is broken or of a forked feed (already flagged)."""
         if verdict.sha256 != digest:
             self.flag(Rule.MALFORMED, "stored digest is not the SHA-256 of the envelope", author, seq)
         log = self.logs[author]
         if seq < log.size:
-            return  # the second row of a fork, already flagged
+            return None  # the second row of a fork, already flagged
         leaf = verdict.leaf
         if seq > log.size:
             self.flag(Rule.SEQ_GAP, f"entries {log.size}..{seq - 1} are missing", author, seq)
@@ -265,22 +327,30 @@ class _Ordered:
         fact = verdict.fact
         if isinstance(fact, tuple):
             self.flag(fact[0], fact[1], author, seq)
-            return
+            return None
         if fact.author != author or fact.seq != seq:
             self.flag(Rule.MALFORMED, "the row's author or seq is not the entry's", author, seq)
-            return
+            return None
         if forked:
-            return
-        feed = self.state.feeds[author]
-        if seq == feed.size and fact.prev != feed.tip:
-            self.flag(Rule.PREV_MISMATCH, "prev is not the digest of the previous entry", author, seq)
+            return None
+        if seq == self.state.feeds[author].size:
+            try:
+                self.state.check_chain(fact)
+            except EntryRefused as exc:
+                self.flag(exc.rule, exc.detail, author, seq)
         try:
             self.state.accept(fact, digest, leaf)
         except EntryRefused as exc:
             self.flag(exc.rule, exc.detail, author, seq)
-            self.state.extend(author, digest, leaf)
-            return
+            self.state.extend(author, digest, leaf, fact.t)
+            return None
+        if self.state.void(fact):
+            rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
+            self.flag(rule, f"a {fact.kind} written after the co-op retired its author from that role: "
+                            "it counts for nothing", author, seq)
+            return False
         self.accepted.append(fact)
+        return True
 
     def _heads(self, heads: list) -> None:
         for author, envelope in heads:
@@ -291,22 +361,31 @@ class _Ordered:
                 self.flag(Rule.SIGNATURE, f"signed head: {exc.message}", author)
                 continue
             self._check_root(head.author, head.size, head.root, "signed head", author)
+        witnessed: dict[bytes, int] = defaultdict(int)
         for fact in self.accepted:
             if fact.kind is EntryKind.CHECKPOINT:
                 self.report.checkpoints += 1
+                witnessed[fact.author] = max(witnessed[fact.author], fact.seq + 1)  # it vouches for itself
                 for ref in fact.heads:
-                    self._check_root(ref.author, ref.size, ref.root, "checkpoint", fact.author, fact.seq)
+                    if self._check_root(ref.author, ref.size, ref.root, "checkpoint", fact.author, fact.seq):
+                        witnessed[ref.author] = max(witnessed[ref.author], ref.size)
+        self.report.unwitnessed = {author: (witnessed[author], log.size) for author, log in self.logs.items()
+                                   if log.size > witnessed[author]}
 
-    def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes, seq: int | None = None) -> None:
+    def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes, seq: int | None = None) -> bool:
+        """True if the feed's first `size` entries have Merkle root `root`; else flagged."""
         log = self.logs.get(author)
         if log is None or size > log.size:
             self.flag(Rule.HEAD_MISMATCH, f"{what} covers {size} entries of a feed this ledger holds fewer of", by, seq)
         elif log.root_at(size) != root:
             self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by, seq)
+        else:
+            return True
+        return False
 
     def _cross_checks(self, refused_claims: set[tuple[bytes, bytes, bytes]]) -> None:
         settlements = {f.booking: f for f in self.accepted if f.kind is EntryKind.SETTLEMENT}
-        charters = sorted((f.t, f.seq, digest) for f, digest in self._coop_charters())
+        charters = {digest for _, digest in self._coop_charters()}
         answered: set[tuple[bytes, bytes | None]] = set()
         for fact in self.accepted:
             if fact.kind is EntryKind.DISPUTE and (fact.booking, fact.settlement, fact.author) in refused_claims:
@@ -319,11 +398,9 @@ class _Ordered:
                     self.flag(Rule.DOUBLE_ANSWER, f"a second answer ({fact.kind}) to one settlement: the first stands",
                               fact.author, fact.seq)
                 answered.add((fact.author, fact.settlement))
-            elif fact.charter_digest is not None:
-                in_force = [digest for t, _, digest in charters if t <= fact.t]
-                if not in_force or in_force[-1] != fact.charter_digest:
-                    rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
-                    self.flag(rule, "relies on a charter that was not in force at its time", fact.author, fact.seq)
+            elif fact.charter_digest is not None and fact.charter_digest not in charters:
+                rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
+                self.flag(rule, "relies on a charter the co-op's feed does not hold", fact.author, fact.seq)
 
     def _coop_charters(self) -> Iterator[tuple[Checked, bytes]]:
         digests = self.state.feeds[self.report.coop].digests

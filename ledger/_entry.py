@@ -15,7 +15,10 @@ Theory of operation (DESIGN.md, "Ledger"):
     the amount must be what the booking terms give.
   - ACK / DISPUTE (by the driver): the protocol's SettlementAck / Dispute.
   - COOP (by the co-op key): the charter naming treasurer and witness keys, currency and
-    credit limits. The latest charter in the co-op's feed is in force.
+    credit limits. The latest charter in the co-op's feed is in force. A key dropped
+    from a role is *retired* in it with the size its feed had then: its entries of that
+    role from that seq on move nothing. Retirements are kept by every later charter, so
+    whether a role entry counts follows the feeds' order, never an author-chosen time.
   - DEPOSIT / WITHDRAWAL / ADJUSTMENT (by a treasurer) and CHECKPOINT (by a witness)
     embed the co-op's signed charter entry that names their author, so they verify
     without a lookup in another feed, in whatever order feeds replicate.
@@ -112,6 +115,24 @@ class CreditLimit(Record):
         require_range("limit", self.limit, 0, 10**12)
 
 
+class Role(StrEnum):
+    TREASURER = "treasurers"  # deposits, withdrawals and adjustments
+    WITNESS = "witnesses"  # checkpoints
+
+
+@record
+class Retirement(Record):
+    """`member` left `role`: its entries of that role at seq >= `until` move nothing."""
+
+    member: bytes
+    role: Role
+    until: int  # the size of the member's feed when the co-op retired it
+
+    def _validate(self) -> None:
+        require_size("member", self.member, _KEY, _KEY)
+        require_range("until", self.until, 0)
+
+
 @record
 class CoopCharter(Record):
     name: str
@@ -120,6 +141,7 @@ class CoopCharter(Record):
     treasurers: tuple[bytes, ...]
     witnesses: tuple[bytes, ...]
     limits: tuple[CreditLimit, ...] = ()
+    retired: tuple[Retirement, ...] = ()
 
     def _validate(self) -> None:
         require_size("name", self.name, 1, 100)
@@ -128,9 +150,36 @@ class CoopCharter(Record):
         _require_keys("treasurers", self.treasurers, 1, 16)
         _require_keys("witnesses", self.witnesses, 0, 16)
         require_size("limits", self.limits, 0, 10_000)
+        require_size("retired", self.retired, 0, 1_000)
+        held = {(key, role) for role in Role for key in getattr(self, role.value)}
+        left = [(r.member, r.role) for r in self.retired]
+        require(len(set(left)) == len(left), "retired lists a key and role twice")
+        require(not held & set(left), "a retired key cannot hold that role again: give the role to a new key")
 
     def limit_of(self, member: bytes) -> int:
         return next((c.limit for c in self.limits if c.member == member), self.credit_limit)
+
+    def retire(self, member: bytes, role: Role, until: int) -> "CoopCharter":
+        """This charter with `member` dropped from `role`, its entries of that role from
+        seq `until` on moving nothing."""
+        keys = tuple(k for k in getattr(self, role.value) if k != member)
+        return self.replace(**{role.value: keys},
+                            retired=self.retired + (Retirement(member=member, role=role, until=until),))
+
+    def successor_problem(self, newer: "CoopCharter") -> str | None:
+        """Why `newer` cannot follow this charter, or None: it must keep the currency
+        (balances are kept in it) and every retirement, and retire every key it drops
+        from a role (else the past entries of that key would stop counting)."""
+        if newer.currency != self.currency:
+            return f"the co-op keeps {self.currency}: a charter cannot change its currency"
+        if not set(self.retired) <= set(newer.retired):
+            return "it forgets a retirement of the charter before it"
+        retired = {(r.member, r.role) for r in newer.retired}
+        for role in Role:
+            for key in set(getattr(self, role.value)) - set(getattr(newer, role.value)):
+                if (key, role) not in retired:
+                    return f"it drops a key from the {role.value} without retiring it"
+        return None
 
 
 @record

@@ -32,6 +32,8 @@ class Rule(StrEnum):
     NOT_TREASURER = "not_treasurer"  # money moved by a key the co-op's charter does not name
     NOT_WITNESS = "not_witness"  # a checkpoint by a key the charter does not name
     UNTRUSTED_COOP = "untrusted_coop"  # a charter not written by this ledger's co-op
+    BAD_CHARTER = "bad_charter"  # a charter that forgets a retirement or drops a key without one
+    BAD_TIME = "bad_time"  # an entry dated before its feed's previous one, or ahead of the clock
     HEAD_MISMATCH = "head_mismatch"  # a signed head or checkpoint disagrees with the entries
     DANGLING = "dangling"  # an ack or dispute names a settlement that is not in the ledger
     BALANCE_MISMATCH = "balance_mismatch"  # stored balances differ from the entries' sum
@@ -57,6 +59,7 @@ _REASONS = {
     Rule.DOUBLE_ANSWER: Reason.REPLAY,
     Rule.NOT_TREASURER: Reason.WRONG_SIGNER,
     Rule.NOT_WITNESS: Reason.WRONG_SIGNER,
+    Rule.BAD_TIME: Reason.BAD_TIME,
 }
 
 

@@ -78,7 +78,7 @@ class SampleWorld:
         self.drivers = [self.identity("driver", i) for i in range(drivers)]
         self.tariff = off_peak_tariff()
         self.terms = BookingTerms(cancel_fee=200, noshow_fee=300, dispute_window_minutes=7 * 24 * 60)
-        self._tips: dict[bytes, tuple[int, bytes]] = {}
+        self._tips: dict[bytes, tuple[int, bytes, int]] = {}  # author -> (next seq, tip, last time)
         self._nonce = 0
         self.charter: Signed[Entry] | None = None
 
@@ -86,10 +86,12 @@ class SampleWorld:
         return Identity(hashlib.sha256(f"wattshare-sample/{self.seed}/{role}/{index}".encode()).digest())
 
     def entry(self, author: Identity, kind: EntryKind, body: Record, t: int) -> Signed[Entry]:
-        """The next entry of `author`'s feed."""
-        seq, prev = self._tips.get(author.public_key, (0, GENESIS))
+        """The next entry of `author`'s feed, dated `t` or its previous entry's time if later
+        (entry times never go back within a feed)."""
+        seq, prev, last = self._tips.get(author.public_key, (0, GENESIS, 0))
+        t = max(t, last)
         signed = sign(author, Entry(author=author.public_key, seq=seq, prev=prev, t=t, kind=kind, body=body.encode()))
-        self._tips[author.public_key] = (seq + 1, signed.digest)
+        self._tips[author.public_key] = (seq + 1, signed.digest, t)
         return signed
 
     def charter_body(self, credit_limit: int = 5_000) -> CoopCharter:

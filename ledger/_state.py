@@ -3,8 +3,9 @@
 Theory of operation (DESIGN.md, "Ledger"):
 
 - Per author a `Feed`: the digests of its applied entries in seq order and their
-  RFC 6962 Merkle log. An entry applies only as the feed's next seq and naming the
-  feed's tip (`SEQ_GAP`, `PREV_MISMATCH` otherwise).
+  RFC 6962 Merkle log. An entry applies only as the feed's next seq, naming the feed's
+  tip and dated no earlier than the entry before it (`SEQ_GAP`, `PREV_MISMATCH`,
+  `BAD_TIME` otherwise).
 - `classify` sorts an incoming verified entry before any costly check: DUPLICATE (we
   hold it: a no-op, so replication is idempotent), FORK (we hold a different entry at
   that seq, signed by the same author: a fraud proof), IGNORED (the feed is frozen),
@@ -15,7 +16,13 @@ Theory of operation (DESIGN.md, "Ledger"):
   the same balances: a member who signs two histories has neither counted.
 - A booking is claimed (settled, or charged a fee) once, ever (`DUPLICATE_CLAIM`).
 - Charters are trusted only from this ledger's co-op key (`UNTRUSTED_COOP`); the
-  latest trusted charter gives members' credit limits.
+  latest trusted charter gives members' credit limits and the one currency money moves
+  in. A charter must keep the currency and the retirements of the one before it, and
+  retire every key it drops (`BAD_CHARTER`).
+- Role entries (money moves by treasurers, checkpoints by witnesses) follow feed
+  order, not time: an entry at a seq its author's role was retired from (`void`) stays
+  in its feed's chain but moves nothing. `accept` returns the retirements a new
+  charter brings; the caller voids the entries it already applied past them (`unpost`).
 - Balances are maintained incrementally from each entry's postings; deposits minus
   withdrawals are tracked beside them, so conservation is checkable at any moment.
 - Changes are journalled: `rollback` undoes everything since `begin`, which is how a
@@ -31,10 +38,18 @@ from typing import Callable
 
 from wattshare.protocol import GENESIS, Signed
 
-from ._entry import CoopCharter, Entry, EntryKind, FeedHead
+from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, Role
 from ._errors import EntryRefused, Rule
 from ._merkle import MerkleLog, leaf_hash
 from ._rules import Checked
+
+
+ROLE_OF = {
+    EntryKind.DEPOSIT: Role.TREASURER,
+    EntryKind.WITHDRAWAL: Role.TREASURER,
+    EntryKind.ADJUSTMENT: Role.TREASURER,
+    EntryKind.CHECKPOINT: Role.WITNESS,
+}
 
 
 class Outcome(StrEnum):
@@ -49,6 +64,7 @@ class Feed:
     digests: list[bytes] = field(default_factory=list)
     log: MerkleLog = field(default_factory=MerkleLog)
     frozen: bool = False  # its author forked it: nothing of it counts any more
+    last_t: int = 0  # the time of its last entry: the next may not be earlier
 
     @property
     def size(self) -> int:
@@ -69,6 +85,7 @@ class LedgerState:
         self.balances: dict[tuple[bytes, str], int] = defaultdict(int)
         self.money_in: dict[str, int] = defaultdict(int)  # deposits minus withdrawals
         self.charter: tuple[int, CoopCharter] | None = None  # (seq, charter) in force
+        self.retired: dict[tuple[bytes, Role], int] = {}  # (key, role) -> first seq it moves nothing at
         self._journal: list[Callable[[], None]] | None = None
 
     # --- transactions -------------------------------------------------------------
@@ -101,13 +118,12 @@ class LedgerState:
             return Outcome.DUPLICATE if feed.digests[entry.seq] == digest else Outcome.FORK
         return Outcome.NEW
 
-    def apply(self, checked: Checked, digest: bytes, envelope: bytes) -> bytes:
-        """Apply a NEW entry that passed `check_entry` and return its Merkle leaf hash;
-        EntryRefused if a stateful rule fails."""
+    def apply(self, checked: Checked, digest: bytes, envelope: bytes) -> tuple[bytes, list[Retirement]]:
+        """Apply a NEW entry that passed `check_entry`; returns its Merkle leaf hash and
+        the retirements it brings (`accept`). EntryRefused if a stateful rule fails."""
         self.check_chain(checked)
         leaf = leaf_hash(envelope)
-        self.accept(checked, digest, leaf)
-        return leaf
+        return leaf, self.accept(checked, digest, leaf)
 
     def check_chain(self, checked: Checked) -> None:
         feed = self.feeds[checked.author]
@@ -116,31 +132,69 @@ class LedgerState:
         if checked.prev != feed.tip:
             raise EntryRefused(Rule.PREV_MISMATCH, "prev is not the feed's last entry",
                                author=checked.author, seq=checked.seq)
+        if checked.t < feed.last_t:
+            raise EntryRefused(Rule.BAD_TIME, f"dated {feed.last_t - checked.t} s before the feed's previous entry",
+                               author=checked.author, seq=checked.seq)
 
-    def accept(self, checked: Checked, digest: bytes, leaf: bytes) -> None:
-        """The rules beyond feed order (claims, trust), then the entry's effects."""
+    def accept(self, checked: Checked, digest: bytes, leaf: bytes) -> list[Retirement]:
+        """The rules beyond feed order (claims, trust), then the entry's effects; returns
+        the retirements a new charter brings (see the module doc)."""
         if checked.claim is not None and self.claims.get(checked.claim, digest) != digest:
             raise EntryRefused(Rule.DUPLICATE_CLAIM, "this booking is already settled or charged",
                                author=checked.author, seq=checked.seq)
         if checked.charter_author is not None and checked.charter_author != self.coop:
             raise EntryRefused(Rule.UNTRUSTED_COOP, "the embedded charter is not this ledger's co-op's",
                                author=checked.author, seq=checked.seq)
-        self.extend(checked.author, digest, leaf)
+        charter = checked.charter if checked.kind is EntryKind.COOP and checked.author == self.coop else None
+        if charter is not None and self.charter and (problem := self.charter[1].successor_problem(charter)):
+            raise EntryRefused(Rule.BAD_CHARTER, problem, author=checked.author, seq=checked.seq)
+        currency = self.charter[1].currency if self.charter else None
+        if currency is not None and any(c != currency for _, c, _ in checked.effects):
+            raise EntryRefused(Rule.MALFORMED, f"moves money in another currency than the co-op's {currency}",
+                               author=checked.author, seq=checked.seq)
+        self.extend(checked.author, digest, leaf, checked.t)
         if checked.claim is not None:
             self.claims[checked.claim] = digest
             self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
-        if checked.kind is EntryKind.COOP and checked.author == self.coop:
-            previous = self.charter
-            self.charter = (checked.seq, checked.charter)  # type: ignore[assignment]
-            self._undo(lambda: setattr(self, "charter", previous))
-        self._post(checked, 1)
+        retirements = self._adopt(checked.seq, charter) if charter is not None else []
+        if not self.void(checked):
+            self._post(checked, 1)
+        return retirements
 
-    def extend(self, author: bytes, digest: bytes, leaf: bytes) -> None:
+    def _adopt(self, seq: int, charter: CoopCharter) -> list[Retirement]:
+        previous = self.charter
+        self.charter = (seq, charter)
+        self._undo(lambda: setattr(self, "charter", previous))
+        fresh = [r for r in charter.retired if (r.member, r.role) not in self.retired]
+        for r in fresh:
+            self.retired[(r.member, r.role)] = r.until
+            self._undo(lambda key=(r.member, r.role): self.retired.pop(key))
+        return fresh
+
+    def void(self, checked: Checked) -> bool:
+        """True if `checked` is a role entry at or past its author's retirement from that
+        role: it stays in the chain and moves nothing."""
+        role = ROLE_OF.get(checked.kind)
+        return role is not None and checked.seq >= self.retired.get((checked.author, role), checked.seq + 1)
+
+    def unpost(self, checked: Checked) -> None:
+        """Revert the effects of an applied entry that a later retirement voided."""
+        self._post(checked, -1)
+
+    def extend(self, author: bytes, digest: bytes, leaf: bytes, t: int = 0) -> None:
         """Put an entry on its feed's chain and Merkle log (no effects)."""
         feed = self.feeds[author]
+        last_t = feed.last_t
         feed.digests.append(digest)
         feed.log.append(leaf)
-        self._undo(lambda: (feed.digests.pop(), feed.log.truncate(feed.size)))
+        feed.last_t = max(last_t, t)
+
+        def undo() -> None:
+            feed.digests.pop()
+            feed.log.truncate(feed.size)
+            feed.last_t = last_t
+
+        self._undo(undo)
 
     def _post(self, checked: Checked, sign: int) -> None:
         moves_money_in = checked.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL)

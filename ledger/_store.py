@@ -7,7 +7,9 @@ mode, made with sqlite-utils and readable by any SQLite tool. Tables:
 - `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
   accepted entry; `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
   `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
-  `frozen` = 1 for entries of a feed whose author forked it (kept, not counted).
+  `frozen` = 1 for entries of a feed whose author forked it (kept, not counted), 2 for
+  a role entry its author wrote at or past its retirement from that role (in the chain,
+  moving nothing; `LedgerState.void`).
 - `heads(author, size, root, t, envelope)`: the latest signed head per feed that
   matches the entries held.
 - `balances(member, currency, balance)`: minor units, maintained on ingest.
@@ -24,8 +26,10 @@ mode, made with sqlite-utils and readable by any SQLite tool. Tables:
 `ingest` takes a batch of envelopes, checks every one (intrinsic rules, then feed
 order, claims and trust against the in-memory `LedgerState`), and writes all of it in
 ONE SQLite transaction: a refused entry, an error or a crash anywhere in the batch
-leaves file and memory exactly as before the batch. At open, the state is rebuilt from
-the tables without re-verifying (audit is the command that re-verifies everything).
+leaves file and memory exactly as before the batch. An entry dated more than
+`MAX_CLOCK_SKEW` ahead of the ledger's clock is refused for now (`BAD_TIME`): entry
+times stay near the time they were first seen. At open, the state is rebuilt from the
+tables without re-verifying (audit is the command that re-verifies everything).
 """
 
 from __future__ import annotations
@@ -38,15 +42,26 @@ from typing import Callable, Iterable, Sequence
 
 import sqlite_utils
 
-from wattshare.protocol import Dispute, Identity, Record, RemoteProtocolError, SignatureError, Signed, sign, wall_time
+from wattshare.protocol import (
+    MAX_CLOCK_SKEW,
+    Dispute,
+    Identity,
+    Record,
+    RemoteProtocolError,
+    SignatureError,
+    Signed,
+    sign,
+    wall_time,
+)
 
-from ._entry import CoopCharter, Entry, EntryKind, FeedHead, SettlementClaim
+from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, evidence
-from ._state import LedgerState, Outcome
+from ._state import ROLE_OF, LedgerState, Outcome
 
 SCHEMA = 1
 MAX_EVIDENCE_PER_AUTHOR = 16
+FORKED, VOID = 1, 2  # values of entries.frozen (see the module doc)
 
 
 @dataclass
@@ -109,11 +124,12 @@ class LedgerStore:
     def _load(self) -> None:
         state = self.state
         for row in self.db.query(
-            "SELECT author, digest, leaf, booking_id FROM entries WHERE frozen = 0 ORDER BY author, seq"
+            "SELECT author, digest, leaf, booking_id, t FROM entries WHERE frozen != ? ORDER BY author, seq", [FORKED]
         ):
             feed = state.feeds[row["author"]]
             feed.digests.append(row["digest"])
             feed.log.append(row["leaf"])
+            feed.last_t = max(feed.last_t, row["t"])
             if row["booking_id"] is not None:
                 state.claims[row["booking_id"]] = row["digest"]
         for row in self.db["frauds"].rows:
@@ -129,6 +145,7 @@ class LedgerStore:
         if charter is not None:
             body = decode_entry(charter["envelope"]).message.body
             state.charter = (charter["seq"], CoopCharter.decode(body))
+            state.retired = {(r.member, r.role): r.until for r in state.charter[1].retired}
 
     def _write(self, statements: Sequence[tuple[str, Sequence[tuple]]]) -> None:
         """Run all statements in one transaction: all of them happen, or none."""
@@ -154,7 +171,7 @@ class LedgerStore:
             key=lambda item: (item[0].message.author, item[0].message.seq),
         )
         proofs = [self._fork_proof(first, second) for first, second in forks]
-        report, rows, frozen = IngestReport(), [], []
+        report, rows, frozen, voided = IngestReport(), [], [], []
         frauds: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (author, seq) -> (first, second, detected)
         applied: dict[bytes, Checked] = {}  # digest -> facts, for entries new in this batch
         applied_envelopes: dict[bytes, bytes] = {}
@@ -178,11 +195,17 @@ class LedgerStore:
                 outcome = self.state.classify(signed, digest)
                 if outcome is Outcome.NEW:
                     checked = check_entry(signed)
-                    leaf = self.state.apply(checked, digest, data)
+                    if checked.t > self.clock() + MAX_CLOCK_SKEW:
+                        raise EntryRefused(Rule.BAD_TIME, "dated ahead of this ledger's clock: offer it again later",
+                                           author=checked.author, seq=checked.seq)
+                    leaf, retirements = self.state.apply(checked, digest, data)
                     applied[digest] = checked
                     touched.update((m, c) for m, c, _ in checked.effects)
                     applied_envelopes[digest] = data
-                    rows.append((digest, checked.author, checked.seq, checked.t, checked.kind.value, checked.claim, leaf, data))
+                    rows.append((digest, checked.author, checked.seq, checked.t, checked.kind.value, checked.claim, leaf,
+                                 data, VOID if self.state.void(checked) else 0))
+                    for retirement in retirements:
+                        voided.extend(self._void(retirement, applied, touched))
                 elif outcome is Outcome.DUPLICATE:
                     report.duplicates += 1
                 elif outcome is Outcome.IGNORED:
@@ -194,8 +217,9 @@ class LedgerStore:
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
             self._write([
-                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)", rows),
-                ("UPDATE entries SET frozen = 1 WHERE digest = ?", frozen),
+                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
+                (f"UPDATE entries SET frozen = {FORKED} WHERE digest = ?", frozen),
+                (f"UPDATE entries SET frozen = {VOID} WHERE digest = ? AND frozen = 0", voided),
                 ("INSERT OR REPLACE INTO frauds VALUES (?, ?, ?, ?, ?)",
                  [(author, seq, *proof) for (author, seq), proof in frauds.items()]),
                 ("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)",
@@ -242,6 +266,25 @@ class LedgerStore:
     def _envelope(self, digest: bytes) -> bytes:
         return self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
 
+    def _void(self, retirement: Retirement, applied: dict[bytes, Checked],
+              touched: set[tuple[bytes, str]]) -> list[tuple[bytes]]:
+        """Void the applied role entries at or past `retirement` (see the module doc);
+        returns their digests."""
+        feed = self.state.feeds[retirement.member]
+        if feed.frozen:
+            return []
+        kinds = [kind.value for kind, role in ROLE_OF.items() if role is retirement.role]
+        stored = self.db.execute(
+            f"SELECT digest, envelope FROM entries WHERE author = ? AND seq >= ? AND frozen = 0 "
+            f"AND kind IN ({', '.join('?' * len(kinds))})", [retirement.member, retirement.until, *kinds]).fetchall()
+        facts = {digest: check_entry(envelope) for digest, envelope in stored}
+        facts.update((d, c) for d, c in applied.items() if c.author == retirement.member and self.state.void(c))
+        for checked in facts.values():
+            if self.state.void(checked):
+                self.state.unpost(checked)
+                touched.update((m, c) for m, c, _ in checked.effects)
+        return [(digest,) for digest, checked in facts.items() if self.state.void(checked)]
+
     def _freeze(self, author: bytes, applied: dict[bytes, Checked]) -> dict[bytes, Checked]:
         """Freeze a forking author's whole feed; returns the entries whose effects it reverted."""
         feed = self.state.feeds[author]
@@ -255,10 +298,12 @@ class LedgerStore:
     # --- own feed ---------------------------------------------------------------------
 
     def append(self, identity: Identity, items: Sequence[tuple[EntryKind, Record]], t: int | None = None) -> list[Signed[Entry]]:
-        """Write entries to `identity`'s own feed (one batch) and sign the new feed head."""
-        t = int(self.clock()) if t is None else t
+        """Write entries to `identity`'s own feed (one batch) and sign the new feed head.
+        They are dated `t` (default: the clock), or the feed's last time if a stepped-back
+        clock would date them earlier."""
         author = identity.public_key
         feed = self.state.feeds[author]
+        t = max(int(self.clock()) if t is None else t, feed.last_t)
         size, prev, signed = feed.size, feed.tip, []
         for offset, (kind, body) in enumerate(items):
             entry = sign(identity, Entry(author=author, seq=size + offset, prev=prev, t=t, kind=kind, body=body.encode()))

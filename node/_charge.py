@@ -110,7 +110,7 @@ async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock
         blame(host_key, answer.message.reason)
     if ledger is not None and answer is not None and not _on_feed(ledger, identity.public_key, answer.message):
         kind = EntryKind.ACK if isinstance(answer.message, SettlementAck) else EntryKind.DISPUTE
-        ledger.append(identity, [(kind, answer.message)], t=answer.message.t)
+        ledger.append(identity, [(kind, answer.message)])  # dated now, by the ledger's (the node's) clock
     return charging
 
 

@@ -87,6 +87,7 @@ def test_the_witness_checkpoints_at_most_once_an_hour_and_only_when_feeds_moved(
 
     async def scenario():
         clock = Clock(speed=1, origin=ORIGIN, real=trio.current_time)
+        ledger.clock = clock  # as a Node does: entries are judged by the node's time
         witness = world.witness.public_key
         async with trio.open_nursery() as nursery:
             nursery.start_soon(witness_feeds, ledger, world.witness, world.coop.public_key, clock)

@@ -506,8 +506,9 @@ def test_a_driver_signing_two_different_acks_for_one_settlement_is_named_by_the_
 
 def test_a_member_forking_its_own_feed_is_frozen_and_named(tmp_path):
     async def fork(street):
-        answer = p.SettlementAck(booking_id=bytes(32), t=START, settlement=bytes(32))
-        branches = [hostile_entry(street, 0, p.GENESIS, EntryKind.ACK, answer.replace(t=START + i), START + i)
+        now = int(street.clock())  # dated now: a ledger takes no entry dated ahead of its clock
+        answer = p.SettlementAck(booking_id=bytes(32), t=now, settlement=bytes(32))
+        branches = [hostile_entry(street, 0, p.GENESIS, EntryKind.ACK, answer.replace(t=now + i), now + i)
                     for i in range(2)]
         for branch in branches:  # one history to the honest node, then another
             street.serve_feed([branch.encode()])

@@ -7,8 +7,10 @@ import pytest
 
 from wattshare import protocol as p
 from wattshare.ledger import (
+    Checkpoint,
     EntryKind,
     FeedHead,
+    HeadRef,
     LedgerStore,
     MoneyMove,
     Rule,
@@ -195,3 +197,53 @@ def test_not_a_ledger(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(StoreError, match="not a usable ledger"):
         audit(tmp_path / "junk.db")
+
+
+def test_a_cut_tail_is_caught_where_witnessed_and_reported_where_not(ledger):
+    """Cutting a feed's last entry (and adjusting balances to match) leaves nothing
+    inconsistent behind unless a checkpoint covered it, so audit reports every feed's
+    unwitnessed tail; once witnessed, the same cut is a violation."""
+    path, world, sessions = ledger
+    store = LedgerStore(path, world.coop.public_key)
+    heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n)) for a, n in store.sizes().items())
+    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=heads),
+                              NIGHT + 9 * 86_400).encode()])
+    late = world.money(world.drivers[0], 500, NIGHT + 10 * 86_400)
+    store.ingest([late.encode()])
+    store.close()
+    report = audit(path)
+    assert report.ok and report.unwitnessed == {world.treasurer.public_key: (2, 3)}
+
+    def cut(entry):
+        move = MoneyMove.decode(entry.message.body)
+        execute(path, "DELETE FROM entries WHERE digest = ?", (entry.digest,))
+        execute(path, "UPDATE balances SET balance = balance - ? WHERE member = ?", (move.amount, move.member))
+        execute(path, "UPDATE reserves SET amount = amount - ?", (move.amount,))
+
+    cut(late)
+    report = audit(path)
+    assert report.ok and report.unwitnessed == {}  # a cut tail leaves no trace: hence the report above
+    with sqlite3.connect(path) as conn:
+        witnessed = p.Signed.decode(conn.execute("SELECT envelope FROM entries WHERE author = ? AND seq = 1",
+                                                 (world.treasurer.public_key,)).fetchone()[0])
+    cut(witnessed)
+    assert rules(path) == [Rule.HEAD_MISMATCH]
+
+
+def test_a_wrongly_typed_column_is_named_by_its_row(ledger):
+    path, world, _ = ledger
+    execute(path, "UPDATE entries SET seq = 'one' WHERE author = ? AND seq = 1", (world.drivers[0].public_key,))
+    execute(path, "UPDATE balances SET balance = 1.5 WHERE member = ?", (world.hosts[1].public_key,))
+    report = audit(path)
+    named = [v.detail for v in report.violations if v.detail.startswith("row ")]
+    assert len(named) == 2
+    assert any("of entries: seq holds text, not integer" in d for d in named)
+    assert any("of balances: balance holds real, not integer" in d for d in named)
+
+
+def test_the_frozen_column_must_agree_with_the_evidence(ledger):
+    path, world, _ = ledger
+    execute(path, "UPDATE entries SET frozen = 1 WHERE author = ?", (world.hosts[1].public_key,))  # no fraud proof
+    report = audit(path)
+    assert {(v.rule, v.author) for v in report.violations} == {(Rule.MALFORMED, world.hosts[1].public_key)}
+    assert all("the row says frozen=1, the evidence gives 0" in v.detail for v in report.violations)

@@ -6,14 +6,17 @@ from wattshare import protocol as p
 from wattshare.ledger import (
     Adjustment,
     Checkpoint,
+    Entry,
     EntryKind,
     EntryRefused,
     FeeClaim,
     HeadRef,
     LedgerStore,
     MoneyMove,
+    Role,
     Rule,
     audit,
+    check_entry,
 )
 from wattshare.ledger._sample import EPOCH, SampleWorld
 
@@ -134,3 +137,87 @@ def test_money_in_another_currency_than_the_coops(setup):
     with pytest.raises(EntryRefused) as caught:
         store.ingest([world.entry(world.treasurer, EntryKind.DEPOSIT, move, EPOCH + 3).encode()])
     assert caught.value.rule is Rule.MALFORMED
+
+
+def test_a_retired_treasurer_minting_with_its_old_charter_moves_nothing_whatever_it_dates_or_arrives_first(tmp_path):
+    """The attack of a removed treasurer: a deposit to itself, signed with the charter that
+    still named it and backdated before its removal. Whether it counts follows the feeds'
+    order (the co-op retired it at its feed size), so it moves nothing on a ledger that
+    knew of the retirement first, and is voided on one that took the deposit first."""
+    world = SampleWorld(seed=32)
+    thief = world.treasurer
+    old_charter = world.charter_entry()
+    honest = world.money(world.drivers[0], 10_000, EPOCH + 60)  # thief's seq 0: before its removal
+    newcomer = world.identity("treasurer", 1)
+    retired = world.charter_body().replace(treasurers=(thief.public_key, newcomer.public_key)) \
+        .retire(thief.public_key, Role.TREASURER, until=1)
+    removal = world.entry(world.coop, EntryKind.COOP, retired, EPOCH + 3600)
+    mint = world.entry(thief, EntryKind.DEPOSIT, MoneyMove(charter=old_charter, member=thief.public_key,
+                                                           amount=10**6, currency="EUR"), EPOCH + 120)
+    informed = LedgerStore(tmp_path / "informed.db", world.coop.public_key)
+    informed.ingest([old_charter.encode(), honest.encode(), removal.encode()])
+    informed.ingest([mint.encode()])
+    late = LedgerStore(tmp_path / "late.db", world.coop.public_key)
+    late.ingest([old_charter.encode(), honest.encode()])
+    late.ingest([mint.encode()])
+    assert late.balance(thief.public_key, "EUR") == 10**6  # the removal has not reached it yet
+    late.ingest([removal.encode()])
+    for store in (informed, late):
+        assert store.balance(thief.public_key, "EUR") == 0
+        assert store.balance(world.drivers[0].public_key, "EUR") == 10_000  # its deposits before removal stand
+        assert store.state.size(thief.public_key) == 2  # the mint stays in the chain, so feeds still converge
+        report = audit(store.path)
+        assert [(v.rule, v.author, v.seq) for v in report.violations] == [(Rule.NOT_TREASURER, thief.public_key, 1)]
+    late.close()
+    reopened = LedgerStore(tmp_path / "late.db", world.coop.public_key)  # the voiding survives a restart
+    assert reopened.balance(thief.public_key, "EUR") == 0 and reopened.state.void(check_entry(mint.encode()))
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda c, key: c.replace(retired=()), "forgets a retirement"),
+    (lambda c, key: c.replace(treasurers=(key,)), "without retiring it"),
+])
+def test_a_charter_must_keep_retirements_and_retire_what_it_drops(tmp_path, change, problem):
+    world = SampleWorld(seed=33)
+    newcomer = world.identity("treasurer", 1).public_key
+    first = world.charter_body().replace(treasurers=(world.treasurer.public_key, world.witness.public_key, newcomer))
+    second = first.retire(world.witness.public_key, Role.TREASURER, until=0)
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key)
+    store.append(world.coop, [(EntryKind.COOP, first)], t=EPOCH)
+    store.append(world.coop, [(EntryKind.COOP, second)], t=EPOCH + 1)
+    with pytest.raises(EntryRefused) as caught:
+        store.append(world.coop, [(EntryKind.COOP, change(second, newcomer))], t=EPOCH + 2)
+    assert caught.value.rule is Rule.BAD_CHARTER and problem in caught.value.detail
+    assert store.state.charter[1] == second
+    with pytest.raises(p.InvalidValue, match="cannot hold that role again"):
+        second.replace(treasurers=second.treasurers + (world.witness.public_key,))
+
+
+def test_entry_times_never_go_back_in_a_feed_nor_run_ahead_of_the_clock(tmp_path):
+    world = SampleWorld(seed=34)
+    now = [EPOCH + 3600]
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=lambda: now[0])
+    store.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH + 600).encode()])
+    earlier = p.sign(world.treasurer, Entry(author=world.treasurer.public_key, seq=1,
+                                            prev=store.state.feeds[world.treasurer.public_key].tip, t=EPOCH + 599,
+                                            kind=EntryKind.DEPOSIT, body=world.money(world.drivers[0], 1, 0).message.body))
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([earlier.encode()])
+    assert caught.value.rule is Rule.BAD_TIME and "before the feed's previous entry" in caught.value.detail
+    ahead = world.entry(world.hosts[0], EntryKind.ACK, p.SettlementAck(booking_id=bytes(32), settlement=bytes(32),
+                                                                       t=now[0] + 301), now[0] + 301)
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([ahead.encode()])
+    assert caught.value.rule is Rule.BAD_TIME and "ahead of this ledger's clock" in caught.value.detail
+    now[0] += 1  # once the clock is within the skew, the same entry is taken: it was early, not forged
+    assert store.ingest([ahead.encode()]).added == 1
+
+
+def test_a_settlement_in_another_currency_than_the_coops_is_refused(setup):
+    world, store = setup
+    world.tariff = world.tariff.replace(currency="GBP")
+    session = world.session(world.hosts[0], world.drivers[0], NIGHT)
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([world.settlement_entry(session).encode()])
+    assert caught.value.rule is Rule.MALFORMED and "another currency than the co-op's EUR" in caught.value.detail
+    assert store.balance(world.hosts[0].public_key, "GBP") == 0

@@ -177,7 +177,8 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             with pytest.raises(EntryRefused):
                 store.ingest([entry.encode()])
-        self.world._tips[host.public_key] = (store.state.size(host.public_key), store.state.feeds[host.public_key].tip)
+        feed = store.state.feeds[host.public_key]
+        self.world._tips[host.public_key] = (feed.size, feed.tip, feed.last_t)
         assert snapshot(store) == before
 
     @precondition(lambda self: self.seen)
