@@ -10,7 +10,9 @@ of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever t
 fall), a wallbox's link cut for a while, a host's disk full for a while (its SQLite
 files may not grow: every write that needs space fails as on a full disk), and the
 link between a host and the co-op or a driver dropped (4 s) or delayed (0.3 s each
-way, 4 s) in the host's transport (`node/_links.py`). Then the
+way, 4 s) in the host's transport (`node/_links.py`). Before the load, a racing driver (admitted, nothing deposited) books every
+charger it finds at once, each for 60 % of its credit: the credit over-commitment it
+gets is reported and must be 0 (DESIGN.md, "Credit holds"). Then the
 drivers stop booking and the network settles (until every ledger holds the same
 entries, at most SETTLE_MAX seconds), every process is stopped, and every node's files
 are checked: each ledger audited (conservation included), every ledger's heads against
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import trio
@@ -39,10 +41,18 @@ from rich.console import Console
 from rich.table import Table
 
 from wattshare.cli._demo import free_port, ready, run_json
-from wattshare.cli._home import CLOCK_ENV, Home
+from wattshare.cli._home import CLOCK_ENV, Home, clock_from_env
 from wattshare.ledger import LedgerStore, Rule, audit
-from wattshare.node import admin_call
-from wattshare.protocol import BookingConfirmation, MeterReceipt, Settlement, Signed, public_key_from_peer_id
+from wattshare.node import Node, admin_call
+from wattshare.protocol import (
+    BookingConfirmation,
+    ChargerAd,
+    MeterReceipt,
+    Query,
+    Settlement,
+    Signed,
+    public_key_from_peer_id,
+)
 
 SPEED = 360.0
 CENTRE = (52.5365, 13.4175)
@@ -90,7 +100,8 @@ class Processes:
                 process.kill()
 
 
-def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.Random) -> tuple[list, list]:
+def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.Random) -> tuple[list, list, str]:
+    """Homes and processes of the co-op, hosts and drivers; their names and the bootstrap address."""
     wattshare = [sys.executable, "-m", "wattshare.cli", "--home"]
     coop = run_json(root / "coop", "coop", "init", "--name", "Chaos Co-op", "--credit-limit", "500",
                     "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}")
@@ -102,10 +113,11 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
     for i in range(hosts):
         home = root / f"host{i}"
         lat, lon = CENTRE[0] + rng.uniform(-0.01, 0.01), CENTRE[1] + rng.uniform(-0.015, 0.015)
-        run_json(home, "host", "init", "--lat", f"{lat:.6f}", "--lon", f"{lon:.6f}", "--address", f"Chaosweg {i}",
-                 "--off-peak", "23:00-07:00@0.12", "--peak", "0.30", "--ocpp", f"127.0.0.1:{free_port()}",
-                 "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
-                 "--tz", "Europe/Berlin", "--noshow-fee", "1")
+        host = run_json(home, "host", "init", "--lat", f"{lat:.6f}", "--lon", f"{lon:.6f}", "--address",
+                        f"Chaosweg {i}", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30", "--ocpp",
+                        f"127.0.0.1:{free_port()}", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}", "--coop",
+                        coop["coop"], "--bootstrap", bootstrap, "--tz", "Europe/Berlin", "--noshow-fee", "1")
+        run_json(root / "coop", "coop", "admit", host["peer_id"])
         procs.start(f"host{i}", [*wattshare, str(home), "host", "run", "--simulate-wallbox", "--sync-interval", "2"],
                     root / f"host{i}.log")
         host_names.append(f"host{i}")
@@ -114,6 +126,7 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
         home = root / f"driver{i}"
         wallet = run_json(home, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap,
                           "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}")
+        run_json(root / "coop", "coop", "admit", wallet["peer_id"])
         run_json(root / "coop", "coop", "deposit", wallet["peer_id"], "100")
         driver_names.append(f"driver{i}")
 
@@ -126,7 +139,47 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
     for i in range(drivers):
         procs.start(f"driver{i}", [sys.executable, "-m", "bench.chaos_driver", str(root / f"driver{i}"), str(i),
                                    f"{CENTRE[0]},{CENTRE[1]}"], root / f"driver{i}.jsonl")
-    return host_names, driver_names
+    return host_names, driver_names, bootstrap
+
+
+RACE_SHARE = 0.6  # of its credit, per booking: any two confirmed would over-commit it
+
+
+def race(root: Path, bootstrap: str) -> dict[str, int]:
+    """The credit attack of one admitted driver with nothing deposited: every charger
+    found, booked at once (see the module doc); what it tried and what it got."""
+    home = root / "racer"
+    wallet = run_json(home, "wallet", "init", "--coop", Home(root / "coop").config()["node"]["coop"],
+                      "--bootstrap", bootstrap, "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}")
+    run_json(root / "coop", "coop", "admit", wallet["peer_id"])
+    me = public_key_from_peer_id(wallet["peer_id"])
+    racer = Home(home)
+    node = Node(racer.identity(), listen=racer.config()["node"]["listen"], state=racer.state, ledger=racer.ledger(),
+                clock=clock_from_env(), gossip=False, sync_interval=1.0)
+    caps: list[int] = []
+
+    async def book(ad: ChargerAd, start: int, cap: int) -> None:
+        with suppress(Exception):  # a refusal is the outcome we are after
+            await node.book(ad, start, start + 1800, cap)
+            caps.append(cap)
+
+    async def run() -> dict[str, int]:
+        async with node.running():
+            await node.join([bootstrap])
+            with trio.fail_after(60):
+                while not node.ledger.state.is_member(me):  # type: ignore[union-attr]
+                    await trio.sleep(0.5)
+            await trio.sleep(6.0)  # three sync rounds: the hosts learn of the admission too
+            start = int(node.clock()) + 7200
+            credit = node.ledger.state.available(me, "EUR", start)  # type: ignore[union-attr]
+            found = await node.search(Query(lat_e6=round(CENTRE[0] * 1e6), lon_e6=round(CENTRE[1] * 1e6),
+                                            radius_m=3000, start=start, end=start + 1800, energy_wh=1_000))
+            async with trio.open_nursery() as nursery:
+                for result in found:
+                    nursery.start_soon(book, result.ad.message, start, int(credit * RACE_SHARE))
+        return {"tried": len(found), "confirmed": len(caps), "credit": credit, "over": max(0, sum(caps) - credit)}
+
+    return trio.run(run)
 
 
 def inject(root: Path, procs: Processes, hosts: list[str], drivers: list[str], seconds: float,
@@ -280,7 +333,9 @@ def main() -> None:
     procs = Processes({**os.environ, "TZ": "Europe/Berlin"})
     try:
         console.print(f"setting up {args.hosts} hosts and {args.drivers} drivers in {root} ...")
-        hosts, drivers = set_up(root, args.hosts, args.drivers, procs, rng)
+        hosts, drivers, bootstrap = set_up(root, args.hosts, args.drivers, procs, rng)
+        console.print("a driver races every host for more than its credit ...")
+        raced = race(root, bootstrap)
         console.print(f"load and faults for {args.minutes:g} min ...")
         faults = inject(root, procs, hosts, drivers, args.minutes * 60, rng, args.fault_every)
         procs.quiet(drivers)
@@ -303,7 +358,10 @@ def main() -> None:
     table.add_row("sessions settled (on the co-op's ledger)", str(ledgers["settled"]))
     for reason, count in sorted(reasons.items()):
         table.add_row(f"  {reason}", str(count))
+    table.add_row("credit race: bookings confirmed of chargers tried at once",
+                  f"{raced['confirmed']} of {raced['tried']} (each for {RACE_SHARE:.0%} of its credit)")
     must_be_zero = {
+        "credit over-commitment of the racing driver, cents": raced["over"],
         "receipts lost": lost,
         "double settlements": ledgers["double"],
         "conflicting confirmations for one slot": conflicts,

@@ -103,7 +103,7 @@ def main() -> None:
     console.print("baseline: raw PyNaCl verify on one core ...")
     raw = raw_verify_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        source = LedgerStore(Path(tmp) / "source.db", world.coop.public_key)
+        source = LedgerStore(Path(tmp) / "source.db", world.coop.public_key, clock=world.clock)
         console.print(f"building {settlements} sessions at {hosts} hosts for {drivers} drivers ...")
         entries, append_seconds, kinds = build(source, world, settlements, args.workers)
         envelopes = [row[0] for row in source.db.execute("SELECT envelope FROM entries ORDER BY rowid")]
@@ -111,7 +111,7 @@ def main() -> None:
 
         console.print(f"ingesting {entries} entries into a fresh store ...")
         path = Path(tmp) / "ledger.db"
-        target = LedgerStore(path, world.coop.public_key)
+        target = LedgerStore(path, world.coop.public_key, clock=world.clock)
         started = time.perf_counter()
         for batch_start in range(0, len(envelopes), 1000):
             target.ingest(envelopes[batch_start : batch_start + 1000])

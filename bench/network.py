@@ -170,7 +170,7 @@ async def network_round(size: int, rng: random.Random) -> dict:
 
 async def sync_round(entries: int, workdir: Path) -> dict:
     world = SampleWorld(seed=7, hosts=20, drivers=20)
-    source = LedgerStore(workdir / "source.db", world.coop.public_key)
+    source = LedgerStore(workdir / "source.db", world.coop.public_key, clock=world.clock)
     envelopes = [world.charter_entry().encode()] + [
         world.money(world.drivers[i % 20], 100, EPOCH + i).encode() for i in range(entries // 2)]
     for night in range(entries - len(envelopes)):
@@ -178,12 +178,12 @@ async def sync_round(entries: int, workdir: Path) -> dict:
         envelopes.append(world.settlement_entry(session).encode())
     for start in range(0, len(envelopes), 1000):
         source.ingest(envelopes[start : start + 1000])
-    local = LedgerStore(workdir / "local.db", world.coop.public_key)
+    local = LedgerStore(workdir / "local.db", world.coop.public_key, clock=world.clock)
     started = time.perf_counter()
     for start in range(0, len(envelopes), 1000):
         local.ingest(envelopes[start : start + 1000])
     ingest_rate = len(envelopes) / (time.perf_counter() - started)
-    target = LedgerStore(workdir / "target.db", world.coop.public_key)
+    target = LedgerStore(workdir / "target.db", world.coop.public_key, clock=world.clock)
     a = Node(identity("sync/a"), ledger=source, sync_interval=3600, gossip=False)
     b = Node(identity("sync/b"), ledger=target, sync_interval=3600, gossip=False)
     async with AsyncExitStack() as stack:

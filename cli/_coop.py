@@ -17,7 +17,6 @@ import trio
 from wattshare.ledger import (
     Adjustment,
     CoopCharter,
-    CreditLimit,
     Entry,
     EntryKind,
     LedgerStore,
@@ -48,7 +47,8 @@ def coop_group() -> None:
 @coop_group.command("init")
 @click.option("--name", required=True, help="The co-op's name.")
 @click.option("--currency", default="EUR", show_default=True, help="ISO 4217 code the co-op keeps.")
-@click.option("--credit-limit", default="50", show_default=True, help="How far a member may go below zero.")
+@click.option("--credit-limit", default="50", show_default=True,
+              help="How far a member may go below zero, unless `coop admit` names another limit.")
 @click.option("--listen", default="/ip4/127.0.0.1/tcp/4001", show_default=True,
               help="libp2p listen address: members bootstrap here, so keep the port fixed.")
 @click.option("--force", is_flag=True, help="Replace an existing co-op in this home.")
@@ -72,14 +72,14 @@ def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str,
     ledger.close()
     emit(ctx, {"coop": coop.peer_id, "treasurer": treasurer.peer_id, "witness": witness.peer_id},
          f"co-op [bold]{name}[/] is {coop.peer_id}\nmembers join with: --coop {coop.peer_id}\n"
-         "start its node with: wattshare coop node run")
+         "admit each with: wattshare coop admit PEER_ID\nstart its node with: wattshare coop node run")
 
 
 def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:
-    """The co-op's charter in force, or a one-line failure saying how to make one."""
+    """The co-op's charter in force; ValueError saying how to make one if there is none."""
     charter = charter_entry(ledger, coop)
     if charter is None:
-        fail("this ledger holds no co-op charter; run `wattshare coop init` in this home")
+        raise ValueError("this ledger holds no co-op charter; run `wattshare coop init` in this home")
     return charter
 
 
@@ -93,21 +93,25 @@ def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int
                                payer=member_key(request["payer"]), payee=member_key(request["payee"]),
                                amount=request["amount"], currency=currency, note=request.get("note", ""))
     else:
-        body = MoneyMove(charter=charter, member=member_key(request["member"]), amount=request["amount"],
+        member = member_key(request["member"])
+        if not ledger.state.is_member(member):
+            raise ValueError(f"{request['member']} is not a member of this co-op: check the id, or admit it first "
+                             "with `wattshare coop admit`")
+        body = MoneyMove(charter=charter, member=member, amount=request["amount"],
                          currency=currency, reference=request.get("reference", ""))
     [entry] = ledger.append(home.identity("treasurer.key"), [(kind, body)], t=t)
     return {"kind": kind.value, "amount": request["amount"], "currency": currency, "seq": entry.message.seq}
 
 
 def write_admission(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
-    """Re-issue the co-op's charter with `member`'s own credit limit (admitting it)."""
+    """Re-issue the co-op's charter admitting `member` (or changing its credit limit; the
+    charter's default limit if the request names none)."""
     coop = home.identity()
     charter = CoopCharter.decode(_charter(ledger, coop.public_key).message.body)
     member = member_key(request["member"])
-    limits = tuple(x for x in charter.limits if x.member != member) + (CreditLimit(member=member,
-                                                                                   limit=request["limit"]),)
-    [entry] = ledger.append(coop, [(EntryKind.COOP, charter.replace(limits=limits))], t=t)
-    return {"member": request["member"], "credit_limit": request["limit"], "currency": charter.currency,
+    admitted = charter.admit(member, request.get("limit"))
+    [entry] = ledger.append(coop, [(EntryKind.COOP, admitted)], t=t)
+    return {"member": request["member"], "credit_limit": admitted.limit_of(member), "currency": charter.currency,
             "seq": entry.message.seq}
 
 
@@ -119,6 +123,8 @@ def _via_daemon(ctx: Context, cmd: str, request: dict[str, Any],
     ledger = ctx.home.ledger()
     try:
         return write(ctx.home, ledger, request, int(clock_from_env()()))
+    except ValueError as error:
+        fail(str(error))
     finally:
         ledger.close()
 
@@ -166,21 +172,24 @@ def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> Non
 
 @coop_group.command("admit")
 @click.argument("member")
-@click.option("--credit-limit", "limit_text", required=True, help="How far MEMBER may go below zero.")
+@click.option("--credit-limit", "limit_text", help="How far MEMBER may go below zero (default: the charter's).")
 @pass_context
-def admit(ctx: Context, member: str, limit_text: str) -> None:
-    """Admit a MEMBER (peer id) with its own credit limit, in a new version of the charter.
+def admit(ctx: Context, member: str, limit_text: str | None) -> None:
+    """Admit a MEMBER (peer id), or change its credit limit, in a new version of the charter.
 
-    A co-op that admits members one by one is made with `coop init --credit-limit 0`.
+    Only members' ledger feeds are replicated, and only members get credit or deposits:
+    admit every host and neighbour (they print their peer id with `host init` and
+    `wallet init`).
 
     \b
-    Example:
+    Examples:
+      wattshare coop admit 12D3KooW...
       wattshare coop admit 12D3KooW... --credit-limit 50
     """
     member_key(member)
     currency = ctx.home.config()["coop"]["currency"]
-    data = _via_daemon(ctx, "admit", {"member": member, "limit": amount(limit_text, currency, "--credit-limit")},
-                       write_admission)
+    limit = None if limit_text is None else amount(limit_text, currency, "--credit-limit")
+    data = _via_daemon(ctx, "admit", {"member": member, "limit": limit}, write_admission)
     emit(ctx, data, f"admitted {member[:16]}… with a credit limit of {money(data['credit_limit'], data['currency'])}")
 
 

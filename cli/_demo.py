@@ -122,7 +122,7 @@ def _step(title: str) -> Iterator[None]:
 
 
 def _set_up(town: Neighbourhood) -> str:
-    with _step("1. A co-op, six hosts and a driver move into Kollwitzkiez"):
+    with _step("1. A co-op, six hosts and a driver move into Kollwitzkiez; the co-op admits each"):
         port = free_port()
         coop = run_json(town.coop, "coop", "init", "--name", "Kollwitzkiez Energy", "--credit-limit", "50",
                           "--listen", f"/ip4/127.0.0.1/tcp/{port}")
@@ -132,12 +132,14 @@ def _set_up(town: Neighbourhood) -> str:
         console.print(f"co-op node [bold]{coop['coop'][:16]}…[/] is the neighbourhood's bootstrap peer "
                       f"(127.0.0.1:{port})")
         for home, (street, lat, lon, kw, off_peak, peak) in zip(town.hosts, HOSTS):
-            run_json(home, "host", "init", "--lat", str(lat), "--lon", str(lon), "--address", f"{street} 12",
-                       "--access-code", "4711", "--max-kw", str(kw), "--off-peak", f"23:00-07:00@{off_peak}",
-                       "--peak", peak, "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"],
-                       "--bootstrap", bootstrap, "--tz", "Europe/Berlin")
+            host = run_json(home, "host", "init", "--lat", str(lat), "--lon", str(lon), "--address", f"{street} 12",
+                            "--access-code", "4711", "--max-kw", str(kw), "--off-peak", f"23:00-07:00@{off_peak}",
+                            "--peak", peak, "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"],
+                            "--bootstrap", bootstrap, "--tz", "Europe/Berlin")
+            run_json(town.coop, "coop", "admit", host["peer_id"])
             town.spawn(home, "host", "run", "--simulate-wallbox", "--wallbox-kw", str(min(kw, 11)))
         wallet = run_json(town.driver, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
+        run_json(town.coop, "coop", "admit", wallet["peer_id"])
 
         async def all_ready() -> None:
             async with trio.open_nursery() as nursery:

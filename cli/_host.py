@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import click
 import trio
 
-from wattshare.node import Approval, Curve, Node, OcppEndpoint, Wallbox
+from wattshare.node import Approval, Curve, Node, OcppEndpoint, Wallbox, client_context, make_certificate, server_context
 from wattshare.node._admin import AdminError
 from wattshare.node._faults import FullDisk
 from wattshare.protocol import AccessInfo, format_amount
@@ -16,7 +17,7 @@ from wattshare.protocol import AccessInfo, format_amount
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
 from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
 from ._errors import fail
-from ._home import clock_from_env
+from ._home import Home, clock_from_env
 from ._view import Context, booking_table, emit, pass_context
 
 DEFAULT_OCPP = "127.0.0.1:8887"
@@ -78,6 +79,8 @@ def _password(charger: dict) -> str:
               help="manual: each request waits for `wattshare host approve`.")
 @click.option("--ocpp", "ocpp_address", default=DEFAULT_OCPP, show_default=True,
               help="Where your wallbox connects (OCPP 1.6J: ws://HOST:PORT/ocpp/<charger id>).")
+@click.option("--ocpp-tls", is_flag=True,
+              help="OCPP security profile 2: wss:// with a certificate this host makes (trust it on the wallbox).")
 @click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, help="libp2p listen address.")
 @click.option("--bootstrap", multiple=True, help="A co-op node's full /p2p/ address (repeatable).")
 @click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
@@ -86,7 +89,7 @@ def _password(charger: dict) -> str:
 def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, instructions: str, charger_id: str,
          connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
          open_days: str, tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
-         ocpp_address: str, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
+         ocpp_address: str, ocpp_tls: bool, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
     """Create this host's key and config: where the charger is, what it costs, the terms.
 
     \b
@@ -101,7 +104,7 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
         "id": charger_id, "lat": lat, "lon": lon, "tz": tz, "connector": connector, "max_kw": max_kw,
         "currency": currency, "off_peak": off_peak, "peak": peak, "flat": flat, "hours": open_hours,
         "days": days(open_days),
-        "approval": approval, "ocpp": ocpp_address, "ocpp_password": secrets.token_urlsafe(18),
+        "approval": approval, "ocpp": ocpp_address, "ocpp_password": secrets.token_urlsafe(18), "ocpp_tls": ocpp_tls,
         "terms": dict(zip(TERMS, (cancel_until, amount(cancel_fee, currency, "--cancel-fee"), noshow_timeout,
                                   amount(noshow_fee, currency, "--noshow-fee"), 5, 7 * 24 * 60))),
     }
@@ -112,14 +115,33 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
         "charger": charger,
         "access": {"address": address, "code": access_code, "instructions": instructions},
     })
-    emit(ctx, {"peer_id": identity.peer_id, "home": str(ctx.home.path), "cell": ad.geohash,
-               "charger": charger_id, "ocpp": f"ws://{ocpp_address}/ocpp/{charger_id}",
-               "ocpp_password": charger["ocpp_password"]},
+    url = f"{'wss' if ocpp_tls else 'ws'}://{ocpp_address}/ocpp/{charger_id}"
+    data = {"peer_id": identity.peer_id, "home": str(ctx.home.path), "cell": ad.geohash, "charger": charger_id,
+            "ocpp": url, "ocpp_password": charger["ocpp_password"]}
+    trust = ""
+    if ocpp_tls:
+        key, cert = _tls_files(ctx.home)
+        data["ocpp_certificate"] = str(cert)
+        data["ocpp_fingerprint"] = make_certificate(_ocpp(ocpp_address)[0], key, cert, clock_from_env()())
+        trust = (f"  trust this host's certificate on the wallbox: install {cert} as its central system root\n"
+                 f"  certificate, or pin its SHA-256 fingerprint {data['ocpp_fingerprint']}\n")
+    emit(ctx, data,
          f"host [bold]{identity.peer_id}[/] ready in {ctx.home.path}\n"
          f"advertised location: geohash {ad.geohash} (about 150 m; the exact address stays here)\n"
-         f"point your wallbox at ws://{ocpp_address}/ocpp/{charger_id} with OCPP security profile 1:\n"
+         f"point your wallbox at {url} with OCPP security profile {2 if ocpp_tls else 1}:\n"
          f"  charge point id {charger_id}, password (AuthorizationKey) {charger['ocpp_password']}\n"
-         "then run: wattshare host run")
+         f"{trust}then run: wattshare host run")
+
+
+def _tls_files(home: Home) -> tuple[Path, Path]:
+    """Where `host init --ocpp-tls` keeps the OCPP key (0600) and certificate."""
+    return home.path / "ocpp-key.pem", home.path / "ocpp-cert.pem"
+
+
+def _endpoint(home: Home, charger: dict) -> OcppEndpoint:
+    """The wallbox endpoint of the config: its password, address and (profile 2) TLS."""
+    tls = server_context(*_tls_files(home)) if charger.get("ocpp_tls") else None
+    return OcppEndpoint({charger["id"]: _password(charger)}, *_ocpp(charger["ocpp"]), tls=tls)
 
 
 @host_group.command("run")
@@ -145,7 +167,7 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
     node = Node(identity, listen=config["node"]["listen"], state=ctx.home.state,
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
-                ocpp=OcppEndpoint({charger["id"]: _password(charger)}, *_ocpp(charger["ocpp"])), clock=clock,
+                ocpp=_endpoint(ctx.home, charger), clock=clock,
                 sync_interval=sync_interval,
                 admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r),
                                 "disk-full": lambda r: disk.fill(float(r.get("seconds", 2.0)))})
@@ -155,12 +177,13 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
         signed = _publish(node, ctx)
         assert node.sessions is not None
         port = node.sessions.central.port
-        log.info("advertising charger=%s seq=%d cell=%s ocpp=ws://127.0.0.1:%d/ocpp/%s", signed["charger"],
-                 signed["seq"], signed["cell"], port, charger["id"])
+        tls = client_context(_tls_files(ctx.home)[1]) if charger.get("ocpp_tls") else None
+        log.info("advertising charger=%s seq=%d cell=%s ocpp=%s://127.0.0.1:%d/ocpp/%s", signed["charger"],
+                 signed["seq"], signed["cell"], "wss" if tls else "ws", port, charger["id"])
         nursery.start_soon(disk.run)
         if simulate_wallbox:
             boxes.append(Wallbox(charger["id"], port, clock, _password(charger),
-                                 curve=Curve(power_w=round(wallbox_kw * 1000))))
+                                 curve=Curve(power_w=round(wallbox_kw * 1000)), tls=tls))
             nursery.start_soon(boxes[0].run)
 
     run_trio(daemon, node, config["node"]["bootstrap"], started)

@@ -383,23 +383,30 @@ def receipts(ctx: Context, booking: str) -> None:
 
 @wallet_group.command("dispute")
 @click.argument("booking")
-@click.option("--reason", type=click.Choice(["mispriced", "over_cap", "broken_chain", "wrong_booking"]),
-              default="mispriced", show_default=True)
+@click.option("--reason", type=click.Choice(["mispriced", "over_cap", "broken_chain", "wrong_booking", "bad_time"]),
+              default="mispriced", show_default=True, help="bad_time: a fee for a cancel or no-show that was not late.")
 @click.option("--detail", default="", help="What is wrong, in a line.")
 @pass_context
 def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
-    """Dispute a settlement (within the booking terms' dispute window) on the ledger.
+    """Dispute a settlement, or a cancel or no-show fee, on the ledger (within the booking
+    terms' dispute window); your co-op resolves it.
 
     \b
-    Example:
+    Examples:
       wattshare wallet dispute 3fa9c2 --reason mispriced --detail "charged peak after 23:00"
+      wattshare wallet dispute 3fa9c2 --reason bad_time --detail "I was at the charger at 23:05"
     """
 
     async def job(node: Node) -> Dispute:
         chosen = _booking(node, booking)
         session = node.store.session(chosen.id)
+        if (session is None or session["settlement"] is None) and node.ledger.fee_claim(chosen.id) is not None:
+            try:
+                return node.dispute_fee(chosen, Reason(reason), detail)
+            except ValueError as error:
+                fail(str(error))
         if session is None or session["settlement"] is None:
-            fail("this booking has no settlement to dispute yet; see `wattshare wallet receipts`")
+            fail("this booking has no settlement or fee to dispute yet; see `wattshare wallet receipts`")
         if session["answer"] is not None:
             fail("you already answered this settlement (your wallet acks one that prices right); "
                  "the first answer stands: talk to your co-op")

@@ -16,11 +16,15 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
    postings into freshly computed balances.
 3. Cross checks: signed heads and witnesses' checkpoints against Merkle roots rebuilt
    from the entries, and each feed's unwitnessed tail (the entries past the last
-   checkpoint that covers it: a cut there would go unnoticed, so it is reported); acks and disputes against the settlements they name; money moved
-   and checkpoints under a charter the co-op's feed holds; stored balances against the recomputed
-   ones; and conservation (balances sum to deposits minus withdrawals). A driver's
-   second answer to one settlement (two acks, or an ack and then a dispute) moves no
-   money, so ingest keeps it, but audit names it: the first answer stands.
+   checkpoint that covers it: a cut there leaves no trace, so it is reported); acks
+   and disputes against the settlements they name; money moved and checkpoints under a
+   charter the co-op's feed holds; stored balances against the recomputed ones;
+   conservation (balances sum to deposits minus withdrawals); and every member that
+   owes more than its credit limit (credit holds make that impossible short of a
+   forked feed, so it is named). A dispute names a settlement, or a FEE entry, of its
+   author's own booking (else it dangles). A driver's second answer to one settlement (two acks,
+   or an ack and then a dispute) moves no money, so ingest keeps it, but audit names
+   it: the first answer stands.
 4. Evidence: each entry ingest refused but kept because its author provably signed it
    (the `refused` table) is re-checked on its own and its author named; a row that
    proves nothing is flagged too, so the table cannot frame anyone.
@@ -240,6 +244,7 @@ class _Ordered:
         self.state = LedgerState(report.coop)
         self.logs: dict[bytes, MerkleLog] = defaultdict(MerkleLog)
         self.accepted: list[Checked] = []
+        self.fees: dict[bytes, tuple[bytes, bytes]] = {}  # booking -> (FEE entry digest, the booking's driver)
         self.proven: set[bytes] = set()  # authors the frauds table proves forked: their rows must be frozen
 
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
@@ -350,6 +355,8 @@ class _Ordered:
                             "it counts for nothing", author, seq)
             return False
         self.accepted.append(fact)
+        if fact.kind is EntryKind.FEE:
+            self.fees[fact.booking] = (digest, fact.driver)  # type: ignore[index,assignment]
         return True
 
     def _heads(self, heads: list) -> None:
@@ -390,6 +397,8 @@ class _Ordered:
         for fact in self.accepted:
             if fact.kind is EntryKind.DISPUTE and (fact.booking, fact.settlement, fact.author) in refused_claims:
                 continue  # a driver disputing a claim the ledger refused: right, and nothing dangles
+            if fact.kind is EntryKind.DISPUTE and self.fees.get(fact.booking) == (fact.settlement, fact.author):
+                continue  # the booking's driver disputing the fee its host claimed
             if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
                 settled = settlements.get(fact.booking)
                 if settled is None or settled.settlement != fact.settlement or settled.driver != fact.author:
@@ -412,6 +421,10 @@ class _Ordered:
         computed = {key: value for key, value in self.state.balances.items() if value}
         self.report.balances = computed
         self.report.credit_limits = {member: self.state.credit_limit(member) for member, _ in computed}
+        for (member, currency), value in sorted(computed.items()):
+            if value < -self.report.credit_limits[member]:
+                self.flag(Rule.OVER_CREDIT, f"owes {-value} {currency}, more than its credit limit of "
+                                            f"{self.report.credit_limits[member]}", member)
         for key in sorted(set(computed) | {k for k, v in stored.items() if v}):
             if computed.get(key, 0) != stored.get(key, 0):
                 self.flag(Rule.BALANCE_MISMATCH,

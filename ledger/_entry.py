@@ -14,8 +14,14 @@ Theory of operation (DESIGN.md, "Ledger"):
   - FEE (by the host): the booking and the driver's late Cancel or the host's NoShow;
     the amount must be what the booking terms give.
   - ACK / DISPUTE (by the driver): the protocol's SettlementAck / Dispute.
+  - HOLD (by a driver): its signed BookingRequest, put on its own feed before the host
+    sees the request: the cap is held against its credit until the booking is claimed
+    (settled or charged a fee), released, or lapses (`HOLD_LAPSE` after the window ends).
+  - RELEASE (by the driver): the request and the host's signed rejection of it: a host
+    that refused a booking can never claim it, so its hold ends.
   - COOP (by the co-op key): the charter naming treasurer and witness keys, currency and
-    credit limits. The latest charter in the co-op's feed is in force. A key dropped
+    the admitted members with their credit limits (nobody else is a member: their feeds
+    are not replicated and they get no credit). The latest charter in the co-op's feed is in force. A key dropped
     from a role is *retired* in it with the size its feed had then: its entries of that
     role from that seq on move nothing. Retirements are kept by every later charter, so
     whether a role entry counts follows the feeds' order, never an author-chosen time.
@@ -32,6 +38,8 @@ from enum import StrEnum
 
 from wattshare.protocol import (
     Booking,
+    BookingRejection,
+    BookingRequest,
     Cancel,
     Dispute,
     Message,
@@ -49,6 +57,7 @@ from wattshare.protocol import (
 )
 
 MAX_BODY = 48 * 1024
+HOLD_LAPSE = 2 * 86_400  # a hold still unclaimed this long after its window ends stops counting
 _KEY = 32
 
 
@@ -62,6 +71,8 @@ class EntryKind(StrEnum):
     WITHDRAWAL = "withdrawal"
     ADJUSTMENT = "adjustment"
     CHECKPOINT = "checkpoint"
+    HOLD = "hold"
+    RELEASE = "release"
 
 
 @message("ledger_entry")
@@ -107,8 +118,10 @@ def _require_keys(name: str, keys: tuple[bytes, ...], low: int, high: int) -> No
 
 @record
 class CreditLimit(Record):
+    """An admitted member and the most it may owe."""
+
     member: bytes
-    limit: int  # minor units a member may owe
+    limit: int  # minor units
 
     def _validate(self) -> None:
         require_size("member", self.member, _KEY, _KEY)
@@ -137,10 +150,10 @@ class Retirement(Record):
 class CoopCharter(Record):
     name: str
     currency: str
-    credit_limit: int  # default for members without their own limit
+    credit_limit: int  # what a member is admitted with unless the co-op names another limit
     treasurers: tuple[bytes, ...]
     witnesses: tuple[bytes, ...]
-    limits: tuple[CreditLimit, ...] = ()
+    members: tuple[CreditLimit, ...] = ()  # the admitted members
     retired: tuple[Retirement, ...] = ()
 
     def _validate(self) -> None:
@@ -149,7 +162,8 @@ class CoopCharter(Record):
         require_range("credit_limit", self.credit_limit, 0, 10**12)
         _require_keys("treasurers", self.treasurers, 1, 16)
         _require_keys("witnesses", self.witnesses, 0, 16)
-        require_size("limits", self.limits, 0, 10_000)
+        require_size("members", self.members, 0, 10_000)
+        require(len({m.member for m in self.members}) == len(self.members), "members lists a key twice")
         require_size("retired", self.retired, 0, 1_000)
         held = {(key, role) for role in Role for key in getattr(self, role.value)}
         left = [(r.member, r.role) for r in self.retired]
@@ -157,7 +171,19 @@ class CoopCharter(Record):
         require(not held & set(left), "a retired key cannot hold that role again: give the role to a new key")
 
     def limit_of(self, member: bytes) -> int:
-        return next((c.limit for c in self.limits if c.member == member), self.credit_limit)
+        """The member's credit limit; 0 for a key the co-op has not admitted."""
+        return next((c.limit for c in self.members if c.member == member), 0)
+
+    def names(self) -> set[bytes]:
+        """Every key this charter knows: its members, treasurers, witnesses and retired keys."""
+        return {m.member for m in self.members} | set(self.treasurers) | set(self.witnesses) \
+            | {r.member for r in self.retired}
+
+    def admit(self, member: bytes, limit: int | None = None) -> "CoopCharter":
+        """This charter with `member` admitted (or its limit changed); `limit` defaults to
+        the charter's `credit_limit`."""
+        entry = CreditLimit(member=member, limit=self.credit_limit if limit is None else limit)
+        return self.replace(members=tuple(m for m in self.members if m.member != member) + (entry,))
 
     def retire(self, member: bytes, role: Role, until: int) -> "CoopCharter":
         """This charter with `member` dropped from `role`, its entries of that role from
@@ -264,6 +290,26 @@ class Checkpoint(Record):
         require_size("heads", self.heads, 1, 10_000)
 
 
+@record
+class Hold(Record):
+    """A driver holds its request's cap against its credit (see the module doc)."""
+
+    request: Signed[BookingRequest]
+
+    @property
+    def lapses(self) -> int:
+        """When an unclaimed hold stops counting."""
+        return self.request.message.end + HOLD_LAPSE
+
+
+@record
+class Release(Record):
+    """A driver ends its hold on a request the host rejected."""
+
+    request: Signed[BookingRequest]
+    rejection: Signed[BookingRejection]
+
+
 BODY_TYPES: dict[EntryKind, type[Record]] = {
     EntryKind.COOP: CoopCharter,
     EntryKind.SETTLEMENT: SettlementClaim,
@@ -274,4 +320,6 @@ BODY_TYPES: dict[EntryKind, type[Record]] = {
     EntryKind.WITHDRAWAL: MoneyMove,
     EntryKind.ADJUSTMENT: Adjustment,
     EntryKind.CHECKPOINT: Checkpoint,
+    EntryKind.HOLD: Hold,
+    EntryKind.RELEASE: Release,
 }

@@ -38,6 +38,7 @@ class Rule(StrEnum):
     DANGLING = "dangling"  # an ack or dispute names a settlement that is not in the ledger
     BALANCE_MISMATCH = "balance_mismatch"  # stored balances differ from the entries' sum
     CONSERVATION = "conservation"  # balances do not sum to deposits minus withdrawals
+    OVER_CREDIT = "over_credit"  # a member owes more than its credit limit (audit)
 
     @property
     def reason(self) -> Reason:
@@ -60,6 +61,7 @@ _REASONS = {
     Rule.NOT_TREASURER: Reason.WRONG_SIGNER,
     Rule.NOT_WITNESS: Reason.WRONG_SIGNER,
     Rule.BAD_TIME: Reason.BAD_TIME,
+    Rule.OVER_CREDIT: Reason.INSUFFICIENT_CREDIT,
 }
 
 

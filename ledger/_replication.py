@@ -15,6 +15,11 @@ Theory of operation (DESIGN.md, "Ledger", replication; the transport comes with 
    envelopes, in feed order; the receiver ingests each batch atomically and then keeps
    the heads that have become checkable.
 
+Only members' feeds are wanted (DESIGN.md, "Light and full members"): the keys the
+co-op's charter in force names, and the co-op itself. A feed skipped because its
+author was not yet a member here is `deferred`; once a batch brings the charter that
+admits it (`newly_admitted`), the caller asks again in the same sync.
+
 Every step is idempotent (duplicates are no-ops), resumable (a broken sync loses only
 the batch in flight; the next `Have` asks again from the new sizes) and independent of
 the order in which feeds arrive.
@@ -97,6 +102,7 @@ class Replicator:
         self.interested = interested
         self.batch_size = min(batch_size, MAX_BATCH)
         self._pending_heads: list[Signed[FeedHead]] = []  # their heads beyond what we hold
+        self.deferred: set[bytes] = set()  # feeds skipped in the last `want`: their authors were not members
 
     def have(self) -> Have:
         store = self.store
@@ -124,10 +130,14 @@ class Replicator:
             except EntryRefused:
                 refetch.add(head.message.author)
         ranges = []
+        self.deferred = set()
         for item in theirs.sizes:
             feed = store.state.feeds.get(item.author)
             ours = feed.size if feed is not None else 0
             if not self.interested(item.author) or (feed is not None and feed.frozen):
+                continue
+            if not store.state.is_member(item.author):
+                self.deferred.add(item.author)
                 continue
             if item.author in refetch:
                 start, end = 0, item.size
@@ -139,6 +149,10 @@ class Replicator:
                 continue
             ranges.append(FeedRange(author=item.author, start=start, end=end))
         return Want(ranges=tuple(ranges))
+
+    def newly_admitted(self) -> bool:
+        """True if a feed the last `want` deferred is a member's now: want again."""
+        return any(self.store.state.is_member(author) for author in self.deferred)
 
     def serve(self, want: Want) -> Iterator[Batch]:
         """The batches that answer the other side's Want, from what this store holds."""
@@ -191,11 +205,14 @@ class Replicator:
 def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
     """Run a whole two-way sync between two local replicators (for tests and tools);
     returns the number of entries each side added."""
-    have_a, have_b = a.have(), b.have()
-    want_a, want_b = a.want(have_b), b.want(have_a)
-    added_a = sum(a.accept(batch).added for batch in b.serve(want_a))
-    added_b = sum(b.accept(batch).added for batch in a.serve(want_b))
-    return added_a, added_b
+    added_a = added_b = 0
+    while True:
+        have_a, have_b = a.have(), b.have()
+        want_a, want_b = a.want(have_b), b.want(have_a)
+        added_a += sum(a.accept(batch).added for batch in b.serve(want_a))
+        added_b += sum(b.accept(batch).added for batch in a.serve(want_b))
+        if not (a.newly_admitted() or b.newly_admitted()):
+            return added_a, added_b
 
 
 frame_kind("sync_have", Have)

@@ -35,7 +35,9 @@ from ._entry import (
     EntryKind,
     FeeClaim,
     HeadRef,
+    Hold,
     MoneyMove,
+    Release,
     SettlementClaim,
 )
 from ._errors import EntryRefused, Rule
@@ -63,6 +65,7 @@ class Checked:
     settlement: bytes | None = None  # settlement: its Settlement's digest; ack, dispute: the one named
     driver: bytes | None = None  # settlement: the booking's driver
     heads: tuple[HeadRef, ...] = ()  # checkpoint: the heads a witness saw
+    hold: tuple[int, int] | None = None  # hold: (the cap held, when it lapses)
 
 
 def decode_entry(data: bytes) -> Signed[Entry]:
@@ -156,7 +159,22 @@ def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
     if signed.message.t < (claim.cancel or claim.no_show).message.t:  # type: ignore[union-attr]
         raise EntryRefused(Rule.BAD_FEE, "the fee claim predates the cancel or no-show it claims for")
     effects = _transfer(request.driver, request.host, request.tariff.currency, claim.amount)
-    return _facts(signed, effects=effects, claim=claim.booking.id, booking=claim.booking.id)
+    return _facts(signed, effects=effects, claim=claim.booking.id, booking=claim.booking.id, driver=request.driver)
+
+
+def _hold(signed: Signed[Entry], hold: Hold) -> Checked:
+    if hold.request.signer != signed.signer:
+        raise EntryRefused(Rule.WRONG_AUTHOR, "a driver holds credit for its own requests only")
+    return _facts(signed, booking=hold.request.digest, hold=(hold.request.message.spend_cap, hold.lapses))
+
+
+def _release(signed: Signed[Entry], release: Release) -> Checked:
+    request = release.request
+    if request.signer != signed.signer:
+        raise EntryRefused(Rule.WRONG_AUTHOR, "a driver releases its own holds only")
+    if release.rejection.signer != request.message.host or release.rejection.message.booking_id != request.digest:
+        raise EntryRefused(Rule.WRONG_AUTHOR, "a hold is released by its host's rejection of that request")
+    return _facts(signed, booking=request.digest)
 
 
 def _charter(signed: Signed[Entry], holder: Signed[Entry], role: str, rule: Rule) -> CoopCharter:
@@ -198,4 +216,6 @@ _RULES = {
     EntryKind.WITHDRAWAL: _money,
     EntryKind.ADJUSTMENT: _money,
     EntryKind.CHECKPOINT: _checkpoint,
+    EntryKind.HOLD: _hold,
+    EntryKind.RELEASE: _release,
 }

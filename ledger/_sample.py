@@ -5,7 +5,8 @@ reproducible) and keeps each author's feed tip, so it can write valid entries fo
 member in any order: the co-op's charter, treasurer deposits, whole charging sessions
 (ad terms -> driver-signed request -> host confirmation -> hash-chained receipts every
 15 minutes -> priced settlement) claimed as settlement entries, and the drivers' acks.
-It builds entries only; storing them is the caller's business.
+It builds entries only; storing them is the caller's business (`clock` is a time for
+the stores that take them, after all of them).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class SampleWorld:
         self._nonce = 0
         self.charter: Signed[Entry] | None = None
 
+    def clock(self) -> float:
+        """A day after the latest entry this world has signed: the time for the ledgers
+        that take its entries (none is ahead of it), whatever today's date."""
+        return max((last for _, _, last in self._tips.values()), default=EPOCH) + 86_400
+
     def identity(self, role: str, index: int = 0) -> Identity:
         return Identity(hashlib.sha256(f"wattshare-sample/{self.seed}/{role}/{index}".encode()).digest())
 
@@ -94,14 +100,18 @@ class SampleWorld:
         self._tips[author.public_key] = (seq + 1, signed.digest, t)
         return signed
 
-    def charter_body(self, credit_limit: int = 5_000) -> CoopCharter:
-        return CoopCharter(
+    def charter_body(self, credit_limit: int = 5_000, members: tuple[bytes, ...] = ()) -> CoopCharter:
+        """The charter admitting every host and driver of the world, and `members`, with `credit_limit`."""
+        charter = CoopCharter(
             name="Acacia Avenue Energy Co-op", currency="EUR", credit_limit=credit_limit,
             treasurers=(self.treasurer.public_key,), witnesses=(self.witness.public_key,),
         )
+        for key in [i.public_key for i in self.hosts + self.drivers] + list(members):
+            charter = charter.admit(key)
+        return charter
 
-    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH) -> Signed[Entry]:
-        self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit), t)
+    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH, members: tuple[bytes, ...] = ()) -> Signed[Entry]:
+        self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit, members), t)
         return self.charter
 
     def money(self, member: Identity, amount: int, t: int, kind: EntryKind = EntryKind.DEPOSIT) -> Signed[Entry]:

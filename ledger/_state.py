@@ -25,6 +25,14 @@ Theory of operation (DESIGN.md, "Ledger"):
   charter brings; the caller voids the entries it already applied past them (`unpost`).
 - Balances are maintained incrementally from each entry's postings; deposits minus
   withdrawals are tracked beside them, so conservation is checkable at any moment.
+- Membership and credit: the latest charter names the members (`is_member`); a key it
+  does not admit, or whose feed is frozen, has no credit. Each driver's open credit
+  holds are kept per booking with their feed position, and `available` is what a host
+  may still let it book: balance + credit limit - the caps of its open holds before a
+  given one. A hold closes when its booking is claimed or released, or lapses by the
+  asking host's clock; since holds chain in the driver's own feed, each host counts
+  every hold made before the one it decides on, so confirmed caps never add up past
+  the credit unless the driver forks its feed (frozen, named by audit).
 - Changes are journalled: `rollback` undoes everything since `begin`, which is how a
   refused batch leaves the state exactly as before it.
 """
@@ -86,6 +94,8 @@ class LedgerState:
         self.money_in: dict[str, int] = defaultdict(int)  # deposits minus withdrawals
         self.charter: tuple[int, CoopCharter] | None = None  # (seq, charter) in force
         self.retired: dict[tuple[bytes, Role], int] = {}  # (key, role) -> first seq it moves nothing at
+        self.members: set[bytes] = {coop}  # every key the charter in force names
+        self.holds: dict[bytes, dict[bytes, tuple[int, int, int]]] = defaultdict(dict)  # driver -> booking -> (seq, cap, lapses)
         self._journal: list[Callable[[], None]] | None = None
 
     # --- transactions -------------------------------------------------------------
@@ -156,15 +166,33 @@ class LedgerState:
         if checked.claim is not None:
             self.claims[checked.claim] = digest
             self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
+            self._close_hold(checked.driver, checked.claim)  # type: ignore[arg-type]
+        self.track_hold(checked)
         retirements = self._adopt(checked.seq, charter) if charter is not None else []
         if not self.void(checked):
             self._post(checked, 1)
         return retirements
 
+    def track_hold(self, checked: Checked) -> None:
+        """Open a HOLD entry's hold (unless its booking is already claimed); close a RELEASE's."""
+        if checked.hold is not None and checked.booking not in self.claims:
+            self._open_hold(checked.author, checked.booking, (checked.seq, *checked.hold))  # type: ignore[arg-type]
+        elif checked.kind is EntryKind.RELEASE:
+            self._close_hold(checked.author, checked.booking)  # type: ignore[arg-type]
+
+    def _open_hold(self, driver: bytes, booking: bytes, hold: tuple[int, int, int]) -> None:
+        self.holds[driver][booking] = hold
+        self._undo(lambda: self.holds[driver].pop(booking))
+
+    def _close_hold(self, driver: bytes, booking: bytes) -> None:
+        held = self.holds.get(driver, {}).pop(booking, None)
+        if held is not None:
+            self._undo(lambda: self.holds[driver].__setitem__(booking, held))
+
     def _adopt(self, seq: int, charter: CoopCharter) -> list[Retirement]:
-        previous = self.charter
-        self.charter = (seq, charter)
-        self._undo(lambda: setattr(self, "charter", previous))
+        previous, members = self.charter, self.members
+        self.charter, self.members = (seq, charter), charter.names() | {self.coop}
+        self._undo(lambda: (setattr(self, "charter", previous), setattr(self, "members", members)))
         fresh = [r for r in charter.retired if (r.member, r.role) not in self.retired]
         for r in fresh:
             self.retired[(r.member, r.role)] = r.until
@@ -237,7 +265,24 @@ class LedgerState:
         return feed is not None and head.size <= feed.size and feed.log.root_at(head.size) == head.root
 
     def credit_limit(self, member: bytes) -> int:
-        return self.charter[1].limit_of(member) if self.charter else 0
+        """The member's credit limit under the charter in force; none for a key it does not
+        admit or whose feed is frozen."""
+        frozen = member in self.feeds and self.feeds[member].frozen
+        return self.charter[1].limit_of(member) if self.charter and not frozen else 0
+
+    def is_member(self, key: bytes) -> bool:
+        return key in self.members
+
+    def hold(self, driver: bytes, booking: bytes) -> tuple[int, int, int] | None:
+        """(seq, cap, lapses) of the driver's open hold for `booking`, if this ledger has it."""
+        return self.holds.get(driver, {}).get(booking)
+
+    def available(self, driver: bytes, currency: str, now: int, before: int | None = None) -> int:
+        """Balance plus credit limit minus the caps of the driver's holds open at `now`
+        (only those before feed seq `before`, if given: see the module doc)."""
+        held = sum(cap for seq, cap, lapses in self.holds.get(driver, {}).values()
+                   if lapses > now and (before is None or seq < before))
+        return self.balances.get((driver, currency), 0) + self.credit_limit(driver) - held
 
     def conserved(self) -> bool:
         totals: dict[str, int] = defaultdict(int)

@@ -146,6 +146,10 @@ class LedgerStore:
             body = decode_entry(charter["envelope"]).message.body
             state.charter = (charter["seq"], CoopCharter.decode(body))
             state.retired = {(r.member, r.role): r.until for r in state.charter[1].retired}
+            state.members = state.charter[1].names() | {state.coop}
+        for row in self.db.query("SELECT envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 ORDER BY author, seq",
+                                 [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
+            state.track_hold(check_entry(row["envelope"]))
 
     def _write(self, statements: Sequence[tuple[str, Sequence[tuple]]]) -> None:
         """Run all statements in one transaction: all of them happen, or none."""
@@ -376,6 +380,12 @@ class LedgerStore:
             claim = SettlementClaim.decode(Signed.decode(envelope, Entry).message.body)
             disputed += (claim.booking.request.message.driver, claim.settlement.digest) in answers
         return len(settled), disputed
+
+    def fee_claim(self, booking_id: bytes) -> tuple[bytes, int] | None:
+        """(digest, time) of the FEE entry that claims `booking_id`, if the ledger holds one."""
+        row = self.db.execute("SELECT digest, t FROM entries WHERE booking_id = ? AND kind = ? AND frozen = 0",
+                              [booking_id, EntryKind.FEE.value]).fetchone()
+        return (row[0], row[1]) if row is not None else None
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""

@@ -15,6 +15,7 @@ from ._node import Node
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
+from ._tls import client_context, fingerprint, make_certificate, server_context
 from ._wallbox import Curve, Wallbox
 from ._witness import CHECKPOINT_EVERY, charter_entry, checkpoint, witness_feeds
 
@@ -57,4 +58,8 @@ __all__ = [
     "request_cancel",
     "serve_admin",
     "witness_feeds",
+    "client_context",
+    "fingerprint",
+    "make_certificate",
+    "server_context",
 ]

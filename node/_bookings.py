@@ -12,8 +12,11 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms
   stands, so a host's routine re-signing does not void a request made just before it);
   the request is fresh and new (`REPLAY`, `TOO_LATE`); the window is inside availability
-  (`OUTSIDE_AVAILABILITY`); the cap covers a session's fixed fee (`CAP_TOO_LOW`); the
-  driver's ledger balance plus credit limit, minus the caps of its open bookings here,
+  (`OUTSIDE_AVAILABILITY`); the cap covers a session's fixed fee (`CAP_TOO_LOW`). A host
+  with a ledger then checks the driver's credit (DESIGN.md, "Credit holds"): the driver
+  is a member (`NOT_A_MEMBER`); its own feed holds a HOLD of this very request, pulled
+  from the driver's node first if this ledger lacks it (`NO_HOLD`); and its balance
+  plus credit limit, minus the caps of its holds made before this one and still open,
   covers the cap (`INSUFFICIENT_CREDIT`). Then it reserves the slot atomically in its
   SQLite (`SLOT_TAKEN`, see `_store`).
 - Approval is automatic or manual. A manual request holds its slot as PENDING until the
@@ -21,6 +24,9 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   (`APPROVAL_TIMEOUT`); a refused or timed-out request frees the slot.
 - A peer sending more than a burst of requests (`RateLimiter`: 10 at once, then one
   every two seconds) gets `RATE_LIMITED` without any of the checks above being run.
+- The driver (`Node.book`) puts the HOLD on its feed before it sends the request, and a
+  RELEASE with the host's signed rejection after a refusal: a hold ends only when the
+  host can no longer claim the booking.
 - A driver's `CancelOffer` runs through the protocol's booking machine; a late cancel
   owes the terms' fee, which the host claims at once as a FEE entry on its ledger feed.
 """
@@ -30,7 +36,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable
+from typing import Awaitable, Callable
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -101,6 +107,7 @@ class BookingDesk:
     approval_timeout: float = 300.0
     clock: Callable[[], float] = wall_time
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    fetch_feed: Callable[[bytes], Awaitable[None]] | None = None  # pull a driver's feed from its node
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
     async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
@@ -125,6 +132,9 @@ class BookingDesk:
     # --- requests ------------------------------------------------------------------
 
     async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
+        ledger, driver = self.ledger, request.message.driver
+        if ledger is not None and self.fetch_feed is not None and ledger.state.hold(driver, request.digest) is None:
+            await self.fetch_feed(peer)
         try:
             self._check(request, peer)
             if not self.store.reserve(request, Slot.PENDING):  # held, but confirmed only once signed
@@ -163,9 +173,21 @@ class BookingDesk:
         if r.spend_cap < fixed:
             raise Refused(Reason.CAP_TOO_LOW, f"a session costs at least {fixed}")
         if self.ledger is not None:
-            standing = self.ledger.balance(r.driver, r.tariff.currency) + self.ledger.state.credit_limit(r.driver)
-            if standing - self.store.open_caps(r.driver) < r.spend_cap:
-                raise Refused(Reason.INSUFFICIENT_CREDIT, "ledger balance and credit do not cover the cap")
+            self._check_credit(request, now)
+
+    def _check_credit(self, request: Signed[BookingRequest], now: int) -> None:
+        r, state = request.message, self.ledger.state  # type: ignore[union-attr]
+        if not state.is_member(r.driver):
+            raise Refused(Reason.NOT_A_MEMBER, "the co-op has not admitted your key: ask it to run "
+                                               "`wattshare coop admit` with your peer id")
+        hold = state.hold(r.driver, request.digest)
+        if hold is None:
+            raise Refused(Reason.NO_HOLD, "your ledger feed holds no credit hold for this request: "
+                                          "book from a wallet node that keeps its ledger")
+        available = state.available(r.driver, r.tariff.currency, now, before=hold[0])
+        if available < r.spend_cap:
+            raise Refused(Reason.INSUFFICIENT_CREDIT, f"balance and credit minus your open holds leave {available}, "
+                                                      f"less than the cap of {r.spend_cap}")
 
     async def _await_decision(self, booking_id: bytes) -> None:
         event, verdict = trio.Event(), []
@@ -221,12 +243,14 @@ class BookingDesk:
 
 
 class BookingRejected(Exception):
-    """The host said no; `reason` says why (a protocol reason code)."""
+    """The host said no; `reason` says why (a protocol reason code), `rejection` is its
+    signed answer (None if the refusal came before one)."""
 
-    def __init__(self, reason: Reason, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str, rejection: Signed[BookingRejection] | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.rejection = rejection
 
 
 async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest],
@@ -237,7 +261,7 @@ async def request_booking(host: IHost, peer: ID, request: Signed[BookingRequest]
     machine = BookingMachine(request)
     if answer.rejection is not None:
         machine.receive(answer.rejection)
-        raise BookingRejected(answer.rejection.message.reason, answer.rejection.message.detail)
+        raise BookingRejected(answer.rejection.message.reason, answer.rejection.message.detail, answer.rejection)
     machine.receive(answer.confirmation)  # type: ignore[arg-type]
     assert machine.booking is not None and answer.access is not None
     return machine.booking, answer.access

@@ -12,6 +12,8 @@ Theory of operation (DESIGN.md, "OCPP"; OCPP-J 1.6):
   a charger replaces its link only if the old one no longer answers a ping within
   `LIVENESS_TIMEOUT` (a wallbox reconnecting after its link died); while the old link
   is alive the newcomer is refused, so nothing can take a live wallbox's place.
+  Security profile 2 adds TLS with the host node's own certificate (`_tls`): the same
+  server, the same passwords, over wss://.
 - Each link answers every CALL from the charge point: BootNotification, Heartbeat,
   StatusNotification, Authorize, StartTransaction, MeterValues, StopTransaction,
   DataTransfer and the status notifications are handled; any other action gets
@@ -31,6 +33,7 @@ import base64
 import hmac
 import logging
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -57,6 +60,7 @@ class OcppEndpoint:
     passwords: Mapping[str, str]
     host: str = "127.0.0.1"
     port: int = 0
+    tls: ssl.SSLContext | None = None  # security profile 2 (`_tls`): wss:// with the host's certificate
 
     def authenticated(self, charger: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         """Does the request carry HTTP Basic credentials of `charger` (user = its id)?"""
@@ -172,7 +176,8 @@ class CentralSystem:
 
     async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, self._accept, self.endpoint.host, self.endpoint.port, None)
+            server = await nursery.start(serve_websocket, self._accept, self.endpoint.host, self.endpoint.port,
+                                         self.endpoint.tls)
             self.port = server.port
             task_status.started(self.port)
 

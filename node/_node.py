@@ -34,15 +34,17 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import LedgerStore
+from wattshare.ledger import EntryKind, Hold, LedgerStore, Release
 from wattshare.protocol import (
     AccessInfo,
     Booking,
     BookingRequest,
     Cancel,
     ChargerAd,
+    Dispute,
     Identity,
     Query,
+    Reason,
     Result,
     SettlementEvent,
     Signed,
@@ -57,7 +59,7 @@ from ._central import OcppEndpoint
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._conduct import Conduct
-from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, request_booking, request_cancel
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._links import LinkFaults
 from ._host import (
@@ -80,6 +82,7 @@ JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes a
 REFRESH_TIMEOUT = 10.0
 REJOIN_INTERVAL = 5.0
 REACH_TIMEOUT = 5.0
+HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
 HANG_UP_TIMEOUT = 2.0
 SYNC_INTERVAL = 30.0
 AD_RENEW_CHECK = 3600.0  # clock seconds between looks for ads due for re-signing
@@ -112,15 +115,6 @@ class Node:
             self.board.ads[ad.message.charger_id] = ad
         self.conduct = conduct or Conduct()  # a test may pass one on a clock of its own
         self.host.set_stream_handler(AD_PROTOCOL, self.conduct.guard(AD_PROTOCOL, self.board.handle))
-        self.desk: BookingDesk | None = None
-        if access is not None:
-            self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout,
-                                    self.clock)
-            self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
-        self.sessions: SessionDesk | None = None
-        if access is not None and ocpp is not None:
-            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp)
-            self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
         if ledger is not None:
@@ -129,6 +123,15 @@ class Node:
             if gossip:
                 self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge,
                                          blame=lambda who, reason: self.conduct.note(who, HEADS_TOPIC, reason))
+        self.desk: BookingDesk | None = None
+        if access is not None:
+            self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout,
+                                    self.clock, fetch_feed=self._fetch_feed)
+            self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
+        self.sessions: SessionDesk | None = None
+        if access is not None and ocpp is not None:
+            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp)
+            self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync_interval = sync_interval
         self.admin = admin
         self.admin_commands = admin_commands or {}
@@ -215,13 +218,27 @@ class Node:
             nonce=os.urandom(16), created=int(self.clock()),
         ))
         self.store.record(request, Slot.PENDING)
+        if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
+            self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
         try:
             booking, sealed = await request_booking(self.host, await self.reach(ad.host), request)
+        except BookingRejected as rejected:
+            self.store.settle(request.digest, Slot.REJECTED)
+            if self.ledger is not None and rejected.rejection is not None:
+                release = Release(request=request, rejection=rejected.rejection)
+                self.ledger.append(self.identity, [(EntryKind.RELEASE, release)])
+            raise
         except BaseException:
             self.store.settle(request.digest, Slot.REJECTED)
             raise
         self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode(), access=sealed)
         return booking
+
+    async def _fetch_feed(self, key: bytes) -> None:
+        """Bring this ledger up to date with a driver's node (its credit holds) before
+        the booking desk decides on its request."""
+        if self.sync is not None:
+            await self.sync.catch_up(self.host, peer_of(key), HOLD_FETCH_TIMEOUT)
 
     def access(self, booking: Booking) -> AccessInfo:
         """The address, code and instructions of a booking this node made (opened with its key)."""
@@ -229,6 +246,21 @@ class Node:
         if sealed is None:
             raise KeyError("this node did not make that booking")
         return open_access(self.identity, sealed)
+
+    def dispute_fee(self, booking: Booking, reason: Reason, detail: str = "") -> Dispute:
+        """Dispute the fee the host claimed for one of this driver's bookings (its FEE entry
+        on the ledger), within the booking terms' dispute window; ValueError if there is
+        no such fee or the window has closed."""
+        assert self.ledger is not None, "a node without a ledger cannot dispute"
+        fee = self.ledger.fee_claim(booking.id)
+        if fee is None or booking.request.message.driver != self.identity.public_key:
+            raise ValueError("the ledger holds no fee claimed for a booking of yours with that id")
+        now = int(self.clock())
+        if now > fee[1] + booking.request.message.terms.dispute_window_minutes * 60:
+            raise ValueError("the dispute window of this fee has closed")
+        dispute = Dispute(booking_id=booking.id, t=now, settlement=fee[0], reason=reason, detail=detail[:200])
+        self.ledger.append(self.identity, [(EntryKind.DISPUTE, dispute)])
+        return dispute
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""

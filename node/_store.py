@@ -148,14 +148,6 @@ class NodeStore:
         where, args = ("state = ?", [state.value]) if state else (None, None)
         return list(self.db["bookings"].rows_where(where, args, order_by="start"))
 
-    def open_caps(self, driver: bytes) -> int:
-        """Spend caps of the driver's bookings here that may still be charged."""
-        row = self.db.execute(
-            f"SELECT COALESCE(SUM(spend_cap), 0) FROM bookings WHERE driver = ? AND {_HOLDING_SQL}",
-            [driver, *HOLDING],
-        ).fetchone()
-        return int(row[0])
-
     # --- sessions (the host's) ---------------------------------------------------------
 
     def open_session(self, booking_id: bytes, charger_id: str, start: bytes) -> None:

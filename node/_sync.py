@@ -77,8 +77,21 @@ class LedgerSync:
         await frames.send(Batch(entries=()))
 
     async def pull(self, host: IHost, peer: ID) -> int:
-        """Fetch what `peer` holds and we want; returns the entries added."""
+        """Fetch what `peer` holds and we want; returns the entries added. A pull that
+        brings a charter admitting feeds it skipped asks again (`Replicator.deferred`)."""
         replicator = Replicator(self.store, self.interested)
+        added = await self._pull_once(host, peer, replicator)
+        while replicator.newly_admitted():
+            added += await self._pull_once(host, peer, replicator)
+        return added
+
+    async def catch_up(self, host: IHost, peer: ID, timeout: float) -> None:
+        """Pull from `peer` now, giving up quietly after `timeout` seconds (a host checking
+        a driver's credit holds before it answers)."""
+        with trio.move_on_after(timeout):
+            await self._pull_logged(host, peer)
+
+    async def _pull_once(self, host: IHost, peer: ID, replicator: Replicator) -> int:
         added = 0
         with trio.fail_after(SYNC_TIMEOUT):
             stream = await host.new_stream(peer, [SYNC_PROTOCOL])

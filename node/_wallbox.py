@@ -22,6 +22,7 @@ from meter to receipt is one path):
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +59,13 @@ class Curve:
 class Wallbox:
     def __init__(self, charge_point_id: str, port: int, clock: Clock, password: str, *, host: str = "127.0.0.1",
                  curve: Curve = Curve(), meter_interval: int = 60, unit: str = "Wh",
-                 register_wh: float = 1_000_000.0) -> None:
-        """`password` is the charge point's (OCPP security profile 1)."""
+                 register_wh: float = 1_000_000.0, tls: ssl.SSLContext | None = None) -> None:
+        """`password` is the charge point's (OCPP security profile 1); with `tls` (trusting
+        the host node's certificate) it connects over wss:// (profile 2)."""
         self.charge_point_id = charge_point_id
         self.host, self.port = host, port
         self.password = password
+        self.tls = tls
         self.clock = clock
         self.curve = curve
         self.meter_interval = meter_interval
@@ -128,7 +131,7 @@ class Wallbox:
                 try:
                     with trio.CancelScope() as self._link:
                         async with open_websocket(
-                                self.host, self.port, f"/ocpp/{self.charge_point_id}", use_ssl=False,
+                                self.host, self.port, f"/ocpp/{self.charge_point_id}", use_ssl=self.tls or False,
                                 subprotocols=[SUBPROTOCOL],
                                 extra_headers=[(b"Authorization", basic_auth(self.charge_point_id, self.password)
                                                 .encode())]) as ws:

@@ -37,6 +37,8 @@ class Reason(StrEnum):
     OUTSIDE_AVAILABILITY = "outside_availability"  # window not inside the host's hours
     SLOT_TAKEN = "slot_taken"  # window overlaps a booking that already won
     INSUFFICIENT_CREDIT = "insufficient_credit"  # ledger standing does not cover the cap
+    NOT_A_MEMBER = "not_a_member"  # the co-op has not admitted this key
+    NO_HOLD = "no_hold"  # the driver's feed holds no credit hold for this request
     CAP_TOO_LOW = "cap_too_low"  # spend cap below what any session would cost (flat fee)
     DECLINED = "declined"  # the host said no (manual approval)
     APPROVAL_TIMEOUT = "approval_timeout"  # the host did not decide in time

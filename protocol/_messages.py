@@ -223,6 +223,9 @@ class SettlementAck(SettlementEvent):
 
 @message("dispute")
 class Dispute(SettlementEvent):
+    """The driver contests a settlement, or a fee a host claimed (then `settlement` is the
+    digest of the host's FEE ledger entry); the co-op resolves it with an adjustment."""
+
     reason: Reason
     detail: str = ""
 

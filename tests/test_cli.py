@@ -46,7 +46,7 @@ def ledger_file(tmp_path):
     from wattshare.ledger._sample import EPOCH, SampleWorld
 
     world = SampleWorld(seed=21)
-    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)
     session = world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600)
     entries = [world.charter_entry(), world.money(world.drivers[0], 10_000, EPOCH + 1),
                world.settlement_entry(session), world.ack_entry(session)]

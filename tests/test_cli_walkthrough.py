@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+import tomllib
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -82,17 +83,19 @@ def street(tmp_path):
 
 
 def move_in(street, approval="auto", *host_options):
-    """A co-op node, a host with a simulated wallbox, a wallet with 40 EUR: as people type it."""
+    """A co-op node, a host with a simulated wallbox, a wallet with 40 EUR, both admitted: as people type it."""
     port = free_port()
     coop = street.json("coop", "coop", "init", "--name", "Acacia Avenue Energy", "--listen", f"/ip4/127.0.0.1/tcp/{port}")
     street.daemon("coop", "coop", "node", "run")
     bootstrap = street.json("coop", "coop", "status")["addresses"][0]
-    street.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
-                "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
-                "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
-                "--approval", approval, *host_options)
+    host = street.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
+                       "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
+                       "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
+                       "--approval", approval, *host_options)
+    street.json("coop", "coop", "admit", host["peer_id"])
     street.daemon("host", "host", "run", "--simulate-wallbox", "--wallbox-kw", "7.4")
     wallet = street.json("driver", "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
+    street.json("coop", "coop", "admit", wallet["peer_id"])
     street.json("coop", "coop", "deposit", wallet["peer_id"], "40", "--reference", "SEPA 1")
     return coop, bootstrap, wallet
 
@@ -144,7 +147,9 @@ def test_host_wallet_and_coop_from_the_command_line(street):
 
 
 def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(street):
-    _, _, driver = move_in(street)
+    _, _, driver = move_in(street, "auto", "--ocpp-tls")  # and the wallbox on OCPP security profile 2
+    config = tomllib.loads((street.tmp / "host" / "config.toml").read_text())
+    assert config["charger"]["ocpp_tls"] and (street.tmp / "host" / "ocpp-key.pem").stat().st_mode & 0o077 == 0
     start = street.next_half_hour()
     begin, end = window(street, start)
     street.json("driver", "wallet", "find", "--near", "52.5360,13.4180", "--from", begin, "--to", end)
@@ -163,7 +168,7 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
     assert again == settled
     assert street.stop() == [0, 0]
     with sqlite3.connect(street.tmp / "driver" / "ledger.db") as db:
-        acks = db.execute("SELECT COUNT(*) FROM entries WHERE author = ?",
+        acks = db.execute("SELECT COUNT(*) FROM entries WHERE author = ? AND kind = 'ack'",
                           [public_key_from_peer_id(driver["peer_id"])]).fetchone()[0]
     assert acks == 1  # one ack on the driver's feed, however often it watched
 

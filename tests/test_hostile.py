@@ -101,7 +101,8 @@ class Street:
     def __init__(self, stack, tmp_path):
         self.stack, self.tmp_path = stack, tmp_path
         self.world = SampleWorld(seed=71)
-        self.charter = self.world.charter_entry().encode()  # credit 50.00 EUR for every member
+        self.charter = self.world.charter_entry(members=tuple(  # admitted, with 50.00 EUR of credit each
+            identity(name).public_key for name in ("honest", "neighbour", "hostile"))).encode()
         self.clock = Clock(speed=1800, origin=at("2026-11-28T20:00"))
         self.door_time = ManualTime()  # the honest node's rate limits refill only when a case says so
 
@@ -477,7 +478,7 @@ def test_a_host_claiming_more_than_it_may_is_disputed_and_its_signed_claim_kept_
     dispute = charging.answer.message
     assert isinstance(dispute, p.Dispute) and dispute.reason is lie
     assert p.decode_frame(told[0], p.SessionAnswer).dispute == charging.answer  # the host was told
-    assert street.honest.ledger.sizes()[key(street.honest)] == 1  # and the dispute is on the driver's feed
+    assert street.honest.ledger.sizes()[key(street.honest)] == 2  # its credit hold, and the dispute on its feed
     assert street.honest.ledger.evidence() == [claimed.encode()]
     assert key(street.hostile) not in street.honest.ledger.sizes()  # the claim moved no money
     assert street.culprits_in_audit() == {(Rule(lie.value), key(street.hostile))}
@@ -500,7 +501,7 @@ def test_a_driver_signing_two_different_acks_for_one_settlement_is_named_by_the_
 
     street, charging = scenario_on(tmp_path, answer_twice, seconds=90, wallbox=True)
     assert isinstance(charging.answer.message, p.SettlementAck)  # the first ack stands
-    assert street.honest.ledger.sizes()[key(street.hostile)] == 2
+    assert street.honest.ledger.sizes()[key(street.hostile)] == 3  # its credit hold and both acks
     assert street.culprits_in_audit() == {(Rule.DOUBLE_ANSWER, key(street.hostile))}
 
 

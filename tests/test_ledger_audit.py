@@ -28,7 +28,7 @@ NIGHT = EPOCH + 22 * 3600
 def ledger(tmp_path):
     """A small clean ledger: charter, deposits, three settled and acked sessions, a head."""
     world = SampleWorld(seed=11)
-    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)
     entries = [world.charter_entry(), world.money(world.drivers[0], 20_000, EPOCH + 1),
                world.money(world.drivers[1], 20_000, EPOCH + 2)]
     sessions = [world.session(world.hosts[i % 2], world.drivers[i % 2], NIGHT + i * 86_400) for i in range(3)]
@@ -177,7 +177,7 @@ def test_a_second_answer_to_one_settlement_is_named(ledger, tmp_path):
     path, world, sessions = ledger
     dispute = p.Dispute(booking_id=sessions[0].booking.id, t=NIGHT + 86_400, settlement=sessions[0].settlement.digest,
                         reason=p.Reason.MISPRICED, detail="changed my mind after acking")
-    store = LedgerStore(path, world.coop.public_key)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
     store.append(world.drivers[0], [(EntryKind.DISPUTE, dispute)], t=NIGHT + 86_400)  # ingest keeps it: no money moves
     store.close()
     report = audit(path)
@@ -204,7 +204,7 @@ def test_a_cut_tail_is_caught_where_witnessed_and_reported_where_not(ledger):
     inconsistent behind unless a checkpoint covered it, so audit reports every feed's
     unwitnessed tail; once witnessed, the same cut is a violation."""
     path, world, sessions = ledger
-    store = LedgerStore(path, world.coop.public_key)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
     heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n)) for a, n in store.sizes().items())
     store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=heads),
                               NIGHT + 9 * 86_400).encode()])

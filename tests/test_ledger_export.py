@@ -44,7 +44,7 @@ def ledger(tmp_path):
                world.money(world.drivers[1], 20_000, EPOCH + 2)]
     entries += [world.settlement_entry(s) for s in sessions.values()]
     path = tmp_path / "l.db"
-    store = LedgerStore(path, world.coop.public_key)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
     store.ingest([e.encode() for e in entries])
     store.close()
     report = audit(path)
@@ -163,7 +163,7 @@ def test_idle_session_is_parking_time(exported):
 
 def test_access_info_never_leaks(exported, ledger):
     summary, _, world, sessions, _ = exported
-    store = LedgerStore(ledger[0], world.coop.public_key)
+    store = LedgerStore(ledger[0], world.coop.public_key, clock=world.clock)
     entries = [envelope for author in store.sizes() for envelope in store.entries(author, 0, store.sizes()[author])]
     assert len(entries) >= len(sessions)
 
@@ -241,7 +241,7 @@ def test_frozen_feeds_are_not_exported(tmp_path):
     entries = [world.charter_entry(), world.money(world.drivers[0], 20_000, EPOCH + 1),
                world.settlement_entry(honest), world.settlement_entry(first), fork]
     path = tmp_path / "l.db"
-    store = LedgerStore(path, world.coop.public_key)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
     store.ingest([e.encode() for e in entries])
     store.close()
     with sqlite3.connect(path) as conn:

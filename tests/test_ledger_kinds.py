@@ -26,7 +26,7 @@ NIGHT = EPOCH + 22 * 3600
 @pytest.fixture
 def setup(tmp_path):
     world = SampleWorld(seed=31)
-    store = LedgerStore(tmp_path / "l.db", world.coop.public_key)
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
     store.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 10_000, EPOCH + 1).encode()])
     return world, store
 
@@ -154,10 +154,10 @@ def test_a_retired_treasurer_minting_with_its_old_charter_moves_nothing_whatever
     removal = world.entry(world.coop, EntryKind.COOP, retired, EPOCH + 3600)
     mint = world.entry(thief, EntryKind.DEPOSIT, MoneyMove(charter=old_charter, member=thief.public_key,
                                                            amount=10**6, currency="EUR"), EPOCH + 120)
-    informed = LedgerStore(tmp_path / "informed.db", world.coop.public_key)
+    informed = LedgerStore(tmp_path / "informed.db", world.coop.public_key, clock=world.clock)
     informed.ingest([old_charter.encode(), honest.encode(), removal.encode()])
     informed.ingest([mint.encode()])
-    late = LedgerStore(tmp_path / "late.db", world.coop.public_key)
+    late = LedgerStore(tmp_path / "late.db", world.coop.public_key, clock=world.clock)
     late.ingest([old_charter.encode(), honest.encode()])
     late.ingest([mint.encode()])
     assert late.balance(thief.public_key, "EUR") == 10**6  # the removal has not reached it yet
@@ -169,7 +169,7 @@ def test_a_retired_treasurer_minting_with_its_old_charter_moves_nothing_whatever
         report = audit(store.path)
         assert [(v.rule, v.author, v.seq) for v in report.violations] == [(Rule.NOT_TREASURER, thief.public_key, 1)]
     late.close()
-    reopened = LedgerStore(tmp_path / "late.db", world.coop.public_key)  # the voiding survives a restart
+    reopened = LedgerStore(tmp_path / "late.db", world.coop.public_key, clock=world.clock)  # the voiding survives a restart
     assert reopened.balance(thief.public_key, "EUR") == 0 and reopened.state.void(check_entry(mint.encode()))
 
 
@@ -182,7 +182,7 @@ def test_a_charter_must_keep_retirements_and_retire_what_it_drops(tmp_path, chan
     newcomer = world.identity("treasurer", 1).public_key
     first = world.charter_body().replace(treasurers=(world.treasurer.public_key, world.witness.public_key, newcomer))
     second = first.retire(world.witness.public_key, Role.TREASURER, until=0)
-    store = LedgerStore(tmp_path / "l.db", world.coop.public_key)
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
     store.append(world.coop, [(EntryKind.COOP, first)], t=EPOCH)
     store.append(world.coop, [(EntryKind.COOP, second)], t=EPOCH + 1)
     with pytest.raises(EntryRefused) as caught:
@@ -221,3 +221,17 @@ def test_a_settlement_in_another_currency_than_the_coops_is_refused(setup):
         store.ingest([world.settlement_entry(session).encode()])
     assert caught.value.rule is Rule.MALFORMED and "another currency than the co-op's EUR" in caught.value.detail
     assert store.balance(world.hosts[0].public_key, "GBP") == 0
+
+
+def test_only_the_bookings_driver_disputes_a_fee_without_dangling(setup):
+    world, store = setup
+    b = booking(world)
+    cancel = p.sign(world.drivers[0], p.Cancel(booking_id=b.id, t=NIGHT - 30 * 60))
+    fee = fee_entry(world, cancel=cancel, amount=200, book=b)
+    store.ingest([fee.encode()])
+    assert store.fee_claim(b.id) == (fee.digest, fee.message.t)
+    for who in (world.drivers[0], world.drivers[1]):
+        dispute = p.Dispute(booking_id=b.id, settlement=fee.digest, t=NIGHT, reason=p.Reason.BAD_TIME)
+        store.ingest([world.entry(who, EntryKind.DISPUTE, dispute, NIGHT).encode()])
+    report = audit(store.path)
+    assert [(v.rule, v.author) for v in report.violations] == [(Rule.DANGLING, world.drivers[1].public_key)]

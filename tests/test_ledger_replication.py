@@ -22,8 +22,8 @@ def snapshot(store):
 
 def test_two_stores_converge_by_sync(tmp_path):
     world = SampleWorld(seed=1)
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     a.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 9000, EPOCH).encode()])
     session = world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600)
     b.ingest([world.settlement_entry(session).encode()])
@@ -34,13 +34,13 @@ def test_two_stores_converge_by_sync(tmp_path):
 
 def test_sync_messages_survive_the_wire(tmp_path):
     world = SampleWorld(seed=2)
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
     charter = CoopCharter(name="Co-op", currency="EUR", credit_limit=100,
                           treasurers=(world.treasurer.public_key,), witnesses=())
     a.append(world.coop, [(EntryKind.COOP, charter)], t=EPOCH)
     have = Have.decode(Replicator(a).have().encode())
     assert have.heads and have.heads[0].message.size == 1
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     rb = Replicator(b)
     want = Want.decode(rb.want(have).encode())
     for batch in Replicator(a).serve(want):
@@ -51,8 +51,8 @@ def test_sync_messages_survive_the_wire(tmp_path):
 
 def test_divergent_branches_meet_as_a_fork(tmp_path):
     world = SampleWorld(seed=3)
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     charter = world.charter_entry()
     d0 = world.money(world.drivers[0], 100, EPOCH + 1)
     d1 = world.money(world.drivers[0], 100, EPOCH + 2)
@@ -67,9 +67,10 @@ def test_divergent_branches_meet_as_a_fork(tmp_path):
 
 def test_a_bad_batch_from_a_peer_is_refused_and_sync_can_resume(tmp_path):
     world = SampleWorld(seed=4)
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     a.ingest([world.charter_entry().encode()] + [world.money(world.drivers[0], 1, EPOCH + i).encode() for i in range(10)])
+    b.ingest([world.charter.encode()])  # the charter naming the members whose feeds it wants
     rb = Replicator(b, batch_size=4)
     batches = list(Replicator(a, batch_size=4).serve(rb.want(Replicator(a).have())))
     rb.accept(batches[0])
@@ -77,14 +78,14 @@ def test_a_bad_batch_from_a_peer_is_refused_and_sync_can_resume(tmp_path):
     tampered[-3] ^= 1
     with pytest.raises(EntryRefused):
         rb.accept(Batch(entries=(bytes(tampered),) + batches[1].entries[1:]))
-    assert b.sizes() == {world.coop.public_key: 1, world.treasurer.public_key: 3}
+    assert b.sizes() == {world.coop.public_key: 1, world.treasurer.public_key: 4}  # the first batch of four
     sync(Replicator(a), Replicator(b))  # the next sync resumes where the good batches ended
     assert snapshot(a) == snapshot(b)
 
 
 def test_a_lying_members_entry_is_kept_as_evidence_and_the_other_feeds_still_arrive(tmp_path):
     world = SampleWorld(seed=5)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     night = EPOCH + 22 * 3600
     honest = world.session(world.hosts[0], world.drivers[0], night)
     lying = [world.session(world.hosts[1], world.drivers[1], night + day * 86_400) for day in (1, 2)]
@@ -103,7 +104,7 @@ def test_a_lying_members_entry_is_kept_as_evidence_and_the_other_feeds_still_arr
 
 def test_a_batch_with_more_lies_than_it_is_worth_checking_is_refused_whole(tmp_path):
     world = SampleWorld(seed=7, hosts=MAX_LIES + 1, drivers=1)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     lies = [world.overclaim_entry(world.session(host, world.drivers[0], EPOCH + day * 86_400), 10)
             for day, host in enumerate(world.hosts)]
     with pytest.raises(EntryRefused):
@@ -113,7 +114,7 @@ def test_a_batch_with_more_lies_than_it_is_worth_checking_is_refused_whole(tmp_p
 
 def test_the_evidence_table_cannot_frame_anyone(tmp_path):
     world = SampleWorld(seed=6)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     honest = world.settlement_entry(world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600))
     assert b.keep_evidence(honest.encode()) is None  # breaks no rule: not kept
     forged = bytearray(world.overclaim_entry(world.session(world.hosts[1], world.drivers[1], EPOCH), 10).encode())
@@ -134,7 +135,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp())
         self.world = SampleWorld(seed=seed, hosts=2, drivers=2)
         coop = self.world.coop.public_key
-        self.stores = [LedgerStore(self.dir / "a.db", coop), LedgerStore(self.dir / "b.db", coop)]
+        self.stores = [LedgerStore(self.dir / name, coop, clock=self.world.clock) for name in ("a.db", "b.db")]
         self.home = {}
         self.seen: list[bytes] = []
         self.sessions = []
@@ -269,8 +270,8 @@ def test_a_have_of_one_head_repeated_is_refused_before_any_signature_is_checked(
 
 def test_stores_that_saw_different_forks_of_one_entry_converge_on_one_proof(tmp_path):
     world = SampleWorld(seed=8)
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     charter = world.charter_entry().encode()
     deposit = world.money(world.drivers[0], 1, EPOCH)
     twins = [p.sign(world.treasurer, deposit.message.replace(t=deposit.message.t + i)).encode() for i in (1, 2)]

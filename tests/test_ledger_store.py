@@ -35,7 +35,7 @@ def world():
 
 @pytest.fixture
 def store(tmp_path, world):
-    s = LedgerStore(tmp_path / "ledger.db", world.coop.public_key)
+    s = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)
     yield s
     s.close()
 
@@ -64,11 +64,11 @@ def test_settlement_moves_money_and_conserves(store, world):
 
 def test_reopen_restores_the_same_state(tmp_path, world):
     entries, _ = base_entries(world)
-    first = LedgerStore(tmp_path / "l.db", world.coop.public_key)
+    first = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
     first.ingest([e.encode() for e in entries])
     sizes, balances = first.sizes(), dict(first.state.balances)
     first.close()
-    again = LedgerStore(tmp_path / "l.db", world.coop.public_key)
+    again = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
     assert again.sizes() == sizes
     assert dict(again.state.balances) == balances
     assert again.state.charter is not None and again.state.charter[1].name.startswith("Acacia")
@@ -79,10 +79,10 @@ def test_ingest_is_idempotent_and_order_independent(tmp_path, world):
     entries, _ = base_entries(world)
     more = [world.money(world.drivers[1], 500 * i, EPOCH + 100 + i) for i in range(1, 6)]
     all_entries = [e.encode() for e in entries + more]
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
     a.ingest(all_entries)
     assert a.ingest(all_entries).duplicates == len(all_entries)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     shuffled = all_entries[:]
     random.Random(3).shuffle(shuffled)
     b.ingest(shuffled)
@@ -199,7 +199,7 @@ def test_fork_is_kept_as_fraud_proof_and_freezes_the_feed(store, world):
     assert store.state.conserved()
     assert store.frauds() == [tuple(sorted((d2.encode(), other.encode())))]
     assert store.ingest([world.money(world.drivers[0], 5, EPOCH + 3).encode()]).ignored == 1
-    reopened = LedgerStore(store.path, world.coop.public_key)
+    reopened = LedgerStore(store.path, world.coop.public_key, clock=world.clock)
     assert reopened.balance(world.drivers[0].public_key, "EUR") == 0
     assert reopened.state.feeds[world.treasurer.public_key].frozen
 
@@ -208,8 +208,8 @@ def test_fork_evidence_converges_whichever_branch_came_first(tmp_path, world):
     charter = world.charter_entry()
     d1 = world.money(world.drivers[0], 100, EPOCH + 1)
     other = p.sign(world.treasurer, d1.message.replace(t=EPOCH + 9))
-    a = LedgerStore(tmp_path / "a.db", world.coop.public_key)
-    b = LedgerStore(tmp_path / "b.db", world.coop.public_key)
+    a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
+    b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
     a.ingest([charter.encode(), d1.encode()])
     a.ingest([other.encode()])
     b.ingest([charter.encode(), other.encode()])
@@ -237,7 +237,7 @@ import sys
 from wattshare.ledger import LedgerStore
 from wattshare.ledger._sample import SampleWorld, EPOCH
 world = SampleWorld(seed=5)
-store = LedgerStore(sys.argv[1], world.coop.public_key)
+store = LedgerStore(sys.argv[1], world.coop.public_key, clock=world.clock)
 store.ingest([world.charter_entry().encode()])
 batch = [world.money(world.drivers[0], 1, EPOCH + i).encode() for i in range(4000)]
 while True:
@@ -258,7 +258,7 @@ def test_kill_9_during_ingest_leaves_whole_batches_only(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     world = SampleWorld(seed=5)
-    store = LedgerStore(path, world.coop.public_key)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     size = store.sizes()[world.treasurer.public_key]
     assert size >= 4000 and size % 4000 == 0  # whole batches, never part of one
@@ -283,13 +283,13 @@ def test_heads_are_signed_and_checked(store, world):
 
 
 def test_wrong_coop_and_garbage_files(tmp_path, world):
-    LedgerStore(tmp_path / "l.db", world.coop.public_key).close()
+    LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock).close()
     with pytest.raises(StoreError, match="another co-op"):
         LedgerStore(tmp_path / "l.db", world.hosts[0].public_key)
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match="not a usable ledger"):
-        LedgerStore(junk, world.coop.public_key)
+        LedgerStore(junk, world.coop.public_key, clock=world.clock)
 
 
 def test_only_the_bookings_own_driver_can_dent_a_hosts_record(store, world):

@@ -40,9 +40,10 @@ async def start(stack, node, bootstrap=None):
     return node
 
 
-def ledger_for(tmp_path, world, name):
+def ledger_for(tmp_path, world, name, members=(identity(0), *(identity(10 + i) for i in range(5)))):
+    """A ledger holding the co-op's charter, which admits `members` with 50.00 EUR of credit each."""
     store = LedgerStore(tmp_path / f"{name}.db", world.coop.public_key)
-    store.ingest([world.charter_entry().encode()])  # credit limit 50.00 EUR for every member
+    store.ingest([(world.charter or world.charter_entry(members=tuple(m.public_key for m in members))).encode()])
     return store
 
 
@@ -54,7 +55,8 @@ async def neighbourhood(stack, tmp_path, drivers=1, approval=Approval.AUTO, term
                 ledger=ledger_for(tmp_path, world, "host-ledger"), approval_timeout=timeout, clock=clock)
     await start(stack, host)
     ad = (await host.publish(make_ad(host=host_id.public_key, terms=terms))).message
-    cars = [await start(stack, Node(identity(10 + i), state=tmp_path / f"driver{i}.db", clock=clock), host)
+    cars = [await start(stack, Node(identity(10 + i), state=tmp_path / f"driver{i}.db", clock=clock,
+                                    ledger=ledger_for(tmp_path, world, f"driver{i}-ledger")), host)
             for i in range(drivers)]
     return host, ad, cars
 
@@ -87,6 +89,54 @@ def test_booking_happy_path_and_reason_codes(tmp_path):
             "credit": p.Reason.INSUFFICIENT_CREDIT,  # 50.00 credit - 20.00 open cap < 35.00
             "old ad": p.Reason.AD_EXPIRED,
         }
+
+    run_bounded(scenario)
+
+
+def test_a_driver_racing_three_hosts_holds_no_more_than_its_credit(tmp_path):
+    """The attack: one key books three hosts at once, each for more than half its credit.
+    Each host sees the driver's holds on its own feed, counts those made before the one
+    it decides on, and confirms only what the credit covers; a key the co-op has not
+    admitted, and a wallet that keeps no ledger (so holds nothing), get nothing at all."""
+    async def scenario():
+        outcomes = {}
+        async with AsyncExitStack() as stack:
+            world, clock = SampleWorld(seed=41), pinned_clock()
+            stranger = identity(99)
+            hosts = []
+            for i in range(3):
+                host = Node(identity(i), state=tmp_path / f"host{i}.db", access=ACCESS, clock=clock,
+                            ledger=ledger_for(tmp_path, world, f"host{i}-ledger",
+                                              members=[identity(j) for j in range(3)] + [identity(10), identity(11)]))
+                await start(stack, host, hosts[0][0] if hosts else None)
+                hosts.append((host, (await host.publish(make_ad(host=identity(i).public_key))).message))
+            racer, stranger_node, ledgerless = [
+                await start(stack, Node(who, state=tmp_path / f"{name}.db", clock=clock, ledger=ledger), hosts[0][0])
+                for name, who, ledger in [
+                    ("racer", identity(10), ledger_for(tmp_path, world, "racer-ledger")),
+                    ("stranger", stranger, ledger_for(tmp_path, world, "stranger-ledger")),
+                    ("ledgerless", identity(11), None)]]
+
+            async def attempt(car, name, ad):
+                try:
+                    await car.book(ad, *NIGHT, spend_cap=4_000)
+                    outcomes[name] = "confirmed"
+                except BookingRejected as rejected:
+                    outcomes[name] = rejected.reason
+
+            for car, who in [(racer, "racer"), (stranger_node, "stranger")]:
+                async with trio.open_nursery() as nursery:
+                    for i, (_, ad) in enumerate(hosts):
+                        nursery.start_soon(attempt, car, f"{who}@{i}", ad)
+            await attempt(ledgerless, "ledgerless@0", hosts[0][1])
+            feed = racer.ledger.state
+            released = [s for s in racer.store.bookings() if s["state"] == Slot.REJECTED]
+            assert feed.available(identity(10).public_key, "EUR", int(clock())) == 1_000  # 50.00 - the one 40.00 hold
+            assert len(released) == 2 and not feed.holds[identity(10).public_key].keys() & {r["booking_id"] for r in released}
+        racing = sorted(v for k, v in outcomes.items() if k.startswith("racer"))
+        assert racing == ["confirmed", p.Reason.INSUFFICIENT_CREDIT, p.Reason.INSUFFICIENT_CREDIT]
+        assert {v for k, v in outcomes.items() if k.startswith("stranger")} == {p.Reason.NOT_A_MEMBER}
+        assert outcomes["ledgerless@0"] is p.Reason.NO_HOLD
 
     run_bounded(scenario)
 
@@ -150,7 +200,7 @@ def test_manual_approval_approve_decline_and_timeout(tmp_path):
     run_bounded(scenario)
 
 
-def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
+def test_late_cancel_charges_the_fee_on_the_hosts_ledger_and_the_driver_may_dispute_it(tmp_path):
     async def scenario():
         async with AsyncExitStack() as stack:
             late_terms = TERMS.replace(cancel_until_minutes=10**6)  # any cancel from now on is late
@@ -166,6 +216,15 @@ def test_late_cancel_charges_the_fee_on_the_hosts_ledger(tmp_path):
             assert ledger.balance(host.identity.public_key, "EUR") == 200
             assert ledger.balance(car.identity.public_key, "EUR") == -200
             assert audit(ledger.path).ok
+            await car.sync.pull(car.host, host.host.get_id())  # the driver sees the fee on the ledger...
+            disputed = car.dispute_fee(booking, p.Reason.BAD_TIME, "I cancelled in time")  # ...and contests it
+            await host.sync.pull(host.host, car.host.get_id())
+            assert disputed.settlement == ledger.fee_claim(booking.id)[0]
+            assert ledger.db.execute("SELECT COUNT(*) FROM entries WHERE author = ? AND kind = 'dispute'",
+                                     [car.identity.public_key]).fetchone()[0] == 1
+            assert audit(ledger.path).ok  # a fee disputed by its own driver dangles nowhere
+            with pytest.raises(ValueError, match="no fee"):
+                host.dispute_fee(booking, p.Reason.BAD_TIME)  # only the booking's driver may
 
     run_bounded(scenario)
 

@@ -35,7 +35,7 @@ def identity(i):
 
 def ledger_for(tmp_path, world, charter, name):
     store = LedgerStore(tmp_path / f"{name}.db", world.coop.public_key)
-    store.ingest([charter])  # credit limit 50.00 EUR for every member
+    store.ingest([charter])  # admitting both nodes, with 50.00 EUR of credit each
     return store
 
 
@@ -55,7 +55,7 @@ class Street:
     async def open(cls, stack, tmp_path, *, origin=at("2026-11-28T20:00"), curve=Curve(power_w=7_000,
                    battery_wh=100_000, start_percent=10), unit="Wh", terms=TERMS):
         world = SampleWorld(seed=43)
-        charter = world.charter_entry().encode()
+        charter = world.charter_entry(members=(identity(0).public_key, identity(1).public_key)).encode()
         clock = Clock(speed=SPEED, origin=origin)
         host = Node(identity(0), state=tmp_path / "host.db", access=ACCESS, ledger=ledger_for(tmp_path, world, charter, "hl"),
                     ocpp=ocpp_endpoint("driveway", "garage"), clock=clock)
@@ -116,7 +116,7 @@ def test_overnight_session_across_the_off_peak_boundary_settles_to_the_hand_comp
     host_ledger = street.host.ledger
     assert booking.id in host_ledger.state.claims  # claimed once on the host's feed
     assert host_ledger.balance(booking.request.message.host, "EUR") == expected
-    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 1  # the ack on the driver's feed
+    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 2  # its credit hold, then the ack
     assert audit(host_ledger.path).ok
 
 
@@ -272,7 +272,7 @@ def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
     home = tmp_path / "host"
     home.mkdir()
     identity(0).save(home / "host.key")
-    charter = world.charter_entry().encode()
+    charter = world.charter_entry(members=(identity(0).public_key, identity(1).public_key)).encode()
     LedgerStore(home / "ledger.db", world.coop.public_key).ingest([charter])
     clock = Clock(speed=SPEED, origin=at("2026-11-28T20:00"))
     listen, ocpp_port = f"/ip4/127.0.0.1/tcp/{free_port()}", free_port()
@@ -384,6 +384,6 @@ def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_pa
     assert booking.id in street.host.ledger.state.claims
     assert back.settlement.encode() == alone["settlement"] and isinstance(back.answer.message, p.SettlementAck)
     assert again.answer == back.answer
-    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 1  # one ack on the driver's feed
+    assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 2  # its credit hold and one ack
     assert street.host.store.session(booking.id)["answer"] == back.answer.encode()
     check_chain(back, booking)

@@ -28,7 +28,7 @@ async def converged(stores, seconds=15):
 
 def test_three_nodes_converge_and_an_offline_node_catches_up(tmp_path):
     world = SampleWorld(seed=51)
-    ledgers = [LedgerStore(tmp_path / f"{name}.db", world.coop.public_key) for name in "abc"]
+    ledgers = [LedgerStore(tmp_path / f"{name}.db", world.coop.public_key, clock=world.clock) for name in "abc"]
     nodes = [Node(p.Identity(hashlib.sha256(name.encode()).digest()), ledger=ledger, sync_interval=0.2, gossip=False)
              for name, ledger in zip("abc", ledgers)]  # no gossip at all: anti-entropy alone converges
     a, b, c = nodes
@@ -62,7 +62,7 @@ def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
     from wattshare.node._framing import serve, varint
 
     world = SampleWorld(seed=52)
-    good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key) for n in ("good", "victim"))
+    good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in ("good", "victim"))
     good.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH).encode()])
     server = Node(p.Identity(hashlib.sha256(b"sync-server").digest()), ledger=good, sync_interval=3600)
     liar = Node(p.Identity(hashlib.sha256(b"sync-liar").digest()))
@@ -113,9 +113,12 @@ def test_a_gossiped_head_brings_a_pull_long_before_anti_entropy(tmp_path):
     from wattshare.protocol import SettlementAck
 
     world = SampleWorld(seed=53)
-    ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key) for n in ("a", "b")]
-    a, b = (Node(p.Identity(hashlib.sha256(n.encode()).digest()), ledger=ledger, sync_interval=3600)
-            for n, ledger in zip(("gossip-a", "gossip-b"), ledgers))
+    members = [p.Identity(hashlib.sha256(n.encode()).digest()) for n in ("gossip-a", "gossip-b")]
+    charter = world.charter_entry(members=tuple(m.public_key for m in members))  # b replicates members' feeds only
+    ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in ("a", "b")]
+    for ledger in ledgers:
+        ledger.ingest([charter.encode()])
+    a, b = (Node(member, ledger=ledger, sync_interval=3600) for member, ledger in zip(members, ledgers))
     took = {}
 
     async def scenario():
@@ -147,7 +150,7 @@ def test_a_node_leaving_while_its_peers_flood_gossip_exits_cleanly(tmp_path):
 
     def node(name):
         return Node(p.Identity(hashlib.sha256(name.encode()).digest()), sync_interval=3600,
-                    ledger=LedgerStore(tmp_path / f"{name}.db", world.coop.public_key))
+                    ledger=LedgerStore(tmp_path / f"{name}.db", world.coop.public_key, clock=world.clock))
 
     async def flood(peer):
         while True:

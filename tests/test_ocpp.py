@@ -9,12 +9,21 @@ from pathlib import Path
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket
+from trio_websocket import ConnectionRejected, HandshakeError, open_websocket
 
 from fixtures import EVERY_DAY, WALLBOX_PASSWORD, make_ad, ocpp_endpoint, run_bounded
 from test_node_session import ACCESS, identity
 from wattshare import protocol as p
-from wattshare.node import Node, basic_auth
+from wattshare.node import (
+    Node,
+    OcppEndpoint,
+    Wallbox,
+    basic_auth,
+    client_context,
+    fingerprint,
+    make_certificate,
+    server_context,
+)
 from wattshare.node import _ocpp as ocpp
 from wattshare.node._central import CentralSystem
 from wattshare.node._clock import Clock
@@ -158,6 +167,42 @@ def test_only_the_charger_with_its_password_connects_and_nothing_replaces_its_li
     assert refused == {"no password": 401, "wrong password": 401, "another charger's id": 401, "a web page": 403,
                        "while the wallbox is connected": 409}
     assert still[0] == 3 and again[0] == 3
+
+
+def test_profile_2_serves_only_tls_with_the_hosts_own_certificate_and_still_wants_the_password(tmp_path):
+    """OCPP security profile 2: wss:// with the certificate the host made. A wallbox that
+    trusts it (and only it) logs in with its password; a plain ws:// client, a client
+    that trusts another certificate, and one without the password get nothing."""
+    key, cert = tmp_path / "ocpp-key.pem", tmp_path / "ocpp-cert.pem"
+    printed = make_certificate("127.0.0.1", key, cert, now=1_795_000_000)
+    other_key, other_cert = tmp_path / "other-key.pem", tmp_path / "other-cert.pem"
+    make_certificate("127.0.0.1", other_key, other_cert, now=1_795_000_000)
+    endpoint = OcppEndpoint({"garage": WALLBOX_PASSWORD}, tls=server_context(key, cert))
+
+    async def scenario():
+        central = CentralSystem(Ledgerless(), Clock(), endpoint)
+        refused = {}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(central.serve)
+            for name, tls, headers in [("plain ws://", False, LOGIN), ("another certificate", client_context(other_cert),
+                                       LOGIN), ("no password", client_context(cert), [])]:
+                with pytest.raises((ConnectionRejected, HandshakeError, OSError, trio.TooSlowError)) as caught:
+                    with trio.fail_after(3):  # a plain ws:// request gets no answer from a TLS server
+                        async with open_websocket("127.0.0.1", central.port, "/ocpp/garage", use_ssl=tls,
+                                                  subprotocols=["ocpp1.6"], extra_headers=headers):
+                            pass
+                refused[name] = getattr(caught.value, "status_code", type(caught.value).__name__)
+            box = Wallbox("garage", central.port, Clock(), WALLBOX_PASSWORD, tls=client_context(cert))
+            nursery.start_soon(box.run)
+            with trio.fail_after(10):
+                await central.wait_connected("garage")
+            nursery.cancel_scope.cancel()
+        return refused
+
+    refused = run_bounded(scenario, 30)
+    assert refused["no password"] == 401 and refused["plain ws://"] == "TooSlowError"
+    assert isinstance(refused["another certificate"], str)  # no HTTP answer: the TLS handshake failed first
+    assert printed == fingerprint(cert) and len(printed) == 95 and key.stat().st_mode & 0o077 == 0
 
 
 def test_third_party_charge_point_boots_starts_meters_and_stops():

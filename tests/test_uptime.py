@@ -190,9 +190,9 @@ def test_a_month_of_uptime_renews_ads_and_settles_every_night_across_dst_and_mon
                     booking, charging = await town.charge(by_day[day], ad)
                     bills.append((by_day[day], booking, charging))
             claims = {booking.id for _, booking, _ in bills}
-            with trio.fail_after(30):  # every settlement and ack replicates to the co-op
+            with trio.fail_after(30):  # every settlement, and each night's credit hold and ack, replicates to the co-op
                 while not (claims <= set(town.coop.ledger.state.claims)
-                           and town.coop.ledger.sizes().get(town.driver.identity.public_key) == len(bills)):
+                           and town.coop.ledger.sizes().get(town.driver.identity.public_key) == 2 * len(bills)):
                     await trio.sleep(0.1)
             town.jump_to(town.clock() + 2 * 3600)  # the witness's next round covers the last night
             with trio.fail_after(10):
