@@ -52,6 +52,7 @@ from libp2p.network.stream.exceptions import StreamError
 
 from wattshare.ledger import EntryKind, FeeClaim, LedgerStore, SettlementClaim
 from wattshare.protocol import (
+    MAX_CLOCK_SKEW,
     GENESIS,
     Booking,
     BookingConfirmation,
@@ -282,7 +283,7 @@ class SessionDesk:
         """Push the session's history, then each new message, to the driver; take its stop
         and its answer. The session goes on if the driver leaves."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._listen, frames, live, nursery.cancel_scope)
+            nursery.start_soon(self._listen, frames, live)
             sent = 0
             while True:
                 history = live.machine.history
@@ -306,27 +307,29 @@ class SessionDesk:
         if live.machine.state in (SessionState.FINAL, SessionState.DISPUTED) and self._claimed(live):
             self.live.pop(live.machine.booking_id, None)  # done: a re-attaching driver gets it from the store
 
-    async def _listen(self, frames: FrameStream, live: Live, conversation: trio.CancelScope) -> None:
+    async def _listen(self, frames: FrameStream, live: Live) -> None:
+        """Take the driver's stop and answer; a refusal (RemoteProtocolError) ends the
+        conversation through `serve`, which sends its reason and counts it against the
+        driver, while the session goes on."""
         while True:
             try:
                 frame = await frames.receive(StopOffer, SessionAnswer)
-                if isinstance(frame, StopOffer):
-                    self._driver_stop(live, frame.stop)
-                elif isinstance(frame, SessionAnswer):
-                    self._driver_answer(live, frame.ack or frame.dispute)  # type: ignore[arg-type]
-                else:
-                    return
             except (StreamEnded, StreamError):
                 return
-            except RemoteProtocolError as error:
-                log.info("session stream refused: %s", error)
-                await frames.refuse(error)
-                conversation.cancel()
+            if isinstance(frame, StopOffer):
+                self._driver_stop(live, frame.stop)
+            elif isinstance(frame, SessionAnswer):
+                self._driver_answer(live, frame.ack or frame.dispute)  # type: ignore[arg-type]
+            else:
                 return
 
     def _driver_stop(self, live: Live, stop: Signed[StopRequest]) -> None:
         if live.machine.state not in _RUNNING:
             return  # already stopping: the wallbox is on it
+        last = live.machine.receipts[-1].message.t if live.machine.receipts else 0
+        if not last - MAX_CLOCK_SKEW <= stop.message.t <= self.clock() + MAX_CLOCK_SKEW:
+            raise RemoteProtocolError(Reason.BAD_TIME, "a stop is dated between the last receipt the driver saw "
+                                                       "and now (give or take the allowed skew)")
         live.machine.receive(stop)
         self.store.update_session(live.machine.booking_id, "stop", stop.encode())
         live.notify()

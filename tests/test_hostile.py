@@ -434,6 +434,36 @@ def test_replayed_and_tampered_receipts_are_refused_and_their_host_named(tmp_pat
                                    (SESSION_PROTOCOL, p.Reason.BAD_SIGNATURE): 1}
 
 
+def test_a_stop_dated_before_the_last_receipt_is_refused_named_and_the_session_goes_on(tmp_path):
+    """The driver's half of #7: a stop dated an hour before the readings it has already
+    seen would make the host's final readings look late. The host refuses it (BAD_TIME,
+    counted against the driver) and charges on; an honest stop then ends the session."""
+    async def backdate(street):
+        booking = await street.hostile.book(street.ad, START, END, 1_000)
+        await street.clock.sleep_until(START - 30)
+        stream = await street.hostile.host.new_stream(street.honest.host.get_id(), [SESSION_PROTOCOL])
+        frames = FrameStream(stream, timeout=30)
+        start = p.sign(street.hostile.identity, p.StartRequest(booking_id=booking.id, t=int(street.clock())))
+        await frames.send(p.SessionOffer(start=start))
+        update = await frames.receive(p.SessionUpdate)
+        while update.receipt is None or update.receipt.message.seq < 1:
+            update = await frames.receive(p.SessionUpdate)
+        backdated = p.StopRequest(booking_id=booking.id, t=update.receipt.message.t - 3600)
+        await frames.send(p.StopOffer(stop=p.sign(street.hostile.identity, backdated)))
+        reply = await frames.receive(p.SessionUpdate)
+        while not isinstance(reply, p.ErrorReply):
+            reply = await frames.receive(p.SessionUpdate)
+        running = street.honest.sessions.live[booking.id].machine.state
+        stopping = trio.Event()
+        charging = await street.hostile.charge(booking, stop=stopping, timeout=30, on_update=lambda c: stopping.set())
+        return reply.reason, running, charging.settlement
+
+    street, (reason, running, settlement) = scenario_on(tmp_path, backdate, seconds=90, wallbox=True)
+    assert reason is p.Reason.BAD_TIME and running in (p.SessionState.STARTED, p.SessionState.METERING)
+    assert street.misconduct(SESSION_PROTOCOL) == {(SESSION_PROTOCOL, p.Reason.BAD_TIME): 1}
+    assert settlement is not None  # the honest stop that followed was taken and settled
+
+
 IMPLAUSIBLE = {  # a third reading no charger of the hostile ad (11 kW) could make: (seconds, Wh) after the second
     p.Reason.OVER_POWER: (123, 100_000),  # 100 kWh in 123 s
     p.Reason.OUTSIDE_WINDOW: (2 * 86_400, 500),  # two days after a one-hour window
