@@ -10,14 +10,15 @@ of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever t
 fall), a wallbox's link cut for a while, a host's disk full for a while (its SQLite
 files may not grow: every write that needs space fails as on a full disk), and the
 link between a host and the co-op or a driver dropped (4 s) or delayed (0.3 s each
-way, 4 s) in the host's transport (`node/_links.py`). Before the load, a racing driver (admitted, nothing deposited) books every
-charger it finds at once, each for 60 % of its credit: the credit over-commitment it
-gets is reported and must be 0 (DESIGN.md, "Credit holds"). Then the
-drivers stop booking and the network settles (until every ledger holds the same
-entries, at most SETTLE_MAX seconds), every process is stopped, and every node's files
-are checked: each ledger audited (conservation included), every ledger's heads against
-the co-op's, each host's bookings for overlapping confirmations, each session's
-receipts at host and driver. One table; exit 1 if any must-be-zero is not zero.
+way, 4 s) in the host's transport (`node/_links.py`). Before the load, a racing
+driver (admitted, nothing deposited) books every charger it finds at once, each for
+60 % of its credit: the credit over-commitment it gets is reported and must be 0
+(credit holds: `ledger/_state.py`). Then the drivers stop booking and the network
+settles (until every ledger holds the same entries, at most SETTLE_MAX seconds), every
+process is stopped, and every node's files are checked: each ledger audited (conservation
+included), every ledger's heads against the co-op's, each host's bookings for
+overlapping confirmations, each session's receipts at host and driver. One table;
+exit 1 if any must-be-zero is not zero.
 """
 
 from __future__ import annotations

@@ -9,7 +9,16 @@ from pathlib import Path
 import click
 import trio
 
-from wattshare.node import Approval, Curve, Node, OcppEndpoint, Wallbox, client_context, make_certificate, server_context
+from wattshare.node import (
+    Approval,
+    Curve,
+    Node,
+    OcppEndpoint,
+    Wallbox,
+    client_context,
+    make_certificate,
+    server_context,
+)
 from wattshare.node._admin import AdminError
 from wattshare.node._faults import FullDisk
 from wattshare.protocol import AccessInfo, format_amount

@@ -22,9 +22,9 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
    conservation (balances sum to deposits minus withdrawals); and every member that
    owes more than its credit limit (credit holds make that impossible short of a
    forked feed, so it is named). A dispute names a settlement, or a FEE entry, of its
-   author's own booking (else it dangles). A driver's second answer to one settlement (two acks,
-   or an ack and then a dispute) moves no money, so ingest keeps it, but audit names
-   it: the first answer stands.
+   author's own booking (else it dangles). A driver's second answer to one settlement
+   (two acks, or an ack and then a dispute) moves no money, so ingest keeps it, but
+   audit names it: the first answer stands.
 4. Evidence: each entry ingest refused but kept because its author provably signed it
    (the `refused` table) is re-checked on its own and its author named; a row that
    proves nothing is flagged too, so the table cannot frame anyone.
@@ -233,6 +233,11 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
     return report
 
 
+def _role_rule(fact: Checked) -> Rule:
+    """The rule a role entry breaks when its author does not hold that role."""
+    return Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
+
+
 class _Ordered:
     """Passes 2 and 3 (see the module doc), over the rows and the workers' verdicts."""
 
@@ -350,8 +355,7 @@ class _Ordered:
             self.state.extend(author, digest, leaf, fact.t)
             return None
         if self.state.void(fact):
-            rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
-            self.flag(rule, f"a {fact.kind} written after the co-op retired its author from that role: "
+            self.flag(_role_rule(fact), f"a {fact.kind} written after the co-op retired its author from that role: "
                             "it counts for nothing", author, seq)
             return False
         self.accepted.append(fact)
@@ -408,8 +412,7 @@ class _Ordered:
                               fact.author, fact.seq)
                 answered.add((fact.author, fact.settlement))
             elif fact.charter_digest is not None and fact.charter_digest not in charters:
-                rule = Rule.NOT_WITNESS if fact.kind is EntryKind.CHECKPOINT else Rule.NOT_TREASURER
-                self.flag(rule, "relies on a charter the co-op's feed does not hold", fact.author, fact.seq)
+                self.flag(_role_rule(fact), "relies on a charter the co-op's feed does not hold", fact.author, fact.seq)
 
     def _coop_charters(self) -> Iterator[tuple[Checked, bytes]]:
         digests = self.state.feeds[self.report.coop].digests

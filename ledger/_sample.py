@@ -110,7 +110,8 @@ class SampleWorld:
             charter = charter.admit(key)
         return charter
 
-    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH, members: tuple[bytes, ...] = ()) -> Signed[Entry]:
+    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH,
+                      members: tuple[bytes, ...] = ()) -> Signed[Entry]:
         self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit, members), t)
         return self.charter
 

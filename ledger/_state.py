@@ -95,7 +95,8 @@ class LedgerState:
         self.charter: tuple[int, CoopCharter] | None = None  # (seq, charter) in force
         self.retired: dict[tuple[bytes, Role], int] = {}  # (key, role) -> first seq it moves nothing at
         self.members: set[bytes] = {coop}  # every key the charter in force names
-        self.holds: dict[bytes, dict[bytes, tuple[int, int, int]]] = defaultdict(dict)  # driver -> booking -> (seq, cap, lapses)
+        # driver -> booking -> (seq of its HOLD entry, cap held, when it lapses)
+        self.holds: dict[bytes, dict[bytes, tuple[int, int, int]]] = defaultdict(dict)
         self._journal: list[Callable[[], None]] | None = None
 
     # --- transactions -------------------------------------------------------------

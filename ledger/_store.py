@@ -282,7 +282,8 @@ class LedgerStore:
             f"SELECT digest, envelope FROM entries WHERE author = ? AND seq >= ? AND frozen = 0 "
             f"AND kind IN ({', '.join('?' * len(kinds))})", [retirement.member, retirement.until, *kinds]).fetchall()
         facts = {digest: check_entry(envelope) for digest, envelope in stored}
-        facts.update((d, c) for d, c in applied.items() if c.author == retirement.member and self.state.void(c))
+        facts.update((d, c) for d, c in applied.items()
+                     if c.author == retirement.member and ROLE_OF.get(c.kind) is retirement.role and self.state.void(c))
         for checked in facts.values():
             if self.state.void(checked):
                 self.state.unpost(checked)
@@ -304,7 +305,8 @@ class LedgerStore:
     def append(self, identity: Identity, items: Sequence[tuple[EntryKind, Record]], t: int | None = None) -> list[Signed[Entry]]:
         """Write entries to `identity`'s own feed (one batch) and sign the new feed head.
         They are dated `t` (default: the clock), or the feed's last time if a stepped-back
-        clock would date them earlier."""
+        clock would date them earlier (more than `MAX_CLOCK_SKEW` back, and ingest refuses
+        them with `BAD_TIME` until the clock has caught up)."""
         author = identity.public_key
         feed = self.state.feeds[author]
         t = max(int(self.clock()) if t is None else t, feed.last_t)

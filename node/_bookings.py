@@ -13,7 +13,7 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   stands, so a host's routine re-signing does not void a request made just before it);
   the request is fresh and new (`REPLAY`, `TOO_LATE`); the window is inside availability
   (`OUTSIDE_AVAILABILITY`); the cap covers a session's fixed fee (`CAP_TOO_LOW`). A host
-  with a ledger then checks the driver's credit (DESIGN.md, "Credit holds"): the driver
+  with a ledger then checks the driver's credit (credit holds: `ledger/_state.py`): the driver
   is a member (`NOT_A_MEMBER`); its own feed holds a HOLD of this very request, pulled
   from the driver's node first if this ledger lacks it (`NO_HOLD`); and its balance
   plus credit limit, minus the caps of its holds made before this one and still open,

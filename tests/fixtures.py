@@ -9,6 +9,7 @@ import trio
 
 from wattshare import protocol as p
 from wattshare.node import Clock, OcppEndpoint
+from wattshare.node._framing import exception_leaves
 
 HOST = p.Identity(bytes([1]) * 32)
 DRIVER = p.Identity(bytes([2]) * 32)
@@ -131,4 +132,8 @@ def run_bounded(scenario, seconds: float = 60):
         with trio.fail_after(seconds):
             return await scenario()
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:  # py-libp2p's nurseries nest the cause too deep for pytest to print
+        causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
+        raise AssertionError("the scenario failed: " + "; ".join(map(repr, causes))) from group

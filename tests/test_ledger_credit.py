@@ -1,4 +1,4 @@
-"""Membership and credit holds (DESIGN.md, "Credit holds"): what a host may still let a
+"""Membership and credit holds (`ledger/_state.py`): what a host may still let a
 driver book, from the driver's own feed, whatever order the entries arrive in."""
 
 import pytest
