@@ -28,7 +28,7 @@ from wattshare.protocol import Signed
 from ._charger import amount
 from ._daemon import ask, configure_logging, daemon, run_trio, show_status
 from ._errors import fail
-from ._home import Home, clock_from_env, member_key
+from ._home import Home, clock_from_env, member_key, parse_member
 from ._view import Context, emit, money, pass_context
 
 
@@ -86,14 +86,14 @@ def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:
 def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
     """Append a deposit, withdrawal or adjustment signed by the treasurer; its summary."""
     currency = home.config()["coop"]["currency"]
-    charter = _charter(ledger, member_key(home.config()["node"]["coop"]))
+    charter = _charter(ledger, parse_member(home.config()["node"]["coop"]))
     kind = EntryKind(request["kind"])
     if kind is EntryKind.ADJUSTMENT:
         body: Any = Adjustment(charter=charter, booking_id=bytes.fromhex(request["booking"]),
-                               payer=member_key(request["payer"]), payee=member_key(request["payee"]),
+                               payer=parse_member(request["payer"]), payee=parse_member(request["payee"]),
                                amount=request["amount"], currency=currency, note=request.get("note", ""))
     else:
-        member = member_key(request["member"])
+        member = parse_member(request["member"])
         if not ledger.state.is_member(member):
             raise ValueError(f"{request['member']} is not a member of this co-op: check the id, or admit it first "
                              "with `wattshare coop admit`")
@@ -108,7 +108,7 @@ def write_admission(home: Home, ledger: LedgerStore, request: dict[str, Any], t:
     charter's default limit if the request names none)."""
     coop = home.identity()
     charter = CoopCharter.decode(_charter(ledger, coop.public_key).message.body)
-    member = member_key(request["member"])
+    member = parse_member(request["member"])
     admitted = charter.admit(member, request.get("limit"))
     [entry] = ledger.append(coop, [(EntryKind.COOP, admitted)], t=t)
     return {"member": request["member"], "credit_limit": admitted.limit_of(member), "currency": charter.currency,

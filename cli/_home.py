@@ -48,12 +48,22 @@ def clock_from_env() -> Clock:
         fail(f"${CLOCK_ENV} must be speed:origin:anchor (numbers), not {spec!r}")
 
 
-def member_key(text: str) -> bytes:
-    """A member's public key from its peer id (12D3Koo...) or 64 hex digits."""
+def parse_member(text: str) -> bytes:
+    """A member's public key from its peer id (12D3Koo...) or 64 hex digits; ValueError if
+    it is neither (the daemons' admin commands take it so: a bad id is a refused request)."""
     try:
         return bytes.fromhex(text) if len(text) == 64 else public_key_from_peer_id(text)
     except (ValueError, DecodeError):
-        fail(f"{text!r} is not a member's peer id (12D3Koo...) or hex key; `wattshare ... status` shows yours")
+        raise ValueError(f"{text!r} is not a member's peer id (12D3Koo...) or hex key; "
+                         "`wattshare ... status` shows yours") from None
+
+
+def member_key(text: str) -> bytes:
+    """`parse_member` for a command line: a bad id is a one-line failure."""
+    try:
+        return parse_member(text)
+    except ValueError as error:
+        fail(str(error))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ import tomllib
 from zoneinfo import ZoneInfo
 
 import pytest
+import trio
 
 from test_cli import WATTSHARE
+from wattshare.node import admin_call
 from wattshare.protocol import public_key_from_peer_id
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -224,6 +226,21 @@ def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
                            capture_output=True, text=True, timeout=60)
     kinds = json.loads(audit.stdout)
     assert audit.returncode == 0 and kinds["ok"]
+
+
+def test_a_bad_admin_request_is_refused_and_the_coop_daemon_carries_on(street):
+    """Issue 14, bug 2: a money request naming no member's id used to raise SystemExit
+    inside the co-op daemon, which its admin handler does not catch."""
+    street.json("coop", "coop", "init", "--name", "Acacia Avenue Energy", "--listen",
+                f"/ip4/127.0.0.1/tcp/{free_port()}")
+    street.daemon("coop", "coop", "node", "run")
+    socket_path = street.tmp / "coop" / "admin.sock"
+    for request in ({"cmd": "money", "kind": "deposit", "member": "nobody", "amount": 100},
+                    {"cmd": "admit", "member": "12D3KooWnot-a-key", "limit": None}):
+        answer = trio.run(admin_call, socket_path, request)
+        assert not answer["ok"] and "is not a member's peer id" in answer["error"]
+    assert street.json("coop", "coop", "status")["addresses"]  # still serving
+    assert street.stop() == [0]
 
 
 def test_a_damaged_ledger_is_named_at_start_and_rebuilt_from_peers(street):
