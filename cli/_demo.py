@@ -35,7 +35,7 @@ from rich.table import Table
 
 from wattshare.ledger import audit
 from wattshare.node import Charging, Node, admin_call
-from wattshare.protocol import Query, peer_id, wall_time
+from wattshare.protocol import Query, peer_id, public_key_from_peer_id, wall_time
 
 from ._daemon import ask, run_trio, short_lived
 from ._home import CLOCK_ENV, HOME_ENV, Home, clock_from_env
@@ -220,7 +220,7 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
             console.print(f"{len(charging.machine.receipts)} hash-chained receipts; the driver "
                           f"{'acked' if charging.answer.message.TYPE == 'settlement_ack' else 'disputed'}")
         with _step("5. Replication: the co-op pulls the settlement and the ack"):
-            await node.sync.push(node.host, node.host.get_connected_peers()[0], node.identity.public_key)
+            await node.push_feed(public_key_from_peer_id(Home(town.coop).config()["node"]["coop"]))
             host, driver = booking.request.message.host, booking.request.message.driver
             with trio.fail_after(30):
                 while not (_entries_by(town.coop, host) and _entries_by(town.coop, driver)):

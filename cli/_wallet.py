@@ -38,9 +38,9 @@ from wattshare.protocol import (
 )
 
 from ._charger import CONNECTORS, amount
-from ._daemon import run_trio, short_lived
+from ._daemon import log, run_trio, short_lived
 from ._errors import fail
-from ._home import clock_from_env
+from ._home import clock_from_env, member_key
 from ._view import Context, booking_table, console, emit, kwh, local_time, money, pass_context
 
 EXIT_REFUSED = 1
@@ -90,14 +90,15 @@ def _with_node(ctx: Context, job: Callable[[Node], Awaitable[Any]]) -> Any:
     """Run `job` on a short-lived wallet node; push any ledger entry it signed."""
     node = _node(ctx)
     bootstrap = ctx.home.config()["node"]["bootstrap"]
-    me = node.identity.public_key
+    me, coop = node.identity.public_key, member_key(ctx.home.config()["node"]["coop"])
 
     async def main() -> Any:
         async with short_lived(node, bootstrap) as live:
             before = live.ledger.sizes().get(me, 0)
             result = await job(live)
-            if live.ledger.sizes().get(me, 0) > before:
-                await live.sync.push(live.host, live.host.get_connected_peers()[0], me)
+            if live.ledger.sizes().get(me, 0) > before and not await live.push_feed(coop):
+                log.warning("the co-op's node did not take your new ledger entries yet; "
+                            "your next wallet command will offer them again")
             return result
 
     return run_trio(main)

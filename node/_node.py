@@ -284,6 +284,16 @@ class Node:
                     self.host.get_peerstore().add_addrs(peer, info.addrs, 600)
         return peer
 
+    async def push_feed(self, to: bytes) -> bool:
+        """Make sure the participant `to` (a wallet's co-op, say) holds all of this node's
+        own feed before it leaves; False if that could not be done (no ledger, `to` not
+        reachable, or it did not pull in time): the next sync will bring it."""
+        if self.sync is None:
+            return False
+        with trio.move_on_after(REACH_TIMEOUT):
+            return await self.sync.push(self.host, await self.reach(to), self.identity.public_key)
+        return False
+
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
                      on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0) -> Charging:
         """Start (or re-attach to) a booked session and follow it to its settlement. The

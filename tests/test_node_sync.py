@@ -175,3 +175,35 @@ def test_a_node_leaving_while_its_peers_flood_gossip_exits_cleanly(tmp_path):
                     nursery.cancel_scope.cancel()
 
     run_bounded(scenario, 90)
+
+
+def test_a_wallet_pushes_its_new_entries_to_its_coop_not_to_whichever_peer_came_first(tmp_path):
+    """Issue 14, bug 4: the wallet pushed to `get_connected_peers()[0]` (the host, here,
+    which it reached first) and raised IndexError with no peer at all."""
+    from wattshare.ledger import EntryKind
+    from wattshare.protocol import SettlementAck
+
+    world = SampleWorld(seed=54)
+    names = ("push-host", "push-coop", "push-wallet")
+    members = [p.Identity(hashlib.sha256(n.encode()).digest()) for n in names]
+    charter = world.charter_entry(members=tuple(m.public_key for m in members))
+    ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in names]
+    for ledger in ledgers:
+        ledger.ingest([charter.encode()])
+    host, coop, wallet = (Node(m, ledger=ledger, sync_interval=3600, gossip=False) for m, ledger in zip(members, ledgers))
+    pushed = {}
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(wallet.running())
+            ack = SettlementAck(booking_id=bytes(32), settlement=bytes(32), t=EPOCH)
+            wallet.ledger.append(wallet.identity, [(EntryKind.ACK, ack)], t=EPOCH)
+            pushed["alone"] = await wallet.push_feed(coop.identity.public_key)  # nobody to push to: False, no error
+            for node in (host, coop):
+                await stack.enter_async_context(node.running())
+                await wallet.join([node.address])  # the host first
+            pushed["to the co-op"] = await wallet.push_feed(coop.identity.public_key)
+
+    run_bounded(scenario)
+    assert pushed == {"alone": False, "to the co-op": True}
+    assert coop.ledger.sizes().get(wallet.identity.public_key) == 1  # the co-op holds it, whoever came first
