@@ -133,8 +133,9 @@ class BookingDesk:
 
     async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
         ledger, driver = self.ledger, request.message.driver
-        if ledger is not None and self.fetch_feed is not None and ledger.state.hold(driver, request.digest) is None:
-            await self.fetch_feed(peer)
+        if ledger is not None and self.fetch_feed is not None and ledger.state.is_member(driver) \
+                and ledger.state.hold(driver, request.digest) is None:
+            await self.fetch_feed(peer)  # a stranger's request costs no pull: `_check_credit` refuses it
         try:
             self._check(request, peer)
             if not self.store.reserve(request, Slot.PENDING):  # held, but confirmed only once signed

@@ -83,6 +83,7 @@ REFRESH_TIMEOUT = 10.0
 REJOIN_INTERVAL = 5.0
 REACH_TIMEOUT = 5.0
 HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
+PUSH_TIMEOUT = 10.0  # a leaving wallet's wait for its co-op to take its new entries
 HANG_UP_TIMEOUT = 2.0
 SYNC_INTERVAL = 30.0
 AD_RENEW_CHECK = 3600.0  # clock seconds between looks for ads due for re-signing
@@ -290,8 +291,8 @@ class Node:
         reachable, or it did not pull in time): the next sync will bring it."""
         if self.sync is None:
             return False
-        with trio.move_on_after(REACH_TIMEOUT):
-            return await self.sync.push(self.host, await self.reach(to), self.identity.public_key)
+        with trio.move_on_after(PUSH_TIMEOUT):
+            return await self.sync.push(self.host, await self.reach(to), self.identity.public_key, PUSH_TIMEOUT)
         return False
 
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,

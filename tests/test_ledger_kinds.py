@@ -169,7 +169,7 @@ def test_a_retired_treasurer_minting_with_its_old_charter_moves_nothing_whatever
         report = audit(store.path)
         assert [(v.rule, v.author, v.seq) for v in report.violations] == [(Rule.NOT_TREASURER, thief.public_key, 1)]
     late.close()
-    reopened = LedgerStore(tmp_path / "late.db", world.coop.public_key, clock=world.clock)  # the voiding survives a restart
+    reopened = LedgerStore(tmp_path / "late.db", world.coop.public_key, clock=world.clock)  # voided after a restart too
     assert reopened.balance(thief.public_key, "EUR") == 0 and reopened.state.void(check_entry(mint.encode()))
 
 
@@ -198,9 +198,10 @@ def test_entry_times_never_go_back_in_a_feed_nor_run_ahead_of_the_clock(tmp_path
     now = [EPOCH + 3600]
     store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=lambda: now[0])
     store.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH + 600).encode()])
+    body = world.money(world.drivers[0], 1, 0).message.body
     earlier = p.sign(world.treasurer, Entry(author=world.treasurer.public_key, seq=1,
                                             prev=store.state.feeds[world.treasurer.public_key].tip, t=EPOCH + 599,
-                                            kind=EntryKind.DEPOSIT, body=world.money(world.drivers[0], 1, 0).message.body))
+                                            kind=EntryKind.DEPOSIT, body=body))
     with pytest.raises(EntryRefused) as caught:
         store.ingest([earlier.encode()])
     assert caught.value.rule is Rule.BAD_TIME and "before the feed's previous entry" in caught.value.detail

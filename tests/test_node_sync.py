@@ -62,7 +62,8 @@ def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
     from wattshare.node._framing import serve, varint
 
     world = SampleWorld(seed=52)
-    good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in ("good", "victim"))
+    good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock)
+                    for n in ("good", "victim"))
     good.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH).encode()])
     server = Node(p.Identity(hashlib.sha256(b"sync-server").digest()), ledger=good, sync_interval=3600)
     liar = Node(p.Identity(hashlib.sha256(b"sync-liar").digest()))
@@ -190,7 +191,8 @@ def test_a_wallet_pushes_its_new_entries_to_its_coop_not_to_whichever_peer_came_
     ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in names]
     for ledger in ledgers:
         ledger.ingest([charter.encode()])
-    host, coop, wallet = (Node(m, ledger=ledger, sync_interval=3600, gossip=False) for m, ledger in zip(members, ledgers))
+    host, coop, wallet = (Node(m, ledger=ledger, sync_interval=3600, gossip=False)
+                          for m, ledger in zip(members, ledgers))
     pushed = {}
 
     async def scenario():
