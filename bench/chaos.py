@@ -146,7 +146,7 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
 RACE_SHARE = 0.6  # of its credit, per booking: any two confirmed would over-commit it
 
 
-def race(root: Path, bootstrap: str) -> dict[str, int]:
+def race(root: Path, bootstrap: str, hosts: list[str]) -> dict[str, int]:
     """The credit attack of one admitted driver with nothing deposited: every charger
     found, booked at once (see the module doc); what it tried and what it got."""
     home = root / "racer"
@@ -167,10 +167,12 @@ def race(root: Path, bootstrap: str) -> dict[str, int]:
     async def run() -> dict[str, int]:
         async with node.running():
             await node.join([bootstrap])
-            with trio.fail_after(60):
-                while not node.ledger.state.is_member(me):  # type: ignore[union-attr]
+            coop = public_key_from_peer_id(Home(root / "coop").config()["node"]["coop"])
+            with trio.fail_after(60):  # until the racer and every host hold the charter admitting it
+                while not (node.ledger.state.is_member(me)  # type: ignore[union-attr]
+                           and all(_sizes(root / h / "ledger.db", coop).get(coop) == node.ledger.sizes().get(coop)
+                                   for h in hosts)):  # type: ignore[union-attr]
                     await trio.sleep(0.5)
-            await trio.sleep(6.0)  # three sync rounds: the hosts learn of the admission too
             start = int(node.clock()) + 7200
             credit = node.ledger.state.available(me, "EUR", start)  # type: ignore[union-attr]
             found = await node.search(Query(lat_e6=round(CENTRE[0] * 1e6), lon_e6=round(CENTRE[1] * 1e6),
@@ -336,7 +338,7 @@ def main() -> None:
         console.print(f"setting up {args.hosts} hosts and {args.drivers} drivers in {root} ...")
         hosts, drivers, bootstrap = set_up(root, args.hosts, args.drivers, procs, rng)
         console.print("a driver races every host for more than its credit ...")
-        raced = race(root, bootstrap)
+        raced = race(root, bootstrap, hosts)
         console.print(f"load and faults for {args.minutes:g} min ...")
         faults = inject(root, procs, hosts, drivers, args.minutes * 60, rng, args.fault_every)
         procs.quiet(drivers)

@@ -299,7 +299,7 @@ class _Ordered:
             if author == self.report.coop and isinstance(fact, Checked) and fact.kind is EntryKind.COOP:
                 latest = fact.charter
         if latest is not None:
-            self.state.retired = {(r.member, r.role): r.until for r in latest.retired}
+            self.state.retire_by(latest)
 
     def _forks(self) -> set[bytes]:
         forked: set[bytes] = set()

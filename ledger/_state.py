@@ -169,7 +169,7 @@ class LedgerState:
             self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
             self._close_hold(checked.driver, checked.claim)  # type: ignore[arg-type]
         self.track_hold(checked)
-        retirements = self._adopt(checked.seq, charter) if charter is not None else []
+        retirements = self.adopt(checked.seq, charter) if charter is not None else []
         if not self.void(checked):
             self._post(checked, 1)
         return retirements
@@ -190,10 +190,16 @@ class LedgerState:
         if held is not None:
             self._undo(lambda: self.holds[driver].__setitem__(booking, held))
 
-    def _adopt(self, seq: int, charter: CoopCharter) -> list[Retirement]:
+    def adopt(self, seq: int, charter: CoopCharter) -> list[Retirement]:
+        """Put the co-op's charter at feed seq `seq` in force (its members, its
+        retirements); returns the retirements new to this state."""
         previous, members = self.charter, self.members
         self.charter, self.members = (seq, charter), charter.names() | {self.coop}
         self._undo(lambda: (setattr(self, "charter", previous), setattr(self, "members", members)))
+        return self.retire_by(charter)
+
+    def retire_by(self, charter: CoopCharter) -> list[Retirement]:
+        """Take in `charter`'s retirements; returns those new to this state."""
         fresh = [r for r in charter.retired if (r.member, r.role) not in self.retired]
         for r in fresh:
             self.retired[(r.member, r.role)] = r.until

@@ -144,9 +144,7 @@ class LedgerStore:
         ), None)
         if charter is not None:
             body = decode_entry(charter["envelope"]).message.body
-            state.charter = (charter["seq"], CoopCharter.decode(body))
-            state.retired = {(r.member, r.role): r.until for r in state.charter[1].retired}
-            state.members = state.charter[1].names() | {state.coop}
+            state.adopt(charter["seq"], CoopCharter.decode(body))
         for row in self.db.query("SELECT envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 ORDER BY author, seq",
                                  [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
             state.track_hold(check_entry(row["envelope"]))

@@ -33,12 +33,12 @@ VALID_FOR = dt.timedelta(days=3650)
 def make_certificate(host: str, key_path: Path, cert_path: Path, now: float) -> str:
     """Write a new key (0600) and self-signed certificate for `host`; returns its fingerprint."""
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
-        address = x509.IPAddress(ipaddress.ip_address(host))
-        names += [address] if address not in names else []
+        own: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        names.append(x509.DNSName(host))
+        own = x509.DNSName(host)
+    loopback = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names = loopback if own in loopback else [own, *loopback]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wattshare host node {host}")])
     start = dt.datetime.fromtimestamp(now, dt.timezone.utc) - dt.timedelta(days=1)
     certificate = (
