@@ -18,8 +18,7 @@ import trio
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.ledger import EntryKind
-from wattshare.node import BookingRejected, Charging, Node
+from wattshare.node import BookingRejected, Charging, Node, NodeError
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -28,13 +27,10 @@ from wattshare.protocol import (
     ChargerAd,
     DecodeError,
     Dispute,
-    MeterReceipt,
     Query,
     Reason,
     RemoteProtocolError,
-    Settlement,
     Signed,
-    sign,
 )
 
 from ._charger import CONNECTORS, amount
@@ -282,8 +278,9 @@ def cancel(ctx: Context, booking: str) -> None:
 
 # --- charging --------------------------------------------------------------------------
 
-def _charge(ctx: Context, ref: str, stop_now: bool) -> None:
-    """Follow a session with a live bar (Ctrl-C leaves it running at the host)."""
+def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> None:
+    """Follow a session with a live bar (Ctrl-C leaves it running at the host); `attach`:
+    only one that runs already."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[cost]}"),
                   console=console, disable=ctx.json) as bar:
         task = bar.add_task("starting", total=1, cost="")
@@ -301,7 +298,7 @@ def _charge(ctx: Context, ref: str, stop_now: bool) -> None:
                            cost=f"{money(charging.cost, r.tariff.currency)} of {money(r.spend_cap, r.tariff.currency)}")
 
             try:
-                return await node.charge(chosen, stop=stop, on_update=show)
+                return await node.charge(chosen, stop=stop, on_update=show, attach=attach)
             except RemoteProtocolError as refused:
                 fail(f"the host refused ({refused.reason}): {refused.message}", EXIT_REFUSED)
 
@@ -337,7 +334,7 @@ def watch(ctx: Context, booking: str) -> None:
     Example:
       wattshare wallet watch 3fa9c2
     """
-    _charge(ctx, booking, stop_now=False)
+    _charge(ctx, booking, stop_now=False, attach=True)
 
 
 @wallet_group.command("stop")
@@ -365,9 +362,9 @@ def receipts(ctx: Context, booking: str) -> None:
     """
     node = _node(ctx)
     chosen = _booking(node, booking)
-    rows = [Signed.decode(e, MeterReceipt).message for e in node.store.receipts(chosen.id)]
-    session = node.store.session(chosen.id) or {}
-    settlement = Signed.decode(session["settlement"], Settlement).message if session.get("settlement") else None
+    session = node.store.session(chosen.id)
+    rows = [r.message for r in session.receipts] if session else []
+    settlement = session.settlement.message if session and session.settlement else None
     data = {"receipts": [{"seq": r.seq, "t": r.t, "energy_wh": r.energy_wh} for r in rows],
             "settlement": None if settlement is None else {"energy_wh": settlement.energy_wh,
                                                            "amount": settlement.amount,
@@ -399,28 +396,10 @@ def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
     """
 
     async def job(node: Node) -> Dispute:
-        chosen = _booking(node, booking)
-        session = node.store.session(chosen.id)
-        if (session is None or session["settlement"] is None) and node.ledger.fee_claim(chosen.id) is not None:
-            try:
-                return node.dispute_fee(chosen, Reason(reason), detail)
-            except ValueError as error:
-                fail(str(error))
-        if session is None or session["settlement"] is None:
-            fail("this booking has no settlement or fee to dispute yet; see `wattshare wallet receipts`")
-        if session["answer"] is not None:
-            fail("you already answered this settlement (your wallet acks one that prices right); "
-                 "the first answer stands: talk to your co-op")
-        settlement = Signed.decode(session["settlement"], Settlement)
-        window = chosen.request.message.terms.dispute_window_minutes * 60
-        now = int(node.clock())
-        if now > settlement.message.t + window:
-            fail("the dispute window of this booking has closed")
-        signed = sign(node.identity, Dispute(booking_id=chosen.id, t=now, settlement=settlement.digest,
-                                             reason=Reason(reason), detail=detail[:200]))
-        node.ledger.append(node.identity, [(EntryKind.DISPUTE, signed.message)], t=now)
-        node.store.update_session(chosen.id, "answer", signed.encode())
-        return signed.message
+        try:
+            return node.dispute(_booking(node, booking), Reason(reason), detail)
+        except NodeError as error:
+            fail(str(error))
 
     disputed = _with_node(ctx, job)
     emit(ctx, {"booking": disputed.booking_id.hex(), "reason": str(disputed.reason)},

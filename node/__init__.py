@@ -9,6 +9,7 @@ from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected,
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
+from ._errors import DisputeRefused, NodeError
 from ._framing import FrameError, FrameStream, StreamEnded
 from ._host import cell_key, make_host
 from ._node import Node
@@ -33,10 +34,12 @@ __all__ = [
     "Clock",
     "CHECKPOINT_EVERY",
     "Curve",
+    "DisputeRefused",
     "FrameError",
     "FrameStream",
     "LedgerSync",
     "Node",
+    "NodeError",
     "OcppEndpoint",
     "SYNC_PROTOCOL",
     "NodeStore",

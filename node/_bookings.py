@@ -108,6 +108,8 @@ class BookingDesk:
     clock: Callable[[], float] = wall_time
     limiter: RateLimiter = field(default_factory=RateLimiter)
     fetch_feed: Callable[[bytes], Awaitable[None]] | None = None  # pull a driver's feed from its node
+    on_confirmed: Callable[[Booking], None] = lambda booking: None  # the sessions' arrivals desk hears of each
+    on_closed: Callable[[bytes], None] = lambda booking_id: None  # ... and of each booking cancelled
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
 
     async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
@@ -148,6 +150,7 @@ class BookingDesk:
         confirmation = sign(self.identity, BookingConfirmation(
             booking_id=request.digest, access_digest=access_digest(sealed), confirmed=int(self.clock())))
         self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode())
+        self.on_confirmed(Booking(request=request, confirmation=confirmation))
         return BookingAnswer(confirmation=confirmation, access=sealed)
 
     def _check(self, request: Signed[BookingRequest], peer: bytes) -> None:
@@ -237,6 +240,7 @@ class BookingDesk:
             machine.receive(Signed.decode(row["answer"], BookingConfirmation))
         machine.receive(cancel)
         self.store.settle(request.digest, Slot.CANCELLED, cancel.encode())
+        self.on_closed(request.digest)
         if machine.fee and self.ledger is not None and machine.booking is not None:
             claim = FeeClaim(booking=machine.booking, cancel=cancel, amount=machine.fee)
             self.ledger.append(self.identity, [(EntryKind.FEE, claim)], t=int(self.clock()))

@@ -46,7 +46,7 @@ from ._clock import Clock
 from ._conduct import at_fault
 from ._framing import FrameStream, Refusal, close_quietly
 from ._host import peer_of
-from ._sessions import SESSION_PROTOCOL
+from ._session_stream import SESSION_PROTOCOL
 
 CONNECT_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
@@ -73,11 +73,12 @@ class Charging:
 async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock, *,
                  stop: trio.Event | None = None, on_update: Callable[[Charging], None] | None = None,
                  ledger: LedgerStore | None = None, timeout: float = 3600.0,
-                 answered: Signed[SettlementAck] | Signed[Dispute] | None = None,
+                 answered: Signed[SettlementAck] | Signed[Dispute] | None = None, attach: bool = False,
                  blame: Callable[[bytes, Reason], None] = lambda host, reason: None) -> Charging:
     """Start (or re-attach to) `booking`'s session and follow it to its settlement.
 
-    `timeout` bounds the wait for any one update, in real seconds. `answered` is this
+    `attach`: only re-attach, never start a session. `timeout` bounds the wait for any
+    one update, in real seconds. `answered` is this
     driver's answer from an earlier run (it is sent again, not re-signed). Refusal
     carries the host's refusal (TOO_EARLY, CHARGER_OFFLINE, ...); another
     RemoteProtocolError a receipt or frame the host got wrong, for which, as for a
@@ -90,7 +91,7 @@ async def charge(host: IHost, identity: Identity, booking: Booking, clock: Clock
     frames = FrameStream(stream, timeout=timeout)
     error: Exception | None = None
     try:
-        await frames.send(SessionOffer(start=start))
+        await frames.send(SessionOffer(start=start, attach=attach))
         async with trio.open_nursery() as nursery:
             if stop is not None:
                 nursery.start_soon(_send_stop, frames, identity, charging, clock, stop)

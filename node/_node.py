@@ -46,9 +46,7 @@ from wattshare.protocol import (
     Query,
     Reason,
     Result,
-    SettlementEvent,
     Signed,
-    StopRequest,
     open_access,
     sign,
 )
@@ -73,6 +71,7 @@ from ._host import (
     quiet_libp2p,
     running,
 )
+from ._errors import DisputeRefused
 from ._store import NodeStore, Slot
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._sync import SYNC_PROTOCOL, LedgerSync
@@ -132,6 +131,7 @@ class Node:
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
             self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp)
+            self.desk.on_confirmed, self.desk.on_closed = self.sessions.arrivals.expect, self.sessions.arrivals.forget  # type: ignore[union-attr]
             self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync_interval = sync_interval
         self.admin = admin
@@ -248,20 +248,34 @@ class Node:
             raise KeyError("this node did not make that booking")
         return open_access(self.identity, sealed)
 
-    def dispute_fee(self, booking: Booking, reason: Reason, detail: str = "") -> Dispute:
-        """Dispute the fee the host claimed for one of this driver's bookings (its FEE entry
-        on the ledger), within the booking terms' dispute window; ValueError if there is
-        no such fee or the window has closed."""
+    def dispute(self, booking: Booking, reason: Reason, detail: str = "") -> Dispute:
+        """Dispute on the ledger what the host claimed for one of this driver's bookings,
+        within the terms' dispute window: the session's settlement if it settled, else the
+        cancel or no-show fee on the host's feed. DisputeRefused if there is nothing of
+        the host's to dispute, the settlement has an answer already, or the window closed."""
         assert self.ledger is not None, "a node without a ledger cannot dispute"
-        fee = self.ledger.fee_claim(booking.id)
-        if fee is None or booking.request.message.driver != self.identity.public_key:
-            raise ValueError("the ledger holds no fee claimed for a booking of yours with that id")
+        if booking.request.message.driver != self.identity.public_key:
+            raise DisputeRefused("only the booking's driver can dispute it")
+        session = self.store.session(booking.id)
+        if session is not None and session.settlement is not None:
+            if session.answer is not None:
+                raise DisputeRefused("you already answered this settlement (your wallet acks one that prices "
+                                     "right); the first answer stands: talk to your co-op")
+            claim, claimed_at = session.settlement.digest, session.settlement.message.t
+        elif (fee := self.ledger.fee_claim(booking.id)) is not None:
+            claim, claimed_at = fee
+        else:
+            raise DisputeRefused("this booking has no settlement or fee to dispute yet; "
+                                 "see `wattshare wallet receipts`")
         now = int(self.clock())
-        if now > fee[1] + booking.request.message.terms.dispute_window_minutes * 60:
-            raise ValueError("the dispute window of this fee has closed")
-        dispute = Dispute(booking_id=booking.id, t=now, settlement=fee[0], reason=reason, detail=detail[:200])
-        self.ledger.append(self.identity, [(EntryKind.DISPUTE, dispute)])
-        return dispute
+        if now > claimed_at + booking.request.message.terms.dispute_window_minutes * 60:
+            raise DisputeRefused("the dispute window of this booking has closed")
+        signed = sign(self.identity, Dispute(booking_id=booking.id, t=now, settlement=claim, reason=reason,
+                                             detail=detail[:200]))
+        self.ledger.append(self.identity, [(EntryKind.DISPUTE, signed.message)], t=now)
+        if session is not None and session.settlement is not None:
+            self.store.keep_session(booking.id, [signed])
+        return signed.message
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""
@@ -296,34 +310,30 @@ class Node:
         return False
 
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
-                     on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0) -> Charging:
-        """Start (or re-attach to) a booked session and follow it to its settlement. The
-        driver's copy of every message is kept in this node's store as it arrives; the
-        ack or dispute also goes onto this node's ledger feed, if it keeps one."""
-
-        kept = [0]  # receipts stored so far
+                     on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0,
+                     attach: bool = False) -> Charging:
+        """Start (or re-attach to) a booked session and follow it to its settlement;
+        `attach`: only re-attach (a driver watching never starts a session). The driver's
+        copy of every message is kept in this node's store as it arrives; the ack or
+        dispute also goes onto this node's ledger feed, if it keeps one."""
+        kept: set[bytes] = set()  # digests of the messages stored so far
 
         def keep(charging: Charging) -> None:
-            machine = charging.machine
-            if not kept[0]:
-                self.store.open_session(booking.id, booking.request.message.charger_id, machine.start.encode())
-            for receipt in machine.receipts[kept[0]:]:
-                self.store.add_receipt(booking.id, receipt.message.seq, receipt.encode())
-            kept[0] = len(machine.receipts)
-            for column, signed in (("stop", next((m for m in machine.history if isinstance(m.message, StopRequest)),
-                                                 None)), ("settlement", charging.settlement), ("answer", charging.answer)):
-                if signed is not None:
-                    self.store.update_session(booking.id, column, signed.encode())
-            if charging.settlement is not None:
-                self.store.settle(booking.id, Slot.SETTLED)
+            if not kept:
+                self.store.open_session(booking.id, booking.request.message.charger_id, charging.machine.start)
+                kept.add(charging.machine.start.digest)
+            seen = [*charging.machine.history, charging.settlement, charging.answer]
+            new = list({s.digest: s for s in seen if s is not None and s.digest not in kept}.values())
+            self.store.keep_session(booking.id, new)
+            kept.update(s.digest for s in new)
             if on_update is not None:
                 on_update(charging)
 
         stored = self.store.session(booking.id)
-        answered = Signed.decode(stored["answer"], SettlementEvent) if stored and stored["answer"] else None
         await self.reach(booking.request.message.host)
         return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
-                            ledger=self.ledger, timeout=timeout, answered=answered,  # type: ignore[arg-type]
+                            ledger=self.ledger, timeout=timeout, attach=attach,
+                            answered=stored.answer if stored else None,  # type: ignore[arg-type]
                             blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
 
     async def _stay_joined(self) -> None:

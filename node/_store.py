@@ -10,10 +10,12 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 - `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
 - `found(rank, envelope)`: a driver's last search results, signed ads, best first.
 - `sessions(booking_id, charger_id, transaction_id, meter_start, start, stop,
-  settlement, answer)` and `receipts(booking_id, seq, envelope)`: the host's charging
-  sessions, each signed message stored before it is acted on (DESIGN.md, "Session and
-  metering": nothing is lost when a node crashes); transaction ids are OCPP's and never
-  reused.
+  settlement, answer)` and `receipts(booking_id, seq, envelope)`: the charging
+  sessions (the host's, and a driver's copy), each signed message stored before it is
+  acted on (DESIGN.md, "Session and metering": nothing is lost when a node crashes),
+  each step of a session in one transaction (`keep_session`); they come back as a
+  `StoredSession` with the ordered log its machine took. Transaction ids are OCPP's and
+  never reused.
 - `reserve` is the slot lock: in one IMMEDIATE transaction it checks that no booking of
   the charger in a holding state (pending, confirmed, started) overlaps the window and
   inserts the new one. SQLite serialises writers, so two requests for one slot, from
@@ -22,13 +24,29 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import sqlite_utils
 
-from wattshare.protocol import BookingRequest, ChargerAd, Signed, wall_time
+from wattshare.protocol import (
+    Booking,
+    BookingConfirmation,
+    BookingRequest,
+    DecodeError,
+    ChargerAd,
+    Message,
+    MeterReceipt,
+    Settlement,
+    SettlementEvent,
+    Signed,
+    StartRequest,
+    StopRequest,
+    wall_time,
+)
 
 
 class Slot(StrEnum):
@@ -43,6 +61,32 @@ class Slot(StrEnum):
 
 HOLDING = (Slot.PENDING, Slot.CONFIRMED, Slot.STARTED)
 _HOLDING_SQL = f"state IN ({', '.join('?' * len(HOLDING))})"
+_SESSION_FIELDS = "booking_id, charger_id, transaction_id, meter_start, start, stop, settlement, answer"
+_SESSION_COLUMNS = ((StopRequest, "stop"), (Settlement, "settlement"), (SettlementEvent, "answer"))
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A session as the store keeps it: `log` is every message its machine took, in order."""
+
+    booking_id: bytes
+    charger_id: str
+    start: Signed[StartRequest]
+    transaction: tuple[int, int] | None  # (OCPP transaction id, meter register at its start)
+    log: tuple[Signed[Message], ...]
+
+    @property
+    def receipts(self) -> list[Signed[MeterReceipt]]:
+        return [s for s in self.log if isinstance(s.message, MeterReceipt)]  # type: ignore[misc]
+
+    @property
+    def settlement(self) -> Signed[Settlement] | None:
+        return next((s for s in self.log if isinstance(s.message, Settlement)), None)  # type: ignore[return-value]
+
+    @property
+    def answer(self) -> Signed[SettlementEvent] | None:
+        """The driver's ack or dispute of the settlement."""
+        return next((s for s in self.log if isinstance(s.message, SettlementEvent)), None)  # type: ignore[return-value]
 
 
 class NodeStore:
@@ -97,24 +141,18 @@ class NodeStore:
     def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
         """Hold the request's window for its charger if nothing holding overlaps it."""
         r = request.message
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            clash = conn.execute(
+        with self._atomic():
+            clash = self.db.execute(
                 f"SELECT 1 FROM bookings WHERE charger_id = ? AND host = ? AND start < ? AND end > ? "
                 f"AND {_HOLDING_SQL} LIMIT 1",
                 [r.charger_id, r.host, r.end, r.start, *HOLDING],
             ).fetchone()
             if clash is None:
-                conn.execute(
+                self.db.execute(
                     "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
                     [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
                      request.encode(), int(self.clock())],
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return clash is None
 
     def record(self, request: Signed[BookingRequest], state: Slot, answer: bytes | None = None) -> None:
@@ -144,51 +182,95 @@ class NodeStore:
         except sqlite_utils.db.NotFoundError:
             return None
 
+    def booking(self, booking_id: bytes) -> Booking | None:
+        """The double-signed booking, if this node holds its confirmation."""
+        row = self.get(booking_id)
+        if row is None or row["answer"] is None:
+            return None
+        try:
+            confirmation = Signed.decode(row["answer"], BookingConfirmation)
+        except DecodeError:
+            return None  # rejected, or cancelled or closed since
+        return Booking(request=Signed.decode(row["request"], BookingRequest), confirmation=confirmation)
+
     def bookings(self, state: Slot | None = None) -> list[dict]:
         where, args = ("state = ?", [state.value]) if state else (None, None)
         return list(self.db["bookings"].rows_where(where, args, order_by="start"))
 
-    # --- sessions (the host's) ---------------------------------------------------------
+    # --- sessions -----------------------------------------------------------------------
 
-    def open_session(self, booking_id: bytes, charger_id: str, start: bytes) -> None:
+    def open_session(self, booking_id: bytes, charger_id: str, start: Signed[StartRequest]) -> None:
         """Keep a session's start (again: a driver re-attaching keeps its first start)."""
-        self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
-                        [booking_id, charger_id, start])
-        self.settle(booking_id, Slot.STARTED)
+        with self._atomic():
+            self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
+                            [booking_id, charger_id, start.encode()])
+            self.settle(booking_id, Slot.STARTED)
 
     def drop_session(self, booking_id: bytes) -> None:
         """Undo `open_session` (the wallbox never started): the booking is confirmed again."""
-        self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
-        self.settle(booking_id, Slot.CONFIRMED)
+        with self._atomic():
+            self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
+            self.settle(booking_id, Slot.CONFIRMED)
 
-    def next_transaction(self, booking_id: bytes, meter_start: int) -> int:
-        """Give the session a new OCPP transaction id (never one used before)."""
-        row = self.db.execute("SELECT COALESCE(MAX(transaction_id), 0) + 1 FROM sessions").fetchone()
-        self.db.execute("UPDATE sessions SET transaction_id = ?, meter_start = ? WHERE booking_id = ?",
-                        [row[0], meter_start, booking_id])
-        return int(row[0])
+    def new_transaction_id(self) -> int:
+        """An OCPP transaction id never used before (it is used once `keep_session` stores it)."""
+        return int(self.db.execute("SELECT COALESCE(MAX(transaction_id), 0) + 1 FROM sessions").fetchone()[0])
 
-    def update_session(self, booking_id: bytes, column: str, envelope: bytes) -> None:
-        assert column in ("stop", "settlement", "answer")
-        self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?", [envelope, booking_id])
+    def keep_session(self, booking_id: bytes, messages: Sequence[Signed[Message]],
+                     transaction: tuple[int, int] | None = None) -> None:
+        """Store one step of a session, all or nothing: the messages it took, each where
+        it belongs (a replayed receipt is kept already: same seq, same bytes), the
+        wallbox's (transaction id, meter start), and a settlement's closing of the booking."""
+        with self._atomic():
+            if transaction is not None:
+                self.db.execute("UPDATE sessions SET transaction_id = ?, meter_start = ? WHERE booking_id = ?",
+                                [*transaction, booking_id])
+            for signed in messages:
+                if isinstance(signed.message, MeterReceipt):
+                    self.db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?)",
+                                    [booking_id, signed.message.seq, signed.encode()])
+                else:
+                    column = next(c for kind, c in _SESSION_COLUMNS if isinstance(signed.message, kind))
+                    self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?",
+                                    [signed.encode(), booking_id])
+                if isinstance(signed.message, Settlement):
+                    self.settle(booking_id, Slot.SETTLED)
 
-    def add_receipt(self, booking_id: bytes, seq: int, envelope: bytes) -> None:
-        """Keep a receipt (a replayed one is already kept: its seq and bytes are the same)."""
-        self.db.execute("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?)", [booking_id, seq, envelope])
+    def session(self, booking_id: bytes) -> StoredSession | None:
+        row = self.db.execute(f"SELECT {_SESSION_FIELDS} FROM sessions WHERE booking_id = ?", [booking_id]).fetchone()
+        return None if row is None else self._session(row)
 
-    def session(self, booking_id: bytes) -> dict | None:
-        try:
-            return self.db["sessions"].get(booking_id)
-        except sqlite_utils.db.NotFoundError:
-            return None
-
-    def sessions(self, open_only: bool = False) -> list[dict]:
+    def sessions(self, open_only: bool = False) -> list[StoredSession]:
         """The stored sessions; `open_only`: those the driver has not answered yet."""
-        return list(self.db["sessions"].rows_where("answer IS NULL" if open_only else None))
+        where = " WHERE answer IS NULL" if open_only else ""
+        return [self._session(row) for row in self.db.execute(f"SELECT {_SESSION_FIELDS} FROM sessions{where}")]
 
-    def receipts(self, booking_id: bytes) -> list[bytes]:
-        return [row[0] for row in self.db.execute(
+    def _session(self, row: tuple) -> StoredSession:
+        booking_id, charger_id, transaction_id, meter_start, start, stop, settlement, answer = row
+        log: list[Signed[Message]] = [Signed.decode(e, MeterReceipt) for e, in self.db.execute(
             "SELECT envelope FROM receipts WHERE booking_id = ? ORDER BY seq", [booking_id])]
+        if stop is not None:  # taken after the receipts dated before it
+            signed_stop = Signed.decode(stop, StopRequest)
+            log.insert(sum(1 for r in log if r.message.t <= signed_stop.message.t), signed_stop)  # type: ignore[attr-defined]
+        log += [Signed.decode(settlement, Settlement)] if settlement is not None else []
+        log += [Signed.decode(answer, SettlementEvent)] if answer is not None else []
+        return StoredSession(booking_id, charger_id, Signed.decode(start, StartRequest),
+                             None if transaction_id is None else (transaction_id, meter_start or 0), tuple(log))
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One write transaction (nested ones join the outer one)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -8,6 +8,9 @@ take values and bytes out. Everything below is re-exported from private modules:
 - the charger ad (`_ad`), OCPI-shaped tariffs (`_tariff`) and pricing (`_pricing`);
 - booking and session messages (`_messages`) and their state machines (`_booking`,
   `_session`), with errors split by whose fault they are (`_errors`);
+- the host's deciding cores: one charging session, events in and signed messages and
+  actions out (`_host_session`), and its confirmed bookings' reservations and no-shows
+  (`_arrivals`);
 - charger search over fetched ads: filtering, price estimates, ranking (`_search`);
 - the unsigned frames of the node's stream protocols, one tagged union (`_wire`);
 - geohash and distance helpers as `geo`.
@@ -15,6 +18,7 @@ take values and bytes out. Everything below is re-exported from private modules:
 
 from . import _geo as geo
 from ._ad import AvailabilityException, BookingTerms, ChargerAd, Connector, WeeklyWindow
+from ._arrivals import Arrivals, NoShowDue, Reserve
 from ._booking import MAX_CLOCK_SKEW, BookingMachine, BookingState, check_time
 from ._clock import wall_time
 from ._codec import MAX_MESSAGE_SIZE
@@ -30,6 +34,23 @@ from ._errors import (
     Reason,
     RemoteProtocolError,
     SignatureError,
+)
+from ._host_session import (
+    DriverAnswer,
+    DriverStop,
+    HostSession,
+    Note,
+    RemoteStop,
+    SessionAction,
+    SessionEvent,
+    Settled,
+    Step,
+    StopOverdue,
+    Tick,
+    Wake,
+    WallboxReadings,
+    WallboxStarted,
+    WallboxStopped,
 )
 from ._identity import Identity, KeyFileError, peer_id, public_key_from_peer_id, seal_to, write_private
 from ._machine import Role
@@ -96,6 +117,24 @@ from ._tariff import (
 )
 
 __all__ = [
+    "Arrivals",
+    "NoShowDue",
+    "Reserve",
+    "DriverAnswer",
+    "DriverStop",
+    "HostSession",
+    "Note",
+    "RemoteStop",
+    "SessionAction",
+    "SessionEvent",
+    "Settled",
+    "Step",
+    "StopOverdue",
+    "Tick",
+    "Wake",
+    "WallboxReadings",
+    "WallboxStarted",
+    "WallboxStopped",
     "DOMAIN",
     "FINAL_READING_MARGIN",
     "GENESIS",

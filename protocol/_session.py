@@ -33,6 +33,7 @@ Theory of operation (DESIGN.md, "Session and metering"):
 
 from __future__ import annotations
 
+import copy
 from enum import StrEnum
 from typing import Sequence
 
@@ -103,6 +104,12 @@ class SessionMachine(Machine):
         self._after_stop = 0  # receipts taken since the stop and dated after it
         self.faults: list[RemoteProtocolError] = []  # implausible receipts taken (see the module doc)
         self.settlement: Signed[Settlement] | None = None
+
+    def fork(self) -> SessionMachine:
+        """A copy to try steps on: steps taken on it leave this machine as it is."""
+        twin = copy.copy(self)
+        twin.history, twin.receipts, twin.faults = list(self.history), list(self.receipts), list(self.faults)
+        return twin
 
     def running_price(self) -> Price | None:
         """The uncapped price of the receipts so far (live cost); None before receipt 0."""

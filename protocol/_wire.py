@@ -99,9 +99,11 @@ class CancelAnswer(Record):
 
 @record
 class SessionOffer(Record):
-    """The driver starts (or re-attaches to) its booking's session (`/wattshare/session/1.0.0`)."""
+    """The driver starts (or re-attaches to) its booking's session (`/wattshare/session/1.0.0`);
+    `attach`: only re-attach, never start one (a driver watching)."""
 
     start: Signed[StartRequest]
+    attach: bool = False
 
 
 @record

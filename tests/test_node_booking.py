@@ -17,6 +17,7 @@ from wattshare.node import (
     BookingRejected,
     FrameStream,
     Node,
+    NodeError,
     Slot,
     StreamEnded,
     request_booking,
@@ -218,14 +219,14 @@ def test_late_cancel_charges_the_fee_on_the_hosts_ledger_and_the_driver_may_disp
             assert ledger.balance(car.identity.public_key, "EUR") == -200
             assert audit(ledger.path).ok
             await car.sync.pull(car.host, host.host.get_id())  # the driver sees the fee on the ledger...
-            disputed = car.dispute_fee(booking, p.Reason.BAD_TIME, "I cancelled in time")  # ...and contests it
+            disputed = car.dispute(booking, p.Reason.BAD_TIME, "I cancelled in time")  # ...and contests it
             await host.sync.pull(host.host, car.host.get_id())
             assert disputed.settlement == ledger.fee_claim(booking.id)[0]
             assert ledger.db.execute("SELECT COUNT(*) FROM entries WHERE author = ? AND kind = 'dispute'",
                                      [car.identity.public_key]).fetchone()[0] == 1
             assert audit(ledger.path).ok  # a fee disputed by its own driver dangles nowhere
-            with pytest.raises(ValueError, match="no fee"):
-                host.dispute_fee(booking, p.Reason.BAD_TIME)  # only the booking's driver may
+            with pytest.raises(NodeError, match="only the booking's driver"):
+                host.dispute(booking, p.Reason.BAD_TIME)
 
     run_bounded(scenario)
 

@@ -375,15 +375,15 @@ def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_pa
             back = await street.driver.charge(booking)  # re-attach: replay, settlement, ack
             again = await street.driver.charge(booking)  # and once more: the same ack, not a new one
             with trio.fail_after(5):
-                while street.host.store.session(booking.id)["answer"] is None:
+                while street.host.store.session(booking.id).answer is None:
                     await trio.sleep(0.05)
             return street, booking, alone, back, again
 
     street, booking, alone, back, again = run_bounded(scenario, 60)
-    assert alone["settlement"] is not None and alone["answer"] is None  # host-only, within the cap
+    assert alone.settlement is not None and alone.answer is None  # host-only, within the cap
     assert booking.id in street.host.ledger.state.claims
-    assert back.settlement.encode() == alone["settlement"] and isinstance(back.answer.message, p.SettlementAck)
+    assert back.settlement == alone.settlement and isinstance(back.answer.message, p.SettlementAck)
     assert again.answer == back.answer
     assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 2  # its credit hold and one ack
-    assert street.host.store.session(booking.id)["answer"] == back.answer.encode()
+    assert street.host.store.session(booking.id).answer == back.answer
     check_chain(back, booking)
