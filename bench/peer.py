@@ -40,7 +40,7 @@ def ad_at(host: Identity, lat: float, lon: float) -> ChargerAd:
     )
 
 
-async def echo(stream) -> None:  # noqa: ANN001 - a libp2p stream
+async def echo(stream) -> None:
     """Answer one frame with the same frame: the raw libp2p round trip of the baseline."""
 
     async def respond(frames: FrameStream) -> None:

@@ -9,7 +9,8 @@ writer of its file), else straight into the home's ledger.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 import trio

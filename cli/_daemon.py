@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import trio
 from rich.console import Group

@@ -26,7 +26,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
-        except Exception as error:  # noqa: BLE001 - the last line of defence for a person at a terminal
+        except Exception as error:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
             click.echo(f"error: {error} (run with --debug for the details)", err=True)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import click
 import trio
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.node import BookingRejected, Charging, Node, NodeError
+from wattshare.node import BookingRejected, Charging, Node, NodeError, Slot
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -91,6 +92,9 @@ def _with_node(ctx: Context, job: Callable[[Node], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         async with short_lived(node, bootstrap) as live:
             before = live.ledger.sizes().get(me, 0)
+            for booking_id in await live.ask_again_pending():
+                log.warning("booking %s: its host's answer has not reached this wallet yet; the next wallet "
+                            "command asks again", booking_id.hex()[:12])
             result = await job(live)
             if live.ledger.sizes().get(me, 0) > before and not await live.push_feed(coop):
                 log.warning("the co-op's node did not take your new ledger entries yet; "
@@ -231,15 +235,21 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
          + f"\nwhen you are plugged in: wattshare wallet start {booking.id.hex()[:12]}")
 
 
+async def _nothing(node: Node) -> None:
+    return None
+
+
 @wallet_group.command("bookings")
 @pass_context
 def bookings(ctx: Context) -> None:
-    """List your bookings.
+    """List your bookings (asking the host again about any whose answer was lost).
 
     \b
     Example:
       wattshare wallet bookings --json
     """
+    if _node(ctx).store.bookings(Slot.PENDING):  # an answer lost on the way: `_with_node` asks its host again
+        _with_node(ctx, _nothing)
     node = _node(ctx)
     rows = [{"booking": r["booking_id"].hex(), "charger": r["charger_id"], "start": r["start"], "end": r["end"],
              "spend_cap": r["spend_cap"], "state": r["state"]} for r in node.store.bookings()]

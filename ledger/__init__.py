@@ -7,9 +7,9 @@ Depends only on `wattshare.protocol`.
 
 from ._audit import AuditReport, Violation, audit
 from ._entry import (
+    HOLD_LAPSE,
     Adjustment,
     Checkpoint,
-    HOLD_LAPSE,
     CoopCharter,
     CreditLimit,
     Entry,

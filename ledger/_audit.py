@@ -39,11 +39,11 @@ import hashlib
 import sqlite3
 import time
 from collections import defaultdict, deque
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, peer_id, vouched_by
 

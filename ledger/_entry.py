@@ -179,20 +179,20 @@ class CoopCharter(Record):
         return {m.member for m in self.members} | set(self.treasurers) | set(self.witnesses) \
             | {r.member for r in self.retired}
 
-    def admit(self, member: bytes, limit: int | None = None) -> "CoopCharter":
+    def admit(self, member: bytes, limit: int | None = None) -> CoopCharter:
         """This charter with `member` admitted (or its limit changed); `limit` defaults to
         the charter's `credit_limit`."""
         entry = CreditLimit(member=member, limit=self.credit_limit if limit is None else limit)
         return self.replace(members=tuple(m for m in self.members if m.member != member) + (entry,))
 
-    def retire(self, member: bytes, role: Role, until: int) -> "CoopCharter":
+    def retire(self, member: bytes, role: Role, until: int) -> CoopCharter:
         """This charter with `member` dropped from `role`, its entries of that role from
         seq `until` on moving nothing."""
         keys = tuple(k for k in getattr(self, role.value) if k != member)
         return self.replace(**{role.value: keys},
                             retired=self.retired + (Retirement(member=member, role=role, until=until),))
 
-    def successor_problem(self, newer: "CoopCharter") -> str | None:
+    def successor_problem(self, newer: CoopCharter) -> str | None:
         """Why `newer` cannot follow this charter, or None: it must keep the currency
         (balances are kept in it) and every retirement, and retire every key it drops
         from a role (else the past entries of that key would stop counting)."""

@@ -29,15 +29,25 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Iterator
 
-from wattshare.protocol import (PRICE_SCALE, BookingRequest, Connector, LineKind, MeterReceipt, TariffRestrictions,
-                                format_amount, minor_digits, peer_id, vouched_by)
+from wattshare.protocol import (
+    PRICE_SCALE,
+    BookingRequest,
+    Connector,
+    LineKind,
+    MeterReceipt,
+    TariffRestrictions,
+    format_amount,
+    minor_digits,
+    peer_id,
+    vouched_by,
+)
 
 from ._audit import AuditReport, _open_readonly
 from ._entry import EntryKind, SettlementClaim

@@ -27,7 +27,7 @@ the order in which feeds arrive.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from wattshare.protocol import Record, Signed, frame_kind, record, require, require_range, require_size
 

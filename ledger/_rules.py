@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from wattshare.protocol import (
     BookingMachine,
-    SettlementEvent,
     DecodeError,
     Reason,
     RemoteProtocolError,
+    SettlementEvent,
     SignatureError,
     Signed,
     check_session,

@@ -40,9 +40,9 @@ Theory of operation (DESIGN.md, "Ledger"):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable
 
 from wattshare.protocol import GENESIS, Signed
 
@@ -50,7 +50,6 @@ from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, Role
 from ._errors import EntryRefused, Rule
 from ._merkle import MerkleLog, leaf_hash
 from ._rules import Checked
-
 
 ROLE_OF = {
     EntryKind.DEPOSIT: Role.TREASURER,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -125,7 +125,7 @@ async def providers(dht: KadDHT, host: IHost, cell: str) -> dict[ID, PeerInfo]:
 
     async def ask(peer: ID) -> None:
         with trio.move_on_after(ASK_TIMEOUT):
-            answer, peers = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)  # noqa: SLF001
+            answer, peers = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)
             for info in answer:
                 found.setdefault(info.peer_id, info)
             closer.update(peers)

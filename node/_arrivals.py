@@ -76,7 +76,9 @@ class ArrivalDesk:
         at = self.arrivals.next_due()
         async with trio.open_nursery() as nursery:
             async def alarm() -> None:
-                await (self.clock.sleep_until(at) if at is not None else trio.sleep_forever())
+                if at is None:
+                    await trio.sleep_forever()
+                await self.clock.sleep_until(at)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(alarm)

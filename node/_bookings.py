@@ -26,7 +26,11 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   every two seconds) gets `RATE_LIMITED` without any of the checks above being run.
 - The driver (`Node.book`) puts the HOLD on its feed before it sends the request, and a
   RELEASE with the host's signed rejection after a refusal: a hold ends only when the
-  host can no longer claim the booking.
+  host can no longer claim the booking. A request whose answer never reached the driver
+  (a timeout, Ctrl-C) stays pending on its side, hold and all; the driver asks again
+  with the very same signed request (`Node.ask_again`) and the host answers it with what
+  it answered before (the confirmation and sealed access, or the signed rejection), or
+  ILLEGAL_STATE while it is still deciding.
 - A driver's `CancelOffer` runs through the protocol's booking machine; a late cancel
   owes the terms' fee, which the host claims at once as a FEE entry on its ledger feed.
 """
@@ -34,9 +38,9 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Awaitable, Callable
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -72,8 +76,8 @@ from wattshare.protocol import (
 
 from ._ads import AdBoard
 from ._conduct import remote_key
-from ._limits import RateLimiter
 from ._framing import FrameStream, ask, serve
+from ._limits import RateLimiter
 from ._store import NodeStore, Slot
 
 BOOKING_PROTOCOL = TProtocol("/wattshare/booking/1.0.0")
@@ -134,6 +138,8 @@ class BookingDesk:
     # --- requests ------------------------------------------------------------------
 
     async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
+        if (stored := self._answered(request, peer)) is not None:
+            return stored
         ledger, driver = self.ledger, request.message.driver
         if ledger is not None and self.fetch_feed is not None and ledger.state.is_member(driver) \
                 and ledger.state.hold(driver, request.digest) is None:
@@ -149,9 +155,24 @@ class BookingDesk:
         sealed = seal_access(request.message.driver, self.access)
         confirmation = sign(self.identity, BookingConfirmation(
             booking_id=request.digest, access_digest=access_digest(sealed), confirmed=int(self.clock())))
-        self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode())
+        self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode(), access=sealed)
         self.on_confirmed(Booking(request=request, confirmation=confirmation))
         return BookingAnswer(confirmation=confirmation, access=sealed)
+
+    def _answered(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer | None:
+        """The answer this host gave the very same request before (its driver asking again
+        after the answer was lost), or None for a request not seen here."""
+        row = self.store.get(request.digest)
+        if row is None or request.signer != peer:
+            return None
+        if row["state"] == Slot.PENDING:
+            raise RemoteProtocolError(Reason.ILLEGAL_STATE, "the host is still deciding; ask again later")
+        if row["state"] == Slot.REJECTED and row["answer"] is not None:
+            return BookingAnswer(rejection=Signed.decode(row["answer"], BookingRejection))
+        booking = self.store.booking(request.digest)
+        if booking is not None and row["access"] is not None:
+            return BookingAnswer(confirmation=booking.confirmation, access=row["access"])
+        raise RemoteProtocolError(Reason.REPLAY, f"this request was answered and is now {row['state']}")
 
     def _check(self, request: Signed[BookingRequest], peer: bytes) -> None:
         r, now = request.message, int(self.clock())
@@ -168,7 +189,7 @@ class BookingDesk:
         if abs(now - r.created) > FRESHNESS:
             raise Refused(Reason.REPLAY, "the request is stale")
         if self.store.get(request.digest) is not None:
-            raise Refused(Reason.REPLAY, "this request was already answered")
+            raise Refused(Reason.REPLAY, "this request was already answered")  # a stranger replaying a driver's
         if r.end <= now:
             raise Refused(Reason.TOO_LATE, "the window has passed")
         if not current.is_available(r.start, r.end):

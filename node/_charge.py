@@ -14,8 +14,8 @@ again for the same booking re-attaches: the host replays the session so far.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import trio
 from libp2p.abc import IHost

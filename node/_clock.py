@@ -19,7 +19,7 @@ besides `protocol.wall_time`, which it uses.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 

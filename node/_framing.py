@@ -21,7 +21,8 @@ its own buffer, so it never loses bytes of the next frame.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Iterator, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol, TypeVar
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -185,7 +186,7 @@ async def serve(stream: INetStream, respond: Callable[[FrameStream], Awaitable[N
     try:
         with trio.fail_after(timeout):
             await respond(frames)
-    except Exception as error:  # noqa: BLE001 - one conversation's fault must never stop the node
+    except Exception as error:
         fault = _fault(error, frames.mid_frame)
         if isinstance(fault, RemoteProtocolError):
             log.info("%s refused: %s", stream.get_protocol(), fault)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
 
 import trio
 from libp2p.abc import IHost
@@ -64,7 +64,7 @@ class HeadGossip:
                 yield
                 nursery.cancel_scope.cancel()
 
-    async def _listen(self, subscription) -> None:  # noqa: ANN001 - py-libp2p's subscription API
+    async def _listen(self, subscription) -> None:
         async for message in subscription:
             try:
                 publisher = ID(message.from_id)

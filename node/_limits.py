@@ -10,7 +10,7 @@ Idle full buckets are forgotten, so a crowd of one-time peers cannot grow the ta
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import multiaddr
 import trio
@@ -53,13 +54,13 @@ from wattshare.protocol import (
 
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import OcppEndpoint
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._conduct import Conduct
-from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
+from ._errors import DisputeRefused
 from ._gossip import HEADS_TOPIC, HeadGossip
-from ._links import LinkFaults
 from ._host import (
     DEFAULT_LISTEN,
     address,
@@ -71,9 +72,9 @@ from ._host import (
     quiet_libp2p,
     running,
 )
-from ._errors import DisputeRefused
-from ._store import NodeStore, Slot
+from ._links import LinkFaults
 from ._sessions import SESSION_PROTOCOL, SessionDesk
+from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
 
 REANNOUNCE_INTERVAL = 600.0
@@ -221,19 +222,39 @@ class Node:
         self.store.record(request, Slot.PENDING)
         if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
             self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
+        return await self.ask_again(request)
+
+    async def ask_again(self, request: Signed[BookingRequest]) -> Booking:
+        """Send a booking request (again: the host answers a repeat with its first answer)
+        and keep the answer: the confirmed Booking, or BookingRejected after a signed
+        rejection (the credit hold released). Any other failure (no answer, Ctrl-C) leaves
+        the booking pending here: the host may have confirmed it."""
         try:
-            booking, sealed = await request_booking(self.host, await self.reach(ad.host), request)
+            booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
         except BookingRejected as rejected:
             self.store.settle(request.digest, Slot.REJECTED)
             if self.ledger is not None and rejected.rejection is not None:
                 release = Release(request=request, rejection=rejected.rejection)
                 self.ledger.append(self.identity, [(EntryKind.RELEASE, release)])
             raise
-        except BaseException:
-            self.store.settle(request.digest, Slot.REJECTED)
-            raise
         self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode(), access=sealed)
         return booking
+
+    async def ask_again_pending(self) -> list[bytes]:
+        """Ask the hosts of this driver's pending bookings (answers lost on the way) again,
+        while their windows are open; the ids of those still without an answer."""
+        unknown = []
+        for row in self.store.bookings(Slot.PENDING):
+            if row["driver"] != self.identity.public_key or row["end"] <= self.clock():
+                continue
+            try:
+                await self.ask_again(Signed.decode(row["request"], BookingRequest))
+            except BookingRejected:
+                continue
+            except Exception as error:  # noqa: BLE001 - still unknown: the next command asks again
+                log.info("booking %s still has no answer: %s", row["booking_id"].hex()[:12], error)
+                unknown.append(row["booking_id"])
+        return unknown
 
     async def _fetch_feed(self, key: bytes) -> None:
         """Bring this ledger up to date with a driver's node (its credit holds) before
@@ -342,12 +363,12 @@ class Node:
         while True:
             await trio.sleep(REJOIN_INTERVAL)
             connected = set(self.host.get_connected_peers())
-            for address in self.store.peers():
-                peer = peer_of_address(address)
+            for joined in self.store.peers():
+                peer = peer_of_address(joined)
                 if peer not in connected and peer != self.host.get_id():
                     with trio.move_on_after(REFRESH_TIMEOUT):
                         try:
-                            await self.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(address)))
+                            await self.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(joined)))
                         except Exception as error:  # noqa: BLE001 - still down: try again next round
                             log.info("peer %s still unreachable: %s", peer, error)
                             continue

@@ -148,13 +148,13 @@ def timestamp(payload: dict[str, Any], name: str, where: str) -> int:
         raise OcppError("TypeConstraintViolation", f"{where}.{name} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         tolerate(where, f"{name} without a zone, read as UTC")
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp())
 
 
 def iso(t: float) -> str:
     """UTC Unix seconds as an OCPP dateTime."""
-    return dt.datetime.fromtimestamp(int(t), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")  # what a meter register can hold, no exponent

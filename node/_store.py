@@ -24,11 +24,11 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import sqlite_utils
 
@@ -36,8 +36,8 @@ from wattshare.protocol import (
     Booking,
     BookingConfirmation,
     BookingRequest,
-    DecodeError,
     ChargerAd,
+    DecodeError,
     Message,
     MeterReceipt,
     Settlement,
@@ -269,7 +269,8 @@ class NodeStore:
             yield
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                conn.execute("ROLLBACK")
             raise
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import trio
 from libp2p.abc import IHost, INetStream

@@ -40,7 +40,7 @@ def make_certificate(host: str, key_path: Path, cert_path: Path, now: float) -> 
     loopback = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     names = loopback if own in loopback else [own, *loopback]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wattshare host node {host}")])
-    start = dt.datetime.fromtimestamp(now, dt.timezone.utc) - dt.timedelta(days=1)
+    start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
     certificate = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(start + VALID_FOR)

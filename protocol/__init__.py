@@ -87,6 +87,17 @@ from ._session import (
     check_settlement,
     settlement_price,
 )
+from ._tariff import (
+    PRICE_SCALE,
+    DayOfWeek,
+    Dimension,
+    PriceComponent,
+    Tariff,
+    TariffElement,
+    TariffRestrictions,
+    format_amount,
+    minor_digits,
+)
 from ._wire import (
     FRAMES,
     AdList,
@@ -103,17 +114,6 @@ from ._wire import (
     decode_frame,
     encode_frame,
     frame_kind,
-)
-from ._tariff import (
-    PRICE_SCALE,
-    DayOfWeek,
-    Dimension,
-    PriceComponent,
-    Tariff,
-    TariffElement,
-    TariffRestrictions,
-    format_amount,
-    minor_digits,
 )
 
 __all__ = [

@@ -20,7 +20,6 @@ Theory of operation (DESIGN.md, "Booking", point 4; OCPP ReserveNow):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from ._booking import BookingMachine
 from ._envelope import Signed, sign
@@ -45,7 +44,7 @@ class NoShowDue:
     fee: int
 
 
-Due = Union[Reserve, NoShowDue]
+Due = Reserve | NoShowDue
 
 
 def _opens(booking: Booking) -> int:

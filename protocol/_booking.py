@@ -27,7 +27,6 @@ from ._machine import Machine, Role
 from ._messages import Booking, BookingConfirmation, BookingRejection, BookingRequest, Cancel, NoShow, StartRequest
 from ._record import Message
 
-
 MAX_CLOCK_SKEW = 300  # seconds a signed time may differ from the receiver's clock
 
 

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ._errors import InvalidValue
 
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 MINUTES_PER_DAY = 24 * 60
 
 

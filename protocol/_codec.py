@@ -16,7 +16,8 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
   work any input can cause is linear in its size (a 4 MiB frame of one-byte items,
   the worst, scans in under a second). It then parses with duplicate keys
   refused, walks the result to reject anything outside the data
-  model (records do that walk themselves, field by field), and finally re-encodes: the bytes must come back identical, so one value has
+  model (records do that walk themselves, field by field), and finally re-encodes: the bytes must
+  come back identical, so one value has
   exactly one accepted encoding (no malleability, no trailing bytes).
 - Every failure is a `DecodeError` with a reason code; cbor2's own exceptions never
   escape.
@@ -130,7 +131,7 @@ def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, typed: bool = False
         value = cbor2.loads(
             data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=MAX_DEPTH + 1
         )
-    except Exception as exc:  # cbor2 raises several types (and RecursionError, ValueError)
+    except Exception as exc:  # noqa: BLE001 - cbor2 raises several types (and RecursionError, ValueError)
         raise DecodeError(Reason.MALFORMED, f"not valid CBOR: {exc}") from None
     if not typed and (why := _check_plain(value)) is not None:
         raise DecodeError(Reason.MALFORMED, why)

@@ -23,11 +23,13 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nacl.exceptions import BadSignatureError
 
@@ -40,7 +42,7 @@ DOMAIN = b"wattshare/v1\0"
 SIGNATURE_SIZE = 64
 _ENVELOPE_KEYS = {"type", "body", "signer", "sig"}
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=Message, covariant=True)
 _vouched: ContextVar[bytes | None] = ContextVar("vouched", default=None)
 
 
@@ -116,11 +118,11 @@ class Signed(Generic[M]):
         return value.get("sig") if type(value) is dict and type(value.get("sig")) is bytes else id(value)
 
     @staticmethod
-    def wire_accepts(value: Any, expect: type[Message] | None = None) -> bool:
+    def wire_accepts(value: Any, expect: builtins.type[Message] | None = None) -> bool:
         return isinstance(value, Signed) and (expect is None or isinstance(value.message, expect))
 
     @classmethod
-    def from_wire(cls, value: Any, expect: type[M] | None = None) -> Signed[M]:
+    def from_wire(cls, value: Any, expect: builtins.type[M] | None = None) -> Signed[M]:
         if type(value) is not dict or value.keys() != _ENVELOPE_KEYS:
             raise DecodeError(Reason.MALFORMED, f"a signed envelope is a map of {sorted(_ENVELOPE_KEYS)}")
         type_name, body, signer, sig = value["type"], value["body"], value["signer"], value["sig"]
@@ -148,7 +150,7 @@ class Signed(Generic[M]):
 
     @classmethod
     def decode(
-        cls, data: bytes, expect: type[M] | None = None, *, max_size: int = _codec.MAX_MESSAGE_SIZE
+        cls, data: bytes, expect: builtins.type[M] | None = None, *, max_size: int = _codec.MAX_MESSAGE_SIZE
     ) -> Signed[M]:
         """Parse and verify one envelope; raises a RemoteProtocolError subclass on any fault."""
         signed = cls.from_wire(_codec.decode(data, max_size=max_size, typed=True), expect)

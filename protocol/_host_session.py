@@ -33,8 +33,8 @@ Theory of operation (DESIGN.md, "Session and metering"; h11's connection object)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence, Union
 
 from ._booking import MAX_CLOCK_SKEW
 from ._envelope import Signed, sign
@@ -97,7 +97,7 @@ class StopOverdue:
     """The wallbox did not report its stop in time: settle on what it did report."""
 
 
-SessionEvent = Union[WallboxStarted, WallboxReadings, WallboxStopped, DriverStop, DriverAnswer, Tick, StopOverdue]
+SessionEvent = WallboxStarted | WallboxReadings | WallboxStopped | DriverStop | DriverAnswer | Tick | StopOverdue
 
 
 # --- actions --------------------------------------------------------------------------
@@ -126,7 +126,7 @@ class Note:
     text: str
 
 
-SessionAction = Union[RemoteStop, Settled, Wake, Note]
+SessionAction = RemoteStop | Settled | Wake | Note
 
 
 @dataclass(frozen=True, slots=True)

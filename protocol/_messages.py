@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 
+from ._ad import BookingTerms
 from ._envelope import Signed
 from ._errors import Reason
 from ._identity import Identity, seal_to
 from ._pricing import PriceLine
 from ._record import DIGEST_SIZE, KEY_SIZE, Message, Record, message, record, require, require_range, require_size
 from ._tariff import Tariff
-from ._ad import BookingTerms
 
 GENESIS = bytes(DIGEST_SIZE)  # `prev` of a booking's first receipt
 NONCE_SIZE = 16

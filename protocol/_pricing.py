@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 from itertools import pairwise
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from . import _clock
 from ._record import Record, record, require
@@ -70,8 +71,11 @@ class Price(Record):
 class Reading(Protocol):
     """What pricing needs of a meter receipt."""
 
-    t: int
-    energy_wh: int
+    @property
+    def t(self) -> int: ...
+
+    @property
+    def energy_wh(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,12 +244,12 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
         amount = _round(quantity, unit_price, _UNIT[dimension])
         lines.append(PriceLine(kind=LineKind(dimension), element=index, quantity=_round(quantity), amount=amount))
     total = sum(line.amount for line in lines)
-    for kind, limit, applies in (
-        (LineKind.MIN_PRICE, tariff.min_price, lambda lim: total < lim),
-        (LineKind.MAX_PRICE, tariff.max_price, lambda lim: total > lim),
-        (LineKind.SPEND_CAP, cap, lambda lim: total > lim),
+    for kind, limit, below in (
+        (LineKind.MIN_PRICE, tariff.min_price, True),
+        (LineKind.MAX_PRICE, tariff.max_price, False),
+        (LineKind.SPEND_CAP, cap, False),
     ):
-        if limit is not None and applies(limit):
+        if limit is not None and (total < limit if below else total > limit):
             lines.append(PriceLine(kind=kind, element=-1, quantity=0, amount=limit - total))
             total = limit
     return Price(currency=tariff.currency, total=total, lines=tuple(lines))

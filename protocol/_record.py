@@ -27,8 +27,9 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Callable, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from . import _codec
 from ._errors import DecodeError, InvalidValue, Reason
@@ -40,6 +41,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {}
 
 _Convert = Callable[[Any], Any]
 R = typing.TypeVar("R", bound="Record")
+M = typing.TypeVar("M", bound="Message")
 
 
 class Record:
@@ -113,15 +115,17 @@ class Message(Record):
     TYPE: ClassVar[str]
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def record(cls: type[R]) -> type[R]:
     """Make `cls` a frozen, slotted, keyword-only dataclass record."""
     return dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
-def message(type_name: str) -> Callable[[type[Message]], type[Message]]:
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
+def message(type_name: str) -> Callable[[type[M]], type[M]]:
     """Make `cls` a record and register it as the top-level message type `type_name`."""
 
-    def wrap(cls: type[Message]) -> type[Message]:
+    def wrap(cls: type[M]) -> type[M]:
         if type_name in MESSAGE_TYPES:
             raise RuntimeError(f"message type {type_name!r} registered twice")
         made = record(cls)
@@ -171,10 +175,8 @@ def _same(value: Any) -> Any:
 
 
 def _exact(kind: type) -> _Converter:
-    if kind is int:
-        accepts: Callable[[Any], bool] = lambda v: type(v) is int and _codec.INT_MIN <= v <= _codec.INT_MAX
-    else:
-        accepts = lambda v: type(v) is kind
+    def accepts(v: Any) -> bool:
+        return type(v) is kind and (kind is not int or _codec.INT_MIN <= v <= _codec.INT_MAX)
 
     def check(value: Any) -> Any:
         if not accepts(value):

@@ -17,8 +17,8 @@ hosts through the DHT and fetches their signed ads; everything after the fetch i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from . import _geo
 from ._ad import ChargerAd, Connector

@@ -34,8 +34,8 @@ Theory of operation (DESIGN.md, "Session and metering"):
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Sequence
 
 from ._envelope import Signed
 from ._errors import IllegalTransition, Reason, RemoteProtocolError
@@ -53,7 +53,6 @@ from ._messages import (
 )
 from ._pricing import Price, price
 from ._record import Message, require
-
 
 SETTLE_MARGIN = 30 * 60  # a reading may follow the window's end by this much (the stop's final one)
 FINAL_READING_MARGIN = 15 * 60  # after a stop: one final reading, at most this long after it

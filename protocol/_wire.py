@@ -17,7 +17,6 @@ from ._ad import ChargerAd
 from ._envelope import Signed
 from ._errors import DecodeError, Reason
 from ._messages import (
-    access_digest,
     BookingConfirmation,
     BookingRejection,
     BookingRequest,
@@ -28,6 +27,7 @@ from ._messages import (
     SettlementAck,
     StartRequest,
     StopRequest,
+    access_digest,
 )
 from ._record import Record, record, require, require_range, require_size
 

@@ -96,7 +96,8 @@ def make_request(ad: p.ChargerAd | None = None, *, start: str = "2026-11-27T22:0
     begin = at(start)
     request = p.BookingRequest(
         driver=DRIVER.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq, tariff=ad.tariff,
-        terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=begin, end=begin + hours * 3600, spend_cap=spend_cap, nonce=nonce,
+        terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=begin, end=begin + hours * 3600, spend_cap=spend_cap,
+        nonce=nonce,
         created=begin - 86_400,
     )
     return p.sign(DRIVER, request)

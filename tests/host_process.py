@@ -15,11 +15,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures import make_ad, ocpp_endpoint  # noqa: E402
-from wattshare.ledger import LedgerStore  # noqa: E402
-from wattshare.node import Node  # noqa: E402
-from wattshare.node._clock import Clock  # noqa: E402
-from wattshare.protocol import AccessInfo, Identity  # noqa: E402
+from fixtures import make_ad, ocpp_endpoint
+
+from wattshare.ledger import LedgerStore
+from wattshare.node import Node
+from wattshare.node._clock import Clock
+from wattshare.protocol import AccessInfo, Identity
 
 
 async def main(home: Path, listen: str, ocpp_port: int, coop: bytes, clock: Clock) -> None:

@@ -1,8 +1,8 @@
 """Charger ads: weekly availability in local time, exceptions, DST; signed by their host."""
 
 import pytest
-
 from fixtures import HOST, at, make_ad
+
 from wattshare import protocol as p
 
 WEEKDAYS = tuple(p.DayOfWeek)[:5]

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import trio
-
 from test_cli import WATTSHARE
+
 from wattshare.node import admin_call
 from wattshare.protocol import public_key_from_peer_id
 
@@ -132,7 +132,8 @@ def test_host_wallet_and_coop_from_the_command_line(street):
 
     street.wait_until(start - 180)
     settled = street.json("driver", "wallet", "start", booked["booking"][:10], timeout=90)
-    assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500  # at most an hour at 7.4 kW (a wallet takes a while to start)
+    # at most an hour at 7.4 kW (a wallet takes a while to start)
+    assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500
     receipts = street.json("driver", "wallet", "receipts", booked["booking"][:10])
     assert receipts["settlement"]["amount"] == settled["amount"] and len(receipts["receipts"]) > 50
     assert street.json("host", "host", "earnings")["balances"] == {"EUR": settled["amount"]}

@@ -2,9 +2,10 @@
 checkpoint schedules that run on it; on trio's MockClock, so a week passes in a moment."""
 
 import trio
+import trio.lowlevel
 import trio.testing
-
 from fixtures import HOST, at, make_ad
+
 from wattshare import protocol as p
 from wattshare.ledger import Checkpoint, Entry, LedgerStore
 from wattshare.ledger._sample import SampleWorld
@@ -46,8 +47,8 @@ def test_sleepers_wake_at_their_domain_time_and_at_once_after_a_jump_past_it():
             await clock.sleep_until(ORIGIN + 3600 + 1)
             assert set(woke) == {"in an hour"}
             clock.advance(2 * 86_400)  # the laptop slept two days
-            await trio.sleep(0)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
         return woke
 
     woke = run_mocked(scenario)

@@ -1,10 +1,10 @@
 """Canonical CBOR: exact bytes, strict refusals, and no crash on any input."""
 
 import pytest
+from fixtures import shared_value_bomb
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fixtures import shared_value_bomb
 from wattshare.protocol import MAX_MESSAGE_SIZE, DecodeError, InvalidValue, Reason, decode_cbor, encode_cbor
 
 plain = st.recursive(

@@ -5,7 +5,7 @@ import csv
 import hashlib
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -24,7 +24,7 @@ COSTS = ("total_fixed_cost", "total_energy_cost", "total_time_cost", "total_park
 
 
 def utc(t):
-    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 def claim_of(session):

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from wattshare import protocol as p
-from wattshare.ledger import (Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want,
-                              audit, sync)
+from wattshare.ledger import Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want, audit, sync
 from wattshare.ledger._replication import MAX_LIES
 from wattshare.ledger._sample import EPOCH, SampleWorld
 

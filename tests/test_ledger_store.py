@@ -140,7 +140,7 @@ def test_settlement_over_the_cap_or_mispriced(store, world):
     small = world.session(host, driver, NIGHT, spend_cap=100)
     assert small.settlement.message.amount == 100  # capped by the protocol
     lines = small.settlement.message.breakdown[:-1]  # drop the SPEND_CAP line: uncapped claim
-    over = resettle(host, small, amount=sum(l.amount for l in lines), breakdown=lines)
+    over = resettle(host, small, amount=sum(line.amount for line in lines), breakdown=lines)
     refused(store, [claim_entry(world, host, small, settlement=over).encode()], Rule.OVER_CAP)
 
     world2 = SampleWorld(seed=7)

@@ -7,11 +7,11 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
+from fixtures import run_bounded
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.peerinfo import PeerInfo
 
-from fixtures import run_bounded
 from wattshare.node._host import make_dht, make_host, running
 from wattshare.node._links import LinkFaults
 from wattshare.protocol import Identity

@@ -3,8 +3,8 @@
 import itertools
 
 import pytest
-
 from fixtures import DRIVER, HOST, STRANGER, at, confirm, make_request
+
 from wattshare import protocol as p
 from wattshare.protocol import BookingState as B
 from wattshare.protocol import SessionState as S

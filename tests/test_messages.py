@@ -3,14 +3,13 @@
 import hashlib
 
 import cbor2
-
 import pytest
+from fixtures import DRIVER, HOST, SEALED_ACCESS, STRANGER, confirm, make_ad, make_booking, make_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import VerifyKey
-
-from fixtures import DRIVER, HOST, SEALED_ACCESS, STRANGER, confirm, make_ad, make_booking, make_request
 from strategies import message_strategies, messages
+
 from wattshare import protocol as p
 
 PROTOCOL_TYPES = {name: cls for name, cls in p.MESSAGE_TYPES.items() if cls.__module__.startswith("wattshare.protocol")}

@@ -5,8 +5,8 @@ import stat
 from contextlib import AsyncExitStack
 
 import trio
-
 from fixtures import at, make_ad, pinned_clock, run_bounded
+
 from wattshare import protocol as p
 from wattshare.node import Approval, Node, admin_call
 

@@ -4,9 +4,9 @@ import hashlib
 from contextlib import AsyncExitStack
 
 import trio
+from fixtures import at, make_ad, pinned_clock, run_bounded
 from libp2p.network.stream.exceptions import StreamError
 
-from fixtures import at, make_ad, pinned_clock, run_bounded
 from wattshare import protocol as p
 from wattshare.node import AD_PROTOCOL, FrameStream, Node, fetch_ads
 from wattshare.node._framing import varint

@@ -6,8 +6,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
-
 from fixtures import TERMS, at, make_ad, off_peak_tariff, pinned_clock, run_bounded
+
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
@@ -346,3 +346,28 @@ def test_a_flood_of_booking_requests_is_rate_limited_and_others_are_still_served
     reasons, honest = run_bounded(scenario)
     assert reasons.count(p.Reason.RATE_LIMITED) >= 18 and reasons[:10] == ["confirmed"] * 10
     assert honest.confirmation.message.booking_id == honest.id
+
+
+def test_a_driver_that_gave_up_waiting_asks_again_and_learns_the_host_confirmed(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            host, ad, [car] = await neighbourhood(stack, tmp_path, approval=Approval.MANUAL, timeout=30.0)
+            with trio.move_on_after(1.0):  # Ctrl-C, or a phone losing its signal, while the host decides
+                await car.book(ad, *NIGHT, spend_cap=1_000)
+            [booking_id] = host.desk.pending()
+            kept = car.store.get(booking_id)["state"]
+            deciding = await car.ask_again_pending()
+            host.desk.decide_pending(booking_id, approve=True)
+            with trio.fail_after(5):
+                while host.store.get(booking_id)["state"] != Slot.CONFIRMED:
+                    await trio.sleep(0.02)
+            answered = await car.ask_again_pending()
+            booking = car.store.booking(booking_id)
+            return booking_id, kept, deciding, answered, car.store.get(booking_id)["state"], car.access(booking), \
+                car.ledger.state.hold(car.identity.public_key, booking_id)
+
+    booking_id, kept, deciding, answered, state, access, hold = run_bounded(scenario)
+    assert kept == Slot.PENDING  # not "rejected": the host may confirm it yet
+    assert deciding == [booking_id]  # asked again while the host still decided: still unknown
+    assert answered == [] and state == Slot.CONFIRMED and access == ACCESS  # the host's first answer, sealed access too
+    assert hold is not None  # the credit hold stands for the confirmed booking

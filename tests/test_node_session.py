@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from fixtures import TERMS, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, run_bounded
 from trio_websocket import open_websocket
 
-from fixtures import TERMS, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, run_bounded
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
 from wattshare.ledger._sample import SampleWorld
@@ -387,3 +387,54 @@ def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_pa
     assert street.driver.ledger.sizes()[street.driver.identity.public_key] == 2  # its credit hold and one ack
     assert street.host.store.session(booking.id).answer == back.answer
     check_chain(back, booking)
+
+
+def test_watching_a_booking_never_starts_its_session(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            await street.clock.sleep_until(START)
+            with pytest.raises(p.RemoteProtocolError) as refused:
+                await street.driver.charge(booking, attach=True)  # `wallet watch` before `wallet start`
+            return street, booking, refused.value
+
+    street, booking, refused = run_bounded(scenario, 60)
+    assert refused.reason is p.Reason.ILLEGAL_STATE and "start one first" in refused.message
+    assert street.host.store.get(booking.id)["state"] == Slot.CONFIRMED and street.host.store.session(booking.id) is None
+    assert street.wallbox.transaction is None  # the wallbox was never asked to start
+
+
+def test_a_driver_stop_the_disk_refuses_leaves_the_session_running_until_it_comes_again(tmp_path):
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            booking = await street.book()
+            stop = trio.Event()
+
+            async def refuse_writes_for_a_second():
+                street.host.store.db.execute("PRAGMA query_only = 1")  # every write fails, however small
+                stop.set()
+                await trio.sleep(1.0)
+                street.host.store.db.execute("PRAGMA query_only = 0")
+
+            def refuse_then_stop(charging):
+                if charging.energy_wh >= 3_000 and not stop.is_set():
+                    street.nursery.start_soon(refuse_writes_for_a_second)
+
+            with pytest.raises(p.RemoteProtocolError) as refused:
+                await street.driver.charge(booking, stop=stop, on_update=refuse_then_stop)
+            live = street.host.sessions.live[booking.id]
+            seen = live.machine.state, live.error
+            await trio.sleep(1.5)  # writes go through again
+            stopped = trio.Event()
+            stopped.set()
+            asked = street.clock()
+            return booking, refused.value, seen, asked, await street.driver.charge(booking, stop=stopped)
+
+    booking, refused, (state, error), asked, charging = run_bounded(scenario, 60)
+    assert refused.reason is p.Reason.INTERNAL and "send it again" in refused.message
+    assert state is p.SessionState.METERING and "readonly" in error  # not half-stepped into STOPPING
+    receipts = check_chain(charging, booking)
+    assert receipts[-1].message.t <= asked + 600 < END  # the stop sent again was honoured at once
+    assert isinstance(charging.answer.message, p.SettlementAck)

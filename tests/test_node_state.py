@@ -4,6 +4,7 @@ import hashlib
 from contextlib import AsyncExitStack
 
 from fixtures import run_bounded
+
 from wattshare import protocol as p
 from wattshare.node import Node
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, HandshakeError, open_websocket
-
 from fixtures import EVERY_DAY, WALLBOX_PASSWORD, make_ad, ocpp_endpoint, run_bounded
 from test_node_session import ACCESS, identity
+from trio_websocket import ConnectionRejected, HandshakeError, open_websocket
+
 from wattshare import protocol as p
 from wattshare.node import (
     Node,

@@ -3,11 +3,11 @@
 from types import SimpleNamespace
 
 import pytest
+from fixtures import at, off_peak_tariff
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from fixtures import at, off_peak_tariff
 from strategies import days, elements, hhmm, tariffs
+
 from wattshare import protocol as p
 
 E, F, T, P = p.Dimension.ENERGY, p.Dimension.FLAT, p.Dimension.TIME, p.Dimension.PARKING_TIME

@@ -1,8 +1,8 @@
 """Search over fetched ads: who signed and served it, expiry, seq, filters, estimates, ranking."""
 
 import pytest
-
 from fixtures import STRANGER, at, make_ad
+
 from wattshare import protocol as p
 from wattshare.protocol import geo
 

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import trio
-
 from fixtures import EVERY_DAY, TERMS, TZ, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, off_peak_tariff, run_bounded
+
 from wattshare import protocol as p
 from wattshare.ledger import Checkpoint, Entry, EntryKind, LedgerStore, MoneyMove, audit
 from wattshare.ledger._sample import SampleWorld

@@ -3,8 +3,9 @@ v16 ChargePoint on asyncio and `websockets`, in a process of its own.
 
     python tests/third_party_wallbox.py PORT CHARGER_ID PASSWORD
 
-It logs in with HTTP Basic auth (OCPP security profile 1), boots, waits for RemoteStartTransaction, starts a transaction, reports the energy
-register (+250 Wh) about once a second, stops on RemoteStopTransaction and exits. Each
+It logs in with HTTP Basic auth (OCPP security profile 1), boots, waits for
+RemoteStartTransaction, starts a transaction, reports the energy register (+250 Wh)
+about once a second, stops on RemoteStopTransaction and exits. Each
 step is printed, one word per line, for the test to follow.
 """
 
@@ -21,7 +22,7 @@ from ocpp.v16.enums import Action, RegistrationStatus, RemoteStartStopStatus
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ChargePoint(BaseChargePoint):
