@@ -44,6 +44,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, peer_id, vouched_by
 
@@ -64,7 +65,7 @@ class Violation:
     author: bytes | None = None
     seq: int | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule.value,
             "detail": self.detail,
@@ -92,7 +93,7 @@ class AuditReport:
     def ok(self) -> bool:
         return not self.violations
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "coop": peer_id(self.coop),
@@ -179,7 +180,7 @@ def _verdicts(chunks: Iterator[list[bytes]], workers: int, done: Callable[[int],
             collect(_intrinsic(chunk))
         return out
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()
+        pending: deque[Any] = deque()
         for chunk in chunks:
             pending.append(pool.submit(_intrinsic, chunk))
             if len(pending) >= 2 * workers:
@@ -241,7 +242,7 @@ def _role_rule(fact: Checked) -> Rule:
 class _Ordered:
     """Passes 2 and 3 (see the module doc), over the rows and the workers' verdicts."""
 
-    def __init__(self, report: AuditReport, rows: list, verdicts: list[_Verdict], frauds: list) -> None:
+    def __init__(self, report: AuditReport, rows: list[Any], verdicts: list[_Verdict], frauds: list[Any]) -> None:
         self.report = report
         self.rows = rows
         self.verdicts = verdicts
@@ -255,7 +256,7 @@ class _Ordered:
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
         self.report.violations.append(Violation(rule, detail, author, seq))
 
-    def run(self, heads: list, stored: dict, reserves: dict, refused: list[bytes]) -> None:
+    def run(self, heads: list[Any], stored: dict[Any, int], reserves: dict[str, int], refused: list[bytes]) -> None:
         forked = self._forks()
         self._retirements(forked)
         for (digest, author, seq, frozen), verdict in zip(self.rows, self.verdicts):
@@ -363,7 +364,7 @@ class _Ordered:
             self.fees[fact.booking] = (digest, fact.driver)  # type: ignore[index,assignment]
         return True
 
-    def _heads(self, heads: list) -> None:
+    def _heads(self, heads: list[Any]) -> None:
         for author, envelope in heads:
             self.report.heads += 1
             try:
@@ -401,7 +402,8 @@ class _Ordered:
         for fact in self.accepted:
             if fact.kind is EntryKind.DISPUTE and (fact.booking, fact.settlement, fact.author) in refused_claims:
                 continue  # a driver disputing a claim the ledger refused: right, and nothing dangles
-            if fact.kind is EntryKind.DISPUTE and self.fees.get(fact.booking) == (fact.settlement, fact.author):
+            if fact.kind is EntryKind.DISPUTE and fact.booking is not None \
+                    and self.fees.get(fact.booking) == (fact.settlement, fact.author):
                 continue  # the booking's driver disputing the fee its host claimed
             if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
                 settled = settlements.get(fact.booking)
@@ -420,7 +422,7 @@ class _Ordered:
             if fact.kind is EntryKind.COOP and fact.author == self.report.coop:
                 yield fact, digests[fact.seq]
 
-    def _balances(self, stored: dict, reserves: dict) -> None:
+    def _balances(self, stored: dict[Any, int], reserves: dict[str, int]) -> None:
         computed = {key: value for key, value in self.state.balances.items() if value}
         self.report.balances = computed
         self.report.credit_limits = {member: self.state.credit_limit(member) for member, _ in computed}

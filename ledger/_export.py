@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from wattshare.protocol import (
     PRICE_SCALE,
@@ -111,7 +112,7 @@ def settlement_claims(path: Path) -> Iterator[SettlementClaim]:
         yield claim
 
 
-def cdr(claim: SettlementClaim) -> dict:
+def cdr(claim: SettlementClaim) -> dict[str, Any]:
     """The OCPI 2.2.1 CDR of one settled session."""
     request = claim.booking.request.message
     settlement = claim.settlement.message
@@ -127,7 +128,7 @@ def cdr(claim: SettlementClaim) -> dict:
         else:
             adjustments.append(f"{line.kind.value} {format_amount(line.amount, currency)} {currency}")
     intervals = list(pairwise(receipts))
-    record = {
+    record: dict[str, Any] = {
         "country_code": COUNTRY_CODE, "party_id": PARTY_ID, "id": booking_id,
         "start_date_time": _datetime(receipts[0].t),
         "end_date_time": _datetime(receipts[-1].t),
@@ -150,7 +151,7 @@ def cdr(claim: SettlementClaim) -> dict:
     return record
 
 
-def _location(request: BookingRequest) -> dict:
+def _location(request: BookingRequest) -> dict[str, Any]:
     return {
         "id": peer_id(request.host), "address": "withheld", "city": "withheld", "country": "XXX",
         "coordinates": {"latitude": "0.000000", "longitude": "0.000000"},
@@ -159,11 +160,11 @@ def _location(request: BookingRequest) -> dict:
     }
 
 
-def _tariff(tariff_id: str, request: BookingRequest) -> dict:
+def _tariff(tariff_id: str, request: BookingRequest) -> dict[str, Any]:
     """The booked tariff as an OCPI Tariff: prices per kWh / hour / session in major units."""
     tariff = request.tariff
     price_unit = PRICE_SCALE * 10 ** minor_digits(tariff.currency)
-    elements = []
+    elements: list[dict[str, Any]] = []
     for element in tariff.elements:
         components = [{"type": c.type.value, "price": _number(c.price, price_unit), "step_size": c.step_size}
                       for c in element.price_components]
@@ -171,7 +172,7 @@ def _tariff(tariff_id: str, request: BookingRequest) -> dict:
         if element.restrictions is not None and (restrictions := _restrictions(element.restrictions)):
             elements[-1]["restrictions"] = restrictions
     window = f"{_datetime(request.start)} to {_datetime(request.end)}"
-    record = {
+    record: dict[str, Any] = {
         "country_code": COUNTRY_CODE, "party_id": PARTY_ID, "id": tariff_id, "currency": tariff.currency,
         "elements": elements,
         "tariff_alt_text": [{"language": "en", "text":
@@ -184,9 +185,9 @@ def _tariff(tariff_id: str, request: BookingRequest) -> dict:
     return record
 
 
-def _restrictions(restrictions: TariffRestrictions) -> dict:
+def _restrictions(restrictions: TariffRestrictions) -> dict[str, Any]:
     """OCPI restrictions: energy in kWh and power in kW instead of Wh and W; unset ones omitted."""
-    converted = {
+    converted: dict[str, Any] = {
         "start_time": restrictions.start_time, "end_time": restrictions.end_time,
         "day_of_week": [day.value for day in restrictions.day_of_week] or None,
         "min_duration": restrictions.min_duration, "max_duration": restrictions.max_duration,
@@ -198,7 +199,7 @@ def _restrictions(restrictions: TariffRestrictions) -> dict:
     return {name: value for name, value in converted.items() if value is not None}
 
 
-def _period(a: MeterReceipt, b: MeterReceipt) -> dict:
+def _period(a: MeterReceipt, b: MeterReceipt) -> dict[str, Any]:
     gained = b.energy_wh - a.energy_wh
     return {
         "start_date_time": _datetime(a.t),
@@ -209,7 +210,7 @@ def _period(a: MeterReceipt, b: MeterReceipt) -> dict:
     }
 
 
-def _price(minor: int, currency: str) -> dict:
+def _price(minor: int, currency: str) -> dict[str, Any]:
     return {"excl_vat": _number(minor, 10 ** minor_digits(currency))}
 
 

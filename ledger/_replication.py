@@ -174,22 +174,23 @@ class Replicator:
         batch's other feeds are stored: one lying member cannot stall replication of
         the rest. Any other refusal refuses the whole batch (its sender is to blame), as
         do more than `MAX_LIES` lies in one batch (each costs a pass over it)."""
-        entries, refused = list(batch.entries), []
+        entries, refused = list(batch.entries), list[EntryRefused]()
         places: dict[bytes, tuple[bytes, int]] = {}  # envelope -> (author, seq), once a lie shows up
         while True:
             try:
                 report = self.store.ingest(entries)
                 break
             except EntryRefused as error:
-                if error.author is None or len(refused) == MAX_LIES:
+                author, seq = error.author, error.seq
+                if author is None or seq is None or len(refused) == MAX_LIES:
                     raise
                 places = places or {e: (m.author, m.seq) for e in entries for m in [decode_entry(e).message]}
-                lie = next((e for e in entries if places[e] == (error.author, error.seq)), None)
+                lie = next((e for e in entries if places[e] == (author, seq)), None)
                 culprit = self.store.keep_evidence(lie) if lie is not None else None
                 if culprit is None:
                     raise
                 refused.append(culprit)
-                entries = [e for e in entries if places[e][0] != error.author or places[e][1] < error.seq]
+                entries = [e for e in entries if places[e][0] != author or places[e][1] < seq]
         report.refused = refused
         still_pending = []
         for head in self._pending_heads:

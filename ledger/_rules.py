@@ -11,7 +11,9 @@ rules cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from wattshare.protocol import (
     BookingMachine,
@@ -206,7 +208,7 @@ def _checkpoint(signed: Signed[Entry], checkpoint: Checkpoint) -> Checked:
                   charter_digest=checkpoint.charter.digest, heads=checkpoint.heads)
 
 
-_RULES = {
+_RULES: dict[EntryKind, Callable[[Signed[Entry], Any], Checked]] = {
     EntryKind.COOP: _coop,
     EntryKind.SETTLEMENT: _settlement,
     EntryKind.ACK: _answer,

@@ -39,10 +39,12 @@ Theory of operation (DESIGN.md, "Ledger"):
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from wattshare.protocol import GENESIS, Signed
 
@@ -96,7 +98,7 @@ class LedgerState:
         self.members: set[bytes] = {coop}  # every key the charter in force names
         # driver -> booking -> (seq of its HOLD entry, cap held, when it lapses)
         self.holds: dict[bytes, dict[bytes, tuple[int, int, int]]] = defaultdict(dict)
-        self._journal: list[Callable[[], None]] | None = None
+        self._journal: list[Callable[[], object]] | None = None
 
     # --- transactions -------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class LedgerState:
         for undo in reversed(journal):
             undo()
 
-    def _undo(self, action: Callable[[], None]) -> None:
+    def _undo(self, action: Callable[[], object]) -> None:
         if self._journal is not None:
             self._journal.append(action)
 
@@ -194,7 +196,11 @@ class LedgerState:
         retirements); returns the retirements new to this state."""
         previous, members = self.charter, self.members
         self.charter, self.members = (seq, charter), charter.names() | {self.coop}
-        self._undo(lambda: (setattr(self, "charter", previous), setattr(self, "members", members)))
+
+        def undo() -> None:
+            self.charter, self.members = previous, members
+
+        self._undo(undo)
         return self.retire_by(charter)
 
     def retire_by(self, charter: CoopCharter) -> list[Retirement]:
@@ -202,7 +208,7 @@ class LedgerState:
         fresh = [r for r in charter.retired if (r.member, r.role) not in self.retired]
         for r in fresh:
             self.retired[(r.member, r.role)] = r.until
-            self._undo(lambda key=(r.member, r.role): self.retired.pop(key))
+            self._undo(functools.partial(self.retired.pop, (r.member, r.role)))
         return fresh
 
     def void(self, checked: Checked) -> bool:
@@ -237,7 +243,7 @@ class LedgerState:
             if moves_money_in:
                 self._add(self.money_in, currency, sign * delta)
 
-    def _add(self, table: dict, key: object, delta: int) -> None:
+    def _add(self, table: dict[Any, int], key: object, delta: int) -> None:
         table[key] += delta
         self._undo(lambda: table.__setitem__(key, table[key] - delta))
 

@@ -39,6 +39,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -96,22 +97,22 @@ class LedgerStore:
 
     def _create(self) -> None:
         db = self.db
-        db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
-        db["entries"].create(
+        db.table("meta").create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
+        db.table("entries").create(
             {"digest": bytes, "author": bytes, "seq": int, "t": int, "kind": str, "booking_id": bytes,
              "leaf": bytes, "envelope": bytes, "frozen": int},
             pk="digest", not_null={"author", "seq", "leaf", "envelope", "frozen"}, if_not_exists=True,
         )
-        db["entries"].create_index(["author", "seq"], if_not_exists=True)
-        db["entries"].create_index(["booking_id"], if_not_exists=True)
-        db["heads"].create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
+        db.table("entries").create_index(["author", "seq"], if_not_exists=True)
+        db.table("entries").create_index(["booking_id"], if_not_exists=True)
+        db.table("heads").create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
                            pk="author", if_not_exists=True)
-        db["balances"].create({"member": bytes, "currency": str, "balance": int},
+        db.table("balances").create({"member": bytes, "currency": str, "balance": int},
                               pk=("member", "currency"), if_not_exists=True)
-        db["reserves"].create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
-        db["frauds"].create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
+        db.table("reserves").create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
+        db.table("frauds").create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
                             pk=("author", "seq"), if_not_exists=True)
-        db["refused"].create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
+        db.table("refused").create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
                               "detected": int}, pk="digest", if_not_exists=True)
 
     def _check_meta(self, coop: bytes) -> None:
@@ -149,7 +150,7 @@ class LedgerStore:
                                  [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
             state.track_hold(check_entry(row["envelope"]))
 
-    def _write(self, statements: Sequence[tuple[str, Sequence[tuple]]]) -> None:
+    def _write(self, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
         """Run all statements in one transaction: all of them happen, or none."""
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -173,7 +174,9 @@ class LedgerStore:
             key=lambda item: (item[0].message.author, item[0].message.seq),
         )
         proofs = [self._fork_proof(first, second) for first, second in forks]
-        report, rows, frozen, voided = IngestReport(), [], [], []
+        report, rows = IngestReport(), []
+        frozen: list[tuple[bytes]] = []  # digests of a forked feed's entries
+        voided: list[tuple[bytes]] = []  # digests of retired roles' entries
         frauds: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (author, seq) -> (first, second, detected)
         applied: dict[bytes, Checked] = {}  # digest -> facts, for entries new in this batch
         applied_envelopes: dict[bytes, bytes] = {}
@@ -263,10 +266,11 @@ class LedgerStore:
     def _proof(self, author: bytes, seq: int) -> tuple[bytes, bytes, int] | None:
         row = self.db.execute("SELECT first, second, detected FROM frauds WHERE author = ? AND seq = ?",
                               [author, seq]).fetchone()
-        return tuple(row) if row is not None else None  # type: ignore[return-value]
+        return None if row is None else (row[0], row[1], row[2])
 
     def _envelope(self, digest: bytes) -> bytes:
-        return self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
+        envelope: bytes = self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
+        return envelope
 
     def _void(self, retirement: Retirement, applied: dict[bytes, Checked],
               touched: set[tuple[bytes, str]]) -> list[tuple[bytes]]:

@@ -43,6 +43,7 @@ SIGNATURE_SIZE = 64
 _ENVELOPE_KEYS = {"type", "body", "signer", "sig"}
 
 M = TypeVar("M", bound=Message, covariant=True)
+N = TypeVar("N", bound=Message)
 _vouched: ContextVar[bytes | None] = ContextVar("vouched", default=None)
 
 
@@ -158,7 +159,7 @@ class Signed(Generic[M]):
         return signed
 
 
-def sign(identity: Identity, message: M) -> Signed[M]:
+def sign(identity: Identity, message: N) -> Signed[N]:
     """Sign `message` as `identity`."""
     body = message.encode()
     author = getattr(type(message), "AUTHOR", None)

@@ -163,7 +163,8 @@ class HostSession:
 
     @property
     def state(self) -> SessionState:
-        return self.machine.state
+        state: SessionState = self.machine.state
+        return state
 
     @property
     def running(self) -> bool:

@@ -219,7 +219,7 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
         for a, b in pairwise(sorted(cuts)):
             whole = a == t0 and b == t1
             mid = Fraction(a + b, 2) if exact_mid else (a + b) // 2  # only wall time is read: a floor will do
-            energy_at = done + gained * (mid - t0) / span if energy_marks else 0
+            energy_at = done + Fraction(gained * (mid - t0), span) if energy_marks else 0
             at = moment(mid, energy_at, power)
             for dimension, quantity in (
                 (Dimension.ENERGY, gained if whole else Fraction(gained * (b - a), span)),

@@ -24,7 +24,6 @@ Theory of operation (STYLE.md points 3 and 7, after h11's `_events.py`):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Callable
@@ -150,7 +149,7 @@ def require_range(name: str, value: int, low: int, high: int | None = None) -> N
         raise InvalidValue(f"{name} must be {bound}, got {value}")
 
 
-def require_size(name: str, value: str | bytes | tuple, low: int, high: int) -> None:
+def require_size(name: str, value: str | bytes | tuple[object, ...], low: int, high: int) -> None:
     if not low <= len(value) <= high:
         raise InvalidValue(f"{name} must have length {low}..{high}, got {len(value)}")
 
@@ -176,7 +175,7 @@ def _same(value: Any) -> Any:
 
 def _exact(kind: type) -> _Converter:
     def accepts(v: Any) -> bool:
-        return type(v) is kind and (kind is not int or _codec.INT_MIN <= v <= _codec.INT_MAX)
+        return type(v) is kind and (type(v) is not int or _codec.INT_MIN <= v <= _codec.INT_MAX)
 
     def check(value: Any) -> Any:
         if not accepts(value):
@@ -200,7 +199,7 @@ def _tuple(item: _Converter, identity: Callable[[Any], Any] | None = None) -> _C
     """`identity` names an item on the wire (an envelope's signature) so that a repeated
     one is refused before any item is converted."""
 
-    def parse(value: Any) -> tuple:
+    def parse(value: Any) -> tuple[Any, ...]:
         if type(value) is not list:
             raise _Mismatch("expected a list")
         if identity is not None:
@@ -226,7 +225,7 @@ def _optional(inner: _Converter) -> _Converter:
     )
 
 
-def _wire_type(kind: type, args: tuple) -> _Converter:
+def _wire_type(kind: Any, args: tuple[Any, ...]) -> _Converter:
     """A class with its own to_wire/from_wire (a record, or the signed envelope)."""
 
     accepts = getattr(kind, "wire_accepts", None)
@@ -258,7 +257,12 @@ def _converter(hint: Any) -> _Converter:
     raise TypeError(f"no wire converter for {hint!r}")
 
 
-@functools.cache
+_CONVERTERS: dict[type[Record], dict[str, _Converter]] = {}
+
+
 def _converters(cls: type[Record]) -> dict[str, _Converter]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    """Each field's converter, built from the record's annotations once per class."""
+    if cls not in _CONVERTERS:
+        hints = typing.get_type_hints(cls)
+        _CONVERTERS[cls] = {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return _CONVERTERS[cls]

@@ -164,7 +164,7 @@ def decode_frame(data: bytes, *allowed: type[R], max_size: int = _codec.MAX_MESS
         raise DecodeError(Reason.UNKNOWN_TYPE, f"unknown frame kind {str(name)[:40]!r}")
     if cls is not ErrorReply and cls not in allowed:
         raise DecodeError(Reason.UNEXPECTED_TYPE, f"a {name} frame is not expected here")
-    return cls.from_wire(body)  # type: ignore[return-value]
+    return cls.from_wire(body)
 
 
 frame_kind("error", ErrorReply)
