@@ -10,7 +10,7 @@ of a host, a driver or the co-op (mid-booking, mid-session, mid-sync, wherever t
 fall), a wallbox's link cut for a while, a host's disk full for a while (its SQLite
 files may not grow: every write that needs space fails as on a full disk), and the
 link between a host and the co-op or a driver dropped (4 s) or delayed (0.3 s each
-way, 4 s) in the host's transport (`node/_links.py`). Before the load, a racing
+way, 4 s) in the host's transport (`wattshare.testing`; hosts run `--fault-hooks`). Before the load, a racing
 driver (admitted, nothing deposited) books every charger it finds at once, each for
 60 % of its credit: the credit over-commitment it gets is reported and must be 0
 (credit holds: `ledger/_state.py`). Then the drivers stop booking and the network
@@ -119,7 +119,8 @@ def set_up(root: Path, hosts: int, drivers: int, procs: Processes, rng: random.R
                         f"127.0.0.1:{free_port()}", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}", "--coop",
                         coop["coop"], "--bootstrap", bootstrap, "--tz", "Europe/Berlin", "--noshow-fee", "1")
         run_json(root / "coop", "coop", "admit", host["peer_id"])
-        procs.start(f"host{i}", [*wattshare, str(home), "host", "run", "--simulate-wallbox", "--sync-interval", "2"],
+        procs.start(f"host{i}", [*wattshare, str(home), "host", "run", "--simulate-wallbox", "--sync-interval", "2",
+                                 "--fault-hooks"],
                     root / f"host{i}.log")
         host_names.append(f"host{i}")
     driver_names = []

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from wattshare.ledger import EntryKind, LedgerStore, MoneyMove, SettlementClaim, audit
-from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.protocol import SettlementAck
+from wattshare.testing import EPOCH, SampleWorld
 
 SEED = 2026
 SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1}

@@ -34,11 +34,11 @@ from rich.console import Console
 from rich.table import Table
 
 from wattshare.ledger import LedgerStore
-from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.node import Node
 from wattshare.node._framing import FrameStream, varint
 from wattshare.node._host import peer_of
 from wattshare.protocol import ChargerAd, Query, geo
+from wattshare.testing import EPOCH, SampleWorld
 
 from .peer import ECHO, NIGHT, ad_at, bench_node, identity
 

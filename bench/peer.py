@@ -18,10 +18,10 @@ import sys
 import trio
 from libp2p.custom_types import TProtocol
 
-from wattshare.ledger._sample import off_peak_tariff
 from wattshare.node import Node
 from wattshare.node._framing import FrameStream, serve, varint
 from wattshare.protocol import AccessInfo, BookingTerms, ChargerAd, Connector, DayOfWeek, Identity, WeeklyWindow, geo
+from wattshare.testing import off_peak_tariff
 
 ECHO = TProtocol("/wattshare-bench/echo/1.0.0")
 NIGHT = 1_796_511_600  # 2026-12-06 00:00 Berlin: a night in the future of the sample

@@ -20,9 +20,7 @@ import trio
 from rich.console import Group
 from rich.table import Table
 
-from wattshare.node import Node, admin_call
-from wattshare.node._framing import exception_leaves
-from wattshare.node._host import peer_of_address
+from wattshare.node import Node, admin_call, exception_leaves, peer_of_address
 
 from ._errors import fail
 from ._home import Home

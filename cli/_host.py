@@ -10,6 +10,7 @@ import click
 import trio
 
 from wattshare.node import (
+    AdminError,
     Approval,
     Curve,
     Node,
@@ -19,8 +20,6 @@ from wattshare.node import (
     make_certificate,
     server_context,
 )
-from wattshare.node._admin import AdminError
-from wattshare.node._faults import FullDisk
 from wattshare.protocol import AccessInfo, format_amount
 
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
@@ -159,8 +158,10 @@ def _endpoint(home: Home, charger: dict) -> OcppEndpoint:
               help="Power of the simulated wallbox's car.")
 @click.option("--sync-interval", type=click.FloatRange(0.5), default=30.0, show_default=True,
               help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
+@click.option("--fault-hooks", is_flag=True, hidden=True,
+              help="Let the admin socket inject faults (wattshare.testing; the chaos run).")
 @pass_context
-def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: float) -> None:
+def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: float, fault_hooks: bool) -> None:
     """Run this host's node in the foreground until Ctrl-C (SIGINT) or SIGTERM.
 
     \b
@@ -178,9 +179,13 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
                 ocpp=_endpoint(ctx.home, charger), clock=clock,
                 sync_interval=sync_interval,
-                admin_commands={"publish": lambda _: _publish(node, ctx), "wallbox-drop": lambda r: _drop(boxes, r),
-                                "disk-full": lambda r: disk.fill(float(r.get("seconds", 2.0)))})
-    disk = FullDisk(node)
+                admin_commands={"publish": lambda _: _publish(node, ctx)})
+    hooks = None
+    if fault_hooks:
+        from wattshare.testing import FaultHooks  # only here: the production daemon is never patched
+
+        hooks = FaultHooks(node)
+        node.admin_commands |= hooks.commands | {"wallbox-drop": lambda r: _drop(boxes, r)}
 
     async def started(node: Node, nursery: trio.Nursery) -> None:
         signed = _publish(node, ctx)
@@ -189,7 +194,8 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
         tls = client_context(_tls_files(ctx.home)[1]) if charger.get("ocpp_tls") else None
         log.info("advertising charger=%s seq=%d cell=%s ocpp=%s://127.0.0.1:%d/ocpp/%s", signed["charger"],
                  signed["seq"], signed["cell"], "wss" if tls else "ws", port, charger["id"])
-        nursery.start_soon(disk.run)
+        if hooks is not None:
+            nursery.start_soon(hooks.run)
         if simulate_wallbox:
             boxes.append(Wallbox(charger["id"], port, clock, _password(charger),
                                  curve=Curve(power_w=round(wallbox_kw * 1000)), tls=tls))

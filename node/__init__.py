@@ -3,15 +3,15 @@
 Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 """
 
-from ._admin import admin_call, serve_admin
+from ._admin import AdminError, admin_call, serve_admin
 from ._ads import AD_LIFETIME, AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._errors import DisputeRefused, NodeError
-from ._framing import FrameError, FrameStream, StreamEnded
-from ._host import cell_key, make_host
+from ._framing import FrameError, FrameStream, StreamEnded, exception_leaves
+from ._host import cell_key, make_host, peer_of, peer_of_address
 from ._node import Node
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
@@ -23,6 +23,7 @@ from ._witness import CHECKPOINT_EVERY, charter_entry, checkpoint, witness_feeds
 __all__ = [
     "AD_LIFETIME",
     "AD_PROTOCOL",
+    "AdminError",
     "AdBoard",
     "Approval",
     "BOOKING_PROTOCOL",
@@ -51,12 +52,15 @@ __all__ = [
     "admin_call",
     "basic_auth",
     "cell_key",
+    "exception_leaves",
     "charge",
     "charter_entry",
     "checkpoint",
     "fetch_ads",
     "find_chargers",
     "make_host",
+    "peer_of",
+    "peer_of_address",
     "request_booking",
     "request_cancel",
     "serve_admin",

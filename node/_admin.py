@@ -6,8 +6,8 @@ request is `{"cmd": ...}`; every answer has `"ok"` and either the data or `"erro
 line that says what to do. Lines are capped at `MAX_LINE` and every read has a
 deadline, so a stuck client cannot hold the node. Commands: `status`, `ads`,
 `bookings`, `balance` (the node's own, from its ledger), `approve` / `decline` (with
-`"booking"`: the id in hex), `link-drop` / `link-delay` (faults on the link to
-`"peer"`, for `"seconds"`, `"latency"` each way: `_links`), plus any the daemon adds.
+`"booking"`: the id in hex), plus any the daemon adds (its own, and the fault hooks of
+`wattshare.testing` when it runs with them).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from typing import Any
 
 import trio
 
-from wattshare.protocol import DecodeError, peer_id, public_key_from_peer_id
-
-from ._host import peer_of
+from wattshare.protocol import peer_id
 
 MAX_LINE = 64 * 1024
 READ_TIMEOUT = 10.0
@@ -90,20 +88,8 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
 
         return decide
 
-    def link_fault(request: dict) -> dict:
-        try:
-            peer = peer_of(public_key_from_peer_id(str(request.get("peer", ""))))
-        except DecodeError:
-            raise AdminError("give the peer id of the link to fault (12D3KooW...)") from None
-        seconds, latency = float(request.get("seconds", 2.0)), float(request.get("latency", 0.2))
-        if not (0 < seconds <= 3600 and 0 <= latency <= 60):  # also refuses NaN
-            raise AdminError("a link fault lasts 0-3600 seconds, with a latency of 0-60 seconds")
-        if request["cmd"] == "link-drop":
-            return node.links.drop(peer, seconds)
-        return node.links.delay(peer, latency, seconds)
-
     return {"status": status, "ads": ads, "bookings": bookings, "balance": balance,
-            "approve": decision(True), "decline": decision(False), "link-drop": link_fault, "link-delay": link_fault}
+            "approve": decision(True), "decline": decision(False)}
 
 
 def answer(table: dict[str, Callable[[dict], Any]], line: bytes) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
-`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_links`) know nothing of each
-other. A node is started with `async with node.running():` and stopped by leaving the
-block. While it runs it serves its protocols; re-signs its ads well before they expire;
+`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`) know nothing of each other. A
+node is started with `async with node.running():` and stopped by leaving the block.
+While it runs it serves its protocols; re-signs its ads well before they expire;
 refreshes its routing table and re-provides its ads' cells a few times soon after it
 starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
 every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
@@ -72,7 +72,6 @@ from ._host import (
     quiet_libp2p,
     running,
 )
-from ._links import LinkFaults
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
@@ -105,7 +104,6 @@ class Node:
         self.clock = clock or Clock()
         self.listen = listen
         self.host = make_host(identity, listen)
-        self.links = LinkFaults(self.host)  # fault hooks, idle unless told (chaos run, tests)
         self.dht = make_dht(self.host)
         self.store = NodeStore(state, self.clock)
         self.ledger = ledger
@@ -167,8 +165,19 @@ class Node:
         """Take every link down before gossip stops: a head announcement arriving while
         py-libp2p's pubsub shuts down kills the connection's task with "Nursery is closed
         to new arrivals", and with it the node's exit."""
+        swarm = self.host.get_network()
         with trio.move_on_after(HANG_UP_TIMEOUT):
-            await self.links.hang_up()
+            for listener in list(swarm.listeners.values()):  # no one dials in any more...
+                await listener.close()
+            async with trio.open_nursery() as nursery:  # ...and every link there is goes down
+                for peer in list(swarm.connections):
+                    nursery.start_soon(self._close_link, peer)
+
+    async def _close_link(self, peer: ID) -> None:
+        try:
+            await self.host.get_network().close_peer(peer)
+        except Exception as error:  # noqa: BLE001 - leaving anyway; close_peer logs its own failures
+            log.debug("closing the link to %s: %r", peer, error)
 
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
         """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and

@@ -43,7 +43,7 @@ def test_bad_arguments_give_usage_error(args):
 @pytest.fixture
 def ledger_file(tmp_path):
     from wattshare.ledger import LedgerStore
-    from wattshare.ledger._sample import EPOCH, SampleWorld
+    from wattshare.testing import EPOCH, SampleWorld
 
     world = SampleWorld(seed=21)
     store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)

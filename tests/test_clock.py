@@ -8,9 +8,9 @@ from fixtures import HOST, at, make_ad
 
 from wattshare import protocol as p
 from wattshare.ledger import Checkpoint, Entry, LedgerStore
-from wattshare.ledger._sample import SampleWorld
 from wattshare.node import AD_LIFETIME, AdBoard, Clock, witness_feeds
 from wattshare.node._ads import AD_RENEW_AHEAD
+from wattshare.testing import SampleWorld
 
 ORIGIN = at("2027-03-27T21:00")
 

@@ -27,7 +27,6 @@ from wattshare.ledger import (
     audit,
     leaf_hash,
 )
-from wattshare.ledger._sample import SampleWorld
 from wattshare.node import (
     AD_PROTOCOL,
     BOOKING_PROTOCOL,
@@ -48,6 +47,7 @@ from wattshare.node._gossip import HEADS_TOPIC
 from wattshare.node._sync import SYNC_FRAME
 from wattshare.node._wallbox import Wallbox
 from wattshare.protocol._envelope import signing_input
+from wattshare.testing import SampleWorld
 
 PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL]
 BOMB = shared_value_bomb()  # 300 bytes that stand for a billion items once expanded

@@ -1,4 +1,5 @@
-"""The dependency direction cli -> node -> ledger -> protocol, and a pure protocol core."""
+"""The dependency direction cli -> testing -> node -> ledger -> protocol, a pure protocol
+core, and a CLI that uses only the public names of the packages below it."""
 
 import ast
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["protocol", "ledger", "node", "cli"]  # each may import only those before it
+LAYERS = ["protocol", "ledger", "node", "testing", "cli"]  # each may import only those before it
 FORBIDDEN_IN_PROTOCOL = {"trio", "libp2p", "sqlite3", "sqlite_utils", "socket", "asyncio", "multiaddr"}
 
 
@@ -42,6 +43,22 @@ def test_layers_import_only_downward(layer):
         assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)} (upward)"
 
 
+def private_imports(path: Path) -> set[str]:
+    """The `wattshare.<package>._<module>` names a module imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found |= {name for name in names if name.startswith("wattshare.") and "._" in name}
+    return found
+
+
+def test_the_cli_uses_only_public_names():
+    for path in modules("cli"):
+        private = private_imports(path)
+        assert not private, f"{path.relative_to(ROOT)} imports {sorted(private)}: export what it needs"
+
+
 def test_protocol_is_sans_io():
     for path in modules("protocol"):
         bad = imports_of(path) & FORBIDDEN_IN_PROTOCOL
@@ -53,3 +70,5 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad.parent.mkdir()
     bad.write_text("import trio\nfrom wattshare.node import x\nfrom . import _y\n")
     assert imports_of(bad) == {"trio", "wattshare.node", "wattshare.protocol"}
+    bad.write_text("from wattshare.node._store import NodeStore\nfrom wattshare.node import Node\n")
+    assert private_imports(bad) == {"wattshare.node._store"}

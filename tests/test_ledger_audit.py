@@ -19,7 +19,7 @@ from wattshare.ledger import (
     audit,
     leaf_hash,
 )
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600
 

@@ -17,7 +17,7 @@ from wattshare.ledger import (
     audit,
     sync,
 )
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600
 LATER = NIGHT + 30 * 86_400  # the ledgers' clock: after every entry below

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from wattshare import protocol as p
 from wattshare.ledger import AuditReport, Entry, EntryKind, LedgerStore, SettlementClaim, audit
 from wattshare.ledger._export import BALANCES_HEADER, ExportSummary, cdr, export, write_balances
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600  # 22:00 in Berlin, 21:00 UTC
 DAY = EPOCH + 86_400 + 10 * 3600

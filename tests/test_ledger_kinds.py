@@ -18,7 +18,7 @@ from wattshare.ledger import (
     audit,
     check_entry,
 )
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600
 

@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from wattshare import protocol as p
 from wattshare.ledger import Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want, audit, sync
 from wattshare.ledger._replication import MAX_LIES
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 
 def snapshot(store):

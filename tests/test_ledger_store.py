@@ -19,7 +19,7 @@ from wattshare.ledger import (
     SettlementClaim,
     StoreError,
 )
-from wattshare.ledger._sample import EPOCH, SampleWorld
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600
 
@@ -235,7 +235,7 @@ def test_crash_in_the_middle_of_a_batch_leaves_the_store_as_before(store, world)
 KILLED_INGEST = """
 import sys
 from wattshare.ledger import LedgerStore
-from wattshare.ledger._sample import SampleWorld, EPOCH
+from wattshare.testing import SampleWorld, EPOCH
 world = SampleWorld(seed=5)
 store = LedgerStore(sys.argv[1], world.coop.public_key, clock=world.clock)
 store.ingest([world.charter_entry().encode()])

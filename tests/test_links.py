@@ -13,8 +13,8 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.peerinfo import PeerInfo
 
 from wattshare.node._host import make_dht, make_host, running
-from wattshare.node._links import LinkFaults
 from wattshare.protocol import Identity
+from wattshare.testing import LinkFaults
 
 ECHO = "/wattshare-test/echo/1.0.0"
 
@@ -31,7 +31,7 @@ async def echo(stream):
 
 async def start(stack, name):
     host = make_host(Identity(hashlib.sha256(f"links-test/{name}".encode()).digest()))
-    links = LinkFaults(host)  # as a node does: before any connection exists
+    links = LinkFaults(host)  # as FaultHooks does: before any connection exists
     host.set_stream_handler(ECHO, echo)
     await stack.enter_async_context(running(host, make_dht(host)))
     return host, links

@@ -9,6 +9,7 @@ from fixtures import at, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
 from wattshare.node import Approval, Node, admin_call
+from wattshare.testing import FaultHooks
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", code="4711")
 NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))
@@ -23,6 +24,7 @@ def test_admin_socket(tmp_path):
     clock = pinned_clock()
     host = Node(identity("admin-host"), access=ACCESS, approval=Approval.MANUAL, admin=socket_path,
                 approval_timeout=20, clock=clock)
+    host.admin_commands |= FaultHooks(host).commands  # as `host run --fault-hooks` does
     driver = Node(identity("admin-driver"), clock=clock)
     seen = {}
 

@@ -10,7 +10,6 @@ from fixtures import TERMS, at, make_ad, off_peak_tariff, pinned_clock, run_boun
 
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore, audit
-from wattshare.ledger._sample import SampleWorld
 from wattshare.node import (
     BOOKING_PROTOCOL,
     Approval,
@@ -25,6 +24,7 @@ from wattshare.node import (
 )
 from wattshare.node._framing import varint
 from wattshare.node._host import peer_of
+from wattshare.testing import SampleWorld
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", instructions="wallbox by the garage", code="4711")
 NIGHT = (at("2026-11-28T23:00"), at("2026-11-29T06:00"))  # tonight, on the nodes' pinned clock (noon)

@@ -17,11 +17,10 @@ from trio_websocket import open_websocket
 
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
-from wattshare.ledger._sample import SampleWorld
 from wattshare.node import Node, Slot, basic_auth
 from wattshare.node._clock import Clock
-from wattshare.node._faults import FullDisk
 from wattshare.node._wallbox import Curve, Wallbox
+from wattshare.testing import FullDisk, SampleWorld
 
 ACCESS = p.AccessInfo(address="12 Acacia Avenue", code="4711")
 SPEED = 1800

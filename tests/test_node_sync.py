@@ -10,9 +10,9 @@ from fixtures import run_bounded
 
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
-from wattshare.ledger._sample import EPOCH, SampleWorld
 from wattshare.node import Node
 from wattshare.node._gossip import HEADS_TOPIC
+from wattshare.testing import EPOCH, SampleWorld
 
 NIGHT = EPOCH + 22 * 3600
 

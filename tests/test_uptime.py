@@ -23,8 +23,8 @@ from fixtures import EVERY_DAY, TERMS, TZ, WALLBOX_PASSWORD, at, make_ad, ocpp_e
 
 from wattshare import protocol as p
 from wattshare.ledger import Checkpoint, Entry, EntryKind, LedgerStore, MoneyMove, audit
-from wattshare.ledger._sample import SampleWorld
 from wattshare.node import AD_LIFETIME, Clock, Curve, Node, Wallbox, witness_feeds
+from wattshare.testing import SampleWorld
 
 SPEED = 1800
 POWER_W = 7_000

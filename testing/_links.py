@@ -15,8 +15,6 @@ Noise session's. Faults end by themselves (trio time).
   due; another stamps chunks on arrival for `read` to hand up when due. Pumps stay for the
   connection's life (a Noise read cannot be cut off without losing a frame). The Noise
   handshake precedes the proxy and is not delayed; the muxer negotiation on is.
-- hang_up: the node is leaving; every link goes down for good (its exit closes gossip
-  only once no connection can bring it another message: `Node`).
 - A hook has no nursery: pumps and the drop's timer are trio system tasks (as libp2p's
   identify push is) that catch every error: a failing link ends its connection, not the node.
 """
@@ -43,7 +41,6 @@ class LinkFaults:
         self.swarm = host.get_network()
         self.dropped: dict[ID, float] = {}  # peer -> trio time the drop ends (its `_cut` heals it)
         self.delayed: dict[ID, tuple[float, float]] = {}  # peer -> (latency, trio time it ends)
-        self.leaving = False  # every link down for good: the node is on its way out
         upgrade = self.swarm.upgrader.upgrade_security
 
         async def upgrade_security(raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None) -> _Link:
@@ -70,14 +67,7 @@ class LinkFaults:
         return {"delayed": str(peer), "latency": latency, "seconds": seconds}
 
     def down(self, peer: ID | None) -> bool:
-        return self.leaving or peer in self.dropped
-
-    async def hang_up(self) -> None:
-        """The node is leaving: refuse every new connection and close those it has."""
-        self.leaving = True
-        async with trio.open_nursery() as nursery:
-            for peer in list(self.swarm.connections):
-                nursery.start_soon(self._close, peer)
+        return peer in self.dropped
 
     async def _close(self, peer: ID) -> None:
         with contextlib.suppress(Exception):  # close_peer logs its own failures

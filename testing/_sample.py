@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from wattshare.ledger import CoopCharter, Entry, EntryKind, MoneyMove, SettlementClaim
 from wattshare.protocol import (
     GENESIS,
     AccessInfo,
@@ -38,8 +39,6 @@ from wattshare.protocol import (
     settlement_price,
     sign,
 )
-
-from ._entry import CoopCharter, Entry, EntryKind, MoneyMove, SettlementClaim
 
 TZ = "Europe/Berlin"
 EPOCH = 1_794_956_400  # 2026-11-18 00:00 in Europe/Berlin, a Wednesday: sample time starts here
