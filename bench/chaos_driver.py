@@ -23,7 +23,7 @@ import trio
 
 from wattshare.cli._home import Home, clock_from_env
 from wattshare.node import BookingRejected, Node, Slot
-from wattshare.protocol import Booking, BookingConfirmation, BookingRequest, Query, Signed
+from wattshare.protocol import Booking, Query
 
 CAP = 1_000
 RETRIES = 5
@@ -36,10 +36,8 @@ def say(**event: object) -> None:
 
 def open_bookings(node: Node) -> list[Booking]:
     now = node.clock()
-    return [Booking(request=Signed.decode(row["request"], BookingRequest),
-                    confirmation=Signed.decode(row["answer"], BookingConfirmation))
-            for state in (Slot.STARTED, Slot.CONFIRMED) for row in node.store.bookings(state)
-            if row["end"] > now and row["answer"] is not None]
+    return [booking for state in (Slot.STARTED, Slot.CONFIRMED) for row in node.store.bookings(state)
+            if row["end"] > now and (booking := node.store.booking(row["booking_id"])) is not None]
 
 
 async def charge(node: Node, booking: Booking) -> None:

@@ -23,15 +23,11 @@ from wattshare.node import BookingRejected, Charging, Node, NodeError, Slot
 from wattshare.protocol import (
     AccessInfo,
     Booking,
-    BookingConfirmation,
-    BookingRequest,
     ChargerAd,
-    DecodeError,
     Dispute,
     Query,
     Reason,
     RemoteProtocolError,
-    Signed,
 )
 
 from ._charger import CONNECTORS, amount
@@ -258,13 +254,12 @@ def bookings(ctx: Context) -> None:
 
 def _booking(node: Node, ref: str) -> Booking:
     rows = [r for r in node.store.bookings() if r["booking_id"].hex().startswith(ref.lower())]
-    if len(rows) != 1 or rows[0]["answer"] is None:
+    if len(rows) != 1:
         fail(f"{len(rows) or 'no'} booking(s) start with {ref!r}; see `wattshare wallet bookings`")
-    try:
-        return Booking(request=Signed.decode(rows[0]["request"], BookingRequest),
-                       confirmation=Signed.decode(rows[0]["answer"], BookingConfirmation))
-    except DecodeError:
+    booking = node.store.booking(rows[0]["booking_id"])
+    if booking is None:
         fail(f"booking {ref!r} was not confirmed ({rows[0]['state']})")
+    return booking
 
 
 @wallet_group.command("cancel")

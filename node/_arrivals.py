@@ -90,7 +90,7 @@ class ArrivalDesk:
             self.arrivals.reserved(due.booking.id)
             nursery.start_soon(self._reserve, due)
             return
-        self.store.settle(due.booking.id, Slot.NO_SHOW, due.no_show.encode())
+        self.store.mark(due.booking.id, Slot.NO_SHOW, closed_by=due.no_show)
         if due.fee and self.ledger is not None:
             claim = FeeClaim(booking=due.booking, no_show=due.no_show, amount=due.fee)
             self.ledger.append(self.arrivals.identity, [(EntryKind.FEE, claim)], t=due.no_show.message.t)

@@ -78,7 +78,7 @@ from ._ads import AdBoard
 from ._conduct import remote_key
 from ._framing import FrameStream, ask, serve
 from ._limits import RateLimiter
-from ._store import NodeStore, Slot
+from ._store import HOLDING, NodeStore, Slot
 
 BOOKING_PROTOCOL = TProtocol("/wattshare/booking/1.0.0")
 HANDLER_TIMEOUT = 10.0
@@ -155,7 +155,7 @@ class BookingDesk:
         sealed = seal_access(request.message.driver, self.access)
         confirmation = sign(self.identity, BookingConfirmation(
             booking_id=request.digest, access_digest=access_digest(sealed), confirmed=int(self.clock())))
-        self.store.settle(request.digest, Slot.CONFIRMED, confirmation.encode(), access=sealed)
+        self.store.mark(request.digest, Slot.CONFIRMED, answer=confirmation, access=sealed)
         self.on_confirmed(Booking(request=request, confirmation=confirmation))
         return BookingAnswer(confirmation=confirmation, access=sealed)
 
@@ -170,7 +170,7 @@ class BookingDesk:
         if row["state"] == Slot.REJECTED and row["answer"] is not None:
             return BookingAnswer(rejection=Signed.decode(row["answer"], BookingRejection))
         booking = self.store.booking(request.digest)
-        if booking is not None and row["access"] is not None:
+        if booking is not None and row["access"] is not None and row["state"] in HOLDING + (Slot.SETTLED,):
             return BookingAnswer(confirmation=booking.confirmation, access=row["access"])
         raise RemoteProtocolError(Reason.REPLAY, f"this request was answered and is now {row['state']}")
 
@@ -242,7 +242,7 @@ class BookingDesk:
         rejection = sign(self.identity, BookingRejection(
             booking_id=request.digest, reason=refused.reason, detail=refused.detail[:500]))
         if self.store.get(request.digest) is not None and refused.reason is not Reason.REPLAY:
-            self.store.settle(request.digest, Slot.REJECTED, rejection.encode())
+            self.store.mark(request.digest, Slot.REJECTED, answer=rejection)
         return BookingAnswer(rejection=rejection)
 
     # --- cancellations ---------------------------------------------------------------
@@ -257,10 +257,10 @@ class BookingDesk:
         check_time(cancel.message.t, self.clock(), "the cancel")
         request = Signed.decode(row["request"], BookingRequest)
         machine = BookingMachine(request)
-        if row["answer"] is not None:
-            machine.receive(Signed.decode(row["answer"], BookingConfirmation))
+        if (booking := self.store.booking(request.digest)) is not None:
+            machine.receive(booking.confirmation)
         machine.receive(cancel)
-        self.store.settle(request.digest, Slot.CANCELLED, cancel.encode())
+        self.store.mark(request.digest, Slot.CANCELLED, closed_by=cancel)
         self.on_closed(request.digest)
         if machine.fee and self.ledger is not None and machine.booking is not None:
             claim = FeeClaim(booking=machine.booking, cancel=cancel, amount=machine.fee)

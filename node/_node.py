@@ -241,12 +241,12 @@ class Node:
         try:
             booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
         except BookingRejected as rejected:
-            self.store.settle(request.digest, Slot.REJECTED)
+            self.store.mark(request.digest, Slot.REJECTED, answer=rejected.rejection)
             if self.ledger is not None and rejected.rejection is not None:
                 release = Release(request=request, rejection=rejected.rejection)
                 self.ledger.append(self.identity, [(EntryKind.RELEASE, release)])
             raise
-        self.store.settle(booking.id, Slot.CONFIRMED, booking.confirmation.encode(), access=sealed)
+        self.store.mark(booking.id, Slot.CONFIRMED, answer=booking.confirmation, access=sealed)
         return booking
 
     async def ask_again_pending(self) -> list[bytes]:
@@ -311,7 +311,7 @@ class Node:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""
         cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(self.clock()), detail=detail))
         fee = await request_cancel(self.host, await self.reach(booking.request.message.host), cancel)
-        self.store.settle(booking.id, Slot.CANCELLED, cancel.encode())
+        self.store.mark(booking.id, Slot.CANCELLED, closed_by=cancel)
         return fee
 
     async def reach(self, key: bytes) -> ID:

@@ -4,9 +4,10 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 - `ads(charger_id, envelope)`: the host's current signed ads, reloaded at start.
 - `bookings(booking_id, charger_id, host, driver, start, end, spend_cap, state,
-  request, answer, updated, access)`: every booking this node took part in, with the
-  exact signed request and the signed answer (confirmation, rejection or cancel), and
-  for a driver the access info sealed to it.
+  request, answer, updated, access, closed_by)`: every booking this node took part in,
+  with the exact signed request, the host's signed answer (confirmation or rejection),
+  the access info sealed to the driver, and the signed cancel or no-show that closed it;
+  `mark` moves one to a new state with what moved it.
 - `peers(address, seen)`: full addresses of peers joined before, to rejoin after a restart.
 - `found(rank, envelope)`: a driver's last search results, signed ads, best first.
 - `sessions(booking_id, charger_id, transaction_id, meter_start, start, stop,
@@ -35,11 +36,14 @@ import sqlite_utils
 from wattshare.protocol import (
     Booking,
     BookingConfirmation,
+    BookingRejection,
     BookingRequest,
+    Cancel,
     ChargerAd,
     DecodeError,
     Message,
     MeterReceipt,
+    NoShow,
     Settlement,
     SettlementEvent,
     Signed,
@@ -100,12 +104,14 @@ class NodeStore:
         self.db["ads"].create({"charger_id": str, "envelope": bytes}, pk="charger_id", if_not_exists=True)
         self.db["bookings"].create(
             {"booking_id": bytes, "charger_id": str, "host": bytes, "driver": bytes, "start": int, "end": int,
-             "spend_cap": int, "state": str, "request": bytes, "answer": bytes, "updated": int, "access": bytes},
+             "spend_cap": int, "state": str, "request": bytes, "answer": bytes, "updated": int, "access": bytes,
+             "closed_by": bytes},
             pk="booking_id", if_not_exists=True,
         )
         self.db["bookings"].create_index(["charger_id", "start"], if_not_exists=True)
-        if "access" not in self.db["bookings"].columns_dict:  # a store made before the driver kept it
-            self.db["bookings"].add_column("access", bytes)
+        for column in ("access", "closed_by"):  # a store made before it was kept
+            if column not in self.db["bookings"].columns_dict:
+                self.db["bookings"].add_column(column, bytes)
         self.db["peers"].create({"address": str, "seen": int}, pk="address", if_not_exists=True)
         self.db["found"].create({"rank": int, "envelope": bytes}, pk="rank", if_not_exists=True)
         self.db["sessions"].create(
@@ -148,27 +154,32 @@ class NodeStore:
                 [r.charger_id, r.host, r.end, r.start, *HOLDING],
             ).fetchone()
             if clash is None:
-                self.db.execute(
-                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
-                    [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
-                     request.encode(), int(self.clock())],
-                )
+                self._insert("INSERT", request, state)
         return clash is None
 
-    def record(self, request: Signed[BookingRequest], state: Slot, answer: bytes | None = None) -> None:
+    def record(self, request: Signed[BookingRequest], state: Slot) -> None:
         """Keep a booking this node is party to without holding a slot (the driver's copy)."""
+        self._insert("INSERT OR REPLACE", request, state)
+
+    def _insert(self, verb: str, request: Signed[BookingRequest], state: Slot) -> None:
         r = request.message
         self.db.execute(
-            "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            f"{verb} INTO bookings (booking_id, charger_id, host, driver, start, end, spend_cap, state, request, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [request.digest, r.charger_id, r.host, r.driver, r.start, r.end, r.spend_cap, state.value,
-             request.encode(), answer, int(self.clock())],
+             request.encode(), int(self.clock())],
         )
 
-    def settle(self, booking_id: bytes, state: Slot, answer: bytes | None = None, access: bytes | None = None) -> None:
+    def mark(self, booking_id: bytes, state: Slot, *, answer: Signed[BookingConfirmation] | Signed[BookingRejection]
+             | None = None, closed_by: Signed[Cancel] | Signed[NoShow] | None = None,
+             access: bytes | None = None) -> None:
+        """Move a booking to `state`, keeping what moved it: the host's answer (its
+        confirmation or rejection), the cancel or no-show that closed it, the sealed access."""
         self.db.execute(
-            "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), access = COALESCE(?, access), updated = ? "
-            "WHERE booking_id = ?",
-            [state.value, answer, access, int(self.clock()), booking_id],
+            "UPDATE bookings SET state = ?, answer = COALESCE(?, answer), closed_by = COALESCE(?, closed_by), "
+            "access = COALESCE(?, access), updated = ? WHERE booking_id = ?",
+            [state.value, answer and answer.encode(), closed_by and closed_by.encode(), access, int(self.clock()),
+             booking_id],
         )
 
     def access(self, booking_id: bytes) -> bytes | None:
@@ -190,7 +201,7 @@ class NodeStore:
         try:
             confirmation = Signed.decode(row["answer"], BookingConfirmation)
         except DecodeError:
-            return None  # rejected, or cancelled or closed since
+            return None  # rejected
         return Booking(request=Signed.decode(row["request"], BookingRequest), confirmation=confirmation)
 
     def bookings(self, state: Slot | None = None) -> list[dict]:
@@ -204,13 +215,13 @@ class NodeStore:
         with self._atomic():
             self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
                             [booking_id, charger_id, start.encode()])
-            self.settle(booking_id, Slot.STARTED)
+            self.mark(booking_id, Slot.STARTED)
 
     def drop_session(self, booking_id: bytes) -> None:
         """Undo `open_session` (the wallbox never started): the booking is confirmed again."""
         with self._atomic():
             self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
-            self.settle(booking_id, Slot.CONFIRMED)
+            self.mark(booking_id, Slot.CONFIRMED)
 
     def new_transaction_id(self) -> int:
         """An OCPP transaction id never used before (it is used once `keep_session` stores it)."""
@@ -234,7 +245,7 @@ class NodeStore:
                     self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?",
                                     [signed.encode(), booking_id])
                 if isinstance(signed.message, Settlement):
-                    self.settle(booking_id, Slot.SETTLED)
+                    self.mark(booking_id, Slot.SETTLED)
 
     def session(self, booking_id: bytes) -> StoredSession | None:
         row = self.db.execute(f"SELECT {_SESSION_FIELDS} FROM sessions WHERE booking_id = ?", [booking_id]).fetchone()
