@@ -2,34 +2,26 @@
 
 A co-op home holds three keys: the co-op's own (it signs the charter, and re-issues it
 to admit a member with its own credit limit), a treasurer's (deposits, withdrawals,
-adjustments) and a witness's (checkpoints). These entries are written by the running
-co-op node when there is one (through its admin socket, so its ledger stays the one
-writer of its file), else straight into the home's ledger.
+adjustments) and a witness's (checkpoints). The node's `CoopOffice` writes those
+entries: in the running co-op node when there is one (through its admin socket, so its
+ledger stays the one writer of its file), else straight into the home's ledger. These
+commands parse, call it and print.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 import trio
 
-from wattshare.ledger import (
-    Adjustment,
-    CoopCharter,
-    Entry,
-    EntryKind,
-    LedgerStore,
-    MoneyMove,
-)
-from wattshare.node import CHECKPOINT_EVERY, Node, charter_entry, checkpoint, witness_feeds
-from wattshare.protocol import Signed
+from wattshare.ledger import LedgerStore
+from wattshare.node import CHECKPOINT_EVERY, CoopOffice, Node, NodeError, witness_feeds
 
 from ._charger import amount
 from ._daemon import ask, configure_logging, daemon, run_trio, show_status
 from ._errors import fail
-from ._home import Home, clock_from_env, member_key, parse_member
+from ._home import Home, clock_from_env, member_key
 from ._view import Context, emit, money, pass_context
 
 
@@ -61,70 +53,32 @@ def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str,
     Example:
       wattshare coop init --name "Kollwitzkiez Energy" --credit-limit 50
     """
+    limit = amount(credit_limit, currency, "--credit-limit")
     coop = ctx.home.create(force)
     treasurer, witness = (ctx.home.new_key(name) for name in ("treasurer.key", "witness.key"))
-    charter = CoopCharter(name=name, currency=currency, credit_limit=amount(credit_limit, currency, "--credit-limit"),
-                          treasurers=(treasurer.public_key,), witnesses=(witness.public_key,))
     ctx.home.write_config({"node": {"listen": listen, "bootstrap": [], "coop": coop.peer_id},
                            "coop": {"name": name, "currency": currency}})
     ctx.home.ledger_file.unlink(missing_ok=True)
     ledger = ctx.home.ledger()
-    ledger.append(coop, [(EntryKind.COOP, charter)], t=int(clock_from_env()()))
+    CoopOffice(ledger, coop, treasurer, witness).found(name, currency, limit, int(clock_from_env()()))
     ledger.close()
     emit(ctx, {"coop": coop.peer_id, "treasurer": treasurer.peer_id, "witness": witness.peer_id},
          f"co-op [bold]{name}[/] is {coop.peer_id}\nmembers join with: --coop {coop.peer_id}\n"
          "admit each with: wattshare coop admit PEER_ID\nstart its node with: wattshare coop node run")
 
 
-def _charter(ledger: LedgerStore, coop: bytes) -> Signed[Entry]:
-    """The co-op's charter in force; ValueError saying how to make one if there is none."""
-    charter = charter_entry(ledger, coop)
-    if charter is None:
-        raise ValueError("this ledger holds no co-op charter; run `wattshare coop init` in this home")
-    return charter
+def _office(home: Home, ledger: LedgerStore) -> CoopOffice:
+    return CoopOffice(ledger, home.identity(), home.identity("treasurer.key"), home.identity("witness.key"))
 
 
-def write_money(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
-    """Append a deposit, withdrawal or adjustment signed by the treasurer; its summary."""
-    currency = home.config()["coop"]["currency"]
-    charter = _charter(ledger, parse_member(home.config()["node"]["coop"]))
-    kind = EntryKind(request["kind"])
-    if kind is EntryKind.ADJUSTMENT:
-        body: Any = Adjustment(charter=charter, booking_id=bytes.fromhex(request["booking"]),
-                               payer=parse_member(request["payer"]), payee=parse_member(request["payee"]),
-                               amount=request["amount"], currency=currency, note=request.get("note", ""))
-    else:
-        member = parse_member(request["member"])
-        if not ledger.state.is_member(member):
-            raise ValueError(f"{request['member']} is not a member of this co-op: check the id, or admit it first "
-                             "with `wattshare coop admit`")
-        body = MoneyMove(charter=charter, member=member, amount=request["amount"],
-                         currency=currency, reference=request.get("reference", ""))
-    [entry] = ledger.append(home.identity("treasurer.key"), [(kind, body)], t=t)
-    return {"kind": kind.value, "amount": request["amount"], "currency": currency, "seq": entry.message.seq}
-
-
-def write_admission(home: Home, ledger: LedgerStore, request: dict[str, Any], t: int) -> dict[str, Any]:
-    """Re-issue the co-op's charter admitting `member` (or changing its credit limit; the
-    charter's default limit if the request names none)."""
-    coop = home.identity()
-    charter = CoopCharter.decode(_charter(ledger, coop.public_key).message.body)
-    member = parse_member(request["member"])
-    admitted = charter.admit(member, request.get("limit"))
-    [entry] = ledger.append(coop, [(EntryKind.COOP, admitted)], t=t)
-    return {"member": request["member"], "credit_limit": admitted.limit_of(member), "currency": charter.currency,
-            "seq": entry.message.seq}
-
-
-def _via_daemon(ctx: Context, cmd: str, request: dict[str, Any],
-                write: Callable[[Home, LedgerStore, dict[str, Any], int], dict[str, Any]]) -> dict[str, Any]:
+def _via_daemon(ctx: Context, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
     """Through the running co-op node (the one writer of its ledger), else into the file."""
     if ctx.home.admin.exists():
         return ask(ctx.home, {"cmd": cmd, **request})
     ledger = ctx.home.ledger()
     try:
-        return write(ctx.home, ledger, request, int(clock_from_env()()))
-    except ValueError as error:
+        return _office(ctx.home, ledger).commands(clock_from_env())[cmd](request)
+    except NodeError as error:
         fail(str(error))
     finally:
         ledger.close()
@@ -135,7 +89,7 @@ def _money(ctx: Context, request: dict[str, Any]) -> None:
     request["amount"] = amount(request["amount"], currency, "AMOUNT")
     if request["amount"] <= 0:
         fail("AMOUNT must be above zero")
-    data = _via_daemon(ctx, "money", request, write_money)
+    data = _via_daemon(ctx, "money", request)
     emit(ctx, data, f"{data['kind']} of {money(data['amount'], data['currency'])} recorded (treasurer seq {data['seq']})")
 
 
@@ -190,7 +144,7 @@ def admit(ctx: Context, member: str, limit_text: str | None) -> None:
     member_key(member)
     currency = ctx.home.config()["coop"]["currency"]
     limit = None if limit_text is None else amount(limit_text, currency, "--credit-limit")
-    data = _via_daemon(ctx, "admit", {"member": member, "limit": limit}, write_admission)
+    data = _via_daemon(ctx, "admit", {"member": member, "limit": limit})
     emit(ctx, data, f"admitted {member[:16]}… with a credit limit of {money(data['credit_limit'], data['currency'])}")
 
 
@@ -213,12 +167,6 @@ def adjust(ctx: Context, booking: str, payer: str, payee: str, amount_text: str,
     member_key(payer), member_key(payee)
     _money(ctx, {"kind": "adjustment", "booking": booking, "payer": payer, "payee": payee, "amount": amount_text,
                  "note": note})
-
-
-def _checkpoint(home: Home, ledger: LedgerStore, t: int) -> int:
-    """The witness signs the heads of every feed this ledger holds; the feeds covered."""
-    coop = member_key(home.config()["node"]["coop"])
-    return checkpoint(ledger, home.identity("witness.key"), _charter(ledger, coop), t)
 
 
 @coop_group.command("status")
@@ -262,9 +210,7 @@ def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
     clock = clock_from_env()
     node = Node(ctx.home.identity(), listen=config["node"]["listen"], state=ctx.home.state, ledger=ledger,
                 admin=ctx.home.admin, clock=clock, sync_interval=sync_interval,
-                admin_commands={"money": lambda request: write_money(ctx.home, ledger, request, int(clock())),
-                                "admit": lambda request: write_admission(ctx.home, ledger, request, int(clock())),
-                                "checkpoint": lambda _: {"feeds": _checkpoint(ctx.home, ledger, int(clock()))}})
+                admin_commands=_office(ctx.home, ledger).commands(clock))
 
     async def witness(node: Node, nursery: trio.Nursery) -> None:
         nursery.start_soon(witness_feeds, ledger, ctx.home.identity("witness.key"),

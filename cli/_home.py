@@ -23,8 +23,8 @@ import platformdirs
 import tomli_w
 
 from wattshare.ledger import LedgerStore, StoreError
-from wattshare.node import Clock
-from wattshare.protocol import DecodeError, Identity, KeyFileError, public_key_from_peer_id, write_private
+from wattshare.node import Clock, NodeError, parse_member
+from wattshare.protocol import Identity, KeyFileError, write_private
 
 from ._errors import fail
 
@@ -48,21 +48,11 @@ def clock_from_env() -> Clock:
         fail(f"${CLOCK_ENV} must be speed:origin:anchor (numbers), not {spec!r}")
 
 
-def parse_member(text: str) -> bytes:
-    """A member's public key from its peer id (12D3Koo...) or 64 hex digits; ValueError if
-    it is neither (the daemons' admin commands take it so: a bad id is a refused request)."""
-    try:
-        return bytes.fromhex(text) if len(text) == 64 else public_key_from_peer_id(text)
-    except (ValueError, DecodeError):
-        raise ValueError(f"{text!r} is not a member's peer id (12D3Koo...) or hex key; "
-                         "`wattshare ... status` shows yours") from None
-
-
 def member_key(text: str) -> bytes:
     """`parse_member` for a command line: a bad id is a one-line failure."""
     try:
         return parse_member(text)
-    except ValueError as error:
+    except NodeError as error:
         fail(str(error))
 
 

@@ -9,6 +9,7 @@ from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected,
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
+from ._coop import CoopOffice, CoopRefused, parse_member
 from ._errors import DisputeRefused, NodeError
 from ._framing import FrameError, FrameStream, StreamEnded, exception_leaves
 from ._host import cell_key, make_host, peer_of, peer_of_address
@@ -33,6 +34,8 @@ __all__ = [
     "ChargerOffline",
     "Charging",
     "Clock",
+    "CoopOffice",
+    "CoopRefused",
     "CHECKPOINT_EVERY",
     "Curve",
     "DisputeRefused",
@@ -59,6 +62,7 @@ __all__ = [
     "fetch_ads",
     "find_chargers",
     "make_host",
+    "parse_member",
     "peer_of",
     "peer_of_address",
     "request_booking",

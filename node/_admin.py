@@ -23,12 +23,14 @@ import trio
 
 from wattshare.protocol import peer_id
 
+from ._errors import NodeError
+
 MAX_LINE = 64 * 1024
 READ_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
 
 
-class AdminError(Exception):
+class AdminError(NodeError):
     """A request the node cannot do; the message goes back to the client."""
 
 
@@ -98,7 +100,7 @@ def answer(table: dict[str, Callable[[dict], Any]], line: bytes) -> dict[str, An
         if not isinstance(request, dict) or request.get("cmd") not in table:
             raise AdminError(f"unknown command; one of: {', '.join(sorted(table))}")
         return {"ok": True, "data": table[request["cmd"]](request)}
-    except (AdminError, ValueError) as error:
+    except (NodeError, ValueError) as error:
         return {"ok": False, "error": str(error)}
     except Exception as error:
         log.exception("admin command failed")
