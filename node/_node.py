@@ -4,7 +4,8 @@ Theory of operation: `Node` wires the pieces together and owns their lifetimes; 
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
 `_framing`, `_store`, `_sessions`, `_charge`, `_conduct`) know nothing of each other. A
 node is started with `async with node.running():` and stopped by leaving the block.
-While it runs it serves its protocols; re-signs its ads well before they expire;
+While it runs it serves its protocols and, through `_upkeep`, re-signs its ads well
+before they expire;
 refreshes its routing table and re-provides its ads' cells a few times soon after it
 starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
 every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
@@ -29,10 +30,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import multiaddr
 import trio
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStoreError
 
 from wattshare.ledger import EntryKind, Hold, LedgerStore, Release
@@ -75,17 +74,12 @@ from ._host import (
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore, Slot
 from ._sync import SYNC_PROTOCOL, LedgerSync
+from ._upkeep import hang_up, keep_ads_fresh, reannounce, stay_joined
 
-REANNOUNCE_INTERVAL = 600.0
-JOIN_REFRESHES = (2.0, 6.0, 20.0, 60.0)  # seconds between the first refreshes after start
-REFRESH_TIMEOUT = 10.0
-REJOIN_INTERVAL = 5.0
 REACH_TIMEOUT = 5.0
 HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
 PUSH_TIMEOUT = 10.0  # a leaving wallet's wait for its co-op to take its new entries
-HANG_UP_TIMEOUT = 2.0
 SYNC_INTERVAL = 30.0
-AD_RENEW_CHECK = 3600.0  # clock seconds between looks for ads due for re-signing
 log = logging.getLogger(__name__)
 
 
@@ -135,7 +129,7 @@ class Node:
         self.sync_interval = sync_interval
         self.admin = admin
         self.admin_commands = admin_commands or {}
-        self._announce = trio.Event()
+        self.announced = trio.Event()  # set to re-provide our cells now (`_upkeep.reannounce`)
 
     @property
     def address(self) -> str:
@@ -147,11 +141,10 @@ class Node:
             await stack.enter_async_context(running(self.host, self.dht, self.listen))
             if self.gossip is not None:
                 await stack.enter_async_context(self.gossip.running())
-                stack.push_async_callback(self._hang_up)  # runs before gossip stops
+                stack.push_async_callback(hang_up, self)  # runs before gossip stops
             nursery = await stack.enter_async_context(trio.open_nursery())
-            nursery.start_soon(self._reannounce)
-            nursery.start_soon(self._keep_ads_fresh)
-            nursery.start_soon(self._stay_joined)
+            for upkeep in (reannounce, keep_ads_fresh, stay_joined):
+                nursery.start_soon(upkeep, self)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
             if self.sessions is not None:
@@ -160,24 +153,6 @@ class Node:
                 await nursery.start(serve_admin, self, self.admin, self.admin_commands)
             yield self
             nursery.cancel_scope.cancel()
-
-    async def _hang_up(self) -> None:
-        """Take every link down before gossip stops: a head announcement arriving while
-        py-libp2p's pubsub shuts down kills the connection's task with "Nursery is closed
-        to new arrivals", and with it the node's exit."""
-        swarm = self.host.get_network()
-        with trio.move_on_after(HANG_UP_TIMEOUT):
-            for listener in list(swarm.listeners.values()):  # no one dials in any more...
-                await listener.close()
-            async with trio.open_nursery() as nursery:  # ...and every link there is goes down
-                for peer in list(swarm.connections):
-                    nursery.start_soon(self._close_link, peer)
-
-    async def _close_link(self, peer: ID) -> None:
-        try:
-            await self.host.get_network().close_peer(peer)
-        except Exception as error:  # noqa: BLE001 - leaving anyway; close_peer logs its own failures
-            log.debug("closing the link to %s: %r", peer, error)
 
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
         """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and
@@ -188,7 +163,7 @@ class Node:
             if self.sync is not None:  # catch up with the ledger now, not at the next anti-entropy round
                 for address in bootstrap:
                     self.sync.nudge(peer_of_address(address))
-        self._announce.set()
+        self.announced.set()
         return joined
 
     async def rejoin(self) -> int:
@@ -205,7 +180,7 @@ class Node:
         """`publish`, with the DHT announcement left to the background re-announcer."""
         signed = self.board.publish(ad)
         self.store.save_ad(signed)
-        self._announce.set()
+        self.announced.set()
         return signed
 
     def balance(self) -> dict[str, Any]:
@@ -365,48 +340,3 @@ class Node:
                             ledger=self.ledger, timeout=timeout, attach=attach,
                             answered=stored.answer if stored else None,  # type: ignore[arg-type]
                             blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
-
-    async def _stay_joined(self) -> None:
-        """Reconnect to the peers joined through (a restarted co-op node, say) whenever
-        the link is gone: anti-entropy pulls only from connected peers."""
-        while True:
-            await trio.sleep(REJOIN_INTERVAL)
-            connected = set(self.host.get_connected_peers())
-            for joined in self.store.peers():
-                peer = peer_of_address(joined)
-                if peer not in connected and peer != self.host.get_id():
-                    with trio.move_on_after(REFRESH_TIMEOUT):
-                        try:
-                            await self.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(joined)))
-                        except Exception as error:  # noqa: BLE001 - still down: try again next round
-                            log.info("peer %s still unreachable: %s", peer, error)
-                            continue
-                    if self.sync is not None:
-                        self.sync.nudge(peer)
-
-    async def _keep_ads_fresh(self) -> None:
-        """Re-sign every ad well before it expires (`AdBoard.renewals`), then re-announce:
-        a host left running for months stays bookable, and one woken after a long sleep
-        (a jumped clock) renews at once."""
-        while True:
-            look = self.clock() + AD_RENEW_CHECK  # an ad published meanwhile may fall due sooner
-            due = self.board.next_renewal()
-            await self.clock.sleep_until(look if due is None else min(due, look))
-            for ad in self.board.renewals(int(self.clock())):
-                signed = self.announce(ad)
-                log.info("ad renewed charger=%s seq=%d expires=%d", ad.charger_id, ad.seq, signed.message.expires)
-
-    async def _reannounce(self) -> None:
-        """Refresh the routing table and re-provide our cells: soon after joining (the
-        network around a newcomer is still filling in), then every REANNOUNCE_INTERVAL,
-        and at once when an ad changes."""
-        delays = iter(JOIN_REFRESHES)
-        while True:
-            with trio.move_on_after(next(delays, REANNOUNCE_INTERVAL)):
-                await self._announce.wait()
-            self._announce = trio.Event()
-            if self.host.get_connected_peers():
-                with trio.move_on_after(REFRESH_TIMEOUT):
-                    await self.dht.refresh_routing_table()
-            if self.board.cells:
-                await provide_cells(self.dht, self.board.cells)

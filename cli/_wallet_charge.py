@@ -1,0 +1,143 @@
+"""`wattshare wallet start | watch | stop | receipts | dispute`: a neighbour charges and pays."""
+
+from __future__ import annotations
+
+import click
+import trio
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from wattshare.node import Charging, Node, NodeError
+from wattshare.protocol import Dispute, Reason, RemoteProtocolError
+
+from ._errors import fail
+from ._view import Context, console, emit, kwh, local_time, money, pass_context
+from ._wallet_node import EXIT_REFUSED, booking_named, wallet_node, with_node
+
+
+def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> None:
+    """Follow a session with a live bar (Ctrl-C leaves it running at the host); `attach`:
+    only one that runs already."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[cost]}"),
+                  console=console, disable=ctx.json) as bar:
+        task = bar.add_task("starting", total=1, cost="")
+
+        async def job(node: Node) -> Charging:
+            chosen = booking_named(node, ref)
+            r = chosen.request.message
+            stop = trio.Event()
+            if stop_now:
+                stop.set()
+
+            def show(charging: Charging) -> None:
+                bar.update(task, total=r.spend_cap, completed=charging.cost,
+                           description=f"{kwh(charging.energy_wh)} charged",
+                           cost=f"{money(charging.cost, r.tariff.currency)} of {money(r.spend_cap, r.tariff.currency)}")
+
+            try:
+                return await node.charge(chosen, stop=stop, on_update=show, attach=attach)
+            except RemoteProtocolError as refused:
+                fail(f"the host refused ({refused.reason}): {refused.message}", EXIT_REFUSED)
+
+        charging = with_node(ctx, job)
+    settlement = charging.settlement.message
+    answer = charging.answer.message
+    verdict = "acked" if not isinstance(answer, Dispute) else f"disputed ({answer.reason}: {answer.detail})"
+    emit(ctx, {"booking": settlement.booking_id.hex(), "energy_wh": settlement.energy_wh,
+               "amount": settlement.amount, "currency": settlement.currency, "answer": verdict},
+         f"settled: {kwh(settlement.energy_wh)} for {money(settlement.amount, settlement.currency)}; you {verdict}")
+
+
+@click.command("start")
+@click.argument("booking")
+@pass_context
+def start(ctx: Context, booking: str) -> None:
+    """Start charging on a booking and watch it live until it settles.
+
+    \b
+    Example:
+      wattshare wallet start 3fa9c2e1b0d4
+    """
+    _charge(ctx, booking, stop_now=False)
+
+
+@click.command("watch")
+@click.argument("booking")
+@pass_context
+def watch(ctx: Context, booking: str) -> None:
+    """Watch a running session live (energy, cost against your cap) until it settles.
+
+    \b
+    Example:
+      wattshare wallet watch 3fa9c2
+    """
+    _charge(ctx, booking, stop_now=False, attach=True)
+
+
+@click.command("stop")
+@click.argument("booking")
+@pass_context
+def stop(ctx: Context, booking: str) -> None:
+    """Stop charging now; shows the settlement and acks it if it checks out.
+
+    \b
+    Example:
+      wattshare wallet stop 3fa9c2
+    """
+    _charge(ctx, booking, stop_now=True)
+
+
+@click.command("receipts")
+@click.argument("booking")
+@pass_context
+def receipts(ctx: Context, booking: str) -> None:
+    """List a session's signed metering receipts and its settlement.
+
+    \b
+    Example:
+      wattshare wallet receipts 3fa9c2 --json
+    """
+    node = wallet_node(ctx)
+    chosen = booking_named(node, booking)
+    session = node.store.session(chosen.id)
+    rows = [r.message for r in session.receipts] if session else []
+    settlement = session.settlement.message if session and session.settlement else None
+    data = {"receipts": [{"seq": r.seq, "t": r.t, "energy_wh": r.energy_wh} for r in rows],
+            "settlement": None if settlement is None else {"energy_wh": settlement.energy_wh,
+                                                           "amount": settlement.amount,
+                                                           "currency": settlement.currency}}
+    table = Table(title=f"Receipts of {chosen.id.hex()[:12]}", title_justify="left")
+    for column in ("seq", "time", "energy"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(str(r.seq), local_time(r.t), kwh(r.energy_wh))
+    if settlement is not None:
+        table.caption = f"settled: {kwh(settlement.energy_wh)}, {money(settlement.amount, settlement.currency)}"
+    emit(ctx, data, table)
+
+
+@click.command("dispute")
+@click.argument("booking")
+@click.option("--reason", type=click.Choice(["mispriced", "over_cap", "broken_chain", "wrong_booking", "bad_time"]),
+              default="mispriced", show_default=True, help="bad_time: a fee for a cancel or no-show that was not late.")
+@click.option("--detail", default="", help="What is wrong, in a line.")
+@pass_context
+def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
+    """Dispute a settlement, or a cancel or no-show fee, on the ledger (within the booking
+    terms' dispute window); your co-op resolves it.
+
+    \b
+    Examples:
+      wattshare wallet dispute 3fa9c2 --reason mispriced --detail "charged peak after 23:00"
+      wattshare wallet dispute 3fa9c2 --reason bad_time --detail "I was at the charger at 23:05"
+    """
+
+    async def job(node: Node) -> Dispute:
+        try:
+            return node.dispute(booking_named(node, booking), Reason(reason), detail)
+        except NodeError as error:
+            fail(str(error))
+
+    disputed = with_node(ctx, job)
+    emit(ctx, {"booking": disputed.booking_id.hex(), "reason": str(disputed.reason)},
+         f"disputed {disputed.booking_id.hex()[:12]} ({disputed.reason}); your co-op will see it on the ledger")

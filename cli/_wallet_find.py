@@ -1,0 +1,183 @@
+"""`wattshare wallet find | book | bookings | cancel`: a neighbour finds a charger and books it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import click
+from rich.table import Table
+
+from wattshare.node import BookingRejected, Node, Slot
+from wattshare.protocol import AccessInfo, Booking, ChargerAd, Query
+
+from ._charger import CONNECTORS, amount
+from ._errors import fail
+from ._home import clock_from_env
+from ._view import Context, booking_table, emit, local_time, money, pass_context
+from ._wallet_node import EXIT_REFUSED, booking_named, nothing, wallet_node, with_node
+
+
+def _when(text: str, after: dt.datetime, what: str) -> dt.datetime:
+    """'23:00' (the next one after `after`, local time) or an ISO date and time."""
+    if re.fullmatch(r"\d{1,2}:\d{2}", text):
+        hour, minute = map(int, text.split(":"))
+        if hour > 23 or minute > 59:
+            fail(f"{what} {text!r} is not a time of day")
+        moment = after.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return moment if moment > after else moment + dt.timedelta(days=1)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{what} must be a time like 23:00 or 2026-11-28T23:00, not {text!r}")
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _window(ctx: Context, start: str, end: str) -> tuple[int, int]:
+    now = dt.datetime.fromtimestamp(clock_from_env()()).astimezone()
+    begin = _when(start, now, "--from")
+    finish = _when(end, begin, "--to")
+    if finish <= begin:
+        fail("--to must come after --from")
+    return int(begin.timestamp()), int(finish.timestamp())
+
+
+def _distance(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(km|m)", text.strip().lower())
+    if match is None:
+        fail(f"--radius must be a distance like 2km or 500m, not {text!r}")
+    return round(float(match[1]) * (1000 if match[2] == "km" else 1))
+
+
+@click.command("find")
+@click.option("--near", required=True, help="LAT,LON to search around.")
+@click.option("--radius", default="2km", show_default=True, help="How far: 2km, 800m.")
+@click.option("--from", "start", required=True, help="Start: 23:00 (next one) or 2026-11-28T23:00.")
+@click.option("--to", "end", required=True, help="End: 06:00 (next one after the start) or a date and time.")
+@click.option("--kwh", type=click.FloatRange(1, 200), default=20, show_default=True,
+              help="Energy you want: the price column estimates it.")
+@click.option("--connector", type=click.Choice(sorted(CONNECTORS)))
+@click.option("--min-kw", type=click.FloatRange(0), default=0, help="Only chargers at least this powerful.")
+@click.option("--max-price", help="Only chargers whose estimate for --kwh is at most this (e.g. 5.00).")
+@pass_context
+def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float, connector: str | None,
+         min_kw: float, max_price: str | None) -> None:
+    """Find chargers near a point that are free for a window, nearest first.
+
+    The rating is each host's record on the ledger: sessions settled, and how many of
+    them its drivers did not dispute.
+
+    \b
+    Example:
+      wattshare wallet find --near 52.5365,13.4175 --radius 2km --from 23:00 --to 06:00 --connector type2
+    """
+    try:
+        lat, lon = (float(x) for x in near.split(","))
+    except ValueError:
+        fail(f"--near must be LAT,LON like 52.5365,13.4175, not {near!r}")
+    begin, finish = _window(ctx, start, end)
+    query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=_distance(radius), start=begin,
+                  end=finish, energy_wh=round(kwh * 1000), connector=CONNECTORS[connector] if connector else None,
+                  min_power_w=round(min_kw * 1000),
+                  max_price=amount(max_price, ctx.home.config()["wallet"]["currency"], "--max-price")
+                  if max_price else None)
+
+    async def job(node: Node) -> tuple[list, dict]:
+        results = await node.search(query)
+        node.store.remember_found([r.ad for r in results])
+        return results, {r.ad.message.host: node.ledger.track_record(r.ad.message.host) for r in results}
+
+    results, records = with_node(ctx, job)
+    rows = []
+    for rank, result in enumerate(results, 1):
+        ad = result.ad.message
+        sessions, disputed = records[ad.host]
+        rows.append({"rank": rank, "host": ad.host.hex(), "charger": ad.charger_id,
+                     "distance_m": round(result.distance_m), "max_kw": ad.max_power_w / 1000,
+                     "connector": ad.connector.label, "estimate": result.estimate, "currency": ad.tariff.currency,
+                     "energy_wh": result.energy_wh, "sessions": sessions, "disputed": disputed})
+    table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}",
+                  title_justify="left")
+    for column in ("#", "distance", "power", "connector", f"price for {kwh:g} kWh", "rating", "host"):
+        table.add_column(column, justify="right" if column in ("#", "distance", "power") else "left")
+    for row in rows:
+        rating = (f"{row['sessions'] - row['disputed']}/{row['sessions']} undisputed" if row["sessions"]
+                  else "new host")
+        table.add_row(str(row["rank"]), f"{row['distance_m']} m", f"{row['max_kw']:g} kW", row["connector"],
+                      money(row["estimate"], row["currency"]), rating, f"{row['host'][:8]}…/{row['charger']}")
+    emit(ctx, rows, table if rows else "nothing free there then; widen --radius or change the window")
+
+
+def _ad(node: Node, ref: str) -> ChargerAd:
+    found = node.store.found()
+    if ref.isdigit() and 1 <= int(ref) <= len(found):
+        return found[int(ref) - 1].message
+    fail(f"no ad {ref!r} in the last search ({len(found)} found); run `wattshare wallet find` first")
+
+
+@click.command("book")
+@click.argument("ad")
+@click.option("--from", "start", required=True, help="Start: 23:00 (next one) or 2026-11-28T23:00.")
+@click.option("--to", "end", required=True, help="End: 06:00 (next one after the start) or a date and time.")
+@click.option("--cap", required=True, help="The most you will pay for this booking, e.g. 20 (currency units).")
+@pass_context
+def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
+    """Book the charger ranked AD in your last search for a window, up to a spend cap.
+
+    \b
+    Example:
+      wattshare wallet book 1 --from 23:00 --to 06:00 --cap 20
+    """
+    begin, finish = _window(ctx, start, end)
+
+    async def job(node: Node) -> tuple[Booking, AccessInfo]:
+        chosen = _ad(node, ad)
+        try:
+            booking = await node.book(chosen, begin, finish, amount(cap, chosen.tariff.currency, "--cap"))
+        except BookingRejected as rejected:
+            fail(f"the host declined ({rejected.reason}): {rejected.detail}", EXIT_REFUSED)
+        return booking, node.access(booking)
+
+    booking, access = with_node(ctx, job)
+    emit(ctx, {"booking": booking.id.hex(), "address": access.address, "code": access.code,
+               "instructions": access.instructions},
+         f"booked [bold]{booking.id.hex()[:12]}[/] for {local_time(begin)} - {local_time(finish)}\n"
+         f"address: {access.address}" + (f"\ncode: {access.code}" if access.code else "")
+         + (f"\n{access.instructions}" if access.instructions else "")
+         + f"\nwhen you are plugged in: wattshare wallet start {booking.id.hex()[:12]}")
+
+
+@click.command("bookings")
+@pass_context
+def bookings(ctx: Context) -> None:
+    """List your bookings (asking the host again about any whose answer was lost).
+
+    \b
+    Example:
+      wattshare wallet bookings --json
+    """
+    if wallet_node(ctx).store.bookings(Slot.PENDING):  # an answer lost on the way: `with_node` asks its host again
+        with_node(ctx, nothing)
+    node = wallet_node(ctx)
+    rows = [{"booking": r["booking_id"].hex(), "charger": r["charger_id"], "start": r["start"], "end": r["end"],
+             "spend_cap": r["spend_cap"], "state": r["state"]} for r in node.store.bookings()]
+    emit(ctx, rows, booking_table(rows, "Your bookings"))
+
+
+@click.command("cancel")
+@click.argument("booking")
+@pass_context
+def cancel(ctx: Context, booking: str) -> None:
+    """Cancel a booking (free until the terms' deadline, then the cancel fee applies).
+
+    \b
+    Example:
+      wattshare wallet cancel 3fa9c2
+    """
+
+    async def job(node: Node) -> int:
+        chosen = booking_named(node, booking)
+        return await node.cancel(chosen), chosen.request.message.tariff.currency
+
+    fee, currency = with_node(ctx, job)
+    emit(ctx, {"fee": fee}, f"cancelled; fee: {money(fee, currency)}")
