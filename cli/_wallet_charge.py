@@ -48,43 +48,37 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
          f"settled: {kwh(settlement.energy_wh)} for {money(settlement.amount, settlement.currency)}; you {verdict}")
 
 
-@click.command("start")
-@click.argument("booking")
-@pass_context
-def start(ctx: Context, booking: str) -> None:
-    """Start charging on a booking and watch it live until it settles.
+def _session_command(name: str, help_text: str, *, stop_now: bool = False, attach: bool = False) -> click.Command:
+    """`wallet start | watch | stop BOOKING`: one live view, three ways in."""
+
+    @click.command(name, help=help_text)
+    @click.argument("booking")
+    @pass_context
+    def command(ctx: Context, booking: str) -> None:
+        _charge(ctx, booking, stop_now=stop_now, attach=attach)
+
+    return command
+
+
+start = _session_command("start", """Start charging on a booking and watch it live until it settles.
 
     \b
     Example:
       wattshare wallet start 3fa9c2e1b0d4
-    """
-    _charge(ctx, booking, stop_now=False)
-
-
-@click.command("watch")
-@click.argument("booking")
-@pass_context
-def watch(ctx: Context, booking: str) -> None:
-    """Watch a running session live (energy, cost against your cap) until it settles.
+    """)
+watch = _session_command("watch", """Watch a running session live (energy, cost against your cap) until it settles;
+    it never starts one.
 
     \b
     Example:
       wattshare wallet watch 3fa9c2
-    """
-    _charge(ctx, booking, stop_now=False, attach=True)
-
-
-@click.command("stop")
-@click.argument("booking")
-@pass_context
-def stop(ctx: Context, booking: str) -> None:
-    """Stop charging now; shows the settlement and acks it if it checks out.
+    """, attach=True)
+stop = _session_command("stop", """Stop charging now; shows the settlement and acks it if it checks out.
 
     \b
     Example:
       wattshare wallet stop 3fa9c2
-    """
-    _charge(ctx, booking, stop_now=True)
+    """, stop_now=True)
 
 
 @click.command("receipts")
