@@ -1,7 +1,8 @@
 """The replicated append-only ledger (DESIGN.md, "Ledger"): feeds, Merkle proofs, rules, audit.
 
 The core (`_entry`, `_rules`, `_state`, `_merkle`, `_replication`) does no I/O; the SQLite
-store (`_store`) writes the ledger, audit (`_audit`) and its export (`_export`) only read it.
+store (`_store`, on the file `_schema` makes) writes the ledger, audit (`_audit`) and its
+export (`_export`) only read it.
 Depends only on `wattshare.protocol`.
 """
 
@@ -29,6 +30,7 @@ from ._export import ExportSummary, export
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
+from ._schema import atomic
 from ._state import LedgerState, Outcome
 from ._store import IngestReport, LedgerStore
 
@@ -67,6 +69,7 @@ __all__ = [
     "Rule",
     "SettlementClaim",
     "StoreError",
+    "atomic",
     "Violation",
     "Want",
     "audit",

@@ -52,8 +52,8 @@ from ._entry import MAX_BODY, EntryKind, FeedHead, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._merkle import MerkleLog, leaf_hash
 from ._rules import Checked, check_entry, decode_entry, evidence
+from ._schema import FORKED, VOID
 from ._state import LedgerState
-from ._store import FORKED, VOID
 
 CHUNK = 512
 

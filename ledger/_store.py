@@ -1,27 +1,7 @@
 """The ledger's SQLite store: durable entries, heads, balances and fraud proofs.
 
 Theory of operation (DESIGN.md, "Ledger", "Store"): the file is plain SQLite in WAL
-mode, made with sqlite-utils and readable by any SQLite tool. Tables:
-
-- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (1).
-- `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
-  accepted entry; `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
-  `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
-  `frozen` = 1 for entries of a feed whose author forked it (kept, not counted), 2 for
-  a role entry its author wrote at or past its retirement from that role (in the chain,
-  moving nothing; `LedgerState.void`).
-- `heads(author, size, root, t, envelope)`: the latest signed head per feed that
-  matches the entries held.
-- `balances(member, currency, balance)`: minor units, maintained on ingest.
-- `reserves(currency, amount)`: deposits minus withdrawals, which the balances sum to.
-- `frauds(author, seq, first, second, detected)`: two entries one author signed for one
-  seq; neither is dropped. Of all the entries seen for that seq (three or more when an
-  author forks more than once) the proof is the two lowest in byte order, so stores
-  that have exchanged proofs hold the same one.
-- `refused(digest, author, seq, rule, envelope, detected)`: entries refused on ingest
-  whose own signature verifies, so their author provably wrote them (a settlement above
-  the receipts' price or the cap, a fee the terms do not give...): signed evidence that
-  names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
+mode, made with sqlite-utils and readable by any SQLite tool; its tables are `_schema`'s.
 
 `ingest` takes a batch of envelopes, checks every one (intrinsic rules, then feed
 order, claims and trust against the in-memory `LedgerState`), and writes all of it in
@@ -39,9 +19,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
 
 from wattshare.protocol import (
     MAX_CLOCK_SKEW,
@@ -58,11 +35,10 @@ from wattshare.protocol import (
 from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, evidence
+from ._schema import FORKED, VOID, open_ledger_db, write_all
 from ._state import ROLE_OF, LedgerState, Outcome
 
-SCHEMA = 1
 MAX_EVIDENCE_PER_AUTHOR = 16
-FORKED, VOID = 1, 2  # values of entries.frozen (see the module doc)
 
 
 @dataclass
@@ -82,45 +58,13 @@ class LedgerStore:
         self.path = Path(path)
         self.clock = clock
         try:
-            self.db = sqlite_utils.Database(self.path)
-            self.db.conn.isolation_level = None  # transactions are explicit: one per batch
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._create()
-            self._check_meta(coop)
+            self.db = open_ledger_db(self.path, coop)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable ledger database: {exc}") from None
         self.state = LedgerState(coop)
         self._load()
 
     # --- schema and loading ---------------------------------------------------------
-
-    def _create(self) -> None:
-        db = self.db
-        db.table("meta").create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
-        db.table("entries").create(
-            {"digest": bytes, "author": bytes, "seq": int, "t": int, "kind": str, "booking_id": bytes,
-             "leaf": bytes, "envelope": bytes, "frozen": int},
-            pk="digest", not_null={"author", "seq", "leaf", "envelope", "frozen"}, if_not_exists=True,
-        )
-        db.table("entries").create_index(["author", "seq"], if_not_exists=True)
-        db.table("entries").create_index(["booking_id"], if_not_exists=True)
-        db.table("heads").create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
-                           pk="author", if_not_exists=True)
-        db.table("balances").create({"member": bytes, "currency": str, "balance": int},
-                              pk=("member", "currency"), if_not_exists=True)
-        db.table("reserves").create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
-        db.table("frauds").create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
-                            pk=("author", "seq"), if_not_exists=True)
-        db.table("refused").create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
-                              "detected": int}, pk="digest", if_not_exists=True)
-
-    def _check_meta(self, coop: bytes) -> None:
-        meta = {row["key"]: row["value"] for row in self.db["meta"].rows}
-        if not meta:
-            self._write([("INSERT INTO meta VALUES (?, ?)", [("coop", coop), ("schema", bytes([SCHEMA]))])])
-        elif meta.get("coop") != coop:
-            raise StoreError(f"{self.path} is the ledger of another co-op; open it with that co-op's key")
 
     def _load(self) -> None:
         state = self.state
@@ -149,18 +93,6 @@ class LedgerStore:
         for row in self.db.query("SELECT envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 ORDER BY author, seq",
                                  [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
             state.track_hold(check_entry(row["envelope"]))
-
-    def _write(self, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
-        """Run all statements in one transaction: all of them happen, or none."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in statements:
-                conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     # --- ingest -----------------------------------------------------------------------
 
@@ -221,7 +153,7 @@ class LedgerStore:
                     first = applied_envelopes.get(ours) or self._envelope(ours)
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
-            self._write([
+            write_all(self.db, [
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
                 (f"UPDATE entries SET frozen = {FORKED} WHERE digest = ?", frozen),
                 (f"UPDATE entries SET frozen = {VOID} WHERE digest = ? AND frozen = 0", voided),
@@ -247,7 +179,7 @@ class LedgerStore:
             return None
         count = self.db.execute("SELECT COUNT(*) FROM refused WHERE author = ?", [refused.author]).fetchone()[0]
         if count < MAX_EVIDENCE_PER_AUTHOR:
-            self._write([("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
+            write_all(self.db, [("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
                           [(hashlib.sha256(envelope).digest(), refused.author, refused.seq, refused.rule.value,
                             envelope, int(self.clock()))])])
         return refused
@@ -340,7 +272,7 @@ class LedgerStore:
                                author=message.author, seq=message.size)
         current = self.db.execute("SELECT size, t FROM heads WHERE author = ?", [message.author]).fetchone()
         if current is None or (message.size, message.t) > tuple(current):
-            self._write([("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?)",
+            write_all(self.db, [("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?)",
                           [(message.author, message.size, message.root, message.t, head.encode())])])
         return True
 

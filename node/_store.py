@@ -25,14 +25,14 @@ Theory of operation (DESIGN.md, "Booking": atomic reservation; "Nothing is lost"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import sqlite_utils
 
+from wattshare.ledger import atomic
 from wattshare.protocol import (
     Booking,
     BookingConfirmation,
@@ -147,7 +147,7 @@ class NodeStore:
     def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
         """Hold the request's window for its charger if nothing holding overlaps it."""
         r = request.message
-        with self._atomic():
+        with atomic(self.db.conn):
             clash = self.db.execute(
                 f"SELECT 1 FROM bookings WHERE charger_id = ? AND host = ? AND start < ? AND end > ? "
                 f"AND {_HOLDING_SQL} LIMIT 1",
@@ -212,14 +212,14 @@ class NodeStore:
 
     def open_session(self, booking_id: bytes, charger_id: str, start: Signed[StartRequest]) -> None:
         """Keep a session's start (again: a driver re-attaching keeps its first start)."""
-        with self._atomic():
+        with atomic(self.db.conn):
             self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
                             [booking_id, charger_id, start.encode()])
             self.mark(booking_id, Slot.STARTED)
 
     def drop_session(self, booking_id: bytes) -> None:
         """Undo `open_session` (the wallbox never started): the booking is confirmed again."""
-        with self._atomic():
+        with atomic(self.db.conn):
             self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
             self.mark(booking_id, Slot.CONFIRMED)
 
@@ -232,7 +232,7 @@ class NodeStore:
         """Store one step of a session, all or nothing: the messages it took, each where
         it belongs (a replayed receipt is kept already: same seq, same bytes), the
         wallbox's (transaction id, meter start), and a settlement's closing of the booking."""
-        with self._atomic():
+        with atomic(self.db.conn):
             if transaction is not None:
                 self.db.execute("UPDATE sessions SET transaction_id = ?, meter_start = ? WHERE booking_id = ?",
                                 [*transaction, booking_id])
@@ -268,21 +268,6 @@ class NodeStore:
         return StoredSession(booking_id, charger_id, Signed.decode(start, StartRequest),
                              None if transaction_id is None else (transaction_id, meter_start or 0), tuple(log))
 
-    @contextmanager
-    def _atomic(self) -> Iterator[None]:
-        """One write transaction (nested ones join the outer one)."""
-        conn = self.db.conn
-        if conn.in_transaction:
-            yield
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite may have rolled back already (a full disk does)
-                conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self.db.close()
