@@ -6,7 +6,7 @@ export (`_export`) only read it.
 Depends only on `wattshare.protocol`.
 """
 
-from ._audit import AuditReport, Violation, audit
+from ._audit import audit
 from ._entry import (
     HOLD_LAPSE,
     Adjustment,
@@ -27,6 +27,7 @@ from ._entry import (
 )
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
+from ._findings import AuditReport, Violation
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry

@@ -50,8 +50,9 @@ from wattshare.protocol import (
     vouched_by,
 )
 
-from ._audit import AuditReport, _open_readonly
+from ._audit import open_readonly
 from ._entry import EntryKind, SettlementClaim
+from ._findings import AuditReport
 from ._rules import decode_entry
 
 COUNTRY_CODE = "XX"
@@ -97,7 +98,7 @@ def write_balances(report: AuditReport, target: Path) -> int:
 
 def settlement_claims(path: Path) -> Iterator[SettlementClaim]:
     """The settlement claims of the ledger file's entries that are not frozen, by feed."""
-    conn = _open_readonly(path)
+    conn = open_readonly(path)
     try:
         envelopes = conn.execute(
             "SELECT envelope FROM entries WHERE kind = ? AND frozen = 0 ORDER BY author, seq",
