@@ -22,8 +22,8 @@ from pathlib import Path
 import trio
 
 from wattshare.cli._home import Home, clock_from_env
-from wattshare.node import BookingRejected, Node, Slot
-from wattshare.protocol import Booking, Query
+from wattshare.node import BookingRejected, Node
+from wattshare.protocol import Booking, BookingState, Query
 
 CAP = 1_000
 RETRIES = 5
@@ -36,7 +36,7 @@ def say(**event: object) -> None:
 
 def open_bookings(node: Node) -> list[Booking]:
     now = node.clock()
-    return [booking for state in (Slot.STARTED, Slot.CONFIRMED) for row in node.store.bookings(state)
+    return [booking for state in (BookingState.STARTED, BookingState.CONFIRMED) for row in node.store.bookings(state)
             if row["end"] > now and (booking := node.store.booking(row["booking_id"])) is not None]
 
 

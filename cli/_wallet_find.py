@@ -8,8 +8,8 @@ import re
 import click
 from rich.table import Table
 
-from wattshare.node import BookingRejected, Node, Slot
-from wattshare.protocol import AccessInfo, Booking, ChargerAd, Query
+from wattshare.node import BookingRejected, Node
+from wattshare.protocol import AccessInfo, Booking, BookingState, ChargerAd, Query
 
 from ._charger import CONNECTORS, amount
 from ._errors import fail
@@ -156,7 +156,7 @@ def bookings(ctx: Context) -> None:
     Example:
       wattshare wallet bookings --json
     """
-    if wallet_node(ctx).store.bookings(Slot.PENDING):  # an answer lost on the way: `with_node` asks its host again
+    if wallet_node(ctx).store.bookings(BookingState.PENDING):  # an answer lost on the way: `with_node` asks its host again
         with_node(ctx, nothing)
     node = wallet_node(ctx)
     rows = [{"booking": r["booking_id"].hex(), "charger": r["charger_id"], "start": r["start"], "end": r["end"],

@@ -15,7 +15,7 @@ from ._framing import FrameError, FrameStream, StreamEnded, exception_leaves
 from ._host import cell_key, make_host, peer_of, peer_of_address
 from ._node import Node
 from ._sessions import SESSION_PROTOCOL, SessionDesk
-from ._store import NodeStore, Slot
+from ._store import NodeStore
 from ._sync import SYNC_PROTOCOL, LedgerSync
 from ._tls import client_context, fingerprint, make_certificate, server_context
 from ._wallbox import Curve, Wallbox
@@ -49,7 +49,6 @@ __all__ = [
     "NodeStore",
     "SESSION_PROTOCOL",
     "SessionDesk",
-    "Slot",
     "StreamEnded",
     "Wallbox",
     "admin_call",

@@ -17,12 +17,12 @@ import sqlite3
 import trio
 
 from wattshare.ledger import EntryKind, FeeClaim, LedgerStore
-from wattshare.protocol import Arrivals, Booking, Identity, NoShowDue, Reserve
+from wattshare.protocol import Arrivals, Booking, BookingState, Identity, NoShowDue, Reserve
 
 from . import _ocpp as ocpp
 from ._central import CentralSystem, ChargerOffline
 from ._clock import Clock
-from ._store import NodeStore, Slot
+from ._store import NodeStore
 from ._transactions import id_tag
 
 STORAGE_RETRY = 1.0  # real seconds before a no-show the disk refused is stored again
@@ -54,7 +54,7 @@ class ArrivalDesk:
         self.arrivals.forget(booking_id)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        for row in self.store.bookings(Slot.CONFIRMED):
+        for row in self.store.bookings(BookingState.CONFIRMED):
             booking = self.store.booking(row["booking_id"])
             if booking is not None and booking.request.message.host == self.arrivals.identity.public_key:
                 self.arrivals.expect(booking)
@@ -90,7 +90,7 @@ class ArrivalDesk:
             self.arrivals.reserved(due.booking.id)
             nursery.start_soon(self._reserve, due)
             return
-        self.store.mark(due.booking.id, Slot.NO_SHOW, closed_by=due.no_show)
+        self.store.mark(due.booking.id, BookingState.NO_SHOW, closed_by=due.no_show)
         if due.fee and self.ledger is not None:
             claim = FeeClaim(booking=due.booking, no_show=due.no_show, amount=due.fee)
             self.ledger.append(self.arrivals.identity, [(EntryKind.FEE, claim)], t=due.no_show.message.t)

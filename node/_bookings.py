@@ -57,6 +57,7 @@ from wattshare.protocol import (
     BookingOffer,
     BookingRejection,
     BookingRequest,
+    BookingState,
     Cancel,
     CancelAnswer,
     CancelOffer,
@@ -78,7 +79,7 @@ from ._ads import AdBoard
 from ._conduct import remote_key
 from ._framing import FrameStream, ask, serve
 from ._limits import RateLimiter
-from ._store import HOLDING, NodeStore, Slot
+from ._store import HOLDING, NodeStore
 
 BOOKING_PROTOCOL = TProtocol("/wattshare/booking/1.0.0")
 HANDLER_TIMEOUT = 10.0
@@ -146,7 +147,7 @@ class BookingDesk:
             await self.fetch_feed(peer)  # a stranger's request costs no pull: `_check_credit` refuses it
         try:
             self._check(request, peer)
-            if not self.store.reserve(request, Slot.PENDING):  # held, but confirmed only once signed
+            if not self.store.reserve(request, BookingState.PENDING):  # held, but confirmed only once signed
                 raise Refused(Reason.SLOT_TAKEN, "another booking holds an overlapping window")
             if self.approval is Approval.MANUAL:
                 await self._await_decision(request.digest)
@@ -155,7 +156,7 @@ class BookingDesk:
         sealed = seal_access(request.message.driver, self.access)
         confirmation = sign(self.identity, BookingConfirmation(
             booking_id=request.digest, access_digest=access_digest(sealed), confirmed=int(self.clock())))
-        self.store.mark(request.digest, Slot.CONFIRMED, answer=confirmation, access=sealed)
+        self.store.mark(request.digest, BookingState.CONFIRMED, answer=confirmation, access=sealed)
         self.on_confirmed(Booking(request=request, confirmation=confirmation))
         return BookingAnswer(confirmation=confirmation, access=sealed)
 
@@ -165,12 +166,12 @@ class BookingDesk:
         row = self.store.get(request.digest)
         if row is None or request.signer != peer:
             return None
-        if row["state"] == Slot.PENDING:
+        if row["state"] == BookingState.PENDING:
             raise RemoteProtocolError(Reason.ILLEGAL_STATE, "the host is still deciding; ask again later")
-        if row["state"] == Slot.REJECTED and row["answer"] is not None:
+        if row["state"] == BookingState.REJECTED and row["answer"] is not None:
             return BookingAnswer(rejection=Signed.decode(row["answer"], BookingRejection))
         booking = self.store.booking(request.digest)
-        if booking is not None and row["access"] is not None and row["state"] in HOLDING + (Slot.SETTLED,):
+        if booking is not None and row["access"] is not None and row["state"] in HOLDING + (BookingState.SETTLED,):
             return BookingAnswer(confirmation=booking.confirmation, access=row["access"])
         raise RemoteProtocolError(Reason.REPLAY, f"this request was answered and is now {row['state']}")
 
@@ -242,7 +243,7 @@ class BookingDesk:
         rejection = sign(self.identity, BookingRejection(
             booking_id=request.digest, reason=refused.reason, detail=refused.detail[:500]))
         if self.store.get(request.digest) is not None and refused.reason is not Reason.REPLAY:
-            self.store.mark(request.digest, Slot.REJECTED, answer=rejection)
+            self.store.mark(request.digest, BookingState.REJECTED, answer=rejection)
         return BookingAnswer(rejection=rejection)
 
     # --- cancellations ---------------------------------------------------------------
@@ -250,7 +251,7 @@ class BookingDesk:
     def cancel(self, cancel: Signed[Cancel], peer: bytes) -> int:
         """Apply a driver's cancel; returns the fee owed (and claims it on the ledger)."""
         row = self.store.get(cancel.message.booking_id)
-        if row is None or row["state"] not in (Slot.CONFIRMED, Slot.PENDING):
+        if row is None or row["state"] not in (BookingState.CONFIRMED, BookingState.PENDING):
             raise RemoteProtocolError(Reason.WRONG_BOOKING, "no open booking with that id here")
         if cancel.signer != peer:
             raise RemoteProtocolError(Reason.WRONG_SIGNER, "the cancel must be the sending peer's")
@@ -260,7 +261,7 @@ class BookingDesk:
         if (booking := self.store.booking(request.digest)) is not None:
             machine.receive(booking.confirmation)
         machine.receive(cancel)
-        self.store.mark(request.digest, Slot.CANCELLED, closed_by=cancel)
+        self.store.mark(request.digest, BookingState.CANCELLED, closed_by=cancel)
         self.on_closed(request.digest)
         if machine.fee and self.ledger is not None and machine.booking is not None:
             claim = FeeClaim(booking=machine.booking, cancel=cancel, amount=machine.fee)

@@ -39,6 +39,7 @@ from wattshare.protocol import (
     AccessInfo,
     Booking,
     BookingRequest,
+    BookingState,
     Cancel,
     ChargerAd,
     Dispute,
@@ -72,7 +73,7 @@ from ._host import (
     running,
 )
 from ._sessions import SESSION_PROTOCOL, SessionDesk
-from ._store import NodeStore, Slot
+from ._store import NodeStore
 from ._sync import SYNC_PROTOCOL, LedgerSync
 from ._upkeep import hang_up, keep_ads_fresh, reannounce, stay_joined
 
@@ -203,7 +204,7 @@ class Node:
             spend_cap=spend_cap,
             nonce=os.urandom(16), created=int(self.clock()),
         ))
-        self.store.record(request, Slot.PENDING)
+        self.store.record(request, BookingState.PENDING)
         if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
             self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
         return await self.ask_again(request)
@@ -216,19 +217,19 @@ class Node:
         try:
             booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
         except BookingRejected as rejected:
-            self.store.mark(request.digest, Slot.REJECTED, answer=rejected.rejection)
+            self.store.mark(request.digest, BookingState.REJECTED, answer=rejected.rejection)
             if self.ledger is not None and rejected.rejection is not None:
                 release = Release(request=request, rejection=rejected.rejection)
                 self.ledger.append(self.identity, [(EntryKind.RELEASE, release)])
             raise
-        self.store.mark(booking.id, Slot.CONFIRMED, answer=booking.confirmation, access=sealed)
+        self.store.mark(booking.id, BookingState.CONFIRMED, answer=booking.confirmation, access=sealed)
         return booking
 
     async def ask_again_pending(self) -> list[bytes]:
         """Ask the hosts of this driver's pending bookings (answers lost on the way) again,
         while their windows are open; the ids of those still without an answer."""
         unknown = []
-        for row in self.store.bookings(Slot.PENDING):
+        for row in self.store.bookings(BookingState.PENDING):
             if row["driver"] != self.identity.public_key or row["end"] <= self.clock():
                 continue
             try:
@@ -286,7 +287,7 @@ class Node:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""
         cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(self.clock()), detail=detail))
         fee = await request_cancel(self.host, await self.reach(booking.request.message.host), cancel)
-        self.store.mark(booking.id, Slot.CANCELLED, closed_by=cancel)
+        self.store.mark(booking.id, BookingState.CANCELLED, closed_by=cancel)
         return fee
 
     async def reach(self, key: bytes) -> ID:

@@ -45,6 +45,7 @@ from libp2p.abc import INetStream
 from wattshare.ledger import EntryKind, LedgerStore, SettlementClaim
 from wattshare.protocol import (
     Booking,
+    BookingState,
     HostSession,
     Identity,
     Note,
@@ -67,7 +68,7 @@ from ._arrivals import ArrivalDesk
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint
 from ._clock import Clock
 from ._session_stream import SESSION_PROTOCOL, serve_driver
-from ._store import NodeStore, Slot, StoredSession
+from ._store import NodeStore, StoredSession
 from ._transactions import WallboxTransactions, id_tag
 
 START_TIMEOUT = 15.0  # real seconds for the wallbox to start after RemoteStartTransaction
@@ -250,7 +251,7 @@ class SessionDesk:
             raise RemoteProtocolError(Reason.ILLEGAL_STATE, f"no session runs for this booking ({row['state']}): "
                                                             "start one first")
         booking = self.store.booking(booking_id)
-        if row["state"] != Slot.CONFIRMED or booking is None:
+        if row["state"] != BookingState.CONFIRMED or booking is None:
             raise RemoteProtocolError(Reason.ILLEGAL_STATE, f"the booking is {row['state']}")
         return await self._start(booking, start)
 

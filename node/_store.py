@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import sqlite_utils
@@ -38,6 +37,7 @@ from wattshare.protocol import (
     BookingConfirmation,
     BookingRejection,
     BookingRequest,
+    BookingState,
     Cancel,
     ChargerAd,
     DecodeError,
@@ -52,18 +52,7 @@ from wattshare.protocol import (
     wall_time,
 )
 
-
-class Slot(StrEnum):
-    PENDING = "pending"  # held while the host decides (manual approval)
-    CONFIRMED = "confirmed"
-    STARTED = "started"
-    SETTLED = "settled"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
-    NO_SHOW = "no_show"
-
-
-HOLDING = (Slot.PENDING, Slot.CONFIRMED, Slot.STARTED)
+HOLDING = (BookingState.PENDING, BookingState.CONFIRMED, BookingState.STARTED)
 _HOLDING_SQL = f"state IN ({', '.join('?' * len(HOLDING))})"
 _SESSION_FIELDS = "booking_id, charger_id, transaction_id, meter_start, start, stop, settlement, answer"
 _SESSION_COLUMNS = ((StopRequest, "stop"), (Settlement, "settlement"), (SettlementEvent, "answer"))
@@ -144,7 +133,7 @@ class NodeStore:
     def found(self) -> list[Signed[ChargerAd]]:
         return [Signed.decode(row[0], ChargerAd) for row in self.db.execute("SELECT envelope FROM found ORDER BY rank")]
 
-    def reserve(self, request: Signed[BookingRequest], state: Slot) -> bool:
+    def reserve(self, request: Signed[BookingRequest], state: BookingState) -> bool:
         """Hold the request's window for its charger if nothing holding overlaps it."""
         r = request.message
         with atomic(self.db.conn):
@@ -157,11 +146,11 @@ class NodeStore:
                 self._insert("INSERT", request, state)
         return clash is None
 
-    def record(self, request: Signed[BookingRequest], state: Slot) -> None:
+    def record(self, request: Signed[BookingRequest], state: BookingState) -> None:
         """Keep a booking this node is party to without holding a slot (the driver's copy)."""
         self._insert("INSERT OR REPLACE", request, state)
 
-    def _insert(self, verb: str, request: Signed[BookingRequest], state: Slot) -> None:
+    def _insert(self, verb: str, request: Signed[BookingRequest], state: BookingState) -> None:
         r = request.message
         self.db.execute(
             f"{verb} INTO bookings (booking_id, charger_id, host, driver, start, end, spend_cap, state, request, "
@@ -170,7 +159,7 @@ class NodeStore:
              request.encode(), int(self.clock())],
         )
 
-    def mark(self, booking_id: bytes, state: Slot, *, answer: Signed[BookingConfirmation] | Signed[BookingRejection]
+    def mark(self, booking_id: bytes, state: BookingState, *, answer: Signed[BookingConfirmation] | Signed[BookingRejection]
              | None = None, closed_by: Signed[Cancel] | Signed[NoShow] | None = None,
              access: bytes | None = None) -> None:
         """Move a booking to `state`, keeping what moved it: the host's answer (its
@@ -204,7 +193,7 @@ class NodeStore:
             return None  # rejected
         return Booking(request=Signed.decode(row["request"], BookingRequest), confirmation=confirmation)
 
-    def bookings(self, state: Slot | None = None) -> list[dict]:
+    def bookings(self, state: BookingState | None = None) -> list[dict]:
         where, args = ("state = ?", [state.value]) if state else (None, None)
         return list(self.db["bookings"].rows_where(where, args, order_by="start"))
 
@@ -215,13 +204,13 @@ class NodeStore:
         with atomic(self.db.conn):
             self.db.execute("INSERT OR IGNORE INTO sessions (booking_id, charger_id, start) VALUES (?, ?, ?)",
                             [booking_id, charger_id, start.encode()])
-            self.mark(booking_id, Slot.STARTED)
+            self.mark(booking_id, BookingState.STARTED)
 
     def drop_session(self, booking_id: bytes) -> None:
         """Undo `open_session` (the wallbox never started): the booking is confirmed again."""
         with atomic(self.db.conn):
             self.db.execute("DELETE FROM sessions WHERE booking_id = ?", [booking_id])
-            self.mark(booking_id, Slot.CONFIRMED)
+            self.mark(booking_id, BookingState.CONFIRMED)
 
     def new_transaction_id(self) -> int:
         """An OCPP transaction id never used before (it is used once `keep_session` stores it)."""
@@ -245,7 +234,7 @@ class NodeStore:
                     self.db.execute(f"UPDATE sessions SET {column} = ? WHERE booking_id = ?",
                                     [signed.encode(), booking_id])
                 if isinstance(signed.message, Settlement):
-                    self.mark(booking_id, Slot.SETTLED)
+                    self.mark(booking_id, BookingState.SETTLED)
 
     def session(self, booking_id: bytes) -> StoredSession | None:
         row = self.db.execute(f"SELECT {_SESSION_FIELDS} FROM sessions WHERE booking_id = ?", [booking_id]).fetchone()

@@ -2,9 +2,9 @@
 
 Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
 
-    REQUESTED --confirmation (host)--> CONFIRMED --start (driver)----> STARTED
-        |  \\--rejection (host)--> REJECTED      |--cancel (either)--> CANCELLED
-        \\--cancel (driver)--> CANCELLED          \\--no-show (host)--> NO_SHOW
+    PENDING --confirmation (host)--> CONFIRMED --start (driver)----> STARTED --settlement (host)--> SETTLED
+       |  \\--rejection (host)--> REJECTED      |--cancel (either)--> CANCELLED
+       \\--cancel (driver)--> CANCELLED          \\--no-show (host)--> NO_SHOW
 
 - A start is accepted from `early_start_minutes` before the window until its end.
 - A cancel is accepted until the window starts. A driver's cancel later than
@@ -14,7 +14,9 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   dated early would dodge the fee.
 - A no-show may be declared once `noshow_timeout_minutes` have passed since the window
   opened with no start; it owes `noshow_fee`.
-- After STARTED the session machine (`_session`) takes over.
+- After STARTED the session machine (`_session`) takes over, and checks the settlement
+  that ends it; here it only closes the booking (SETTLED). These states are the one
+  vocabulary of a booking's life: the node's store and the CLI show them too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from enum import StrEnum
 from ._envelope import Signed
 from ._errors import Reason, RemoteProtocolError
 from ._machine import Machine, Role
-from ._messages import Booking, BookingConfirmation, BookingRejection, BookingRequest, Cancel, NoShow, StartRequest
+from ._messages import (
+    Booking,
+    BookingConfirmation,
+    BookingRejection,
+    BookingRequest,
+    Cancel,
+    NoShow,
+    Settlement,
+    StartRequest,
+)
 from ._record import Message
 
 MAX_CLOCK_SKEW = 300  # seconds a signed time may differ from the receiver's clock
@@ -38,11 +49,12 @@ def check_time(t: int, now: float, what: str) -> None:
 
 
 class BookingState(StrEnum):
-    REQUESTED = "requested"
+    PENDING = "pending"  # requested, not answered yet (a host deciding by hand holds it)
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     STARTED = "started"
+    SETTLED = "settled"
     NO_SHOW = "no_show"
 
 
@@ -53,20 +65,21 @@ class BookingMachine(Machine):
     """One booking's life up to its start; build it from the driver's signed request."""
 
     TRANSITIONS = {
-        (_S.REQUESTED, BookingConfirmation, Role.HOST): _S.CONFIRMED,
-        (_S.REQUESTED, BookingRejection, Role.HOST): _S.REJECTED,
-        (_S.REQUESTED, Cancel, Role.DRIVER): _S.CANCELLED,
+        (_S.PENDING, BookingConfirmation, Role.HOST): _S.CONFIRMED,
+        (_S.PENDING, BookingRejection, Role.HOST): _S.REJECTED,
+        (_S.PENDING, Cancel, Role.DRIVER): _S.CANCELLED,
         (_S.CONFIRMED, Cancel, Role.DRIVER): _S.CANCELLED,
         (_S.CONFIRMED, Cancel, Role.HOST): _S.CANCELLED,
         (_S.CONFIRMED, StartRequest, Role.DRIVER): _S.STARTED,
         (_S.CONFIRMED, NoShow, Role.HOST): _S.NO_SHOW,
+        (_S.STARTED, Settlement, Role.HOST): _S.SETTLED,
     }
 
     def __init__(self, request: Signed[BookingRequest]) -> None:
         self.request = request.message
         super().__init__(request.digest, self.request.driver, self.request.host)
         self._signed_request = request
-        self.state = BookingState.REQUESTED
+        self.state = BookingState.PENDING
         self.booking: Booking | None = None
         self.fee = 0  # minor units the driver owes for a late cancel or a no-show
 

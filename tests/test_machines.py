@@ -22,12 +22,14 @@ def booking_machine(state: B, nonce: bytes = bytes(16)) -> p.BookingMachine:
     machine = p.BookingMachine(request)
     bid = machine.booking_id
     steps = {
-        B.REQUESTED: [],
+        B.PENDING: [],
         B.CONFIRMED: [confirm(request)],
         B.REJECTED: [signed(HOST, p.BookingRejection, bid, reason=p.Reason.SLOT_TAKEN)],
         B.CANCELLED: [signed(DRIVER, p.Cancel, bid, t=WINDOW_START - 7200)],
         B.STARTED: [confirm(request), signed(DRIVER, p.StartRequest, bid, t=WINDOW_START)],
         B.NO_SHOW: [confirm(request), signed(HOST, p.NoShow, bid, t=WINDOW_START + 1800)],
+        B.SETTLED: [confirm(request), signed(DRIVER, p.StartRequest, bid, t=WINDOW_START),
+                    booking_step(p.Settlement, HOST, bid, request)],
     }
     for step in steps[state]:
         machine.receive(step)
@@ -59,7 +61,7 @@ def test_cancellation_fee_follows_the_terms(who, minutes_before, fee):
 
 
 def test_withdrawing_an_unanswered_request_is_free():
-    machine = booking_machine(B.REQUESTED)
+    machine = booking_machine(B.PENDING)
     machine.receive(signed(DRIVER, p.Cancel, machine.booking_id, t=WINDOW_START - 60))
     assert (machine.state, machine.fee) == (B.CANCELLED, 0)
 
@@ -98,17 +100,20 @@ def test_cancel_after_the_window_started_is_too_late():
 
 
 def test_strangers_and_other_bookings_are_refused():
-    machine = booking_machine(B.REQUESTED)
+    machine = booking_machine(B.PENDING)
     with pytest.raises(p.RemoteProtocolError) as caught:
         machine.receive(signed(STRANGER, p.BookingRejection, machine.booking_id, reason=p.Reason.DECLINED))
     assert caught.value.reason is p.Reason.WRONG_SIGNER
     with pytest.raises(p.RemoteProtocolError) as caught:
         machine.receive(confirm(make_request(nonce=b"\x09" * 16)))
     assert caught.value.reason is p.Reason.WRONG_BOOKING
-    assert machine.state is B.REQUESTED and machine.history == []
+    assert machine.state is B.PENDING and machine.history == []
 
 
 def booking_step(cls, identity, booking_id, request):
+    if cls is p.Settlement:  # its content is the session machine's to check
+        return p.sign(identity, p.Settlement(booking_id=booking_id, last_receipt=bytes(32), energy_wh=0, amount=0,
+                                             currency="EUR", breakdown=(), t=WINDOW_START + 3600))
     if cls is p.BookingConfirmation:
         return p.sign(identity, p.BookingConfirmation(booking_id=booking_id, access_digest=bytes(32), confirmed=1))
     if cls is p.BookingRejection:
@@ -116,7 +121,7 @@ def booking_step(cls, identity, booking_id, request):
     return signed(identity, cls, booking_id, t=WINDOW_START - 7200 if cls is p.Cancel else WINDOW_START + 3600)
 
 
-BOOKING_MESSAGES = [p.BookingConfirmation, p.BookingRejection, p.Cancel, p.NoShow, p.StartRequest]
+BOOKING_MESSAGES = [p.BookingConfirmation, p.BookingRejection, p.Cancel, p.NoShow, p.StartRequest, p.Settlement]
 
 
 def assert_table_closed(machine_class, state, messages, reach, step):

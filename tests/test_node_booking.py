@@ -17,7 +17,6 @@ from wattshare.node import (
     FrameStream,
     Node,
     NodeError,
-    Slot,
     StreamEnded,
     request_booking,
     request_cancel,
@@ -69,8 +68,8 @@ def test_booking_happy_path_and_reason_codes(tmp_path):
             booking = await car.book(ad, *NIGHT, spend_cap=2_000)
             assert booking.confirmation.signer == host.identity.public_key
             assert car.access(booking) == ACCESS  # the sealed access, kept beside the booking, opens for the driver
-            assert host.store.get(booking.id)["state"] == Slot.CONFIRMED
-            assert car.store.get(booking.id)["state"] == Slot.CONFIRMED
+            assert host.store.get(booking.id)["state"] == p.BookingState.CONFIRMED
+            assert car.store.get(booking.id)["state"] == p.BookingState.CONFIRMED
 
             reasons = {}
             for name, window, cap, the_ad in [
@@ -131,7 +130,7 @@ def test_a_driver_racing_three_hosts_holds_no_more_than_its_credit(tmp_path):
                         nursery.start_soon(attempt, car, f"{who}@{i}", ad)
             await attempt(ledgerless, "ledgerless@0", hosts[0][1])
             feed = racer.ledger.state
-            released = [s for s in racer.store.bookings() if s["state"] == Slot.REJECTED]
+            released = [s for s in racer.store.bookings() if s["state"] == p.BookingState.REJECTED]
             assert feed.available(identity(10).public_key, "EUR", int(clock())) == 1_000  # 50.00 - the one 40.00 hold
             open_holds = feed.holds[identity(10).public_key].keys()
             assert len(released) == 2 and not open_holds & {r["booking_id"] for r in released}
@@ -160,7 +159,7 @@ def test_twenty_concurrent_requests_for_one_slot_yield_one_confirmation(tmp_path
                 for car in cars:
                     for offset in range(4):
                         nursery.start_soon(attempt, car, offset)
-            held = host.store.bookings(Slot.CONFIRMED)
+            held = host.store.bookings(p.BookingState.CONFIRMED)
         assert outcomes.count("confirmed") == 1 and len(held) == 1
         assert outcomes.count(p.Reason.SLOT_TAKEN) == 19
 
@@ -210,7 +209,7 @@ def test_late_cancel_charges_the_fee_on_the_hosts_ledger_and_the_driver_may_disp
             booking = await car.book(ad, *NIGHT, spend_cap=1_000)
             fee = await car.cancel(booking, "plans changed")
             assert fee == TERMS.cancel_fee == 200
-            assert host.store.get(booking.id)["state"] == Slot.CANCELLED
+            assert host.store.get(booking.id)["state"] == p.BookingState.CANCELLED
             ledger = host.ledger
             [fee_row] = ledger.db.execute("SELECT kind FROM entries WHERE author = ?",
                                           [host.identity.public_key]).fetchall()
@@ -246,7 +245,7 @@ def test_a_cancel_dated_earlier_than_it_was_sent_is_refused_and_the_fee_stands(t
 
     refused, state, fee, culprits = run_bounded(scenario)
     assert refused.reason is p.Reason.BAD_TIME and "clock skew" in refused.message
-    assert state == Slot.CONFIRMED and fee == TERMS.cancel_fee  # nothing changed by the backdated one
+    assert state == p.BookingState.CONFIRMED and fee == TERMS.cancel_fee  # nothing changed by the backdated one
     assert [(c["protocol"], c["reason"]) for c in culprits] == [(BOOKING_PROTOCOL, "bad_time")]
 
 
@@ -311,7 +310,7 @@ def test_a_restarted_host_reloads_its_ads_and_bookings_and_is_found_again(tmp_pa
 
     run_bounded(first_life)
     run_bounded(second_life)
-    assert found["reloaded"] == Slot.CONFIRMED
+    assert found["reloaded"] == p.BookingState.CONFIRMED
     [result] = found["results"]
     assert result.ad.signer == host_id.public_key and result.ad.message.charger_id == "driveway"
 
@@ -359,7 +358,7 @@ def test_a_driver_that_gave_up_waiting_asks_again_and_learns_the_host_confirmed(
             deciding = await car.ask_again_pending()
             host.desk.decide_pending(booking_id, approve=True)
             with trio.fail_after(5):
-                while host.store.get(booking_id)["state"] != Slot.CONFIRMED:
+                while host.store.get(booking_id)["state"] != p.BookingState.CONFIRMED:
                     await trio.sleep(0.02)
             answered = await car.ask_again_pending()
             booking = car.store.booking(booking_id)
@@ -367,7 +366,7 @@ def test_a_driver_that_gave_up_waiting_asks_again_and_learns_the_host_confirmed(
                 car.ledger.state.hold(car.identity.public_key, booking_id)
 
     booking_id, kept, deciding, answered, state, access, hold = run_bounded(scenario)
-    assert kept == Slot.PENDING  # not "rejected": the host may confirm it yet
+    assert kept == p.BookingState.PENDING  # not "rejected": the host may confirm it yet
     assert deciding == [booking_id]  # asked again while the host still decided: still unknown
-    assert answered == [] and state == Slot.CONFIRMED and access == ACCESS  # the host's first answer, sealed access too
+    assert answered == [] and state == p.BookingState.CONFIRMED and access == ACCESS  # the host's first answer, sealed access too
     assert hold is not None  # the credit hold stands for the confirmed booking

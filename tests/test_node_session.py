@@ -17,7 +17,7 @@ from trio_websocket import open_websocket
 
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
-from wattshare.node import Node, Slot, basic_auth
+from wattshare.node import Node, basic_auth
 from wattshare.node._clock import Clock
 from wattshare.node._wallbox import Curve, Wallbox
 from wattshare.testing import FullDisk, SampleWorld
@@ -111,7 +111,7 @@ def test_overnight_session_across_the_off_peak_boundary_settles_to_the_hand_comp
     assert settlement.amount == expected and 370 <= expected <= 400
     assert isinstance(charging.answer.message, p.SettlementAck)  # the driver countersigned
     assert seen[-1][0] == e_end and seen[-1][1] == expected  # live energy and cost reached the driver
-    assert street.host.store.get(booking.id)["state"] == Slot.SETTLED
+    assert street.host.store.get(booking.id)["state"] == p.BookingState.SETTLED
     host_ledger = street.host.ledger
     assert booking.id in host_ledger.state.claims  # claimed once on the host's feed
     assert host_ledger.balance(booking.request.message.host, "EUR") == expected
@@ -341,7 +341,7 @@ def test_no_show_frees_the_reservation_closes_the_booking_and_claims_the_fee(tmp
             booking = await street.book()
             await street.clock.sleep_until(START + (TERMS.noshow_timeout_minutes + 5) * 60)
             with trio.fail_after(5):
-                while street.host.store.get(booking.id)["state"] != Slot.NO_SHOW:
+                while street.host.store.get(booking.id)["state"] != p.BookingState.NO_SHOW:
                     await trio.sleep(0.05)
             with pytest.raises(p.RemoteProtocolError) as late:
                 await street.driver.charge(booking)
@@ -368,7 +368,7 @@ def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_pa
                 await street.driver.charge(booking)
             await street.clock.sleep_until(END + 120)
             with trio.fail_after(10):
-                while street.host.store.get(booking.id)["state"] != Slot.SETTLED:
+                while street.host.store.get(booking.id)["state"] != p.BookingState.SETTLED:
                     await trio.sleep(0.05)
             alone = street.host.store.session(booking.id)
             back = await street.driver.charge(booking)  # re-attach: replay, settlement, ack
@@ -400,7 +400,8 @@ def test_watching_a_booking_never_starts_its_session(tmp_path):
 
     street, booking, refused = run_bounded(scenario, 60)
     assert refused.reason is p.Reason.ILLEGAL_STATE and "start one first" in refused.message
-    assert street.host.store.get(booking.id)["state"] == Slot.CONFIRMED and street.host.store.session(booking.id) is None
+    assert street.host.store.get(booking.id)["state"] == p.BookingState.CONFIRMED
+    assert street.host.store.session(booking.id) is None
     assert street.wallbox.transaction is None  # the wallbox was never asked to start
 
 
