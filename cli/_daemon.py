@@ -90,10 +90,17 @@ def ask(home: Home, request: dict[str, Any]) -> Any:
 def show_status(ctx: Context) -> None:
     """Print what the daemon of this home says of itself."""
     data = ask(ctx.home, {"cmd": "status"})
-    lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items() if key != "misbehaving_peers")
+    lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()
+                      if key not in ("misbehaving_peers", "sessions"))
     culprits = Table(title="Peers refused for misbehaving", title_justify="left")
     for column in ("peer", "protocol", "reason", "count"):
         culprits.add_column(column, justify="right" if column == "count" else "left")
     for row in data.get("misbehaving_peers", []):
         culprits.add_row(row["peer"], row["protocol"], row["reason"], str(row["count"]))
-    emit(ctx, data, Group(lines, culprits) if culprits.rows else lines)
+    sessions = Table(title="Charging sessions", title_justify="left")
+    for column in ("booking", "charger", "state", "energy", "problem"):
+        sessions.add_column(column, justify="right" if column == "energy" else "left")
+    for row in data.get("sessions", []):
+        sessions.add_row(row["booking"][:12], row["charger"], row["state"], f"{row['energy_wh'] / 1000:.2f} kWh",
+                         row["error"] or "")
+    emit(ctx, data, Group(lines, *(table for table in (sessions, culprits) if table.rows)))

@@ -60,6 +60,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             "pending": [b.hex() for b in node.desk.pending()] if node.desk else [],
             "ledger_entries": sum(ledger.sizes().values()) if ledger else None,
             "misbehaving_peers": node.conduct.culprits(),
+            "sessions": node.sessions.summary() if node.sessions else [],
         }
 
     def ads(_: dict) -> list:

@@ -281,6 +281,12 @@ class SessionDesk:
             raise RemoteProtocolError(Reason.CHARGER_OFFLINE, f"{error}; try again") from None
         return live
 
+    def summary(self) -> list[dict[str, object]]:
+        """The sessions in memory as the host's status shows them, a refused write included."""
+        return [{"booking": booking_id.hex(), "charger": live.charger, "state": str(live.session.state),
+                 "energy_wh": live.machine.receipts[-1].message.energy_wh if live.machine.receipts else 0,
+                 "error": live.error} for booking_id, live in self.live.items()]
+
     def leave(self, live: Live) -> None:
         """Forget an answered and claimed session (the store keeps it)."""
         if live.answered and self.claimed(live.machine):

@@ -424,8 +424,8 @@ def test_a_driver_stop_the_disk_refuses_leaves_the_session_running_until_it_come
 
             with pytest.raises(p.RemoteProtocolError) as refused:
                 await street.driver.charge(booking, stop=stop, on_update=refuse_then_stop)
-            live = street.host.sessions.live[booking.id]
-            seen = live.machine.state, live.error
+            [shown] = street.host.sessions.summary()  # what `host status` shows
+            seen = p.SessionState(shown["state"]), shown["error"]
             await trio.sleep(1.5)  # writes go through again
             stopped = trio.Event()
             stopped.set()
