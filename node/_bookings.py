@@ -168,8 +168,8 @@ class BookingDesk:
             return None
         if row["state"] == BookingState.PENDING:
             raise RemoteProtocolError(Reason.ILLEGAL_STATE, "the host is still deciding; ask again later")
-        if row["state"] == BookingState.REJECTED and row["answer"] is not None:
-            return BookingAnswer(rejection=Signed.decode(row["answer"], BookingRejection))
+        if row["state"] == BookingState.REJECTED and (rejection := self.store.rejection(request.digest)) is not None:
+            return BookingAnswer(rejection=rejection)
         booking = self.store.booking(request.digest)
         if booking is not None and row["access"] is not None and row["state"] in HOLDING + (BookingState.SETTLED,):
             return BookingAnswer(confirmation=booking.confirmation, access=row["access"])
@@ -256,7 +256,8 @@ class BookingDesk:
         if cancel.signer != peer:
             raise RemoteProtocolError(Reason.WRONG_SIGNER, "the cancel must be the sending peer's")
         check_time(cancel.message.t, self.clock(), "the cancel")
-        request = Signed.decode(row["request"], BookingRequest)
+        request = self.store.request(cancel.message.booking_id)
+        assert request is not None
         machine = BookingMachine(request)
         if (booking := self.store.booking(request.digest)) is not None:
             machine.receive(booking.confirmation)

@@ -233,7 +233,7 @@ class Node:
             if row["driver"] != self.identity.public_key or row["end"] <= self.clock():
                 continue
             try:
-                await self.ask_again(Signed.decode(row["request"], BookingRequest))
+                await self.ask_again(self.store.request(row["booking_id"]))  # type: ignore[arg-type]
             except BookingRejected:
                 continue
             except Exception as error:  # noqa: BLE001 - still unknown: the next command asks again

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import sqlite_utils
 
@@ -54,6 +55,7 @@ from wattshare.protocol import (
 
 HOLDING = (BookingState.PENDING, BookingState.CONFIRMED, BookingState.STARTED)
 _HOLDING_SQL = f"state IN ({', '.join('?' * len(HOLDING))})"
+A = TypeVar("A", BookingConfirmation, BookingRejection)
 _SESSION_FIELDS = "booking_id, charger_id, transaction_id, meter_start, start, stop, settlement, answer"
 _SESSION_COLUMNS = ((StopRequest, "stop"), (Settlement, "settlement"), (SettlementEvent, "answer"))
 
@@ -182,16 +184,28 @@ class NodeStore:
         except sqlite_utils.db.NotFoundError:
             return None
 
+    def request(self, booking_id: bytes) -> Signed[BookingRequest] | None:
+        row = self.get(booking_id)
+        return None if row is None else Signed.decode(row["request"], BookingRequest)
+
     def booking(self, booking_id: bytes) -> Booking | None:
         """The double-signed booking, if this node holds its confirmation."""
+        confirmation = self._answer(booking_id, BookingConfirmation)
+        return None if confirmation is None else Booking(request=self.request(booking_id),  # type: ignore[arg-type]
+                                                         confirmation=confirmation)
+
+    def rejection(self, booking_id: bytes) -> Signed[BookingRejection] | None:
+        """The host's signed rejection of a booking request, if this node holds one."""
+        return self._answer(booking_id, BookingRejection)
+
+    def _answer(self, booking_id: bytes, kind: type[A]) -> Signed[A] | None:
         row = self.get(booking_id)
         if row is None or row["answer"] is None:
             return None
         try:
-            confirmation = Signed.decode(row["answer"], BookingConfirmation)
+            return Signed.decode(row["answer"], kind)
         except DecodeError:
-            return None  # rejected
-        return Booking(request=Signed.decode(row["request"], BookingRequest), confirmation=confirmation)
+            return None  # the other kind of answer
 
     def bookings(self, state: BookingState | None = None) -> list[dict]:
         where, args = ("state = ?", [state.value]) if state else (None, None)
