@@ -29,7 +29,7 @@ class _Group(click.Group):
         except Exception as error:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
-            click.echo(f"error: {error} (run with --debug for the details)", err=True)
+            click.echo(f"error: {str(error) or type(error).__name__} (run with --debug for the details)", err=True)
             raise SystemExit(EXIT_FAILED) from None
 
 

@@ -7,12 +7,18 @@ import trio
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.node import Charging, Node, NodeError
+from wattshare.node import Charging, Node, NodeError, SessionLost
 from wattshare.protocol import Dispute, Reason, RemoteProtocolError
 
 from ._errors import fail
 from ._view import Context, console, emit, kwh, local_time, money, pass_context
 from ._wallet_node import EXIT_REFUSED, booking_named, wallet_node, with_node
+
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
+
+
+def _still_charging(ref: str) -> str:
+    return f"it may still be charging: `wattshare wallet watch {ref}` or `wattshare wallet stop {ref}`"
 
 
 def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> None:
@@ -38,8 +44,14 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
                 return await node.charge(chosen, stop=stop, on_update=show, attach=attach)
             except RemoteProtocolError as refused:
                 fail(f"the host refused ({refused.reason}): {refused.message}", EXIT_REFUSED)
+            except SessionLost as lost:
+                fail(f"{lost}: {_still_charging(ref)}", EXIT_REFUSED)
 
-        charging = with_node(ctx, job)
+        try:
+            charging = with_node(ctx, job)
+        except KeyboardInterrupt:
+            bar.stop()
+            fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
     settlement = charging.settlement.message
     answer = charging.answer.message
     verdict = "acked" if not isinstance(answer, Dispute) else f"disputed ({answer.reason}: {answer.detail})"

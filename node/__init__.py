@@ -10,7 +10,7 @@ from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._coop import CoopOffice, CoopRefused, parse_member
-from ._errors import DisputeRefused, NodeError
+from ._errors import DisputeRefused, NodeError, SessionLost
 from ._framing import FrameError, FrameStream, StreamEnded, exception_leaves
 from ._host import cell_key, make_host, peer_of, peer_of_address
 from ._node import Node
@@ -48,6 +48,7 @@ __all__ = [
     "SYNC_PROTOCOL",
     "NodeStore",
     "SESSION_PROTOCOL",
+    "SessionLost",
     "SessionDesk",
     "StreamEnded",
     "Wallbox",

@@ -12,5 +12,9 @@ class NodeError(Exception):
     """Root of the node's refusals."""
 
 
+class SessionLost(NodeError):
+    """The driver's link to its running session ended; the session goes on at the host."""
+
+
 class DisputeRefused(NodeError):
     """Nothing of the host's to dispute, an answer already given, or the window closed."""

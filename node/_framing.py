@@ -129,7 +129,7 @@ class FrameStream:
             if not await self._fill():
                 if self._buffer:
                     raise FrameError(Reason.MALFORMED, "stream ended inside a frame length")
-                raise StreamEnded
+                raise StreamEnded("the peer closed the stream")
 
     async def read(self) -> bytes:
         """The next frame's bytes; FrameError, or StreamEnded between frames."""

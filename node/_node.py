@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
@@ -59,7 +60,8 @@ from ._central import OcppEndpoint
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._conduct import Conduct
-from ._errors import DisputeRefused
+from ._errors import DisputeRefused, SessionLost
+from ._framing import StreamEnded
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
     DEFAULT_LISTEN,
@@ -124,7 +126,7 @@ class Node:
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
-            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp)
+            self.sessions = SessionDesk(identity, self.store, self.clock, ledger, ocpp, self.host.get_network())
             self.desk.on_confirmed, self.desk.on_closed = self.sessions.arrivals.expect, self.sessions.arrivals.forget  # type: ignore[union-attr]
             self.host.set_stream_handler(SESSION_PROTOCOL, self.conduct.guard(SESSION_PROTOCOL, self.sessions.handle))
         self.sync_interval = sync_interval
@@ -337,7 +339,11 @@ class Node:
 
         stored = self.store.session(booking.id)
         await self.reach(booking.request.message.host)
-        return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
-                            ledger=self.ledger, timeout=timeout, attach=attach,
-                            answered=stored.answer if stored else None,  # type: ignore[arg-type]
-                            blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
+        try:
+            return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
+                                ledger=self.ledger, timeout=timeout, attach=attach,
+                                answered=stored.answer if stored else None,  # type: ignore[arg-type]
+                                blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
+        except (StreamEnded, StreamError, trio.TooSlowError) as error:
+            raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "
+                              "the session goes on at the host") from error

@@ -14,6 +14,11 @@ Theory of operation (DESIGN.md, "Session and metering"):
   and when the driver leaves.
 - The stream ends once the driver has answered the settlement, `ANSWER_TIMEOUT` after
   the settlement if it does not, or at `STREAM_LIMIT`.
+- While it is open the driver's link is protected from py-libp2p's connection trimming:
+  it keeps one connection per peer and closes the older one when another comes, and a
+  second command of the same wallet (same key, so same peer id) connects as the same
+  peer. Without the protection, a `wallet balance` run beside a live `wallet start`
+  cut the live view.
 """
 
 from __future__ import annotations
@@ -70,7 +75,18 @@ def _update(signed: Signed[Message]) -> SessionUpdate | None:
 
 
 async def serve_driver(desk: SessionDesk, stream: INetStream) -> RemoteProtocolError | None:
-    peer = remote_key(stream)
+    peer, link = remote_key(stream), stream.muxed_conn.peer_id
+    tag = f"wattshare-session-{id(stream)}"
+    if desk.network is not None:  # see the module doc: a second process of this wallet must not cut it
+        desk.network.protect(link, tag)
+    try:
+        return await _serve_driver(desk, stream, peer)
+    finally:
+        if desk.network is not None:
+            desk.network.unprotect(link, tag)
+
+
+async def _serve_driver(desk: SessionDesk, stream: INetStream, peer: bytes) -> RemoteProtocolError | None:
 
     async def answer(frames: FrameStream) -> None:
         offer = await frames.receive(SessionOffer)

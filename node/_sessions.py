@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
-from libp2p.abc import INetStream
+from libp2p.abc import INetStream, INetwork
 
 from wattshare.ledger import EntryKind, LedgerStore, SettlementClaim
 from wattshare.protocol import (
@@ -106,8 +106,10 @@ class SessionDesk:
     """The host's sessions (see the module doc)."""
 
     def __init__(self, identity: Identity, store: NodeStore, clock: Clock, ledger: LedgerStore | None,
-                 ocpp: OcppEndpoint) -> None:
+                 ocpp: OcppEndpoint, network: INetwork | None = None) -> None:
+        """`network`: the host's libp2p swarm, whose links to drivers a session protects."""
         self.identity = identity
+        self.network = network
         self.store = store
         self.clock = clock
         self.ledger = ledger

@@ -159,6 +159,13 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
     booking = street.json("driver", "wallet", "book", "1", "--from", begin, "--to", end, "--cap", "20")["booking"]
     street.wait_until(start - 180)
     wallet = subprocess.Popen([WATTSHARE, "--home", str(street.tmp / "driver"), "wallet", "start", booking[:10]],
+                              env=street.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    street.wait_until(start + 300)
+    wallet.send_signal(signal.SIGINT)  # Ctrl-C five minutes in: the session goes on, and the wallet says so
+    assert wallet.wait(10) == 130
+    said = wallet.stderr.read()
+    assert said.count("\n") == 1 and f"wattshare wallet watch {booking[:10]}" in said, said
+    wallet = subprocess.Popen([WATTSHARE, "--home", str(street.tmp / "driver"), "wallet", "watch", booking[:10]],
                               env=street.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     street.wait_until(start + 900)
     wallet.kill()  # SIGKILL, a quarter of an hour into the session

@@ -438,3 +438,35 @@ def test_a_driver_stop_the_disk_refuses_leaves_the_session_running_until_it_come
     receipts = check_chain(charging, booking)
     assert receipts[-1].message.t <= asked + 600 < END  # the stop sent again was honoured at once
     assert isinstance(charging.answer.message, p.SettlementAck)
+
+
+def test_a_second_command_of_the_same_wallet_does_not_cut_the_live_session(tmp_path):
+    """Issue 19, item 3: `wallet balance` beside a live `wallet start` runs a second node
+    with the same key, so the same peer id; the host kept one connection per peer and
+    closed the older one, the live view's."""
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            street = await Street.open(stack, tmp_path)
+            street.host.host.get_network().connection_config.grace_period = 0.2  # trimmable after 0.2 s, not 20
+            booking = await street.book()
+            twin_joined, twin_started = trio.Event(), []
+
+            async def twin_joins():
+                twin = Node(identity(1), state=tmp_path / "twin.db", clock=street.clock)
+                async with twin.running():
+                    await twin.join([street.host.address])
+                    twin_joined.set()
+                    await trio.sleep(1.0)  # as long as `wallet balance` takes
+
+            def on_update(charging):
+                if charging.energy_wh >= 2_000 and not twin_started:
+                    twin_started.append(True)
+                    street.nursery.start_soon(twin_joins)
+
+            charging = await street.driver.charge(booking, on_update=on_update)
+            return booking, twin_joined.is_set(), charging
+
+    booking, twin_joined, charging = run_bounded(scenario, 60)
+    assert twin_joined
+    receipts = check_chain(charging, booking)
+    assert receipts[-1].message.t >= END and isinstance(charging.answer.message, p.SettlementAck)  # to the end
