@@ -40,7 +40,7 @@ from wattshare.protocol import Query, peer_id, public_key_from_peer_id, wall_tim
 
 from ._daemon import ask, run_trio, short_lived
 from ._home import CLOCK_ENV, HOME_ENV, Home, clock_from_env
-from ._view import console, kwh, money
+from ._view import DELIVERED_NOTE, console, delivered, distance, kwh, money
 
 SPEED = 360.0  # an evening hour in ten real seconds
 TZ = ZoneInfo("Europe/Berlin")
@@ -180,16 +180,18 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
                     await trio.sleep(0.5)
             table = Table(title=f"{len(results)} found (verified signed ads, fetched from each host)",
                           title_justify="left")
-            for column in ("#", "distance", "power", "price for 15 kWh", "host"):
+            for column in ("#", "distance", "power", "price", "for", "per kWh", "host"):
                 table.add_column(column)
             for rank, r in enumerate(results, 1):
-                table.add_row(str(rank), f"{r.distance_m:.0f} m", f"{r.ad.message.max_power_w / 1000:g} kW",
-                              money(r.estimate, "EUR"), peer_id(r.ad.message.host)[:16] + "…")
+                table.add_row(str(rank), distance(r.shown_distance_m), f"{r.ad.message.max_power_w / 1000:g} kW",
+                              money(r.estimate, "EUR"), delivered(r.energy_wh, r.full), money(round(r.per_kwh), "EUR"),
+                              peer_id(r.ad.message.host)[:12] + "…")
+            table.caption = DELIVERED_NOTE
             console.print(table)
         if not results:
             raise click.ClickException("no charger found: the hosts did not come up; see the daemon.log files")
-        cheapest = min(results, key=lambda r: (r.estimate, r.distance_m))
-        with _step("3. Book the cheapest, with a 20 EUR spend cap"):
+        cheapest = min(results, key=lambda r: (not r.full, r.per_kwh, r.distance_m))
+        with _step("3. Book the cheapest per kWh of those that deliver the 15 kWh, with a 20 EUR spend cap"):
             booking = await node.book(cheapest.ad.message, start, end, 2_000)
             access = node.access(booking)
             console.print(f"booking {booking.id.hex()[:12]} confirmed, signed by host and driver; "

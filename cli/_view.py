@@ -58,6 +58,24 @@ def local_time(t: float) -> str:
     return dt.datetime.fromtimestamp(t).astimezone().strftime("%a %d %b %H:%M")
 
 
+def iso_local(t: float) -> str:
+    """A time as ISO 8601 with the local offset (for --json)."""
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="minutes")
+
+
+def distance(metres: int) -> str:
+    """A distance as precise as the public location allows (it comes rounded to 100 m)."""
+    return f"~{metres / 1000:.1f} km" if metres >= 1000 else f"~{metres} m"
+
+
+DELIVERED_NOTE = "* all the window allows at the charger's power, less than you asked for"
+
+
+def delivered(wh: int, full: bool) -> str:
+    """The energy a price is for, starred when the window allows no more (`DELIVERED_NOTE`)."""
+    return f"{wh / 1000:.1f} kWh" + ("" if full else "*")
+
+
 def kwh(wh: int) -> str:
     return f"{wh / 1000:,.2f} kWh"
 

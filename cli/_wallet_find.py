@@ -9,12 +9,23 @@ import click
 from rich.table import Table
 
 from wattshare.node import BookingRejected, Node
-from wattshare.protocol import AccessInfo, Booking, BookingState, ChargerAd, Query
+from wattshare.protocol import AccessInfo, Booking, BookingState, BookingTerms, ChargerAd, Query
 
 from ._charger import CONNECTORS, amount
 from ._errors import fail
 from ._home import clock_from_env
-from ._view import Context, booking_table, emit, local_time, money, pass_context
+from ._view import (
+    DELIVERED_NOTE,
+    Context,
+    booking_table,
+    delivered,
+    distance,
+    emit,
+    iso_local,
+    local_time,
+    money,
+    pass_context,
+)
 from ._wallet_node import EXIT_REFUSED, booking_named, nothing, wallet_node, with_node
 
 
@@ -42,6 +53,17 @@ def _window(ctx: Context, start: str, end: str) -> tuple[int, int]:
     return int(begin.timestamp()), int(finish.timestamp())
 
 
+def _rolled_over(text: str, begin: int) -> bool:
+    """Did a bare --from time (21:00) fall on tomorrow because it has passed today?"""
+    today = dt.datetime.fromtimestamp(clock_from_env()()).astimezone().date()
+    return bool(re.fullmatch(r"\d{1,2}:\d{2}", text)) and dt.datetime.fromtimestamp(begin).astimezone().date() > today
+
+
+def plug_in_from(start: int, terms: BookingTerms) -> int:
+    """When a booking's charging may start: the window, less the terms' early-start grace."""
+    return start - terms.early_start_minutes * 60
+
+
 def _distance(text: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(km|m)", text.strip().lower())
     if match is None:
@@ -54,13 +76,13 @@ def _distance(text: str) -> int:
 @click.option("--radius", default="2km", show_default=True, help="How far: 2km, 800m.")
 @click.option("--from", "start", required=True, help="Start: 23:00 (next one) or 2026-11-28T23:00.")
 @click.option("--to", "end", required=True, help="End: 06:00 (next one after the start) or a date and time.")
-@click.option("--kwh", type=click.FloatRange(1, 200), default=20, show_default=True,
+@click.option("--kwh", "wanted_kwh", type=click.FloatRange(1, 200), default=20, show_default=True,
               help="Energy you want: the price column estimates it.")
 @click.option("--connector", type=click.Choice(sorted(CONNECTORS)))
 @click.option("--min-kw", type=click.FloatRange(0), default=0, help="Only chargers at least this powerful.")
-@click.option("--max-price", help="Only chargers whose estimate for --kwh is at most this (e.g. 5.00).")
+@click.option("--max-price", help="Only chargers whose price for --kwh, at their price per kWh, is at most this (e.g. 5.00).")
 @pass_context
-def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float, connector: str | None,
+def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh: float, connector: str | None,
          min_kw: float, max_price: str | None) -> None:
     """Find chargers near a point that are free for a window, nearest first.
 
@@ -77,7 +99,7 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float,
         fail(f"--near must be LAT,LON like 52.5365,13.4175, not {near!r}")
     begin, finish = _window(ctx, start, end)
     query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=_distance(radius), start=begin,
-                  end=finish, energy_wh=round(kwh * 1000), connector=CONNECTORS[connector] if connector else None,
+                  end=finish, energy_wh=round(wanted_kwh * 1000), connector=CONNECTORS[connector] if connector else None,
                   min_power_w=round(min_kw * 1000),
                   max_price=amount(max_price, ctx.home.config()["wallet"]["currency"], "--max-price")
                   if max_price else None)
@@ -93,18 +115,25 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, kwh: float,
         ad = result.ad.message
         sessions, disputed = records[ad.host]
         rows.append({"rank": rank, "host": ad.host.hex(), "charger": ad.charger_id,
-                     "distance_m": round(result.distance_m), "max_kw": ad.max_power_w / 1000,
+                     "distance_m": result.shown_distance_m, "max_kw": ad.max_power_w / 1000,
                      "connector": ad.connector.label, "estimate": result.estimate, "currency": ad.tariff.currency,
-                     "energy_wh": result.energy_wh, "sessions": sessions, "disputed": disputed})
-    table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}",
+                     "energy_wh": result.energy_wh, "wanted_wh": result.wanted_wh, "full": result.full,
+                     "per_kwh": round(result.per_kwh), "plug_in_from": plug_in_from(begin, ad.terms),
+                     "sessions": sessions, "disputed": disputed})
+    table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}, "
+                        "nearest first (the public location is good to ~100 m), then cheapest per kWh",
                   title_justify="left")
-    for column in ("#", "distance", "power", "connector", f"price for {kwh:g} kWh", "rating", "host"):
-        table.add_column(column, justify="right" if column in ("#", "distance", "power") else "left")
+    for column in ("#", "distance", "power", "connector", "price", "for", "per kWh", "plug in", "rating", "host"):
+        table.add_column(column, justify="right" if column in ("#", "distance", "power", "per kWh") else "left")
     for row in rows:
         rating = (f"{row['sessions'] - row['disputed']}/{row['sessions']} undisputed" if row["sessions"]
                   else "new host")
-        table.add_row(str(row["rank"]), f"{row['distance_m']} m", f"{row['max_kw']:g} kW", row["connector"],
-                      money(row["estimate"], row["currency"]), rating, f"{row['host'][:8]}…/{row['charger']}")
+        table.add_row(str(row["rank"]), distance(row["distance_m"]), f"{row['max_kw']:g} kW", row["connector"],
+                      money(row["estimate"], row["currency"]), delivered(row["energy_wh"], row["full"]),
+                      money(row["per_kwh"], row["currency"]), f"from {local_time(row['plug_in_from'])[-5:]}",
+                      rating, f"{row['host'][:8]}…/{row['charger']}")
+    if any(not row["full"] for row in rows):
+        table.caption = DELIVERED_NOTE
     emit(ctx, rows, table if rows else "nothing free there then; widen --radius or change the window")
 
 
@@ -139,10 +168,18 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
         return booking, node.access(booking)
 
     booking, access = with_node(ctx, job)
-    emit(ctx, {"booking": booking.id.hex(), "address": access.address, "code": access.code,
+    r = booking.request.message
+    early = plug_in_from(begin, r.terms)
+    rolled = " (tomorrow: that time today has passed)" if _rolled_over(start, begin) else ""
+    emit(ctx, {"booking": booking.id.hex(), "start": begin, "end": finish, "start_local": iso_local(begin),
+               "end_local": iso_local(finish), "plug_in_from": early, "spend_cap": r.spend_cap,
+               "currency": r.tariff.currency, "address": access.address, "code": access.code,
                "instructions": access.instructions},
-         f"booked [bold]{booking.id.hex()[:12]}[/] for {local_time(begin)} - {local_time(finish)}\n"
-         f"address: {access.address}" + (f"\ncode: {access.code}" if access.code else "")
+         f"booked [bold]{booking.id.hex()[:12]}[/] for {local_time(begin)} - {local_time(finish)}{rolled}, "
+         f"up to {money(r.spend_cap, r.tariff.currency)}\n"
+         + (f"you may plug in from {local_time(early)[-5:]}, {r.terms.early_start_minutes} min early, at the "
+            "price of that time\n" if early < begin else "")
+         + f"address: {access.address}" + (f"\ncode: {access.code}" if access.code else "")
          + (f"\n{access.instructions}" if access.instructions else "")
          + f"\nwhen you are plugged in: wattshare wallet start {booking.id.hex()[:12]}")
 

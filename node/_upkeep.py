@@ -39,9 +39,9 @@ async def hang_up(node: Node) -> None:
     py-libp2p's pubsub shuts down kills the connection's task with "Nursery is closed
     to new arrivals", and with it the node's exit."""
     swarm = node.host.get_network()
+    for everyone in ("0.0.0.0/0", "::/0"):  # no new link, in or out (py-libp2p's connection gate)...
+        swarm.connection_gate.add_to_deny_list(everyone)
     with trio.move_on_after(HANG_UP_TIMEOUT):
-        for listener in list(swarm.listeners.values()):  # no one dials in any more...
-            await listener.close()
         async with trio.open_nursery() as nursery:  # ...and every link there is goes down
             for peer in list(swarm.connections):
                 nursery.start_soon(_close_link, node, peer)

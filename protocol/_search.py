@@ -7,18 +7,23 @@ hosts through the DHT and fetches their signed ads; everything after the fetch i
   expired, and it is the newest seq for its (host, charger) among those seen.
 - A `Query` is a point and radius, a time window, and filters: connector, minimum
   power, and a price cap for the energy the driver wants. The ad's geohash-7 cell
-  centre stands for the charger (the exact address is never published), so distance
-  is accurate to about 100 m.
+  centre stands for the charger (the exact address is never published), so a distance
+  is good to `DISTANCE_STEP_M` at best: `shown_distance_m` rounds it to that.
 - The price estimate charges the wanted energy at the charger's full power from the
-  window's start (or for the whole window if it cannot deliver that much), read every
-  15 minutes, priced by the same `price` as settlements.
-- Results are ranked by distance, then estimated price, then host key (stable order).
+  window's start, read every 15 minutes, priced by the same `price` as settlements. A
+  charger the window is too short for is priced for what it can deliver in the whole
+  window (`energy_wh` < `wanted_wh`: not `full`), so prices compare per kWh
+  (`per_kwh`); a price cap applies to the energy asked for, so such a charger passes
+  it only if its price per kWh would.
+- Results are ranked nearest first at that precision, then by price per kWh delivered,
+  then by host key (a stable order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from . import _geo
 from ._ad import ChargerAd, Connector
@@ -27,6 +32,7 @@ from ._pricing import MeterReading, price
 from ._record import Record, record, require, require_range
 
 ESTIMATE_STEP = 900
+DISTANCE_STEP_M = 100  # a geohash-7 cell is about 150 m across: finer is false precision
 
 
 @record
@@ -57,9 +63,25 @@ class Query(Record):
 @dataclass(frozen=True, slots=True)
 class Result:
     ad: Signed[ChargerAd]
-    distance_m: float
-    estimate: int  # minor units of the ad's currency for the query's energy and window
-    energy_wh: int  # what the estimate covers (less than asked if the window is too short)
+    distance_m: float  # to the centre of the ad's public cell
+    estimate: int  # minor units of the ad's currency for `energy_wh` in the query's window
+    energy_wh: int  # what the estimate covers: the energy asked for, or all the window allows
+    wanted_wh: int  # the energy asked for
+
+    @property
+    def full(self) -> bool:
+        """Can the charger deliver all the energy asked for in the window?"""
+        return self.energy_wh >= self.wanted_wh
+
+    @property
+    def per_kwh(self) -> Fraction:
+        """The estimate per kWh delivered, in minor units."""
+        return Fraction(self.estimate * 1000, max(self.energy_wh, 1))
+
+    @property
+    def shown_distance_m(self) -> int:
+        """The distance as the public location allows: rounded to `DISTANCE_STEP_M`, at least one step."""
+        return max(DISTANCE_STEP_M, round(self.distance_m / DISTANCE_STEP_M) * DISTANCE_STEP_M)
 
 
 def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[int, int]:
@@ -107,9 +129,9 @@ def search(query: Query, ads: Iterable[tuple[bytes, Signed[ChargerAd]]], now: in
             continue
         if ad.max_power_w < query.min_power_w or not ad.is_available(query.start, query.end):
             continue
-        cost, delivered = estimate(ad, query.start, query.end, query.energy_wh)
-        if query.max_price is not None and cost > query.max_price:
+        result = Result(signed, distance, *estimate(ad, query.start, query.end, query.energy_wh), query.energy_wh)
+        if query.max_price is not None and result.per_kwh * query.energy_wh > query.max_price * 1000:
             continue
-        results.append(Result(signed, distance, cost, delivered))
-    results.sort(key=lambda r: (round(r.distance_m), r.estimate, r.ad.message.host))
+        results.append(result)
+    results.sort(key=lambda r: (r.shown_distance_m, r.per_kwh, r.ad.message.host))
     return results

@@ -125,6 +125,7 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     assert [(f["rank"], f["charger"]) for f in found] == [(1, "driveway")]
     booked = street.json("driver", "wallet", "book", "1", "--from", begin, "--to", end, "--cap", "20")
     assert booked["address"] == "12 Acacia Avenue" and booked["code"] == "4711"  # sealed to the driver alone
+    assert (booked["start_local"], booked["end_local"], booked["plug_in_from"]) == (begin, end, start - 300)
     assert street.json("host", "host", "bookings")[0]["state"] == "confirmed"
 
     early = street.run("driver", "wallet", "start", booked["booking"][:10], ok=False)
@@ -181,6 +182,32 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
         acks = db.execute("SELECT COUNT(*) FROM entries WHERE author = ? AND kind = 'ack'",
                           [public_key_from_peer_id(driver["peer_id"])]).fetchone()[0]
     assert acks == 1  # one ack on the driver's feed, however often it watched
+
+
+def test_find_and_book_say_what_the_price_covers_when_to_plug_in_and_which_day(street):
+    """Issue 19, items 1, 4, 5 and 6, as a neighbour types them: a short window is priced
+    for what it can deliver and says so, distances are only as precise as the public
+    cell, the early-start grace is shown, and a bare time that has passed today books
+    tomorrow and says so (and --json carries the window)."""
+    move_in(street)
+    now = dt.datetime.fromtimestamp(street.sim_now(), BERLIN)
+    if (now - dt.timedelta(minutes=2)).date() != now.date():  # just past midnight: "2 minutes ago" was yesterday
+        street.wait_until((now.replace(hour=0, minute=5, second=0)).timestamp())
+        now = dt.datetime.fromtimestamp(street.sim_now(), BERLIN)
+    passed = (now - dt.timedelta(minutes=2)).strftime("%H:%M")  # passed today: the next one is tomorrow
+    until = (now + dt.timedelta(minutes=10)).strftime("%H:%M")  # a 12-minute window: 1.5 kWh at 7.4 kW
+    found = street.json("driver", "wallet", "find", "--near", "52.5360,13.4180", "--from", passed, "--to", until,
+                        "--kwh", "20")
+    [charger] = found
+    assert (charger["full"], charger["wanted_wh"]) == (False, 20_000) and charger["energy_wh"] < 1_500
+    assert charger["distance_m"] % 100 == 0 and 12 <= charger["per_kwh"] <= 30  # off-peak to peak, per kWh
+    table = street.run("driver", "wallet", "find", "--near", "52.5360,13.4180", "--from", passed, "--to", until).stdout
+    assert "all the window allows" in table and "~" in table and "nearest first" in table
+    booked = street.run("driver", "wallet", "book", "1", "--from", passed, "--to", until, "--cap", "5").stdout
+    assert "tomorrow" in booked and "you may plug in from" in booked and "5 min early" in booked
+    [row] = street.json("driver", "wallet", "bookings")
+    assert dt.datetime.fromtimestamp(row["start"], BERLIN).date() == (now + dt.timedelta(days=1)).date()
+    assert street.stop() == [0, 0]
 
 
 def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):

@@ -1,7 +1,7 @@
 """Search over fetched ads: who signed and served it, expiry, seq, filters, estimates, ranking."""
 
 import pytest
-from fixtures import STRANGER, at, make_ad
+from fixtures import STRANGER, at, make_ad, off_peak_tariff
 
 from wattshare import protocol as p
 from wattshare.protocol import geo
@@ -84,3 +84,26 @@ def test_equal_distance_ranks_by_price():
 def test_invalid_queries(bad):
     with pytest.raises(p.InvalidValue):
         query(**bad)
+
+
+def test_a_charger_the_window_is_too_short_for_is_ranked_by_its_price_per_kwh_not_its_total():
+    """Issue 19, item 1: in an hour a 7.4 kW charger delivers less than an 11 kW one, so its
+    total looks cheaper even at a higher price per kWh; it must not win on that."""
+    start = at("2026-11-27T22:00")
+    slow = ad_at(host(0), 500, max_power_w=7_400)  # 0.30 per kWh before 23:00
+    fast = ad_at(host(1), 500, max_power_w=11_000, tariff=off_peak_tariff(off_peak=29_000, peak=29_000))
+    results = p.search(query(start=start, end=start + 3600), served(slow, fast), NOW)
+    assert [(r.ad.signer, r.energy_wh, r.full) for r in results] == [
+        (host(1).public_key, 11_000, False), (host(0).public_key, 7_400, False)]
+    assert results[0].estimate > results[1].estimate and results[0].per_kwh == 29 < results[1].per_kwh == 30
+    [full] = p.search(query(start=start, end=start + 3 * 3600), served(fast), NOW)
+    assert (full.energy_wh, full.full) == (20_000, True)
+    capped = p.search(query(start=start, end=start + 3600, max_price=20 * 30 - 1), served(slow), NOW)
+    assert capped == []  # the cap is for the energy asked for, at the price per kWh it would cost
+
+
+def test_distances_are_shown_only_as_precise_as_the_public_cell():
+    [near] = p.search(query(), served(ad_at(host(0), 19)), NOW)
+    [far] = p.search(query(), served(ad_at(host(1), 1_234)), NOW)
+    assert near.shown_distance_m == 100  # never "19 m": the charger is somewhere in a 150 m cell
+    assert far.shown_distance_m % 100 == 0 and abs(far.shown_distance_m - far.distance_m) <= 50
