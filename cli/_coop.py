@@ -18,8 +18,9 @@ import trio
 from wattshare.ledger import LedgerStore
 from wattshare.node import CHECKPOINT_EVERY, CoopOffice, Node, NodeError, witness_feeds
 
+from ._args import listen_address
 from ._charger import amount
-from ._daemon import ask, configure_logging, daemon, run_trio, show_status
+from ._daemon import ask, configure_logging, daemon, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
 from ._home import Home, clock_from_env, member_key
 from ._view import Context, emit, money, pass_context
@@ -42,7 +43,7 @@ def coop_group() -> None:
 @click.option("--currency", default="EUR", show_default=True, help="ISO 4217 code the co-op keeps.")
 @click.option("--credit-limit", default="50", show_default=True,
               help="How far a member may go below zero, unless `coop admit` names another limit.")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/4001", show_default=True,
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/4001", show_default=True, callback=listen_address,
               help="libp2p listen address: members bootstrap here, so keep the port fixed.")
 @click.option("--force", is_flag=True, help="Replace an existing co-op in this home.")
 @pass_context
@@ -204,6 +205,7 @@ def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
     Example:
       wattshare coop node run
     """
+    refuse_a_second_daemon(ctx.home)
     configure_logging(ctx.debug)
     config = ctx.home.config()
     ledger = ctx.home.ledger()

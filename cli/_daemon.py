@@ -10,6 +10,7 @@ its admin socket (`ask`), and say how to start it when it is not running.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from typing import Any
 import trio
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from wattshare.node import Node, admin_call, exception_leaves, peer_of_address
 
@@ -38,7 +40,23 @@ def run_trio(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     except BaseExceptionGroup as group:
         leaves = list(exception_leaves(group))
         first = next((leaf for leaf in leaves if isinstance(leaf, SystemExit)), leaves[0])
+        if isinstance(first, OSError) and first.errno == errno.EADDRINUSE:
+            fail("an address this node listens on is in use by another program: change `listen` in config.toml "
+                 "(or the --ocpp port) or stop that program")
         raise first from None
+
+
+def refuse_a_second_daemon(home: Home) -> None:
+    """One daemon per home: a second would fight the first for its ports, socket and files.
+    A socket no daemon answers on is a killed one's, and is taken over."""
+    if not home.admin.exists():
+        return
+    try:
+        status = trio.run(admin_call, home.admin, {"cmd": "status"})["data"]
+    except (OSError, trio.TooSlowError, KeyError, TypeError):
+        return
+    fail(f"a node already runs in this home (pid {status.get('pid')}, {status.get('peer_id')}, listening on "
+         f"{', '.join(status.get('addresses', []))}): stop it first (Ctrl-C or kill -TERM), or use another --home")
 
 
 def configure_logging(debug: bool) -> None:
@@ -91,7 +109,9 @@ def show_status(ctx: Context) -> None:
     """Print what the daemon of this home says of itself."""
     data = ask(ctx.home, {"cmd": "status"})
     lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()
-                      if key not in ("misbehaving_peers", "sessions"))
+                      if key not in ("misbehaving_peers", "sessions", "addresses"))
+    addresses = [Text("addresses (members join with --bootstrap and the first):", style="bold")]
+    addresses += [Text(f"  {address}", no_wrap=True, overflow="ignore") for address in data.get("addresses", [])]
     culprits = Table(title="Peers refused for misbehaving", title_justify="left")
     for column in ("peer", "protocol", "reason", "count"):
         culprits.add_column(column, justify="right" if column == "count" else "left")
@@ -103,4 +123,4 @@ def show_status(ctx: Context) -> None:
     for row in data.get("sessions", []):
         sessions.add_row(row["booking"][:12], row["charger"], row["state"], f"{row['energy_wh'] / 1000:.2f} kWh",
                          row["error"] or "")
-    emit(ctx, data, Group(lines, *(table for table in (sessions, culprits) if table.rows)))
+    emit(ctx, data, Group(lines, *addresses, *(table for table in (sessions, culprits) if table.rows)))

@@ -22,8 +22,9 @@ from wattshare.node import (
 )
 from wattshare.protocol import AccessInfo, format_amount
 
+from ._args import bootstrap_addresses, listen_address
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
-from ._daemon import ask, configure_logging, daemon, log, run_trio, show_status
+from ._daemon import ask, configure_logging, daemon, log, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
 from ._home import Home, clock_from_env
 from ._view import Context, booking_table, emit, pass_context
@@ -89,8 +90,10 @@ def _password(charger: dict) -> str:
               help="Where your wallbox connects (OCPP 1.6J: ws://HOST:PORT/ocpp/<charger id>).")
 @click.option("--ocpp-tls", is_flag=True,
               help="OCPP security profile 2: wss:// with a certificate this host makes (trust it on the wallbox).")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, help="libp2p listen address.")
-@click.option("--bootstrap", multiple=True, help="A co-op node's full /p2p/ address (repeatable).")
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, callback=listen_address,
+              help="libp2p listen address.")
+@click.option("--bootstrap", multiple=True, callback=bootstrap_addresses,
+              help="A co-op node's full /p2p/ address (repeatable).")
 @click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
 @pass_context
@@ -168,6 +171,7 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
     Example:
       wattshare host run
     """
+    refuse_a_second_daemon(ctx.home)
     configure_logging(ctx.debug)
     config = ctx.home.config()
     charger, access = config["charger"], config["access"]

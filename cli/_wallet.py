@@ -10,6 +10,7 @@ import click
 
 from wattshare.node import Node
 
+from ._args import bootstrap_addresses, listen_address
 from ._view import Context, emit, money, pass_context
 from ._wallet_charge import dispute, receipts, start, stop, watch
 from ._wallet_find import book, bookings, cancel, find
@@ -30,8 +31,10 @@ def wallet_group() -> None:
 
 @wallet_group.command("init")
 @click.option("--coop", required=True, help="Your co-op's peer id.")
-@click.option("--bootstrap", multiple=True, required=True, help="A co-op node's full /p2p/ address (repeatable).")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, help="libp2p listen address.")
+@click.option("--bootstrap", multiple=True, required=True, callback=bootstrap_addresses,
+              help="A co-op node's full /p2p/ address (repeatable).")
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, callback=listen_address,
+              help="libp2p listen address.")
 @click.option("--currency", default="EUR", show_default=True, help="The currency you pay in.")
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
 @pass_context

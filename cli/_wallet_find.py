@@ -11,6 +11,7 @@ from rich.table import Table
 from wattshare.node import BookingRejected, Node
 from wattshare.protocol import AccessInfo, Booking, BookingState, BookingTerms, ChargerAd, Query
 
+from ._args import point
 from ._charger import CONNECTORS, amount
 from ._errors import fail
 from ._home import clock_from_env
@@ -93,10 +94,7 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh:
     Example:
       wattshare wallet find --near 52.5365,13.4175 --radius 2km --from 23:00 --to 06:00 --connector type2
     """
-    try:
-        lat, lon = (float(x) for x in near.split(","))
-    except ValueError:
-        fail(f"--near must be LAT,LON like 52.5365,13.4175, not {near!r}")
+    lat, lon = point(near, "--near")
     begin, finish = _window(ctx, start, end)
     query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=_distance(radius), start=begin,
                   end=finish, energy_wh=round(wanted_kwh * 1000), connector=CONNECTORS[connector] if connector else None,

@@ -54,6 +54,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
         ledger = node.ledger
         return {
             "peer_id": node.identity.peer_id,
+            "pid": os.getpid(),
             "addresses": [str(a) for a in node.host.get_addrs()],
             "peers": len(node.host.get_connected_peers()),
             "ads": len(node.board.ads),

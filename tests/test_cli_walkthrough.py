@@ -274,7 +274,12 @@ def test_a_bad_admin_request_is_refused_and_the_coop_daemon_carries_on(street):
                     {"cmd": "admit", "member": "12D3KooWnot-a-key", "limit": None}):
         answer = trio.run(admin_call, socket_path, request)
         assert not answer["ok"] and "is not a member's peer id" in answer["error"]
-    assert street.json("coop", "coop", "status")["addresses"]  # still serving
+    status = street.json("coop", "coop", "status")  # still serving
+    shown = street.run("coop", "coop", "status").stdout  # the address to copy: whole, on a line of its own
+    assert f"  {status['addresses'][0]}\n" in shown
+    second = street.run("coop", "coop", "node", "run", ok=False)  # one daemon per home
+    assert second.returncode == 2 and f"a node already runs in this home (pid {status['pid']}" in second.stderr
+    assert second.stderr.count("\n") == 1
     assert street.stop() == [0]
 
 
@@ -303,6 +308,9 @@ def test_a_damaged_ledger_is_named_at_start_and_rebuilt_from_peers(street):
 
 @pytest.mark.parametrize("args, message", [
     (("wallet", "find", "--near", "north", "--from", "22:00", "--to", "23:00"), "--near must be LAT,LON"),
+    (("wallet", "find", "--near", "95,13.4", "--from", "22:00", "--to", "23:00"), "a latitude is between -90 and 90"),
+    (("wallet", "init", "--coop", "c", "--bootstrap", "127.0.0.1:4001"), "--bootstrap must be a co-op node's full"),
+    (("coop", "init", "--name", "x", "--listen", "4001"), "--listen must be a libp2p address"),
     (("wallet", "find", "--near", "52.5,13.4", "--radius", "far", "--from", "22:00", "--to", "23:00"),
      "--radius must be a distance"),
     (("host", "approve", "abc"), "no daemon is running"),
