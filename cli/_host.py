@@ -20,14 +20,14 @@ from wattshare.node import (
     make_certificate,
     server_context,
 )
-from wattshare.protocol import AccessInfo, format_amount
+from wattshare.protocol import AccessInfo
 
 from ._args import bootstrap_addresses, listen_address
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
 from ._daemon import ask, configure_logging, daemon, log, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
 from ._home import Home, clock_from_env
-from ._view import Context, booking_table, emit, pass_context
+from ._view import Context, booking_table, emit, money, pass_context
 
 DEFAULT_OCPP = "127.0.0.1:8887"
 
@@ -295,7 +295,7 @@ def earnings(ctx: Context) -> None:
       wattshare host earnings
     """
     data = ask(ctx.home, {"cmd": "balance"})
-    lines = [f"{format_amount(v, c)} {c}" for c, v in sorted(data["balances"].items())] or ["nothing yet"]
+    lines = [money(v, c) for c, v in sorted(data["balances"].items())] or ["nothing yet"]
     emit(ctx, data, f"earnings of {data['member']}: " + ", ".join(lines))
 
 

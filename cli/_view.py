@@ -90,5 +90,5 @@ def booking_table(rows: list[dict], title: str) -> Table:
         table.add_column(column, justify="right" if column == "cap" else "left")
     for row in rows:
         table.add_row(row["booking"][:12], row["charger"], local_time(row["start"]), local_time(row["end"]),
-                      str(row["spend_cap"]), row["state"])
+                      money(row["spend_cap"], row["currency"]), row["state"])
     return table

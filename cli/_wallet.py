@@ -67,9 +67,9 @@ def balance(ctx: Context) -> None:
         return node.balance()
 
     data = with_node(ctx, job)
-    lines = [money(v, c) for c, v in sorted(data["balances"].items())] or ["0"]
-    emit(ctx, data, f"balance of {data['member']}: {', '.join(lines)}; credit limit {data['credit_limit']} "
-                    "(minor units)")
+    lines = [money(v, c) for c, v in sorted(data["balances"].items())] or [money(0, data["currency"] or "EUR")]
+    limit = money(data["credit_limit"], data["currency"]) if data["currency"] else "none (not admitted yet)"
+    emit(ctx, data, f"balance of {data['member']}: {', '.join(lines)}; credit limit {limit}")
 
 
 for command in (find, book, bookings, cancel, start, watch, stop, receipts, dispute):

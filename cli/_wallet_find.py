@@ -194,8 +194,7 @@ def bookings(ctx: Context) -> None:
     if wallet_node(ctx).store.bookings(BookingState.PENDING):  # an answer lost on the way: `with_node` asks its host again
         with_node(ctx, nothing)
     node = wallet_node(ctx)
-    rows = [{"booking": r["booking_id"].hex(), "charger": r["charger_id"], "start": r["start"], "end": r["end"],
-             "spend_cap": r["spend_cap"], "state": r["state"]} for r in node.store.bookings()]
+    rows = node.store.listing()
     emit(ctx, rows, booking_table(rows, "Your bookings"))
 
 

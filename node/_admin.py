@@ -21,8 +21,6 @@ from typing import Any
 
 import trio
 
-from wattshare.protocol import peer_id
-
 from ._errors import NodeError
 
 MAX_LINE = 64 * 1024
@@ -32,19 +30,6 @@ log = logging.getLogger(__name__)
 
 class AdminError(NodeError):
     """A request the node cannot do; the message goes back to the client."""
-
-
-def _booking_row(row: dict) -> dict[str, Any]:
-    return {
-        "booking": row["booking_id"].hex(),
-        "charger": row["charger_id"],
-        "driver": peer_id(row["driver"]),
-        "host": peer_id(row["host"]),
-        "start": row["start"],
-        "end": row["end"],
-        "spend_cap": row["spend_cap"],
-        "state": row["state"],
-    }
 
 
 def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
@@ -73,7 +58,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
         ]
 
     def bookings(_: dict) -> list:
-        return [_booking_row(row) for row in node.store.bookings()]
+        return node.store.listing()
 
     def balance(_: dict) -> dict:
         if node.ledger is None:

@@ -190,9 +190,10 @@ class Node:
         """This participant's balances (minor units, per currency) and credit limit, from its ledger."""
         assert self.ledger is not None, "a node without a ledger has no balance"
         me = self.identity.public_key
+        charter = self.ledger.state.charter
         return {"member": self.identity.peer_id,
                 "balances": {c: b for (m, c), b in self.ledger.state.balances.items() if m == me},
-                "credit_limit": self.ledger.state.credit_limit(me)}
+                "credit_limit": self.ledger.state.credit_limit(me), "currency": charter[1].currency if charter else None}
 
     async def search(self, query: Query, now: int | None = None) -> list[Result]:
         return await find_chargers(self.host, self.dht, query, int(self.clock()) if now is None else now,

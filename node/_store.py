@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -50,6 +50,7 @@ from wattshare.protocol import (
     Signed,
     StartRequest,
     StopRequest,
+    peer_id,
     wall_time,
 )
 
@@ -206,6 +207,14 @@ class NodeStore:
             return Signed.decode(row["answer"], kind)
         except DecodeError:
             return None  # the other kind of answer
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every booking as a person or a script reads it (ids as hex and peer ids, its
+        window, its cap in the currency's minor units, its state), earliest first."""
+        return [{"booking": row["booking_id"].hex(), "charger": row["charger_id"], "driver": peer_id(row["driver"]),
+                 "host": peer_id(row["host"]), "start": row["start"], "end": row["end"], "spend_cap": row["spend_cap"],
+                 "currency": Signed.decode(row["request"], BookingRequest).message.tariff.currency,
+                 "state": row["state"]} for row in self.bookings()]
 
     def bookings(self, state: BookingState | None = None) -> list[dict]:
         where, args = ("state = ?", [state.value]) if state else (None, None)

@@ -127,6 +127,7 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     assert booked["address"] == "12 Acacia Avenue" and booked["code"] == "4711"  # sealed to the driver alone
     assert (booked["start_local"], booked["end_local"], booked["plug_in_from"]) == (begin, end, start - 300)
     assert street.json("host", "host", "bookings")[0]["state"] == "confirmed"
+    assert "20.00 EUR" in street.run("driver", "wallet", "bookings").stdout  # amounts as people read them
 
     early = street.run("driver", "wallet", "start", booked["booking"][:10], ok=False)
     assert early.returncode == 1 and "too_early" in early.stderr and early.stderr.count("\n") == 1
@@ -140,6 +141,7 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     assert street.json("host", "host", "earnings")["balances"] == {"EUR": settled["amount"]}
 
     balance_becomes(street, 4_000 - settled["amount"])
+    assert "credit limit 50.00 EUR" in street.run("driver", "wallet", "balance").stdout
     copy = street.tmp / "copy.db"  # anyone can pull the co-op's ledger and audit it
     pulled = street.run("auditor", "audit", str(copy), "--from", bootstrap, "--coop", coop["coop"], "--json")
     report = json.loads(pulled.stdout)
