@@ -126,6 +126,21 @@ def withdraw(ctx: Context, member: str, amount_text: str, reference: str) -> Non
     _money(ctx, {"kind": "withdrawal", "member": member, "amount": amount_text, "reference": reference})
 
 
+@coop_group.command("reverse")
+@click.argument("seq", type=click.IntRange(0))
+@pass_context
+def reverse(ctx: Context, seq: int) -> None:
+    """Undo the treasurer's money entry SEQ (a deposit to the wrong member, say) with its
+    opposite; both stay on the append-only ledger, the new one naming SEQ.
+
+    \b
+    Example:
+      wattshare coop reverse 7      # the seq `coop deposit` printed
+    """
+    data = _via_daemon(ctx, "reverse", {"seq": seq})
+    emit(ctx, data, f"treasurer entry {data['reversed']} reversed by a {data['kind']} (treasurer seq {data['seq']})")
+
+
 @coop_group.command("admit")
 @click.argument("member")
 @click.option("--credit-limit", "limit_text", help="How far MEMBER may go below zero (default: the charter's).")

@@ -40,7 +40,7 @@ from wattshare.protocol import Query, peer_id, public_key_from_peer_id, wall_tim
 
 from ._daemon import ask, run_trio, short_lived
 from ._home import CLOCK_ENV, HOME_ENV, Home, clock_from_env
-from ._view import DELIVERED_NOTE, console, delivered, distance, kwh, money
+from ._view import DELIVERED_NOTE, console, delivered, distance, kwh, money, settlement_table
 
 SPEED = 360.0  # an evening hour in ten real seconds
 TZ = ZoneInfo("Europe/Berlin")
@@ -210,16 +210,8 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
 
                 charging = await node.charge(booking, on_update=show)
             settlement = charging.settlement.message
-            lines = Table(title="Settlement (priced by the protocol, checked by the driver)", title_justify="left")
-            for column in ("line", "quantity", "amount"):
-                lines.add_column(column)
-            elements = booking.request.message.tariff.elements
-            for line in settlement.breakdown:
-                hours = elements[line.element].restrictions if line.element >= 0 else None
-                when = f"{hours.start_time}-{hours.end_time}" if hours and hours.start_time else "other hours"
-                lines.add_row(f"{line.kind.lower()} {when}", kwh(line.quantity), money(line.amount, settlement.currency))
-            lines.add_row("[bold]total", kwh(settlement.energy_wh), f"[bold]{money(settlement.amount, 'EUR')}")
-            console.print(lines)
+            console.print(settlement_table(settlement, booking.request.message.tariff,
+                                           "Settlement (priced by the protocol, checked by the driver)"))
             console.print(f"{len(charging.machine.receipts)} hash-chained receipts; the driver "
                           f"{'acked' if charging.answer.message.TYPE == 'settlement_ack' else 'disputed'}")
         with _step("5. Replication: the co-op pulls the settlement and the ack"):

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from wattshare.protocol import format_amount
+from wattshare.protocol import LineKind, PriceLine, Settlement, Tariff, format_amount
 
 from ._home import Home
 
@@ -92,3 +92,26 @@ def booking_table(rows: list[dict], title: str) -> Table:
         table.add_row(row["booking"][:12], row["charger"], local_time(row["start"]), local_time(row["end"]),
                       money(row["spend_cap"], row["currency"]), row["state"])
     return table
+
+
+def settlement_table(settlement: Settlement, tariff: Tariff, title: str) -> Table:
+    """A settlement's lines, each named by its tariff period (23:00-07:00, other hours)."""
+    table = Table(title=title, title_justify="left")
+    for column in ("line", "quantity", "amount"):
+        table.add_column(column, justify="left" if column == "line" else "right")
+    for line in settlement.breakdown:
+        hours = tariff.elements[line.element].restrictions if line.element >= 0 else None
+        when = f" {hours.start_time}-{hours.end_time}" if hours and hours.start_time else \
+            " other hours" if line.element >= 0 else ""
+        table.add_row(f"{line.kind.lower().replace('_', ' ')}{when}", _quantity(line),
+                      money(line.amount, settlement.currency))
+    table.add_row("[bold]total", kwh(settlement.energy_wh), f"[bold]{money(settlement.amount, settlement.currency)}")
+    return table
+
+
+def _quantity(line: PriceLine) -> str:
+    if line.kind is LineKind.ENERGY:
+        return kwh(line.quantity)
+    if line.kind in (LineKind.TIME, LineKind.PARKING_TIME):
+        return f"{line.quantity / 3600:.2f} h"
+    return str(line.quantity) if line.kind is LineKind.FLAT else ""

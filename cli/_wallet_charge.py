@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 import trio
+from rich.console import Group
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -11,7 +14,7 @@ from wattshare.node import Charging, Node, NodeError, SessionLost
 from wattshare.protocol import Dispute, Reason, RemoteProtocolError
 
 from ._errors import fail
-from ._view import Context, console, emit, kwh, local_time, money, pass_context
+from ._view import Context, console, emit, kwh, local_time, money, pass_context, settlement_table
 from ._wallet_node import EXIT_REFUSED, booking_named, wallet_node, with_node
 
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
@@ -22,11 +25,14 @@ def _still_charging(ref: str) -> str:
 
 
 def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> None:
-    """Follow a session with a live bar (Ctrl-C leaves it running at the host); `attach`:
-    only one that runs already."""
+    """Follow a session with a live bar on a terminal, else a line per receipt (JSON lines
+    on stderr with --json); Ctrl-C leaves it running at the host. `attach`: only one that
+    runs already."""
+    live = console.is_terminal and not ctx.json
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[cost]}"),
-                  console=console, disable=ctx.json) as bar:
+                  console=console, disable=not live) as bar:
         task = bar.add_task("starting", total=1, cost="")
+        shown = [0]  # receipts told of so far, when not live
 
         async def job(node: Node) -> Charging:
             chosen = booking_named(node, ref)
@@ -36,9 +42,18 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
                 stop.set()
 
             def show(charging: Charging) -> None:
+                cost = f"{money(charging.cost, r.tariff.currency)} of {money(r.spend_cap, r.tariff.currency)}"
                 bar.update(task, total=r.spend_cap, completed=charging.cost,
-                           description=f"{kwh(charging.energy_wh)} charged",
-                           cost=f"{money(charging.cost, r.tariff.currency)} of {money(r.spend_cap, r.tariff.currency)}")
+                           description=f"{kwh(charging.energy_wh)} charged", cost=cost)
+                receipts = charging.machine.receipts
+                if not live and len(receipts) > shown[0]:  # a line per new receipt (one for a replayed batch)
+                    last = receipts[-1].message
+                    if ctx.json:
+                        click.echo(json.dumps({"seq": last.seq, "t": last.t, "energy_wh": last.energy_wh,
+                                               "cost": charging.cost}), err=True)
+                    else:
+                        click.echo(f"{local_time(last.t)}  {kwh(last.energy_wh)}  {cost}")
+                    shown[0] = len(receipts)
 
             try:
                 return await node.charge(chosen, stop=stop, on_update=show, attach=attach)
@@ -109,17 +124,18 @@ def receipts(ctx: Context, booking: str) -> None:
     rows = [r.message for r in session.receipts] if session else []
     settlement = session.settlement.message if session and session.settlement else None
     data = {"receipts": [{"seq": r.seq, "t": r.t, "energy_wh": r.energy_wh} for r in rows],
-            "settlement": None if settlement is None else {"energy_wh": settlement.energy_wh,
-                                                           "amount": settlement.amount,
-                                                           "currency": settlement.currency}}
+            "settlement": None if settlement is None else {
+                "energy_wh": settlement.energy_wh, "amount": settlement.amount, "currency": settlement.currency,
+                "breakdown": [{"kind": line.kind.value, "element": line.element, "quantity": line.quantity,
+                               "amount": line.amount} for line in settlement.breakdown]}}
     table = Table(title=f"Receipts of {chosen.id.hex()[:12]}", title_justify="left")
     for column in ("seq", "time", "energy"):
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(str(r.seq), local_time(r.t), kwh(r.energy_wh))
-    if settlement is not None:
-        table.caption = f"settled: {kwh(settlement.energy_wh)}, {money(settlement.amount, settlement.currency)}"
-    emit(ctx, data, table)
+    settled = [] if settlement is None else [settlement_table(settlement, chosen.request.message.tariff,
+                                                              "Settlement, by tariff period")]
+    emit(ctx, data, Group(table, *settled))
 
 
 @click.command("dispute")

@@ -45,19 +45,16 @@ def _when(text: str, after: dt.datetime, what: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def _window(ctx: Context, start: str, end: str) -> tuple[int, int]:
+def _window(ctx: Context, start: str, end: str) -> tuple[int, int, bool]:
+    """The window typed, and whether a bare --from time fell on tomorrow because that time
+    has passed today (decided when it was typed, whatever the clock says later)."""
     now = dt.datetime.fromtimestamp(clock_from_env()()).astimezone()
     begin = _when(start, now, "--from")
     finish = _when(end, begin, "--to")
     if finish <= begin:
         fail("--to must come after --from")
-    return int(begin.timestamp()), int(finish.timestamp())
-
-
-def _rolled_over(text: str, begin: int) -> bool:
-    """Did a bare --from time (21:00) fall on tomorrow because it has passed today?"""
-    today = dt.datetime.fromtimestamp(clock_from_env()()).astimezone().date()
-    return bool(re.fullmatch(r"\d{1,2}:\d{2}", text)) and dt.datetime.fromtimestamp(begin).astimezone().date() > today
+    rolled = bool(re.fullmatch(r"\d{1,2}:\d{2}", start)) and begin.date() > now.date()
+    return int(begin.timestamp()), int(finish.timestamp()), rolled
 
 
 def plug_in_from(start: int, terms: BookingTerms) -> int:
@@ -95,7 +92,7 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh:
       wattshare wallet find --near 52.5365,13.4175 --radius 2km --from 23:00 --to 06:00 --connector type2
     """
     lat, lon = point(near, "--near")
-    begin, finish = _window(ctx, start, end)
+    begin, finish, _ = _window(ctx, start, end)
     query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=_distance(radius), start=begin,
                   end=finish, energy_wh=round(wanted_kwh * 1000), connector=CONNECTORS[connector] if connector else None,
                   min_power_w=round(min_kw * 1000),
@@ -155,7 +152,7 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
     Example:
       wattshare wallet book 1 --from 23:00 --to 06:00 --cap 20
     """
-    begin, finish = _window(ctx, start, end)
+    begin, finish, rolled_over = _window(ctx, start, end)
 
     async def job(node: Node) -> tuple[Booking, AccessInfo]:
         chosen = _ad(node, ad)
@@ -168,7 +165,7 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
     booking, access = with_node(ctx, job)
     r = booking.request.message
     early = plug_in_from(begin, r.terms)
-    rolled = " (tomorrow: that time today has passed)" if _rolled_over(start, begin) else ""
+    rolled = " (tomorrow: that time today has passed)" if rolled_over else ""
     emit(ctx, {"booking": booking.id.hex(), "start": begin, "end": finish, "start_local": iso_local(begin),
                "end_local": iso_local(finish), "plug_in_from": early, "spend_cap": r.spend_cap,
                "currency": r.tariff.currency, "address": access.address, "code": access.code,

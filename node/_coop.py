@@ -6,9 +6,11 @@ holds three keys, the co-op's (it signs the charter, and re-issues it to admit a
 with its credit limit), a treasurer's and a witness's. `CoopOffice` writes each kind of
 entry after the checks a treasurer would make (money goes to admitted members only, in
 the charter's currency, above zero) into the one ledger it is given: the running co-op
-node's, through the admin commands of `commands` ("money", "admit", "checkpoint"; the
-node stays the one writer of its file), or the home's file when no node runs. Both
-paths are this one. Refusals are `CoopRefused`: one line that says what to do.
+node's, through the admin commands of `commands` ("money", "reverse", "admit",
+"checkpoint"; the node stays the one writer of its file), or the home's file when no
+node runs. Both paths are this one. Refusals are `CoopRefused`: one line that says
+what to do. A mistaken money entry is never deleted (the ledger is append-only): it is
+reversed by its opposite (`reverse`), whose reference names it, once.
 """
 
 from __future__ import annotations
@@ -97,6 +99,37 @@ class CoopOffice:
         [entry] = self.ledger.append(self.coop, [(EntryKind.COOP, admitted)], t=t)
         return admitted, entry
 
+    def reverse(self, seq: int, t: int) -> Signed[Entry]:
+        """Undo the treasurer's money entry at `seq` (a mistaken deposit, say) with its
+        opposite: the ledger is append-only, so both stay on it, each naming the other."""
+        treasurer = self.treasurer.public_key
+        if not 0 <= seq < self.ledger.sizes().get(treasurer, 0):
+            raise CoopRefused(f"the treasurer's feed has no entry {seq}; `wattshare audit` lists them")
+        entry = Signed.decode(self.ledger.entries(treasurer, seq, seq + 1)[0], Entry).message
+        mark = f"reverses treasurer entry {seq}"
+        if mark in self._marks():
+            raise CoopRefused(f"treasurer entry {seq} is reversed already")
+        if entry.kind is EntryKind.ADJUSTMENT:
+            adjusted = Adjustment.decode(entry.body)
+            return self.adjust(adjusted.booking_id, adjusted.payee, adjusted.payer, adjusted.amount, mark, t)
+        if entry.kind not in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL):
+            raise CoopRefused(f"treasurer entry {seq} is a {entry.kind}, not money: nothing to reverse")
+        moved = MoneyMove.decode(entry.body)
+        opposite = EntryKind.WITHDRAWAL if entry.kind is EntryKind.DEPOSIT else EntryKind.DEPOSIT
+        return self.move_money(opposite, moved.member, moved.amount, mark, t)
+
+    def _marks(self) -> set[str]:
+        """The references and notes of the treasurer's money entries."""
+        treasurer = self.treasurer.public_key
+        marks = set()
+        for envelope in self.ledger.entries(treasurer, 0, self.ledger.sizes().get(treasurer, 0)):
+            entry = Signed.decode(envelope, Entry).message
+            if entry.kind is EntryKind.ADJUSTMENT:
+                marks.add(Adjustment.decode(entry.body).note)
+            elif entry.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL):
+                marks.add(MoneyMove.decode(entry.body).reference)
+        return marks
+
     def checkpoint(self, t: int) -> int:
         """The witness signs the heads of every feed this ledger holds; the feeds covered."""
         return checkpoint(self.ledger, self.witness, self.charter(), t)
@@ -110,6 +143,7 @@ class CoopOffice:
     def commands(self, clock: Clock) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """The office's admin commands, each a JSON request in and its summary out."""
         return {"money": lambda request: self._money(request, int(clock())),
+                "reverse": lambda request: self._reverse(request, int(clock())),
                 "admit": lambda request: self._admit(request, int(clock())),
                 "checkpoint": lambda _: {"feeds": self.checkpoint(int(clock()))}}
 
@@ -130,6 +164,13 @@ class CoopOffice:
         except (KeyError, InvalidValue, ValueError) as error:
             raise CoopRefused(f"not a valid {kind} request: {error}") from None
         return {"kind": kind.value, "amount": amount, "currency": self.terms().currency, "seq": entry.message.seq}
+
+    def _reverse(self, request: dict[str, Any], t: int) -> dict[str, Any]:
+        seq = request.get("seq")
+        if type(seq) is not int:
+            raise CoopRefused("name the treasurer's entry to reverse by its seq (a whole number)")
+        entry = self.reverse(seq, t)
+        return {"reversed": seq, "kind": entry.message.kind.value, "seq": entry.message.seq}
 
     def _admit(self, request: dict[str, Any], t: int) -> dict[str, Any]:
         member, limit = parse_member(str(request.get("member", ""))), request.get("limit")

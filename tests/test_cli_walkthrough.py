@@ -133,11 +133,16 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     assert early.returncode == 1 and "too_early" in early.stderr and early.stderr.count("\n") == 1
 
     street.wait_until(start - 180)
-    settled = street.json("driver", "wallet", "start", booked["booking"][:10], timeout=90)
+    charged = street.run("driver", "wallet", "start", booked["booking"][:10], "--json", timeout=90)
+    settled = json.loads(charged.stdout)
+    progress = [json.loads(line) for line in charged.stderr.splitlines() if line.startswith("{")]  # not a terminal
+    assert len(progress) > 10 and progress[-1]["energy_wh"] == settled["energy_wh"]
     # at most an hour at 7.4 kW (a wallet takes a while to start)
     assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500
     receipts = street.json("driver", "wallet", "receipts", booked["booking"][:10])
     assert receipts["settlement"]["amount"] == settled["amount"] and len(receipts["receipts"]) > 50
+    assert sum(line["amount"] for line in receipts["settlement"]["breakdown"]) == settled["amount"]
+    assert "Settlement, by tariff period" in street.run("driver", "wallet", "receipts", booked["booking"][:10]).stdout
     assert street.json("host", "host", "earnings")["balances"] == {"EUR": settled["amount"]}
 
     balance_becomes(street, 4_000 - settled["amount"])
@@ -163,8 +168,11 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
     street.wait_until(start - 180)
     wallet = subprocess.Popen([WATTSHARE, "--home", str(street.tmp / "driver"), "wallet", "start", booking[:10]],
                               env=street.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    street.wait_until(start + 300)
-    wallet.send_signal(signal.SIGINT)  # Ctrl-C five minutes in: the session goes on, and the wallet says so
+    deadline = time.monotonic() + 30
+    while not any(s["booking"] == booking and s["energy_wh"] for s in street.json("host", "host", "status")["sessions"]):
+        assert time.monotonic() < deadline and wallet.poll() is None
+        time.sleep(0.2)
+    wallet.send_signal(signal.SIGINT)  # Ctrl-C once it charges: the session goes on, and the wallet says so
     assert wallet.wait(10) == 130
     said = wallet.stderr.read()
     assert said.count("\n") == 1 and f"wattshare wallet watch {booking[:10]}" in said, said
@@ -193,8 +201,9 @@ def test_find_and_book_say_what_the_price_covers_when_to_plug_in_and_which_day(s
     tomorrow and says so (and --json carries the window)."""
     move_in(street)
     now = dt.datetime.fromtimestamp(street.sim_now(), BERLIN)
-    if (now - dt.timedelta(minutes=2)).date() != now.date():  # just past midnight: "2 minutes ago" was yesterday
-        street.wait_until((now.replace(hour=0, minute=5, second=0)).timestamp())
+    if now.hour >= 21 or now.time() < dt.time(0, 5):  # commands take sim minutes: keep clear of midnight
+        street.wait_until(dt.datetime.combine(now.date() + dt.timedelta(days=now.hour >= 21), dt.time(0, 5),
+                                              BERLIN).timestamp())
         now = dt.datetime.fromtimestamp(street.sim_now(), BERLIN)
     passed = (now - dt.timedelta(minutes=2)).strftime("%H:%M")  # passed today: the next one is tomorrow
     until = (now + dt.timedelta(minutes=10)).strftime("%H:%M")  # a 12-minute window: 1.5 kWh at 7.4 kW
@@ -251,6 +260,8 @@ def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
     assert stopped["answer"] == "acked" and stopped["energy_wh"] < 1_000
     late = street.run("driver", "wallet", "dispute", pending[:10], "--reason", "mispriced", ok=False)
     assert late.returncode == 2 and "the first answer stands" in late.stderr  # acked means final
+    mistake = street.json("coop", "coop", "withdraw", driver["peer_id"], "25")  # meant 10: undo it, then pay 10
+    assert street.json("coop", "coop", "reverse", str(mistake["seq"]))["kind"] == "deposit"  # through the daemon
     street.json("coop", "coop", "withdraw", driver["peer_id"], "10")
     balance_becomes(street, 3_000 - stopped["amount"])
     assert street.json("coop", "coop", "admit", driver["peer_id"], "--credit-limit", "80")["credit_limit"] == 8_000

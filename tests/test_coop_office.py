@@ -67,3 +67,21 @@ def test_an_office_without_a_charter_says_how_to_make_one(tmp_path):
     office = CoopOffice(LedgerStore(tmp_path / "empty.db", coop.public_key), coop, key("t"), key("w"))
     with pytest.raises(CoopRefused, match="coop init"):
         office.checkpoint(T)
+
+
+def test_a_mistaken_deposit_is_reversed_once_and_both_entries_stay(office):
+    """Issue 19, item 2: the co-op's documented way to undo a mistaken money entry."""
+    neighbour, host = key("neighbour").public_key, key("host").public_key
+    office.admit(neighbour, None, T + 10)
+    office.admit(host, None, T + 11)
+    wrong = office.move_money(EntryKind.DEPOSIT, host, 4_000, "SEPA 1", T + 20)  # meant for the neighbour
+    undone = office.reverse(wrong.message.seq, T + 30)
+    assert undone.message.kind is EntryKind.WITHDRAWAL and office.ledger.balance(host, "EUR") == 0
+    with pytest.raises(CoopRefused, match="reversed already"):
+        office.reverse(wrong.message.seq, T + 40)
+    with pytest.raises(CoopRefused, match="no entry 99"):
+        office.commands(CLOCK)["reverse"]({"seq": 99})
+    office.move_money(EntryKind.DEPOSIT, neighbour, 4_000, "SEPA 1", T + 50)
+    assert office.ledger.balance(neighbour, "EUR") == 4_000
+    assert office.ledger.sizes()[office.treasurer.public_key] == 3  # deposit, its reversal, the right deposit
+    assert audit(office.ledger.path).ok
