@@ -42,6 +42,10 @@ def with_node(ctx: Context, job: Callable[[Node], Awaitable[Any]]) -> Any:
             for booking_id in await live.ask_again_pending():
                 log.warning("booking %s: its host's answer has not reached this wallet yet; the next wallet "
                             "command asks again", booking_id.hex()[:12])
+            for booking_id in live.catch_up_bookings():
+                log.warning("booking %s was settled at the host while this wallet was away: "
+                            "`wattshare wallet watch %s` checks and answers it", booking_id.hex()[:12],
+                            booking_id.hex()[:12])
             result = await job(live)
             if live.ledger.sizes().get(me, 0) > before and not await live.push_feed(coop):
                 log.warning("the co-op's node did not take your new ledger entries yet; "

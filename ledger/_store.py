@@ -32,7 +32,7 @@ from wattshare.protocol import (
     wall_time,
 )
 
-from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, SettlementClaim
+from ._entry import CoopCharter, Entry, EntryKind, FeeClaim, FeedHead, Retirement, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, evidence
 from ._schema import FORKED, VOID, open_ledger_db, write_all
@@ -322,6 +322,17 @@ class LedgerStore:
         row = self.db.execute("SELECT digest, t FROM entries WHERE booking_id = ? AND kind = ? AND frozen = 0",
                               [booking_id, EntryKind.FEE.value]).fetchone()
         return (row[0], row[1]) if row is not None else None
+
+    def host_claim(self, booking_id: bytes) -> SettlementClaim | FeeClaim | None:
+        """What the host claimed for `booking_id` on its feed (its settlement, or a cancel
+        or no-show fee), if the ledger holds it."""
+        row = self.db.execute("SELECT kind, envelope FROM entries WHERE booking_id = ? AND kind IN (?, ?) "
+                              "AND frozen = 0 LIMIT 1",
+                              [booking_id, EntryKind.SETTLEMENT.value, EntryKind.FEE.value]).fetchone()
+        if row is None:
+            return None
+        body = Signed.decode(row[1], Entry).message.body
+        return SettlementClaim.decode(body) if row[0] == EntryKind.SETTLEMENT.value else FeeClaim.decode(body)
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""

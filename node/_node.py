@@ -58,9 +58,10 @@ from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import OcppEndpoint
 from ._charge import Charging, charge
+from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
-from ._errors import DisputeRefused, SessionLost
+from ._errors import SessionLost
 from ._framing import StreamEnded
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
@@ -244,6 +245,11 @@ class Node:
                 unknown.append(row["booking_id"])
         return unknown
 
+    def catch_up_bookings(self) -> list[bytes]:
+        """This driver's bookings brought up to date with its hosts' claims (`_claims.catch_up`)."""
+        assert self.ledger is not None, "a node without a ledger sees no claims"
+        return catch_up(self.identity.public_key, self.store, self.ledger)
+
     async def _fetch_feed(self, key: bytes) -> None:
         """Bring this ledger up to date with a driver's node (its credit holds) before
         the booking desk decides on its request."""
@@ -258,33 +264,9 @@ class Node:
         return open_access(self.identity, sealed)
 
     def dispute(self, booking: Booking, reason: Reason, detail: str = "") -> Dispute:
-        """Dispute on the ledger what the host claimed for one of this driver's bookings,
-        within the terms' dispute window: the session's settlement if it settled, else the
-        cancel or no-show fee on the host's feed. DisputeRefused if there is nothing of
-        the host's to dispute, the settlement has an answer already, or the window closed."""
+        """Dispute what the host claimed for one of this driver's bookings (`_claims.dispute`)."""
         assert self.ledger is not None, "a node without a ledger cannot dispute"
-        if booking.request.message.driver != self.identity.public_key:
-            raise DisputeRefused("only the booking's driver can dispute it")
-        session = self.store.session(booking.id)
-        if session is not None and session.settlement is not None:
-            if session.answer is not None:
-                raise DisputeRefused("you already answered this settlement (your wallet acks one that prices "
-                                     "right); the first answer stands: talk to your co-op")
-            claim, claimed_at = session.settlement.digest, session.settlement.message.t
-        elif (fee := self.ledger.fee_claim(booking.id)) is not None:
-            claim, claimed_at = fee
-        else:
-            raise DisputeRefused("this booking has no settlement or fee to dispute yet; "
-                                 "see `wattshare wallet receipts`")
-        now = int(self.clock())
-        if now > claimed_at + booking.request.message.terms.dispute_window_minutes * 60:
-            raise DisputeRefused("the dispute window of this booking has closed")
-        signed = sign(self.identity, Dispute(booking_id=booking.id, t=now, settlement=claim, reason=reason,
-                                             detail=detail[:200]))
-        self.ledger.append(self.identity, [(EntryKind.DISPUTE, signed.message)], t=now)
-        if session is not None and session.settlement is not None:
-            self.store.keep_session(booking.id, [signed])
-        return signed.message
+        return dispute(self.identity, self.store, self.ledger, int(self.clock()), booking, reason, detail)
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
         """Cancel a confirmed booking at its host; returns the fee the host claims."""

@@ -371,14 +371,17 @@ def test_a_driver_who_leaves_is_settled_host_only_and_acks_once_on_return(tmp_pa
                 while street.host.store.get(booking.id)["state"] != p.BookingState.SETTLED:
                     await trio.sleep(0.05)
             alone = street.host.store.session(booking.id)
+            await street.driver.sync.pull(street.driver.host, street.host.host.get_id())  # any wallet command does
+            caught = street.driver.catch_up_bookings(), street.driver.store.get(booking.id)["state"]
             back = await street.driver.charge(booking)  # re-attach: replay, settlement, ack
             again = await street.driver.charge(booking)  # and once more: the same ack, not a new one
             with trio.fail_after(5):
                 while street.host.store.session(booking.id).answer is None:
                     await trio.sleep(0.05)
-            return street, booking, alone, back, again
+            return street, booking, alone, caught, back, again
 
-    street, booking, alone, back, again = run_bounded(scenario, 60)
+    street, booking, alone, caught, back, again = run_bounded(scenario, 60)
+    assert caught == ([booking.id], p.BookingState.SETTLED)  # not "started" until a watch (issue 19, item 12)
     assert alone.settlement is not None and alone.answer is None  # host-only, within the cap
     assert booking.id in street.host.ledger.state.claims
     assert back.settlement == alone.settlement and isinstance(back.answer.message, p.SettlementAck)
