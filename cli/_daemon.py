@@ -60,8 +60,13 @@ def refuse_a_second_daemon(home: Home) -> None:
 
 
 def configure_logging(debug: bool) -> None:
+    """wattshare's own lines at INFO (DEBUG with --debug). py-libp2p logs routine network
+    events at ERROR (a departed peer's failed dial, a stale record: 92 lines in one
+    evening), so its lines show only with --debug: a person reading a daemon's log sees
+    what needs their attention."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("libp2p").setLevel(logging.ERROR if debug else logging.CRITICAL)
 
 
 async def daemon(node: Node, bootstrap: list[str],

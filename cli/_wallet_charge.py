@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Awaitable, Callable
 
 import click
 import trio
@@ -10,7 +12,7 @@ from rich.console import Group
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.node import Charging, Node, NodeError, SessionLost
+from wattshare.node import Charging, Node, NodeError, SessionLost, exception_leaves
 from wattshare.protocol import Dispute, Reason, RemoteProtocolError
 
 from ._errors import fail
@@ -22,6 +24,29 @@ EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 def _still_charging(ref: str) -> str:
     return f"it may still be charging: `wattshare wallet watch {ref}` or `wattshare wallet stop {ref}`"
+
+
+async def _interruptible(run: Callable[[], Awaitable[Charging]]) -> Charging | None:
+    """`run()`, or None once Ctrl-C comes: SIGINT is received here, so no task of the
+    node's can catch it on the way (trio raises it in whichever task runs)."""
+    result: list[Charging] = []
+    with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+        try:
+            async with trio.open_nursery() as nursery:
+                async def follow() -> None:
+                    result.append(await run())
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(follow)
+                async for _ in interrupts:
+                    nursery.cancel_scope.cancel()
+                    break
+        except BaseExceptionGroup as group:  # the one error of `run`, as itself
+            causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
+            if len(causes) != 1:
+                raise
+            raise causes[0] from None
+    return result[0] if result else None
 
 
 def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> None:
@@ -56,15 +81,19 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
                     shown[0] = len(receipts)
 
             try:
-                return await node.charge(chosen, stop=stop, on_update=show, attach=attach)
+                charging = await _interruptible(lambda: node.charge(chosen, stop=stop, on_update=show, attach=attach))
+                if charging is not None:
+                    return charging
             except RemoteProtocolError as refused:
                 fail(f"the host refused ({refused.reason}): {refused.message}", EXIT_REFUSED)
             except SessionLost as lost:
                 fail(f"{lost}: {_still_charging(ref)}", EXIT_REFUSED)
+            bar.stop()
+            fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
 
         try:
             charging = with_node(ctx, job)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # before the live view began
             bar.stop()
             fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
     settlement = charging.settlement.message

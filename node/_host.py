@@ -13,7 +13,7 @@ Theory of operation (LIBP2P-NOTES.md, measured on py-libp2p 0.8.1):
 - Joining: connect to each bootstrap peer and add it to the routing table (connections
   alone do not fill it), then refresh the table once.
 - py-libp2p configures loud logging on import; `quiet_libp2p` routes it through the
-  standard logging tree at ERROR, where the daemon's own configuration decides.
+  standard logging tree at ERROR at least, where the daemon's own configuration decides.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 def quiet_libp2p() -> None:
     lib = logging.getLogger("libp2p")
     lib.handlers[:] = []
-    lib.setLevel(logging.ERROR)
+    lib.setLevel(max(lib.level, logging.ERROR))  # an application may have raised it
     lib.propagate = True
     for name, child in logging.root.manager.loggerDict.items():
         if name.startswith("libp2p.") and isinstance(child, logging.Logger):

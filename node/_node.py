@@ -62,7 +62,7 @@ from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
 from ._errors import SessionLost
-from ._framing import StreamEnded
+from ._framing import StreamEnded, exception_leaves
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
     DEFAULT_LISTEN,
@@ -141,6 +141,20 @@ class Node:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Node]:
+        """Run the node for the block. An error from inside comes out as itself, not
+        nested ten exception groups deep in py-libp2p's nurseries (past what Python
+        prints): a group is unwrapped to its one cause when it has one."""
+        try:
+            async with self._running():
+                yield self
+        except BaseExceptionGroup as group:
+            causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
+            if len(causes) != 1:
+                raise
+            raise causes[0] from group
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Node]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(running(self.host, self.dht, self.listen))
             if self.gossip is not None:

@@ -152,6 +152,8 @@ def test_host_wallet_and_coop_from_the_command_line(street):
     report = json.loads(pulled.stdout)
     assert report["ok"] and report["entries"] >= 4 and "pulled" in pulled.stderr
     assert street.stop() == [0, 0]  # both daemons stop cleanly on SIGTERM
+    for daemon in ("coop", "host"):  # their logs hold what needs a person's attention, not py-libp2p's chatter
+        assert "ERROR libp2p" not in (street.tmp / f"{daemon}.log").read_text()
     audit = subprocess.run([WATTSHARE, "audit", str(street.tmp / "coop" / "ledger.db"), "--json"],
                            capture_output=True, text=True, timeout=60)
     assert audit.returncode == 0 and json.loads(audit.stdout)["ok"]

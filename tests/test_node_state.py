@@ -3,6 +3,8 @@
 import hashlib
 from contextlib import AsyncExitStack
 
+import pytest
+import trio
 from fixtures import run_bounded
 
 from wattshare import protocol as p
@@ -31,3 +33,13 @@ def test_a_restarted_node_rejoins_the_peers_it_knew(tmp_path):
 
     run_bounded(scenario)
     assert seen == {"first": 1, "again": 1, "connected": True}
+
+
+def test_an_error_inside_a_running_node_comes_out_as_itself(tmp_path):
+    """Issue 19, item 15: not nested past Python's display depth in py-libp2p's groups."""
+    async def scenario():
+        async with Node(p.Identity(bytes([7]) * 32)).running():
+            raise LookupError("the test's own failure")
+
+    with pytest.raises(LookupError, match="the test's own failure"):
+        trio.run(scenario)
