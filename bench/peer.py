@@ -34,7 +34,8 @@ def identity(label: str) -> Identity:
 def ad_at(host: Identity, lat: float, lon: float) -> ChargerAd:
     return ChargerAd(
         host=host.public_key, charger_id="driveway", seq=1, expires=NIGHT + 30 * 86_400,
-        geohash=geo.encode(lat, lon, 7), tz="Europe/Berlin", connector=Connector.TYPE_2, max_power_w=11_000,
+        geohash=geo.encode(lat, lon, 7), country="DEU", tz="Europe/Berlin", connector=Connector.TYPE_2,
+        max_power_w=11_000,
         tariff=off_peak_tariff(), terms=BookingTerms(),
         availability=(WeeklyWindow(days=tuple(DayOfWeek), start="00:00", end="00:00"),),
     )

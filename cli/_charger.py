@@ -102,7 +102,8 @@ def charger_ad(charger: dict[str, Any], host: bytes, seq: int, now: float) -> Ch
     try:
         return ChargerAd(
             host=host, charger_id=charger["id"], seq=seq, expires=int(now) + AD_LIFETIME,
-            geohash=geo.encode(charger["lat"], charger["lon"], 7), tz=charger["tz"],
+            geohash=geo.encode(charger["lat"], charger["lon"], 7), country=charger.get("country", "DEU"),
+            tz=charger["tz"],
             connector=CONNECTORS[charger["connector"]], max_power_w=round(charger["max_kw"] * 1000),
             tariff=tariff(charger), terms=BookingTerms(**{k: charger["terms"][k] for k in TERMS}),
             availability=(WeeklyWindow(days=tuple(DayOfWeek(d) for d in charger.get("days", list(DayOfWeek))),

@@ -62,6 +62,8 @@ def _password(charger: dict) -> str:
 @host_group.command("init")
 @click.option("--lat", type=click.FloatRange(-90, 90), required=True, help="Charger latitude (kept exact, locally).")
 @click.option("--lon", type=click.FloatRange(-180, 180), required=True, help="Charger longitude.")
+@click.option("--country", default="DEU", show_default=True,
+              help="The charger's country, ISO 3166-1 alpha-3 (as OCPI gives it: DEU, FRA, NLD...).")
 @click.option("--address", required=True, help="Exact address; only a booked driver ever sees it.")
 @click.option("--access-code", default="", help="Gate or garage code, sealed to booked drivers.")
 @click.option("--instructions", default="", help="How to find the wallbox, sealed to booked drivers.")
@@ -97,7 +99,7 @@ def _password(charger: dict) -> str:
 @click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
 @pass_context
-def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, instructions: str, charger_id: str,
+def init(ctx: Context, lat: float, lon: float, country: str, address: str, access_code: str, instructions: str, charger_id: str,
          connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
          open_days: str, tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
          ocpp_address: str, ocpp_tls: bool, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
@@ -112,7 +114,7 @@ def init(ctx: Context, lat: float, lon: float, address: str, access_code: str, i
     _ocpp(ocpp_address)
     hours(open_hours, "--hours")
     charger = {
-        "id": charger_id, "lat": lat, "lon": lon, "tz": tz, "connector": connector, "max_kw": max_kw,
+        "id": charger_id, "lat": lat, "lon": lon, "country": country.upper(), "tz": tz, "connector": connector, "max_kw": max_kw,
         "currency": currency, "off_peak": off_peak, "peak": peak, "flat": flat, "hours": open_hours,
         "days": days(open_days),
         "approval": approval, "ocpp": ocpp_address, "ocpp_password": secrets.token_urlsafe(18), "ocpp_tls": ocpp_tls,

@@ -45,6 +45,7 @@ from wattshare.protocol import (
     MeterReceipt,
     TariffRestrictions,
     format_amount,
+    geo,
     minor_digits,
     peer_id,
     vouched_by,
@@ -153,9 +154,13 @@ def cdr(claim: SettlementClaim) -> dict[str, Any]:
 
 
 def _location(request: BookingRequest) -> dict[str, Any]:
+    """Where the charger is, as public as its ad: the centre of its geohash-7 cell (about
+    150 m across) and its country; the street address is withheld (it is only ever sealed
+    to a booked driver)."""
+    lat, lon = geo.decode(request.geohash)
     return {
-        "id": peer_id(request.host), "address": "withheld", "city": "withheld", "country": "XXX",
-        "coordinates": {"latitude": "0.000000", "longitude": "0.000000"},
+        "id": peer_id(request.host), "address": "withheld", "city": "withheld", "country": request.country,
+        "coordinates": {"latitude": f"{lat:.6f}", "longitude": f"{lon:.6f}"},
         "evse_uid": request.charger_id, "evse_id": request.charger_id, "connector_id": "1",
         "connector_standard": Connector.TYPE_2.value, "connector_format": "CABLE", "connector_power_type": "AC_3_PHASE",
     }

@@ -9,7 +9,7 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   both signed messages; the driver keeps the sealed access too.
 - The host checks, in order: the request is the stream peer's own (`WRONG_SIGNER`); the
   charger is here, the ad is unexpired and the request froze its current tariff, terms,
-  zone and max power (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms
+  zone, max power, public cell and country (`AD_UNKNOWN`, `AD_EXPIRED`; an older seq with the same terms
   stands, so a host's routine re-signing does not void a request made just before it);
   the request is fresh and new (`REPLAY`, `TOO_LATE`); the window is inside availability
   (`OUTSIDE_AVAILABILITY`); the cap covers a session's fixed fee (`CAP_TOO_LOW`). A host
@@ -183,8 +183,9 @@ class BookingDesk:
         if r.host != self.identity.public_key or ad is None:
             raise Refused(Reason.AD_UNKNOWN, f"no charger {r.charger_id!r} here")
         current = ad.message
-        frozen = (r.tariff, r.terms, r.tz, r.max_power_w)
-        if r.ad_seq > current.seq or frozen != (current.tariff, current.terms, current.tz, current.max_power_w) \
+        frozen = (r.tariff, r.terms, r.tz, r.max_power_w, r.geohash, r.country)
+        if r.ad_seq > current.seq or frozen != (current.tariff, current.terms, current.tz, current.max_power_w,
+                                                current.geohash, current.country) \
                 or current.expires <= now:
             raise Refused(Reason.AD_EXPIRED, f"the ad is now at seq {current.seq}: search again")
         if abs(now - r.created) > FRESHNESS:

@@ -218,7 +218,8 @@ class Node:
         """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
         request = sign(self.identity, BookingRequest(
             driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
-            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=start, end=end,
+            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, geohash=ad.geohash,
+            country=ad.country, start=start, end=end,
             spend_cap=spend_cap,
             nonce=os.urandom(16), created=int(self.clock()),
         ))

@@ -106,6 +106,11 @@ class BookingTerms(Record):
             require_range(name, getattr(self, name), 0, 10**9)
 
 
+def is_country(code: str) -> bool:
+    """The shape of an ISO 3166-1 alpha-3 code: three capital letters."""
+    return len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()
+
+
 @message("charger_ad")
 class ChargerAd(Message):
     AUTHOR = "host"
@@ -115,6 +120,7 @@ class ChargerAd(Message):
     seq: int
     expires: int  # UTC seconds
     geohash: str  # precision 7: about 150 m; never the exact address
+    country: str  # ISO 3166-1 alpha-3, as OCPI locations give it
     tz: str  # IANA zone of the charger: tariff and availability are in its local time
     connector: Connector
     max_power_w: int
@@ -131,6 +137,7 @@ class ChargerAd(Message):
         require_range("seq", self.seq, 0)
         require_range("expires", self.expires, 0)
         require(_geo.is_valid(self.geohash, GEOHASH_PRECISION), "geohash must be a precision-7 geohash")
+        require(is_country(self.country), "country must be an ISO 3166-1 alpha-3 code (three capital letters)")
         _clock.zone(self.tz)
         require_range("max_power_w", self.max_power_w, 1, 1_000_000)
         require_size("availability", self.availability, 0, 64)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 
-from ._ad import BookingTerms
+from . import _geo
+from ._ad import GEOHASH_PRECISION, BookingTerms, is_country
 from ._envelope import Signed
 from ._errors import Reason
 from ._identity import Identity, seal_to
@@ -88,6 +89,8 @@ class BookingRequest(Message):
     terms: BookingTerms  # frozen from the ad
     tz: str  # frozen from the ad
     max_power_w: int  # frozen from the ad: no meter interval may deliver energy faster
+    geohash: str  # frozen from the ad: the public cell (an OCPI CDR's coordinates)
+    country: str  # frozen from the ad: ISO 3166-1 alpha-3
     start: int  # UTC seconds
     end: int
     spend_cap: int  # minor units of tariff.currency: the most the host may claim
@@ -101,6 +104,8 @@ class BookingRequest(Message):
         require_size("charger_id", self.charger_id, 1, 64)
         require_range("ad_seq", self.ad_seq, 0)
         require_range("max_power_w", self.max_power_w, 1, 1_000_000)
+        require(_geo.is_valid(self.geohash, GEOHASH_PRECISION), "geohash must be a precision-7 geohash")
+        require(is_country(self.country), "country must be an ISO 3166-1 alpha-3 code (three capital letters)")
         require_range("start", self.start, 0)
         require(self.end > self.start, "a booking window must end after it starts")
         require(self.end - self.start <= 24 * 3600, "a booking window is at most 24 hours")

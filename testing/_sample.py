@@ -41,6 +41,7 @@ from wattshare.protocol import (
 )
 
 TZ = "Europe/Berlin"
+GEOHASH = "u33dc0r"  # a cell by Kollwitzplatz, Berlin
 EPOCH = 1_794_956_400  # 2026-11-18 00:00 in Europe/Berlin, a Wednesday: sample time starts here
 RECEIPT_INTERVAL = 900
 
@@ -126,7 +127,8 @@ class SampleWorld:
         self._nonce += 1
         request = sign(driver, BookingRequest(
             driver=driver.public_key, host=host.public_key, charger_id="driveway", ad_seq=1,
-            tariff=self.tariff, terms=self.terms, tz=TZ, max_power_w=max(power_w, 11_000), start=start,
+            tariff=self.tariff, terms=self.terms, tz=TZ, max_power_w=max(power_w, 11_000), geohash=GEOHASH,
+            country="DEU", start=start,
             end=start + hours * 3600,
             spend_cap=spend_cap, nonce=self._nonce.to_bytes(16, "big"), created=start - 3600,
         ))

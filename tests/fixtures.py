@@ -80,6 +80,7 @@ def make_ad(**changes) -> p.ChargerAd:
         seq=1,
         expires=at("2026-12-31T00:00"),
         geohash="u33dc0r",
+        country="DEU",
         tz=TZ,
         connector=p.Connector.TYPE_2,
         max_power_w=11_000,
@@ -96,7 +97,8 @@ def make_request(ad: p.ChargerAd | None = None, *, start: str = "2026-11-27T22:0
     begin = at(start)
     request = p.BookingRequest(
         driver=DRIVER.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq, tariff=ad.tariff,
-        terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=begin, end=begin + hours * 3600, spend_cap=spend_cap,
+        terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, geohash=ad.geohash, country=ad.country, start=begin,
+        end=begin + hours * 3600, spend_cap=spend_cap,
         nonce=nonce,
         created=begin - 86_400,
     )

@@ -128,6 +128,10 @@ def test_cdr_of_a_plain_session(exported):
     assert record["cdr_token"] == {"country_code": "XX", "party_id": "WSH", "uid": driver,
                                    "type": "APP_USER", "contract_id": driver}
     assert record["cdr_location"]["id"] == host and record["cdr_location"]["evse_uid"] == "driveway"
+    # where it is, as public as the ad: the cell's centre and the host's country (issue 19, item 7)
+    lat, lon = p.geo.decode(session.booking.request.message.geohash)
+    assert record["cdr_location"]["country"] == "DEU" and record["cdr_location"]["coordinates"] == {
+        "latitude": f"{lat:.6f}", "longitude": f"{lon:.6f}"} and 52.5 < lat < 52.6
 
 
 def test_cdr_carries_the_booked_tariff(exported):

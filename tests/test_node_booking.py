@@ -256,7 +256,8 @@ def test_booking_protocol_refuses_bad_input(tmp_path):
             impostor = identity(77)  # signs a request, but car sends it
             forged = p.sign(impostor, p.BookingRequest(
                 driver=impostor.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
-                tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, start=NIGHT[0],
+                tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, geohash=ad.geohash,
+                country=ad.country, start=NIGHT[0],
                 end=NIGHT[1], spend_cap=1_000,
                 nonce=bytes(16), created=int(host.clock())))
             try:
