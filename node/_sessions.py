@@ -154,7 +154,7 @@ class SessionDesk:
         elif session.machine.settlement is not None:
             self._act(live, Settled())
 
-    def spawn(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
+    def _spawn(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `task` in the background; a storage failure (a full disk) is retried, never
         fatal: every task here can run again from the top."""
         assert self._nursery is not None, "the desk is not running"
@@ -191,11 +191,11 @@ class SessionDesk:
 
     def _act(self, live: Live, action: SessionAction) -> None:
         if isinstance(action, RemoteStop):
-            self.spawn(self._remote_stop, live)
+            self._spawn(self._remote_stop, live)
         elif isinstance(action, Settled):
             self._claim(live.machine)
         elif isinstance(action, Wake):
-            self.spawn(self._wake, live, action.at)
+            self._spawn(self._wake, live, action.at)
         elif isinstance(action, Note):
             log.warning("%s: %s", live.charger, action.text)
 

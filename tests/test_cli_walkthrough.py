@@ -16,6 +16,7 @@ import pytest
 import trio
 from test_cli import WATTSHARE
 
+from wattshare import protocol as p
 from wattshare.node import admin_call
 from wattshare.protocol import public_key_from_peer_id
 
@@ -174,6 +175,8 @@ def test_wallet_killed_mid_session_watches_it_to_one_settlement_and_one_ack(stre
     while not any(s["booking"] == booking and s["energy_wh"] for s in street.json("host", "host", "status")["sessions"]):
         assert time.monotonic() < deadline and wallet.poll() is None
         time.sleep(0.2)
+    street.json("driver", "wallet", "balance")  # a second command of this wallet meanwhile (issue 19, item 3)...
+    assert wallet.poll() is None  # ...leaves the live view running
     wallet.send_signal(signal.SIGINT)  # Ctrl-C once it charges: the session goes on, and the wallet says so
     assert wallet.wait(10) == 130
     said = wallet.stderr.read()
@@ -262,6 +265,9 @@ def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
     assert stopped["answer"] == "acked" and stopped["energy_wh"] < 1_000
     late = street.run("driver", "wallet", "dispute", pending[:10], "--reason", "mispriced", ok=False)
     assert late.returncode == 2 and "the first answer stands" in late.stderr  # acked means final
+    stranger = p.peer_id(p.Identity(bytes([9]) * 32).public_key)  # well formed, but nobody the co-op admitted
+    refused = street.run("coop", "coop", "deposit", stranger, "40", ok=False)
+    assert refused.returncode == 2 and "is not a member of this co-op" in refused.stderr
     mistake = street.json("coop", "coop", "withdraw", driver["peer_id"], "25")  # meant 10: undo it, then pay 10
     assert street.json("coop", "coop", "reverse", str(mistake["seq"]))["kind"] == "deposit"  # through the daemon
     street.json("coop", "coop", "withdraw", driver["peer_id"], "10")
