@@ -413,13 +413,14 @@ def test_a_driver_stop_the_disk_refuses_leaves_the_session_running_until_it_come
         async with AsyncExitStack() as stack:
             street = await Street.open(stack, tmp_path)
             booking = await street.book()
-            stop = trio.Event()
+            stop, writable = trio.Event(), trio.Event()
 
             async def refuse_writes_for_a_second():
                 street.host.store.db.execute("PRAGMA query_only = 1")  # every write fails, however small
                 stop.set()
                 await trio.sleep(1.0)
                 street.host.store.db.execute("PRAGMA query_only = 0")
+                writable.set()
 
             def refuse_then_stop(charging):
                 if charging.energy_wh >= 3_000 and not stop.is_set():
@@ -429,7 +430,7 @@ def test_a_driver_stop_the_disk_refuses_leaves_the_session_running_until_it_come
                 await street.driver.charge(booking, stop=stop, on_update=refuse_then_stop)
             [shown] = street.host.sessions.summary()  # what `host status` shows
             seen = p.SessionState(shown["state"]), shown["error"]
-            await trio.sleep(1.5)  # writes go through again
+            await writable.wait()
             stopped = trio.Event()
             stopped.set()
             asked = street.clock()
