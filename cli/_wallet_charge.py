@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.node import Charging, Node, NodeError, SessionLost, exception_leaves
+from wattshare.node import Charging, Node, NodeError, SessionLost, causes
 from wattshare.protocol import Dispute, Reason, RemoteProtocolError
 
 from ._errors import fail
@@ -42,10 +42,9 @@ async def _interruptible(run: Callable[[], Awaitable[Charging]]) -> Charging | N
                     nursery.cancel_scope.cancel()
                     break
         except BaseExceptionGroup as group:  # the one error of `run`, as itself
-            causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
-            if len(causes) != 1:
+            if len(found := causes(group)) != 1:
                 raise
-            raise causes[0] from None
+            raise found[0] from None
     return result[0] if result else None
 
 

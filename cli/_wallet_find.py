@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from wattshare.node import BookingRejected, Node
-from wattshare.protocol import AccessInfo, Booking, BookingState, BookingTerms, ChargerAd, Query
+from wattshare.protocol import AccessInfo, Booking, BookingState, ChargerAd, Query
 
 from ._args import point
 from ._charger import CONNECTORS, amount
@@ -56,10 +56,6 @@ def _window(ctx: Context, start: str, end: str) -> tuple[int, int, bool]:
     rolled = bool(re.fullmatch(r"\d{1,2}:\d{2}", start)) and begin.date() > now.date()
     return int(begin.timestamp()), int(finish.timestamp()), rolled
 
-
-def plug_in_from(start: int, terms: BookingTerms) -> int:
-    """When a booking's charging may start: the window, less the terms' early-start grace."""
-    return start - terms.early_start_minutes * 60
 
 
 def _distance(text: str) -> int:
@@ -113,7 +109,7 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh:
                      "distance_m": result.shown_distance_m, "max_kw": ad.max_power_w / 1000,
                      "connector": ad.connector.label, "estimate": result.estimate, "currency": ad.tariff.currency,
                      "energy_wh": result.energy_wh, "wanted_wh": result.wanted_wh, "full": result.full,
-                     "per_kwh": round(result.per_kwh), "plug_in_from": plug_in_from(begin, ad.terms),
+                     "per_kwh": round(result.per_kwh), "plug_in_from": ad.terms.opening(begin),
                      "sessions": sessions, "disputed": disputed})
     table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}, "
                         "nearest first (the public location is good to ~100 m), then cheapest per kWh",
@@ -164,7 +160,7 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
 
     booking, access = with_node(ctx, job)
     r = booking.request.message
-    early = plug_in_from(begin, r.terms)
+    early = r.terms.opening(begin)
     rolled = " (tomorrow: that time today has passed)" if rolled_over else ""
     emit(ctx, {"booking": booking.id.hex(), "start": begin, "end": finish, "start_local": iso_local(begin),
                "end_local": iso_local(finish), "plug_in_from": early, "spend_cap": r.spend_cap,
@@ -188,10 +184,10 @@ def bookings(ctx: Context) -> None:
     Example:
       wattshare wallet bookings --json
     """
-    if wallet_node(ctx).store.bookings(BookingState.PENDING):  # an answer lost on the way: `with_node` asks its host again
-        with_node(ctx, nothing)
     node = wallet_node(ctx)
-    rows = node.store.listing()
+    if node.store.bookings(BookingState.PENDING):  # an answer lost on the way: `with_node` asks its host again
+        with_node(ctx, nothing)
+    rows = node.store.listing()  # the store's file, with what that asking wrote
     emit(ctx, rows, booking_table(rows, "Your bookings"))
 
 

@@ -11,7 +11,7 @@ from ._charge import Charging, charge
 from ._clock import Clock
 from ._coop import CoopOffice, CoopRefused, parse_member
 from ._errors import DisputeRefused, NodeError, SessionLost
-from ._framing import FrameError, FrameStream, StreamEnded, exception_leaves
+from ._framing import FrameError, FrameStream, StreamEnded, causes, exception_leaves
 from ._host import cell_key, make_host, peer_of, peer_of_address
 from ._node import Node
 from ._sessions import SESSION_PROTOCOL, SessionDesk
@@ -54,6 +54,7 @@ __all__ = [
     "Wallbox",
     "admin_call",
     "basic_auth",
+    "causes",
     "cell_key",
     "exception_leaves",
     "charge",

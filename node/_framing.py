@@ -215,6 +215,12 @@ def _fault(error: BaseException, mid_frame: bool) -> RemoteProtocolError | BaseE
     return error if all(isinstance(leaf, _GONE) for leaf in leaves) else None
 
 
+def causes(error: BaseException) -> list[BaseException]:
+    """What went wrong inside an exception group: its leaves, less the cancellations
+    that followed from them."""
+    return [leaf for leaf in exception_leaves(error) if not isinstance(leaf, trio.Cancelled)]
+
+
 def exception_leaves(error: BaseException) -> Iterator[BaseException]:
     """The errors inside an exception group (nurseries wrap what their tasks raise)."""
     if isinstance(error, BaseExceptionGroup):

@@ -62,7 +62,7 @@ from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
 from ._errors import SessionLost
-from ._framing import StreamEnded, exception_leaves
+from ._framing import StreamEnded, causes
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
     DEFAULT_LISTEN,
@@ -148,10 +148,9 @@ class Node:
             async with self._running():
                 yield self
         except BaseExceptionGroup as group:
-            causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
-            if len(causes) != 1:
+            if len(found := causes(group)) != 1:
                 raise
-            raise causes[0] from group
+            raise found[0] from group
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[Node]:

@@ -259,7 +259,7 @@ class SessionDesk:
 
     async def _start(self, booking: Booking, start: Signed[StartRequest]) -> Live:
         r, now = booking.request.message, self.clock()
-        if now < r.start - r.terms.early_start_minutes * 60:
+        if now < r.terms.opening(r.start):
             raise RemoteProtocolError(Reason.TOO_EARLY, "the window has not opened yet")
         if now >= r.end:
             raise RemoteProtocolError(Reason.TOO_LATE, "the window has closed")

@@ -105,6 +105,10 @@ class BookingTerms(Record):
         ):
             require_range(name, getattr(self, name), 0, 10**9)
 
+    def opening(self, start: int) -> int:
+        """When charging may start for a window starting at `start`: the early-start grace before it."""
+        return start - self.early_start_minutes * 60
+
 
 def is_country(code: str) -> bool:
     """The shape of an ISO 3166-1 alpha-3 code: three capital letters."""

@@ -49,7 +49,7 @@ Due = Reserve | NoShowDue
 
 def _opens(booking: Booking) -> int:
     r = booking.request.message
-    return r.start - r.terms.early_start_minutes * 60
+    return r.terms.opening(r.start)
 
 
 def _deadline(booking: Booking) -> int:

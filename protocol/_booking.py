@@ -86,7 +86,7 @@ class BookingMachine(Machine):
     def _check(self, signed: Signed[Message], role: Role) -> None:
         req, msg = self.request, signed.message
         if isinstance(msg, StartRequest):
-            if msg.t < req.start - req.terms.early_start_minutes * 60:
+            if msg.t < req.terms.opening(req.start):
                 raise RemoteProtocolError(Reason.TOO_EARLY, "start before the booking window")
             if msg.t >= req.end:
                 raise RemoteProtocolError(Reason.TOO_LATE, "start after the booking window ended")

@@ -168,7 +168,7 @@ def implausible(booking: Booking, last: MeterReceipt | None, receipt: MeterRecei
     """Why `receipt`, following `last`, is not a reading the booked charger could have
     made (outside the window's margins, or faster than its power), or None."""
     r = booking.request.message
-    opens, closes = r.start - r.terms.early_start_minutes * 60, r.end + SETTLE_MARGIN
+    opens, closes = r.terms.opening(r.start), r.end + SETTLE_MARGIN
     if not opens <= receipt.t <= closes:
         return RemoteProtocolError(Reason.OUTSIDE_WINDOW, f"reading {receipt.seq} at {receipt.t} is outside "
                                                           f"[{opens}, {closes}]")

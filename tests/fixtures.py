@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 import trio
 
 from wattshare import protocol as p
-from wattshare.node import Clock, OcppEndpoint
-from wattshare.node._framing import exception_leaves
+from wattshare.node import Clock, OcppEndpoint, causes
 
 HOST = p.Identity(bytes([1]) * 32)
 DRIVER = p.Identity(bytes([2]) * 32)
@@ -138,5 +137,4 @@ def run_bounded(scenario, seconds: float = 60):
     try:
         return trio.run(main)
     except BaseExceptionGroup as group:  # py-libp2p's nurseries nest the cause too deep for pytest to print
-        causes = [leaf for leaf in exception_leaves(group) if not isinstance(leaf, trio.Cancelled)]
-        raise AssertionError("the scenario failed: " + "; ".join(map(repr, causes))) from group
+        raise AssertionError("the scenario failed: " + "; ".join(map(repr, causes(group)))) from group
