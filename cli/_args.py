@@ -36,6 +36,18 @@ def listen_address(_: click.Context, __: click.Parameter, value: str) -> str:
     return value
 
 
+def announce_addresses(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """A click callback: each --announce must be an /ip4/ or /ip6/ TCP address with a port."""
+    for value in values:
+        try:
+            protocols = [protocol.name for protocol in multiaddr.Multiaddr(value).protocols()]
+        except Exception:  # noqa: BLE001 - the multiaddr parser raises several types
+            protocols = []
+        if protocols[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]) or "p2p" in protocols:
+            fail(f"--announce must be this node's public address like /ip4/203.0.113.7/tcp/4001, not {value!r}")
+    return values
+
+
 def point(text: str, flag: str) -> tuple[float, float]:
     """LAT,LON in degrees, each in range."""
     try:

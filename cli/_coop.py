@@ -18,7 +18,7 @@ import trio
 from wattshare.ledger import LedgerStore
 from wattshare.node import CHECKPOINT_EVERY, CoopOffice, Node, NodeError, witness_feeds
 
-from ._args import listen_address
+from ._args import announce_addresses, listen_address
 from ._charger import amount
 from ._daemon import ask, configure_logging, daemon, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
@@ -43,21 +43,26 @@ def coop_group() -> None:
 @click.option("--currency", default="EUR", show_default=True, help="ISO 4217 code the co-op keeps.")
 @click.option("--credit-limit", default="50", show_default=True,
               help="How far a member may go below zero, unless `coop admit` names another limit.")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/4001", show_default=True, callback=listen_address,
+@click.option("--listen", default="/ip4/0.0.0.0/tcp/4001", show_default=True, callback=listen_address,
               help="libp2p listen address: members bootstrap here, so keep the port fixed.")
+@click.option("--announce", multiple=True, callback=announce_addresses,
+              help="A public address peers reach this node at (repeatable), e.g. /ip4/203.0.113.7/tcp/4001: "
+                   "for a node on a public IP or behind a port forward; without it the node tells its own addresses.")
 @click.option("--force", is_flag=True, help="Replace an existing co-op in this home.")
 @pass_context
-def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str, force: bool) -> None:
+def init(ctx: Context, name: str, currency: str, credit_limit: str, listen: str, announce: tuple[str, ...],
+         force: bool) -> None:
     """Create the co-op's keys, its config and its ledger with the signed charter.
 
     \b
     Example:
       wattshare coop init --name "Kollwitzkiez Energy" --credit-limit 50
+      wattshare coop init --name "Kollwitzkiez Energy" --announce /ip4/203.0.113.7/tcp/4001
     """
     limit = amount(credit_limit, currency, "--credit-limit")
     coop = ctx.home.create(force)
     treasurer, witness = (ctx.home.new_key(name) for name in ("treasurer.key", "witness.key"))
-    ctx.home.write_config({"node": {"listen": listen, "bootstrap": [], "coop": coop.peer_id},
+    ctx.home.write_config({"node": {"listen": listen, "announce": list(announce), "bootstrap": [], "coop": coop.peer_id},
                            "coop": {"name": name, "currency": currency}})
     ctx.home.ledger_file.unlink(missing_ok=True)
     ledger = ctx.home.ledger()
@@ -214,7 +219,7 @@ def node_group() -> None:
               help="Minutes (of the node's clock) between the witness's checkpoints, when feeds moved.")
 @pass_context
 def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
-    """Run the co-op node: bootstrap for members, full replication, periodic checkpoints.
+    """Run the co-op node: bootstrap and relay for members, full replication, periodic checkpoints.
 
     \b
     Example:
@@ -225,8 +230,9 @@ def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
     config = ctx.home.config()
     ledger = ctx.home.ledger()
     clock = clock_from_env()
-    node = Node(ctx.home.identity(), listen=config["node"]["listen"], state=ctx.home.state, ledger=ledger,
-                admin=ctx.home.admin, clock=clock, sync_interval=sync_interval,
+    node = Node(ctx.home.identity(), listen=config["node"]["listen"], announce=config["node"].get("announce", []),
+                relay=True, state=ctx.home.state, ledger=ledger, admin=ctx.home.admin, clock=clock,
+                sync_interval=sync_interval,
                 admin_commands=_office(ctx.home, ledger).commands(clock))
 
     async def witness(node: Node, nursery: trio.Nursery) -> None:

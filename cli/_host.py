@@ -22,7 +22,7 @@ from wattshare.node import (
 )
 from wattshare.protocol import AccessInfo
 
-from ._args import bootstrap_addresses, listen_address
+from ._args import announce_addresses, bootstrap_addresses, listen_address
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
 from ._daemon import ask, configure_logging, daemon, log, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
@@ -92,8 +92,13 @@ def _password(charger: dict) -> str:
               help="Where your wallbox connects (OCPP 1.6J: ws://HOST:PORT/ocpp/<charger id>).")
 @click.option("--ocpp-tls", is_flag=True,
               help="OCPP security profile 2: wss:// with a certificate this host makes (trust it on the wallbox).")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, callback=listen_address,
+@click.option("--listen", default="/ip4/0.0.0.0/tcp/0", show_default=True, callback=listen_address,
               help="libp2p listen address.")
+@click.option("--announce", multiple=True, callback=announce_addresses,
+              help="A public address peers reach this node at (repeatable), e.g. /ip4/203.0.113.7/tcp/4001: "
+                   "for a node on a public IP or behind a port forward; without it the node tells its own addresses.")
+@click.option("--relay", is_flag=True,
+              help="Also relay for your co-op's members behind NAT (for a host with a public address).")
 @click.option("--bootstrap", multiple=True, callback=bootstrap_addresses,
               help="A co-op node's full /p2p/ address (repeatable).")
 @click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
@@ -102,7 +107,8 @@ def _password(charger: dict) -> str:
 def init(ctx: Context, lat: float, lon: float, country: str, address: str, access_code: str, instructions: str, charger_id: str,
          connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
          open_days: str, tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
-         ocpp_address: str, ocpp_tls: bool, listen: str, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
+         ocpp_address: str, ocpp_tls: bool, listen: str, announce: tuple[str, ...],
+         relay: bool, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
     """Create this host's key and config: where the charger is, what it costs, the terms.
 
     \b
@@ -124,7 +130,7 @@ def init(ctx: Context, lat: float, lon: float, country: str, address: str, acces
     ad = charger_ad(charger, bytes(32), 1, clock_from_env()())  # checks every field before anything is written
     identity = ctx.home.create(force)
     ctx.home.write_config({
-        "node": {"listen": listen, "bootstrap": list(bootstrap), "coop": coop},
+        "node": {"listen": listen, "announce": list(announce), "relay": relay, "bootstrap": list(bootstrap), "coop": coop},
         "charger": charger,
         "access": {"address": address, "code": access_code, "instructions": instructions},
     })
@@ -180,7 +186,8 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
     identity = ctx.home.identity()
     clock = clock_from_env()
     boxes: list[Wallbox] = []  # the simulated wallbox, if any
-    node = Node(identity, listen=config["node"]["listen"], state=ctx.home.state,
+    node = Node(identity, listen=config["node"]["listen"], announce=config["node"].get("announce", []),
+                relay=config["node"].get("relay", False), state=ctx.home.state,
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
                 ocpp=_endpoint(ctx.home, charger), clock=clock,
@@ -197,13 +204,14 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
         signed = _publish(node, ctx)
         assert node.sessions is not None
         port = node.sessions.central.port
+        where = _ocpp(charger["ocpp"])[0].replace("0.0.0.0", "127.0.0.1")  # listening on all: reach it on loopback
         tls = client_context(_tls_files(ctx.home)[1]) if charger.get("ocpp_tls") else None
-        log.info("advertising charger=%s seq=%d cell=%s ocpp=%s://127.0.0.1:%d/ocpp/%s", signed["charger"],
-                 signed["seq"], signed["cell"], "wss" if tls else "ws", port, charger["id"])
+        log.info("advertising charger=%s seq=%d cell=%s ocpp=%s://%s:%d/ocpp/%s", signed["charger"],
+                 signed["seq"], signed["cell"], "wss" if tls else "ws", where, port, charger["id"])
         if hooks is not None:
             nursery.start_soon(hooks.run)
         if simulate_wallbox:
-            boxes.append(Wallbox(charger["id"], port, clock, _password(charger),
+            boxes.append(Wallbox(charger["id"], port, clock, _password(charger), host=where,
                                  curve=Curve(power_w=round(wallbox_kw * 1000)), tls=tls))
             nursery.start_soon(boxes[0].run)
 

@@ -33,7 +33,7 @@ def wallet_group() -> None:
 @click.option("--coop", required=True, help="Your co-op's peer id.")
 @click.option("--bootstrap", multiple=True, required=True, callback=bootstrap_addresses,
               help="A co-op node's full /p2p/ address (repeatable).")
-@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, callback=listen_address,
+@click.option("--listen", default="/ip4/0.0.0.0/tcp/0", show_default=True, callback=listen_address,
               help="libp2p listen address.")
 @click.option("--currency", default="EUR", show_default=True, help="The currency you pay in.")
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")

@@ -139,5 +139,7 @@ def peer_of_address(address: str) -> ID:
 
 
 def address(host: IHost) -> str:
-    """The host's full dialable address, /ip4/.../tcp/.../p2p/<peer id>."""
-    return str(host.get_addrs()[0])
+    """The host's first announced address, /ip4/.../tcp/.../p2p/<peer id> (a circuit
+    address behind NAT; empty before it has any)."""
+    addresses = host.get_addrs()
+    return str(addresses[0]) if addresses else ""

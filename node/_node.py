@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import trio
+from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
@@ -75,6 +76,7 @@ from ._host import (
     quiet_libp2p,
     running,
 )
+from ._reach import Reach
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore
 from ._sync import SYNC_PROTOCOL, LedgerSync
@@ -96,13 +98,15 @@ class Node:
                  sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
                  ocpp: OcppEndpoint | None = None, clock: Clock | None = None,
                  admin_commands: dict[str, Callable[[dict], Any]] | None = None,
-                 conduct: Conduct | None = None) -> None:
+                 conduct: Conduct | None = None, announce: Sequence[str] = (), relay: bool = False) -> None:
         quiet_libp2p()
         self.identity = identity
         self.clock = clock or Clock()
         self.listen = listen
         self.host = make_host(identity, listen)
         self.dht = make_dht(self.host)
+        self.reachability = Reach(self.host, announce=announce, relay_for=self._admitted if relay else None,
+                           changed=self._reach_changed)
         self.store = NodeStore(state, self.clock)
         self.ledger = ledger
         if ledger is not None:
@@ -160,6 +164,7 @@ class Node:
                 await stack.enter_async_context(self.gossip.running())
                 stack.push_async_callback(hang_up, self)  # runs before gossip stops
             nursery = await stack.enter_async_context(trio.open_nursery())
+            await nursery.start(self.reachability.run)
             for upkeep in (reannounce, keep_ads_fresh, stay_joined):
                 nursery.start_soon(upkeep, self)
             if self.sync is not None:
@@ -174,6 +179,9 @@ class Node:
     async def join(self, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:
         """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and
         reconnected to whenever their link is gone; returns how many answered now."""
+        self.reachability.join(bootstrap)
+        if not self.reachability.reachable and self.dht.mode is DHTMode.SERVER:
+            await self.dht.switch_mode(DHTMode.CLIENT)  # a peer behind NAT slows others' lookups (LIBP2P-NOTES)
         joined = await join(self.host, self.dht, bootstrap, limiter)
         self.store.remember_peers(bootstrap)  # kept even if down now: `_stay_joined` retries them
         if joined:
@@ -182,6 +190,13 @@ class Node:
                     self.sync.nudge(peer_of_address(address))
         self.announced.set()
         return joined
+
+    def _admitted(self, peer: ID) -> bool:
+        """Is `peer` an admitted member of this node's co-op (who may reserve on its relay)?"""
+        return self.ledger is not None and self.ledger.state.is_member(peer.extract_public_key().to_bytes())
+
+    def _reach_changed(self) -> None:
+        self.announced.set()  # provider records carry our circuit addresses: re-provide them
 
     async def rejoin(self) -> int:
         """Join through the peers remembered from earlier runs."""

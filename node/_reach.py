@@ -1,0 +1,245 @@
+"""Reaching and being reached from behind NAT: announced addresses, relays, hole punching.
+
+Theory of operation (DESIGN.md, "Reachability"; LIBP2P-NOTES.md, "NAT traversal"):
+
+- What a node tells peers (identify, DHT provider records) is `addresses()`: its own
+  addresses that work in its network (`_addresses.tellable`: no loopback or LAN address
+  goes to the internet), either those it was told (`--announce`) or its listen addresses,
+  plus one circuit address per relay it holds a reservation on. It replaces the host's
+  `get_addrs`, whose own version mangles circuit addresses (LIBP2P-NOTES).
+- A node with no such address is behind NAT: `keep_reserved` holds a reservation on
+  every relay it knows (the peers it joined through, and relays that advertise on the
+  DHT), renews it at half its lifetime, and makes a new one at once when the relay's link
+  went down (a relay restart forgets reservations).
+- py-libp2p's swarm cannot dial circuit addresses, so every stream a node opens goes
+  through `new_stream`, which first connects to a peer it has no link to: directly where
+  it knows a direct address, else through each circuit address in turn.
+- A relayed link is upgraded to a direct one by DCUtR (TCP: hole punching needs the
+  listen port as source, which QUIC in py-libp2p 0.8.1 cannot do). Where the NATs do not
+  allow it (symmetric NAT) the link stays relayed. Streams do not move to the new link:
+  the relayed one closes (at once or after DCUtR's 60 s grace) and what ran on it is
+  resumed by its caller, which every long conversation here can do (a session re-attaches,
+  a booking request is answered again with its first answer, sync is idempotent).
+- A node that serves a relay (a co-op node; a member with a public address that opts
+  in) gives reservations to its co-op's admitted members only, with limits that fit a
+  charging night (`RELAY_LIMITS`). Anyone may open a circuit to a member who holds one:
+  that member's node applies its own limits to what comes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.relay.circuit_v2 import PROTOCOL_ID as HOP_PROTOCOL
+from libp2p.relay.circuit_v2 import CircuitV2Protocol, CircuitV2Transport, DCUtRProtocol, RelayLimits
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
+from libp2p.tools.anyio_service import background_trio_service
+
+from ._addresses import Scope, expand, ip_of, is_circuit, network_scope, scope_of, tellable
+
+RELAY_LIMITS = RelayLimits(
+    duration=12 * 3600,  # a circuit outlasts a night's session; a longer one is redialled
+    data=64 * 1024 * 1024,  # a session's receipts and yamux pings are a few hundred KB a night
+    max_circuit_conns=16, max_reservations=1024, reservation_ttl=3600)
+RESERVE_CHECK = 2.0  # real seconds between looks at the links to our relays
+DIAL_TIMEOUT = 5.0
+PUNCH_DIAL_TIMEOUT = 2  # per hole-punch dial (LIBP2P-NOTES: 3 s to direct instead of 12 s)
+log = logging.getLogger(__name__)
+
+
+class MemberRelay(CircuitV2Protocol):
+    """A circuit relay v2 that gives reservations to `admitted` peers only."""
+
+    def __init__(self, host: IHost, admitted: Callable[[ID], bool]) -> None:
+        super().__init__(host, limits=RELAY_LIMITS, allow_hop=True)
+        self.admitted = admitted
+
+    async def _handle_reserve(self, stream: INetStream, msg: Any) -> None:
+        peer = stream.muxed_conn.peer_id
+        claimed = ID(msg.peer.id) if msg.HasField("peer") and msg.peer.id else peer
+        if claimed != peer or not self.admitted(peer):
+            log.info("relay reservation refused to %s: not an admitted member", peer)
+            await self._send_status(stream, StatusCode.PERMISSION_DENIED, "reservations are for admitted members")
+            return
+        await super()._handle_reserve(stream, msg)
+
+
+class _Listening:
+    """The host as DCUtR must see it: its real listen addresses (the port it punches
+    from), not the announced ones."""
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    def get_addrs(self) -> list[multiaddr.Multiaddr]:
+        return self._host.get_transport_addrs()
+
+
+class HolePunch(DCUtRProtocol):
+    """DCUtR that offers the peer only addresses that work in the node's network
+    (the NAT's public address and our listen port, never the LAN address)."""
+
+    def __init__(self, host: IHost, network: Callable[[], Scope]) -> None:
+        super().__init__(_Listening(host), dial_timeout=PUNCH_DIAL_TIMEOUT)  # type: ignore[arg-type]
+        self.network = network
+
+    async def _get_observed_addrs(self) -> list[bytes]:
+        return [raw for raw in await super()._get_observed_addrs()
+                if tellable(multiaddr.Multiaddr(raw), self.network())]
+
+
+class Reach:
+    """One node's reachability (see the module doc)."""
+
+    def __init__(self, host: IHost, *, announce: Sequence[str] = (),
+                 relay_for: Callable[[ID], bool] | None = None, changed: Callable[[], None] = lambda: None) -> None:
+        self.host = host
+        self.changed = changed  # called when the set of relays we can be reached through changes
+        self.told = [multiaddr.Multiaddr(a) for a in announce]
+        self.joined: list[str] = []  # the full addresses of the peers joined through
+        self.relays: dict[ID, list[multiaddr.Multiaddr]] = {}  # known relays and their addresses
+        self.reserved: dict[ID, tuple[float, multiaddr.Multiaddr]] = {}  # relay -> (renew at, its address)
+        self.protocol = MemberRelay(host, relay_for) if relay_for is not None else CircuitV2Protocol(host)
+        self.transport = CircuitV2Transport(host, self.protocol, RelayConfig(roles=RelayRole.STOP))
+        self.punch = HolePunch(host, lambda: self.network)
+        self._open = host.new_stream
+        host.new_stream = self.new_stream  # type: ignore[method-assign]
+        host.get_addrs = self.addresses  # type: ignore[method-assign]
+
+    @property
+    def serves_relay(self) -> bool:
+        return isinstance(self.protocol, MemberRelay)
+
+    @property
+    def network(self) -> Scope:
+        """The scope of this node's network: that of the peers it joined through, or
+        of its own addresses for a node that joins nobody (a co-op's first node)."""
+        if self.joined:
+            return network_scope(self.joined)
+        own = self.told or expand(self.host.get_transport_addrs(), [])
+        return max((scope_of(a) for a in own), default=Scope.LOOPBACK)
+
+    def own(self) -> list[multiaddr.Multiaddr]:
+        """This node's direct addresses that work in its network."""
+        towards = [ip for peer in self.joined if (ip := ip_of(multiaddr.Multiaddr(peer))) is not None]
+        own = self.told or expand(self.host.get_transport_addrs(), towards)
+        network = self.network
+        return [a for a in own if tellable(a, network)]
+
+    @property
+    def reachable(self) -> bool:
+        """Can peers in this node's network dial it directly?"""
+        return bool(self.own())
+
+    def addresses(self) -> list[multiaddr.Multiaddr]:
+        me = multiaddr.Multiaddr(f"/p2p/{self.host.get_id()}")
+        circuits = [address.encapsulate(multiaddr.Multiaddr(f"/p2p/{relay}/p2p-circuit")).encapsulate(me)
+                    for relay, (_, address) in self.reserved.items()]
+        return [*(a.encapsulate(me) for a in self.own()), *circuits]
+
+    def summary(self) -> str:
+        """One line for `status`: how peers reach this node."""
+        relay = "; relays for members" if self.serves_relay else ""
+        if self.reachable:
+            return f"direct ({self.network.name.lower()} network){relay}"
+        if self.reserved:
+            return f"behind NAT, through {len(self.reserved)} relay(s){relay}"
+        return f"behind NAT, no relay reservation yet{relay}"
+
+    def join(self, peers: list[str]) -> None:
+        """Remember the peers joined through: they set the network's scope and are the
+        first relays to try."""
+        self.joined = sorted(set(self.joined) | set(peers))
+        for peer in peers:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(peer))
+            if info.peer_id != self.host.get_id():
+                self.relays.setdefault(info.peer_id, []).extend(info.addrs)
+
+    def relayed(self, peer: ID) -> bool:
+        """Is every link to `peer` a relayed one?"""
+        links = self.host.get_network().get_connections(peer)
+        return bool(links) and all(any(is_circuit(a) for a in link.get_transport_addresses()) for link in links)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with background_trio_service(self.protocol), background_trio_service(self.punch):
+            task_status.started()
+            await self.keep_reserved()
+
+    async def keep_reserved(self) -> None:
+        """Hold a reservation on every known relay while this node is not reachable."""
+        while True:
+            if not self.reachable:
+                connected = set(self.host.get_connected_peers())
+                for relay, addresses in list(self.relays.items()):
+                    renew_at = self.reserved.get(relay, (0.0, None))[0]
+                    if relay not in connected or time.monotonic() >= renew_at:
+                        await self._reserve(relay, addresses)
+            await trio.sleep(RESERVE_CHECK)
+
+    async def _reserve(self, relay: ID, addresses: list[multiaddr.Multiaddr]) -> None:
+        usable = [a for a in addresses if tellable(a, self.network)]
+        if not usable:
+            return
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                await self.host.connect(PeerInfo(relay, usable))
+                stream = await self._open(relay, [HOP_PROTOCOL])
+                # not the public reserve(): it adds a refresher that misses relay restarts
+                ok = await self.transport._make_reservation(stream, relay)
+                await stream.close()
+        except Exception as error:  # noqa: BLE001 - a relay that is down: try again next round
+            log.info("no reservation at relay %s: %s", relay, error)
+            ok = False
+        if not ok:
+            if self.reserved.pop(relay, None) is not None:
+                self.changed()
+            return
+        expires = self.transport._reservations.get(relay, 0)
+        lifetime = max(RESERVE_CHECK, expires - time.time()) if expires else RELAY_LIMITS.reservation_ttl
+        new = relay not in self.reserved
+        self.reserved[relay] = (time.monotonic() + lifetime / 2, usable[0])
+        if new:
+            log.info("reserved a slot at relay %s", relay)
+            self.changed()
+
+    async def new_stream(self, peer: ID, protocols: list[TProtocol]) -> INetStream:
+        """Open a stream to `peer`, connecting first where the swarm cannot (circuit addresses)."""
+        if peer not in self.host.get_connected_peers():
+            await self.connect(peer)
+        return await self._open(peer, protocols)
+
+    async def connect(self, peer: ID) -> None:
+        """Connect to `peer`: directly where a direct address is known, else through its
+        relays; a peer with no address that works leaves the swarm to say so."""
+        try:
+            known = self.host.get_peerstore().addrs(peer)
+        except Exception:  # noqa: BLE001 - py-libp2p raises PeerStoreError for an unknown peer
+            return
+        direct = [a for a in known if not is_circuit(a)]
+        if direct:
+            with trio.move_on_after(DIAL_TIMEOUT):
+                try:
+                    await self.host.connect(PeerInfo(peer, direct))
+                    return
+                except Exception as error:  # noqa: BLE001 - try its relays next
+                    log.info("no direct link to %s: %s", peer, error)
+        for circuit in (a for a in known if is_circuit(a)):
+            with trio.move_on_after(DIAL_TIMEOUT):
+                try:
+                    await self.transport.dial(circuit)
+                    return
+                except Exception as error:  # noqa: BLE001 - try the next relay
+                    log.info("no link to %s through %s: %s", peer, circuit, error)
