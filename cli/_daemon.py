@@ -114,7 +114,7 @@ def show_status(ctx: Context) -> None:
     """Print what the daemon of this home says of itself."""
     data = ask(ctx.home, {"cmd": "status"})
     lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()
-                      if key not in ("misbehaving_peers", "sessions", "addresses"))
+                      if key not in ("misbehaving_peers", "sessions", "addresses", "links"))
     addresses = [Text("addresses (members join with --bootstrap and the first):", style="bold")]
     addresses += [Text(f"  {address}", no_wrap=True, overflow="ignore") for address in data.get("addresses", [])]
     culprits = Table(title="Peers refused for misbehaving", title_justify="left")

@@ -42,6 +42,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             "pid": os.getpid(),
             "addresses": [str(a) for a in node.host.get_addrs()],
             "reach": node.reachability.summary(),
+            "links": node.reachability.links(),
             "peers": len(node.host.get_connected_peers()),
             "ads": len(node.board.ads),
             "pending": [b.hex() for b in node.desk.pending()] if node.desk else [],

@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 from libp2p.kad_dht.kad_dht import DHTMode
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
@@ -84,7 +85,9 @@ from ._upkeep import hang_up, keep_ads_fresh, reannounce, stay_joined
 
 REACH_TIMEOUT = 5.0
 HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
-PUSH_TIMEOUT = 10.0  # a leaving wallet's wait for its co-op to take its new entries
+PUSH_TIMEOUT = 10.0
+RESUME_WINDOW = 90.0  # real seconds a driver keeps re-attaching to a session whose link went (a relay restart)
+RESUME_PAUSE = 1.0  # a leaving wallet's wait for its co-op to take its new entries
 SYNC_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
@@ -245,10 +248,15 @@ class Node:
     async def ask_again(self, request: Signed[BookingRequest]) -> Booking:
         """Send a booking request (again: the host answers a repeat with its first answer)
         and keep the answer: the confirmed Booking, or BookingRejected after a signed
-        rejection (the credit hold released). Any other failure (no answer, Ctrl-C) leaves
-        the booking pending here: the host may have confirmed it."""
+        rejection (the credit hold released). A link that goes during the request (a
+        relayed one replaced by a direct one) is asked once more. Any other failure (no
+        answer, Ctrl-C) leaves the booking pending here: the host may have confirmed it."""
         try:
-            booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
+            try:
+                booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
+            except (StreamEnded, StreamError) as lost:  # the link changed under it (relayed -> direct): once more
+                log.info("asking again: the link to the host went during the request (%r)", lost)
+                booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
         except BookingRejected as rejected:
             self.store.mark(request.digest, BookingState.REJECTED, answer=rejected.rejection)
             if self.ledger is not None and rejected.rejection is not None:
@@ -349,13 +357,26 @@ class Node:
             if on_update is not None:
                 on_update(charging)
 
-        stored = self.store.session(booking.id)
-        await self.reach(booking.request.message.host)
-        try:
-            return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=keep,
-                                ledger=self.ledger, timeout=timeout, attach=attach,
-                                answered=stored.answer if stored else None,  # type: ignore[arg-type]
-                                blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
-        except (StreamEnded, StreamError, trio.TooSlowError) as error:
-            raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "
-                              "the session goes on at the host") from error
+        lost_at: float | None = None  # when the link to the host went, while we try to re-attach
+
+        def follow(charging: Charging) -> None:
+            nonlocal lost_at
+            lost_at = None
+            keep(charging)
+
+        while True:
+            stored = self.store.session(booking.id)
+            await self.reach(booking.request.message.host)
+            try:
+                return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=follow,
+                                    ledger=self.ledger, timeout=timeout, attach=attach,
+                                    answered=stored.answer if stored else None,  # type: ignore[arg-type]
+                                    blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
+            except (StreamEnded, StreamError, SwarmException, trio.TooSlowError) as error:
+                lost_at = trio.current_time() if lost_at is None else lost_at
+                if trio.current_time() - lost_at > RESUME_WINDOW:
+                    raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "
+                                      "the session goes on at the host") from error
+                log.info("the link to the host's session ended (%r): re-attaching", error)
+                attach = attach or bool(kept)  # the host took the session: re-attach (a relay restart, a new path)
+                await trio.sleep(RESUME_PAUSE)

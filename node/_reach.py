@@ -168,10 +168,14 @@ class Reach:
             if info.peer_id != self.host.get_id():
                 self.relays.setdefault(info.peer_id, []).extend(info.addrs)
 
-    def relayed(self, peer: ID) -> bool:
-        """Is every link to `peer` a relayed one?"""
-        links = self.host.get_network().get_connections(peer)
-        return bool(links) and all(any(is_circuit(a) for a in link.get_transport_addresses()) for link in links)
+    def links(self) -> dict[str, str]:
+        """Each connected peer and the path of its link: "direct", or "relayed" when every
+        link to it goes through a relay."""
+        def path(peer: ID) -> str:
+            links = self.host.get_network().get_connections(peer)
+            relayed = all(any(is_circuit(a) for a in link.get_transport_addresses()) for link in links)
+            return "relayed" if links and relayed else "direct"
+        return {str(peer): path(peer) for peer in self.host.get_connected_peers()}
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with background_trio_service(self.protocol), background_trio_service(self.punch):

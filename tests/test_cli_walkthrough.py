@@ -38,9 +38,12 @@ class Street:
                     "TZ": "Europe/Berlin", "COLUMNS": "120"}
         self.daemons = []
 
+    def command(self, home, args):
+        """The argv of a `wattshare` command in `home` (a subclass may run it elsewhere)."""
+        return [WATTSHARE, "--home", str(self.tmp / home), *args]
+
     def run(self, home, *args, ok=True, timeout=60):
-        result = subprocess.run([WATTSHARE, "--home", str(self.tmp / home), *args], capture_output=True, text=True,
-                                env=self.env, timeout=timeout)
+        result = subprocess.run(self.command(home, args), capture_output=True, text=True, env=self.env, timeout=timeout)
         if ok:
             assert result.returncode == 0, (args, result.stdout, result.stderr[-3000:])
         return result
@@ -50,8 +53,8 @@ class Street:
 
     def daemon(self, home, *args):
         log = (self.tmp / f"{home}.log").open("w")
-        self.daemons.append(subprocess.Popen([WATTSHARE, "--home", str(self.tmp / home), *args], env=self.env,
-                                             stdout=log, stderr=subprocess.STDOUT))
+        self.daemons.append(subprocess.Popen(self.command(home, args), env=self.env, stdout=log,
+                                             stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 30
         while not (self.tmp / home / "admin.sock").exists():
             assert time.monotonic() < deadline, (self.tmp / f"{home}.log").read_text()[-3000:]
