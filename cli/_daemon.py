@@ -92,8 +92,8 @@ async def short_lived(node: Node, bootstrap: list[str]) -> AsyncIterator[Node]:
             fail("no bootstrap peer answered; check [node] bootstrap in config.toml and that the co-op node runs")
         if node.sync is not None:
             with trio.move_on_after(JOIN_PULL_TIMEOUT):
-                for address in bootstrap:
-                    await node.sync.pull(node.host, peer_of_address(address))
+                for peer in {peer_of_address(address) for address in bootstrap} & set(node.host.get_connected_peers()):
+                    await node.sync.pull(node.host, peer)  # from those that answered: one may be down
         yield node
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def main(ctx: click.Context, home: Path | None, debug: bool) -> None:
     Exit codes: 0 done, 1 a check or a request failed, 2 bad arguments or set-up.
     """
     ctx.obj = Context(Home(home or default_home()), debug)
+    logging.getLogger("libp2p").setLevel(logging.ERROR if debug else logging.CRITICAL)  # see configure_logging
 
 
 main.add_command(demo)

@@ -110,15 +110,16 @@ class AdBoard:
             await frames.send(AdList(ads=tuple(self.ads.values())))
 
 
-async def provide_cells(dht: KadDHT, cells: set[str]) -> None:
-    for cell in sorted(cells):
+async def provide(dht: KadDHT, keys: list[str]) -> None:
+    """Announce this node as a provider of each DHT key (cells' keys, the relays' key)."""
+    for key in keys:
         with trio.move_on_after(QUERY_TIMEOUT):
-            await dht.provide(cell_key(cell))
+            await dht.provide(key)
 
 
-async def providers(dht: KadDHT, host: IHost, cell: str) -> dict[ID, PeerInfo]:
-    """Every provider of `cell` this node can learn of (see the module doc)."""
-    key = bytes.fromhex(cell_key(cell))
+async def providers(dht: KadDHT, host: IHost, dht_key: str) -> dict[ID, PeerInfo]:
+    """Every provider of `dht_key` (a cell's, say) this node can learn of (see the module doc)."""
+    key = bytes.fromhex(dht_key)
     found = {p.peer_id: p for p in dht.provider_store.get_providers(key)}
     asked: set[ID] = {host.get_id()}
     closer: set[ID] = set()
@@ -171,7 +172,7 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int,
 
     async def collect(cell: str) -> None:
         async with limiter:
-            peers.update(await providers(dht, host, cell))
+            peers.update(await providers(dht, host, cell_key(cell)))
 
     async with trio.open_nursery() as nursery:
         for cell in cells:

@@ -141,12 +141,12 @@ class BookingDesk:
     async def decide(self, request: Signed[BookingRequest], peer: bytes) -> BookingAnswer:
         if (stored := self._answered(request, peer)) is not None:
             return stored
-        ledger, driver = self.ledger, request.message.driver
+        ledger, driver, arrived = self.ledger, request.message.driver, int(self.clock())
         if ledger is not None and self.fetch_feed is not None and ledger.state.is_member(driver) \
                 and ledger.state.hold(driver, request.digest) is None:
             await self.fetch_feed(peer)  # a stranger's request costs no pull: `_check_credit` refuses it
         try:
-            self._check(request, peer)
+            self._check(request, peer, arrived)
             if not self.store.reserve(request, BookingState.PENDING):  # held, but confirmed only once signed
                 raise Refused(Reason.SLOT_TAKEN, "another booking holds an overlapping window")
             if self.approval is Approval.MANUAL:
@@ -175,7 +175,9 @@ class BookingDesk:
             return BookingAnswer(confirmation=booking.confirmation, access=row["access"])
         raise RemoteProtocolError(Reason.REPLAY, f"this request was answered and is now {row['state']}")
 
-    def _check(self, request: Signed[BookingRequest], peer: bytes) -> None:
+    def _check(self, request: Signed[BookingRequest], peer: bytes, arrived: int) -> None:
+        """Refuse a request that breaks a rule; its freshness is judged as it `arrived`
+        (before the pull of the driver's feed, which may take seconds through a relay)."""
         r, now = request.message, int(self.clock())
         if request.signer != peer:
             raise Refused(Reason.WRONG_SIGNER, "the request must be signed by the peer that sends it")
@@ -188,7 +190,7 @@ class BookingDesk:
                                                 current.geohash, current.country) \
                 or current.expires <= now:
             raise Refused(Reason.AD_EXPIRED, f"the ad is now at seq {current.seq}: search again")
-        if abs(now - r.created) > FRESHNESS:
+        if abs(arrived - r.created) > FRESHNESS:
             raise Refused(Reason.REPLAY, "the request is stale")
         if self.store.get(request.digest) is not None:
             raise Refused(Reason.REPLAY, "this request was already answered")  # a stranger replaying a driver's

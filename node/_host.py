@@ -59,9 +59,19 @@ def quiet_libp2p() -> None:
             child.setLevel(logging.NOTSET)  # some set their own INFO level on import
 
 
+def _dht_key(name: str) -> str:
+    """The DHT provider key of a name: its sha2-256 multihash, in hex (LIBP2P-NOTES)."""
+    return "1220" + hashlib.sha256(name.encode()).hexdigest()
+
+
 def cell_key(cell: str) -> str:
-    """The DHT provider key of a geohash-5 cell: a sha2-256 multihash, in hex."""
-    return "1220" + hashlib.sha256(f"wattshare/cell/v1/{cell}".encode()).hexdigest()
+    """The DHT provider key of a geohash-5 cell."""
+    return _dht_key(f"wattshare/cell/v1/{cell}")
+
+
+def relay_key() -> str:
+    """The DHT provider key under which nodes that relay for members announce themselves."""
+    return _dht_key("wattshare/relay/v1")
 
 
 class _NoValues(Validator):

@@ -56,7 +56,7 @@ from wattshare.protocol import (
 )
 
 from ._admin import serve_admin
-from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide_cells
+from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide, providers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import OcppEndpoint
 from ._charge import Charging, charge
@@ -69,12 +69,14 @@ from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
     DEFAULT_LISTEN,
     address,
+    cell_key,
     join,
     make_dht,
     make_host,
     peer_of,
     peer_of_address,
     quiet_libp2p,
+    relay_key,
     running,
 )
 from ._reach import Reach
@@ -109,7 +111,8 @@ class Node:
         self.host = make_host(identity, listen)
         self.dht = make_dht(self.host)
         self.reachability = Reach(self.host, announce=announce, relay_for=self._admitted if relay else None,
-                           changed=self._reach_changed)
+                                  changed=self._reach_changed,
+                                  discover=lambda: providers(self.dht, self.host, relay_key()))
         self.store = NodeStore(state, self.clock)
         self.ledger = ledger
         if ledger is not None:
@@ -208,7 +211,7 @@ class Node:
     async def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
         """Sign, keep and advertise `ad` (its seq must be above the one it replaces)."""
         signed = self.announce(ad)
-        await provide_cells(self.dht, {ad.geohash[:5]})
+        await provide(self.dht, [cell_key(ad.geohash[:5])])
         return signed
 
     def announce(self, ad: ChargerAd) -> Signed[ChargerAd]:
@@ -233,6 +236,7 @@ class Node:
 
     async def book(self, ad: ChargerAd, start: int, end: int, spend_cap: int) -> Booking:
         """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
+        await self.reachability.connect(await self.reach(ad.host))  # the request is dated as it leaves
         request = sign(self.identity, BookingRequest(
             driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
             tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, geohash=ad.geohash,

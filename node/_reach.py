@@ -8,9 +8,9 @@ Theory of operation (DESIGN.md, "Reachability"; LIBP2P-NOTES.md, "NAT traversal"
   plus one circuit address per relay it holds a reservation on. It replaces the host's
   `get_addrs`, whose own version mangles circuit addresses (LIBP2P-NOTES).
 - A node with no such address is behind NAT: `keep_reserved` holds a reservation on
-  every relay it knows (the peers it joined through, and relays that advertise on the
-  DHT), renews it at half its lifetime, and makes a new one at once when the relay's link
-  went down (a relay restart forgets reservations).
+  every relay it knows (the peers it joined through, and up to MAX_RELAYS in all with
+  those that provide `relay_key` on the DHT), renews it at half its lifetime, and makes a
+  new one at once when the relay's link went down (a relay restart forgets reservations).
 - py-libp2p's swarm cannot dial circuit addresses, so every stream a node opens goes
   through `new_stream`, which first connects to a peer it has no link to: directly where
   it knows a direct address, else through each circuit address in turn.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import multiaddr
@@ -52,9 +52,22 @@ RELAY_LIMITS = RelayLimits(
     data=64 * 1024 * 1024,  # a session's receipts and yamux pings are a few hundred KB a night
     max_circuit_conns=16, max_reservations=1024, reservation_ttl=3600)
 RESERVE_CHECK = 2.0  # real seconds between looks at the links to our relays
+RELAY_LOOKUP_FIRST, RELAY_LOOKUP_INTERVAL = 5.0, 600.0  # real seconds to the first and between DHT lookups
+# (a tenth of the interval while fewer than two relays hold a slot for us)
+MAX_RELAYS = 3  # reservations a node behind NAT holds at once
 DIAL_TIMEOUT = 5.0
 PUNCH_DIAL_TIMEOUT = 2  # per hole-punch dial (LIBP2P-NOTES: 3 s to direct instead of 12 s)
 log = logging.getLogger(__name__)
+
+
+class _Unfiled(dict[ID, Any]):
+    """py-libp2p 0.8.1's relay files each circuit under the destination's peer id, so the
+    end of one circuit to a peer closed its newest one (a wallet's `find` leaving cut the
+    link its `book` had just opened): nothing is filed here, `MemberRelay` closes each
+    circuit's own streams instead."""
+
+    def __setitem__(self, key: ID, value: Any) -> None:
+        return None
 
 
 class MemberRelay(CircuitV2Protocol):
@@ -63,6 +76,14 @@ class MemberRelay(CircuitV2Protocol):
     def __init__(self, host: IHost, admitted: Callable[[ID], bool]) -> None:
         super().__init__(host, limits=RELAY_LIMITS, allow_hop=True)
         self.admitted = admitted
+        self._active_relays = _Unfiled()
+
+    async def _relay_data(self, src_stream: INetStream, dst_stream: INetStream, *args: Any) -> None:
+        try:
+            await super()._relay_data(src_stream, dst_stream, *args)
+        finally:  # one direction ended: the circuit is over, both ways
+            await self._close_stream(src_stream)
+            await self._close_stream(dst_stream)
 
     async def _handle_reserve(self, stream: INetStream, msg: Any) -> None:
         peer = stream.muxed_conn.peer_id
@@ -105,8 +126,10 @@ class Reach:
     """One node's reachability (see the module doc)."""
 
     def __init__(self, host: IHost, *, announce: Sequence[str] = (),
-                 relay_for: Callable[[ID], bool] | None = None, changed: Callable[[], None] = lambda: None) -> None:
+                 relay_for: Callable[[ID], bool] | None = None, changed: Callable[[], None] = lambda: None,
+                 discover: Callable[[], Awaitable[dict[ID, PeerInfo]]] | None = None) -> None:
         self.host = host
+        self.discover = discover  # the relays announced on the DHT
         self.changed = changed  # called when the set of relays we can be reached through changes
         self.told = [multiaddr.Multiaddr(a) for a in announce]
         self.joined: list[str] = []  # the full addresses of the peers joined through
@@ -183,8 +206,13 @@ class Reach:
             await self.keep_reserved()
 
     async def keep_reserved(self) -> None:
-        """Hold a reservation on every known relay while this node is not reachable."""
+        """Hold a reservation on every known relay while this node is not reachable,
+        looking for more on the DHT now and then."""
+        look_at = time.monotonic() + RELAY_LOOKUP_FIRST
         while True:
+            if not self.reachable and self.joined and self.discover is not None and time.monotonic() >= look_at:
+                look_at = time.monotonic() + RELAY_LOOKUP_INTERVAL * (1 if len(self.reserved) > 1 else 0.1)
+                await self._look_for_relays(self.discover)
             if not self.reachable:
                 connected = set(self.host.get_connected_peers())
                 for relay, addresses in list(self.relays.items()):
@@ -193,12 +221,19 @@ class Reach:
                         await self._reserve(relay, addresses)
             await trio.sleep(RESERVE_CHECK)
 
+    async def _look_for_relays(self, discover: Callable[[], Awaitable[dict[ID, PeerInfo]]]) -> None:
+        with trio.move_on_after(DIAL_TIMEOUT * 2):
+            for relay, info in (await discover()).items():
+                if relay != self.host.get_id() and len(self.relays) < MAX_RELAYS:
+                    self.relays.setdefault(relay, [a for a in info.addrs if not is_circuit(a)])
+
     async def _reserve(self, relay: ID, addresses: list[multiaddr.Multiaddr]) -> None:
         usable = [a for a in addresses if tellable(a, self.network)]
         if not usable:
             return
         try:
             with trio.fail_after(DIAL_TIMEOUT):
+                self.host.get_network().unblock_peer(relay)  # see `connect`
                 await self.host.connect(PeerInfo(relay, usable))
                 stream = await self._open(relay, [HOP_PROTOCOL])
                 # not the public reserve(): it adds a refresher that misses relay restarts
@@ -221,18 +256,23 @@ class Reach:
 
     async def new_stream(self, peer: ID, protocols: list[TProtocol]) -> INetStream:
         """Open a stream to `peer`, connecting first where the swarm cannot (circuit addresses)."""
-        if peer not in self.host.get_connected_peers():
-            await self.connect(peer)
+        await self.connect(peer)
         return await self._open(peer, protocols)
 
     async def connect(self, peer: ID) -> None:
         """Connect to `peer`: directly where a direct address is known, else through its
-        relays; a peer with no address that works leaves the swarm to say so."""
+        relays; a peer with no address that works leaves the swarm to say so. Peers and
+        relays that failed before are dialled again: callers bound how often."""
+        if peer in self.host.get_connected_peers():
+            return
         try:
             known = self.host.get_peerstore().addrs(peer)
         except Exception:  # noqa: BLE001 - py-libp2p raises PeerStoreError for an unknown peer
             return
         direct = [a for a in known if not is_circuit(a)]
+        swarm = self.host.get_network()
+        for blocked in [peer, *(self._relay_of(a) for a in known if is_circuit(a))]:
+            swarm.unblock_peer(blocked)  # py-libp2p refuses for 60 s a peer that once failed: a relay back up
         if direct:
             with trio.move_on_after(DIAL_TIMEOUT):
                 try:
@@ -240,10 +280,15 @@ class Reach:
                     return
                 except Exception as error:  # noqa: BLE001 - try its relays next
                     log.info("no direct link to %s: %s", peer, error)
-        for circuit in (a for a in known if is_circuit(a)):
+        connected = set(self.host.get_connected_peers())
+        circuits = sorted((a for a in known if is_circuit(a)), key=lambda a: self._relay_of(a) not in connected)
+        for circuit in circuits:  # through relays we hold a link to first: one may be down
             with trio.move_on_after(DIAL_TIMEOUT):
                 try:
                     await self.transport.dial(circuit)
                     return
                 except Exception as error:  # noqa: BLE001 - try the next relay
                     log.info("no link to %s through %s: %s", peer, circuit, error)
+
+    def _relay_of(self, circuit: multiaddr.Multiaddr) -> ID:
+        return info_from_p2p_addr(self.transport.parse_circuit_ma(circuit)[0]).peer_id

@@ -19,8 +19,8 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
-from ._ads import provide_cells
-from ._host import peer_of_address
+from ._ads import provide
+from ._host import cell_key, peer_of_address, relay_key
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -64,6 +64,7 @@ async def stay_joined(node: Node) -> None:
             peer = peer_of_address(joined)
             if peer not in connected and peer != node.host.get_id():
                 with trio.move_on_after(REFRESH_TIMEOUT):
+                    node.host.get_network().unblock_peer(peer)  # not 60 s of py-libp2p's negative cache
                     try:
                         await node.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(joined)))
                     except Exception as error:  # noqa: BLE001 - still down: try again next round
@@ -98,5 +99,7 @@ async def reannounce(node: Node) -> None:
         if node.host.get_connected_peers():
             with trio.move_on_after(REFRESH_TIMEOUT):
                 await node.dht.refresh_routing_table()
-        if node.board.cells:
-            await provide_cells(node.dht, node.board.cells)
+        keys = [cell_key(cell) for cell in sorted(node.board.cells)]
+        if node.reachability.serves_relay:
+            keys.append(relay_key())  # members behind NAT find relays by it
+        await provide(node.dht, keys)

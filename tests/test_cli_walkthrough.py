@@ -32,9 +32,10 @@ def free_port():
 
 
 class Street:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, speed=SPEED):
         self.tmp = tmp_path
-        self.env = {**os.environ, "WATTSHARE_CLOCK": f"{SPEED}:{ORIGIN.timestamp()}:{time.time()}",
+        self.speed = speed
+        self.env = {**os.environ, "WATTSHARE_CLOCK": f"{speed}:{ORIGIN.timestamp()}:{time.time()}",
                     "TZ": "Europe/Berlin", "COLUMNS": "120"}
         self.daemons = []
 
@@ -65,7 +66,7 @@ class Street:
         return origin + (time.time() - anchor) * speed
 
     def wait_until(self, target):
-        time.sleep(max(0.0, (target - self.sim_now()) / SPEED))
+        time.sleep(max(0.0, (target - self.sim_now()) / self.speed))
 
     def next_half_hour(self):
         """The half hour after the next one, on the shared clock: set-up time varies."""

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from test_cli_walkthrough import SPEED, Street, window
+from test_cli_walkthrough import Street, window
 
 from wattshare.testing import netlab
 
@@ -18,14 +18,27 @@ HOMES = {"coop": "coop", "coop2": "coop2", "host": "hostA", "driver": "driverB",
 
 
 class Internet(Street):
-    """The walkthrough's street, each home in its namespace of the lab."""
+    """The walkthrough's street, each home in its namespace of the lab, on a clock a third
+    as fast (an hour in 30 s): a wallet whose co-op node is down takes seconds to start."""
 
     def __init__(self, tmp_path, lab):
-        super().__init__(tmp_path)
+        super().__init__(tmp_path, speed=120)
         self.lab = lab
+        self.running = {}  # home -> its daemon
 
     def command(self, home, args):
         return self.lab.command(HOMES[home], super().command(home, args))
+
+    def daemon(self, home, *args):
+        super().daemon(home, *args)
+        self.running[home] = self.daemons[-1]
+
+    def halt(self, home):
+        """Stop the daemon of `home` as its owner would (SIGTERM)."""
+        process = self.running.pop(home)
+        process.terminate()
+        assert process.wait(15) == 0
+        self.daemons.remove(process)
 
     def status_until(self, home, check, timeout=30):
         deadline = time.monotonic() + timeout
@@ -47,13 +60,14 @@ def internet(tmp_path):
                 process.kill()
 
 
-def settle_in(town):
+def settle_in(town, before_host=lambda coop, bootstrap: None):
     """The co-op on the internet, the host at home A with its wallbox on the LAN."""
     coop = town.json("coop", "coop", "init", "--name", "Acacia Avenue Energy",
                      "--listen", "/ip4/0.0.0.0/tcp/4001", "--announce", COOP_ADDRESS)
     town.daemon("coop", "coop", "node", "run")
     bootstrap = town.json("coop", "coop", "status")["addresses"][0]
     assert bootstrap.startswith(COOP_ADDRESS + "/p2p/")
+    before_host(coop, bootstrap)
     host = town.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
                      "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
                      "--ocpp", f"{town.lab.ip('hostA')}:8887", "--coop", coop["coop"], "--bootstrap", bootstrap)
@@ -64,18 +78,26 @@ def settle_in(town):
     return coop, bootstrap
 
 
-def driver(town, home, coop, bootstrap):
-    wallet = town.json(home, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
+def open_a_public_relay(town, coop, bootstrap):
+    """A member host on a public address (in another town) that relays for members."""
+    relay = town.json("coop2", "host", "init", "--lat", "53.5511", "--lon", "9.9937", "--address", "1 Elbchaussee",
+                      "--coop", coop["coop"], "--bootstrap", bootstrap, "--relay")
+    town.json("coop", "coop", "admit", relay["peer_id"])
+    town.daemon("coop2", "host", "run")
+
+
+def driver(town, home, coop, *bootstrap):
+    wallet = town.json(home, "wallet", "init", "--coop", coop["coop"], *(x for b in bootstrap for x in ("--bootstrap", b)))
     town.json("coop", "coop", "admit", wallet["peer_id"])
     town.json("coop", "coop", "deposit", wallet["peer_id"], "40", "--reference", "SEPA 1")
     return wallet
 
 
-def book_and_charge(town, home, peer, path):
-    """Find, book and charge an hour at the host from `home`; the host's link to the
-    driver must end up `path` (direct or relayed) while it charges."""
+def book_and_charge(town, home, peer, path, hours=1, meanwhile=lambda: None):
+    """Find, book and charge `hours` at the host from `home`; the host's link to the
+    driver must be `path` (direct or relayed) while it charges, when `meanwhile` runs."""
     start = town.next_half_hour()
-    begin, end = window(town, start)
+    begin, end = window(town, start, hours)
     found = town.json(home, "wallet", "find", "--near", "52.5360,13.4180", "--radius", "1km",
                       "--from", begin, "--to", end)
     assert [f["charger"] for f in found] == ["driveway"]
@@ -85,9 +107,10 @@ def book_and_charge(town, home, peer, path):
     wallet = subprocess.Popen(town.command(home, ["wallet", "start", booked["booking"][:10], "--json"]),
                               env=town.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     town.status_until("host", lambda s: s["links"].get(peer) == path, timeout=40)
-    out, _ = wallet.communicate(timeout=120)
+    meanwhile()
+    out, _ = wallet.communicate(timeout=180)
     settled = json.loads(out)
-    assert settled["answer"] == "acked" and 6_000 <= settled["energy_wh"] <= 7_500
+    assert settled["answer"] == "acked" and 6_000 * hours <= settled["energy_wh"] <= 7_500 * hours
     receipts = town.json(home, "wallet", "receipts", booked["booking"][:10])["receipts"]
     assert [r["seq"] for r in receipts] == list(range(len(receipts)))  # none lost on the way
     return booked, settled
@@ -101,4 +124,31 @@ def test_a_driver_behind_another_nat_books_and_charges_at_a_host_behind_nat_and_
     while internet.json("driver", "wallet", "balance")["balances"].get("EUR") != 4_000 - settled["amount"]:
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    assert SPEED and internet.stop() == [0, 0]
+    assert internet.stop() == [0, 0]
+
+
+def restart(town, home, *args):
+    """Stop the daemon of `home` (SIGTERM) and start it again."""
+    town.halt(home)
+    town.daemon(home, *args)
+
+
+def test_a_driver_behind_a_symmetric_nat_charges_over_the_relay_and_through_a_relay_restart(internet):
+    coop, bootstrap = settle_in(internet)
+    wallet = driver(internet, "symmetric", coop, bootstrap)
+
+    def relay_restarts():
+        restart(internet, "coop", "coop", "node", "run")  # every relayed link goes with it...
+        internet.status_until("host", lambda s: s["links"].get(wallet["peer_id"]) == "relayed")  # ...and comes back
+
+    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed", hours=2, meanwhile=relay_restarts)
+
+
+def test_with_the_co_op_node_down_a_member_relay_carries_bookings_and_sessions(internet):
+    coop, bootstrap = settle_in(internet, before_host=lambda coop, bootstrap: open_a_public_relay(internet, coop, bootstrap))
+    internet.status_until("host", lambda s: "through 2 relay(s)" in s["reach"])
+    relay = internet.json("coop2", "host", "status")
+    assert relay["reach"].startswith("direct (public network); relays for members")
+    wallet = driver(internet, "symmetric", coop, bootstrap, relay["addresses"][0])
+    internet.halt("coop")
+    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed")
