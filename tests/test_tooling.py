@@ -41,3 +41,25 @@ def test_the_private_py_libp2p_call_the_search_relies_on_is_still_there():
         "py-libp2p lost ProviderStore._get_providers_from_peer_with_closers: port node/_ads.py providers()"
     assert list(inspect.signature(call).parameters) == ["self", "peer_id", "key"], \
         "ProviderStore._get_providers_from_peer_with_closers changed its parameters: port node/_ads.py providers()"
+
+
+def test_the_private_py_libp2p_relay_parts_reachability_relies_on_are_still_there():
+    """`node/_reach.py` reserves with `CircuitV2Transport._make_reservation` (the public
+    `reserve` adds a refresher that misses relay restarts), refuses strangers in an override
+    of `CircuitV2Protocol._handle_reserve`, closes each circuit's streams around
+    `_relay_data` (instead of `_active_relays`), and filters DCUtR's
+    `_get_observed_addrs`. An upgrade that moves them must fail here, by name."""
+    from libp2p.relay.circuit_v2 import CircuitV2Protocol, CircuitV2Transport, DCUtRProtocol
+
+    for owner, name, parameters in (
+            (CircuitV2Transport, "_make_reservation", ["self", "stream", "relay_peer_id"]),
+            (CircuitV2Protocol, "_handle_reserve", ["self", "stream", "msg"]),
+            (CircuitV2Protocol, "_relay_data", ["self", "src_stream", "dst_stream", "peer_id", "deadline",
+                                                "circuit_data_limit"]),
+            (CircuitV2Protocol, "_send_status", ["self", "stream", "code", "message", "limit"]),
+            (CircuitV2Protocol, "_close_stream", ["self", "stream"]),
+            (DCUtRProtocol, "_get_observed_addrs", ["self"])):
+        call = getattr(owner, name, None)
+        assert call is not None and inspect.iscoroutinefunction(call), f"py-libp2p lost {owner.__name__}.{name}"
+        assert list(inspect.signature(call).parameters) == parameters, f"{owner.__name__}.{name} changed"
+    assert "_active_relays" in inspect.getsource(CircuitV2Protocol._relay_data)
