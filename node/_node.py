@@ -2,11 +2,10 @@
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
-`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`) know nothing of each other. A
-node is started with `async with node.running():` and stopped by leaving the block.
-While it runs it serves its protocols and, through `_upkeep`, re-signs its ads well
-before they expire;
-refreshes its routing table and re-provides its ads' cells a few times soon after it
+`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_reach`) know nothing of
+each other. A node is started with `async with node.running():` and stopped by leaving
+the block. While it runs it serves its protocols and, through `_upkeep`, re-signs its
+ads well before they expire; refreshes its routing table and re-provides its ads' cells a few times soon after it
 starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
 every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
 the record of who misbehaved); reconnects to the peers it joined through whenever their
@@ -17,8 +16,11 @@ path, answers the local `wattshare` command on that Unix socket; with an `ocpp` 
 its wallbox connects to and the charging sessions (`_sessions`). Its own ads, the
 bookings and sessions it takes part in and the peers it joined through live in its
 `NodeStore`, so a restarted node reloads them, resumes, rejoins and re-announces.
-Booking and session time is the node's `Clock` (accelerated in the demo and tests),
-network deadlines are real seconds.
+Through `_reach` it tells only addresses that work in its network, holds relay slots
+behind NAT, dials circuit addresses, lets DCUtR make relayed links direct, and (a co-op
+node, or a member that opts in) relays for members; a driver's session outlives a lost
+link (`_following`). Booking and session time is the node's `Clock`, network deadlines
+are real seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from typing import Any
 
 import trio
 from libp2p.kad_dht.kad_dht import DHTMode
-from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
@@ -59,11 +60,11 @@ from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide, providers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import OcppEndpoint
-from ._charge import Charging, charge
+from ._charge import Charging
 from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
-from ._errors import SessionLost
+from ._following import follow
 from ._framing import StreamEnded, causes
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
@@ -344,43 +345,6 @@ class Node:
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
                      on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0,
                      attach: bool = False) -> Charging:
-        """Start (or re-attach to) a booked session and follow it to its settlement;
-        `attach`: only re-attach (a driver watching never starts a session). The driver's
-        copy of every message is kept in this node's store as it arrives; the ack or
-        dispute also goes onto this node's ledger feed, if it keeps one."""
-        kept: set[bytes] = set()  # digests of the messages stored so far
-
-        def keep(charging: Charging) -> None:
-            if not kept:
-                self.store.open_session(booking.id, booking.request.message.charger_id, charging.machine.start)
-                kept.add(charging.machine.start.digest)
-            seen = [*charging.machine.history, charging.settlement, charging.answer]
-            new = list({s.digest: s for s in seen if s is not None and s.digest not in kept}.values())
-            self.store.keep_session(booking.id, new)
-            kept.update(s.digest for s in new)
-            if on_update is not None:
-                on_update(charging)
-
-        lost_at: float | None = None  # when the link to the host went, while we try to re-attach
-
-        def follow(charging: Charging) -> None:
-            nonlocal lost_at
-            lost_at = None
-            keep(charging)
-
-        while True:
-            stored = self.store.session(booking.id)
-            await self.reach(booking.request.message.host)
-            try:
-                return await charge(self.host, self.identity, booking, self.clock, stop=stop, on_update=follow,
-                                    ledger=self.ledger, timeout=timeout, attach=attach,
-                                    answered=stored.answer if stored else None,  # type: ignore[arg-type]
-                                    blame=lambda host, reason: self.conduct.note(host, SESSION_PROTOCOL, reason))
-            except (StreamEnded, StreamError, SwarmException, trio.TooSlowError) as error:
-                lost_at = trio.current_time() if lost_at is None else lost_at
-                if trio.current_time() - lost_at > RESUME_WINDOW:
-                    raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "
-                                      "the session goes on at the host") from error
-                log.info("the link to the host's session ended (%r): re-attaching", error)
-                attach = attach or bool(kept)  # the host took the session: re-attach (a relay restart, a new path)
-                await trio.sleep(RESUME_PAUSE)
+        """Start (or re-attach to) a booked session and follow it to its settlement
+        (`_following.follow`); `attach`: only re-attach (a driver watching never starts one)."""
+        return await follow(self, booking, stop=stop, on_update=on_update, timeout=timeout, attach=attach)
