@@ -10,6 +10,7 @@ from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
 from ._charge import Charging, charge
 from ._clock import Clock
 from ._coop import CoopOffice, CoopRefused, parse_member
+from ._dialback import DIAL_BACK_PROTOCOL
 from ._errors import DisputeRefused, NodeError, SessionLost
 from ._framing import FrameError, FrameStream, StreamEnded, causes, exception_leaves
 from ._host import cell_key, make_host, peer_of, peer_of_address
@@ -24,6 +25,7 @@ from ._witness import CHECKPOINT_EVERY, charter_entry, checkpoint, witness_feeds
 __all__ = [
     "AD_LIFETIME",
     "AD_PROTOCOL",
+    "DIAL_BACK_PROTOCOL",
     "AdminError",
     "AdBoard",
     "Approval",

@@ -64,6 +64,7 @@ from ._charge import Charging
 from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
+from ._dialback import DIAL_BACK_PROTOCOL, answer_dial_back
 from ._following import follow
 from ._framing import StreamEnded, causes
 from ._gossip import HEADS_TOPIC, HeadGossip
@@ -112,7 +113,7 @@ class Node:
         self.host = make_host(identity, listen)
         self.dht = make_dht(self.host)
         self.reachability = Reach(self.host, announce=announce, relay_for=self._admitted if relay else None,
-                                  changed=self._reach_changed,
+                                  changed=lambda: self.announced.set(),  # records carry our addresses
                                   discover=lambda: providers(self.dht, self.host, relay_key()))
         self.store = NodeStore(state, self.clock)
         self.ledger = ledger
@@ -123,6 +124,7 @@ class Node:
             self.board.ads[ad.message.charger_id] = ad
         self.conduct = conduct or Conduct()  # a test may pass one on a clock of its own
         self.host.set_stream_handler(AD_PROTOCOL, self.conduct.guard(AD_PROTOCOL, self.board.handle))
+        self.host.set_stream_handler(DIAL_BACK_PROTOCOL, self.conduct.guard(DIAL_BACK_PROTOCOL, answer_dial_back))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
         if ledger is not None:
@@ -201,9 +203,6 @@ class Node:
     def _admitted(self, peer: ID) -> bool:
         """Is `peer` an admitted member of this node's co-op (who may reserve on its relay)?"""
         return self.ledger is not None and self.ledger.state.is_member(peer.extract_public_key().to_bytes())
-
-    def _reach_changed(self) -> None:
-        self.announced.set()  # provider records carry our circuit addresses: re-provide them
 
     async def rejoin(self) -> int:
         """Join through the peers remembered from earlier runs."""

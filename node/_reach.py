@@ -4,8 +4,9 @@ Theory of operation (DESIGN.md, "Reachability"; LIBP2P-NOTES.md, "NAT traversal"
 
 - What a node tells peers (identify, DHT provider records) is `addresses()`: its own
   addresses that work in its network (`_addresses.tellable`: no loopback or LAN address
-  goes to the internet), either those it was told (`--announce`) or its listen addresses,
-  plus one circuit address per relay it holds a reservation on. It replaces the host's
+  goes to the internet), either those it was told (`--announce`) or its listen addresses
+  and those a peer dialled it back at (`_dialback`: a port forward), plus one circuit
+  address per relay it holds a reservation on. It replaces the host's
   `get_addrs`, whose own version mangles circuit addresses (LIBP2P-NOTES).
 - A node with no such address is behind NAT: `keep_reserved` holds a reservation on
   every relay it knows (the peers it joined through, and up to MAX_RELAYS in all with
@@ -46,6 +47,7 @@ from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.tools.anyio_service import background_trio_service
 
 from ._addresses import Scope, expand, ip_of, is_circuit, network_scope, scope_of, tellable
+from ._dialback import dial_back
 
 RELAY_LIMITS = RelayLimits(
     duration=12 * 3600,  # a circuit outlasts a night's session; a longer one is redialled
@@ -55,6 +57,7 @@ RESERVE_CHECK = 2.0  # real seconds between looks at the links to our relays
 RELAY_LOOKUP_FIRST, RELAY_LOOKUP_INTERVAL = 5.0, 600.0  # real seconds to the first and between DHT lookups
 # (a tenth of the interval while fewer than two relays hold a slot for us)
 MAX_RELAYS = 3  # reservations a node behind NAT holds at once
+DIAL_BACK_INTERVAL = 1800.0  # real seconds between dial-back checks
 DIAL_TIMEOUT = 5.0
 PUNCH_DIAL_TIMEOUT = 2  # per hole-punch dial (LIBP2P-NOTES: 3 s to direct instead of 12 s)
 log = logging.getLogger(__name__)
@@ -135,6 +138,7 @@ class Reach:
         self.joined: list[str] = []  # the full addresses of the peers joined through
         self.relays: dict[ID, list[multiaddr.Multiaddr]] = {}  # known relays and their addresses
         self.reserved: dict[ID, tuple[float, multiaddr.Multiaddr]] = {}  # relay -> (renew at, its address)
+        self.confirmed: list[multiaddr.Multiaddr] = []  # public addresses a peer dialled us back at
         self.protocol = MemberRelay(host, relay_for) if relay_for is not None else CircuitV2Protocol(host)
         self.transport = CircuitV2Transport(host, self.protocol, RelayConfig(roles=RelayRole.STOP))
         self.punch = HolePunch(host, lambda: self.network)
@@ -158,7 +162,7 @@ class Reach:
     def own(self) -> list[multiaddr.Multiaddr]:
         """This node's direct addresses that work in its network."""
         towards = [ip for peer in self.joined if (ip := ip_of(multiaddr.Multiaddr(peer))) is not None]
-        own = self.told or expand(self.host.get_transport_addrs(), towards)
+        own = [*(self.told or expand(self.host.get_transport_addrs(), towards)), *self.confirmed]
         network = self.network
         return [a for a in own if tellable(a, network)]
 
@@ -207,9 +211,14 @@ class Reach:
 
     async def keep_reserved(self) -> None:
         """Hold a reservation on every known relay while this node is not reachable,
-        looking for more on the DHT now and then."""
+        looking for more on the DHT now and then; on the internet, ask now and then
+        whether a peer can dial it back (a port forward makes it reachable)."""
         look_at = time.monotonic() + RELAY_LOOKUP_FIRST
+        check_at = 0.0
         while True:
+            if self.network is Scope.PUBLIC and not self.told and self.joined and time.monotonic() >= check_at:
+                check_at = time.monotonic() + DIAL_BACK_INTERVAL
+                await self._ask_dial_back()
             if not self.reachable and self.joined and self.discover is not None and time.monotonic() >= look_at:
                 look_at = time.monotonic() + RELAY_LOOKUP_INTERVAL * (1 if len(self.reserved) > 1 else 0.1)
                 await self._look_for_relays(self.discover)
@@ -220,6 +229,23 @@ class Reach:
                     if relay not in connected or time.monotonic() >= renew_at:
                         await self._reserve(relay, addresses)
             await trio.sleep(RESERVE_CHECK)
+
+    async def _ask_dial_back(self) -> None:
+        """Ask the peers joined through to dial this node back (`_dialback`)."""
+        ports = {int(a.value_for_protocol("tcp")) for a in self.host.get_transport_addrs() if not is_circuit(a)}
+        answers = []
+        for peer in {info_from_p2p_addr(multiaddr.Multiaddr(a)).peer_id for a in self.joined}:
+            for port in ports:
+                try:
+                    answers.append((await dial_back(self.host, peer, port), port))
+                except Exception as error:  # noqa: BLE001 - a peer that cannot tell: ask the others
+                    log.info("no dial-back from %s: %s", peer, error)
+        confirmed = sorted({f"/ip4/{seen.observed}/tcp/{port}" for seen, port in answers
+                            if seen.reachable and ":" not in seen.observed})
+        if answers and confirmed != [str(a) for a in self.confirmed]:
+            log.info("dialled back at %s", ", ".join(confirmed) or "none of our addresses: reached through relays")
+            self.confirmed = [multiaddr.Multiaddr(a) for a in confirmed]
+            self.changed()
 
     async def _look_for_relays(self, discover: Callable[[], Awaitable[dict[ID, PeerInfo]]]) -> None:
         with trio.move_on_after(DIAL_TIMEOUT * 2):

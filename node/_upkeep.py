@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import multiaddr
 import trio
+from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
@@ -96,6 +97,9 @@ async def reannounce(node: Node) -> None:
         with trio.move_on_after(next(delays, REANNOUNCE_INTERVAL)):
             await node.announced.wait()
         node.announced = trio.Event()
+        mode = DHTMode.SERVER if node.reachability.reachable else DHTMode.CLIENT
+        if node.dht.mode is not mode:  # a dial-back found us reachable, or a port forward went
+            await node.dht.switch_mode(mode)
         if node.host.get_connected_peers():
             with trio.move_on_after(REFRESH_TIMEOUT):
                 await node.dht.refresh_routing_table()

@@ -137,6 +137,28 @@ class SessionAnswer(Record):
         require((self.ack is None) != (self.dispute is None), "an answer acks or disputes")
 
 
+@record
+class DialBack(Record):
+    """Ask a peer to dial this node back, on a new connection, at `port` of the address
+    it sees the question come from (`/wattshare/dial-back/1.0.0`)."""
+
+    port: int
+
+    def _validate(self) -> None:
+        require_range("port", self.port, 1, 65_535)
+
+
+@record
+class DialedBack(Record):
+    """What the asked peer saw: the asker's IP, and whether `port` there took a connection."""
+
+    observed: str
+    reachable: bool
+
+    def _validate(self) -> None:
+        require_size("observed", self.observed, 2, 45)  # an IPv4 or IPv6 address in text
+
+
 FRAMES: dict[str, type[Record]] = {}
 _NAMES: dict[type[Record], str] = {}
 
@@ -178,3 +200,5 @@ frame_kind("session_offer", SessionOffer)
 frame_kind("session_update", SessionUpdate)
 frame_kind("stop_offer", StopOffer)
 frame_kind("session_answer", SessionAnswer)
+frame_kind("dial_back", DialBack)
+frame_kind("dialed_back", DialedBack)

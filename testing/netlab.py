@@ -130,6 +130,15 @@ class Netlab:
         self.processes.append(process)
         return process
 
+    def forward(self, router: str, port: int, to: str) -> None:
+        """Forward TCP `port` of the router's WAN address to the same port of `to` on its
+        LAN, as a home router's port forward does (accepted before the router's drop)."""
+        _sh(self.command(router, ["nft", "-f", "-"]), f"""
+add chain ip router prerouting {{ type nat hook prerouting priority dstnat; }}
+add rule ip router prerouting iifname "wan" tcp dport {port} dnat to {self.ip(to)}:{port}
+insert rule ip router forward iifname "wan" ip daddr {self.ip(to)} tcp dport {port} accept
+""")
+
     def cut(self, role: str) -> None:
         """Unplug the role's uplink at the bridge upstream: the node is offline until `mend`."""
         self._port(role, "down")

@@ -30,6 +30,7 @@ from wattshare.ledger import (
 from wattshare.node import (
     AD_PROTOCOL,
     BOOKING_PROTOCOL,
+    DIAL_BACK_PROTOCOL,
     SESSION_PROTOCOL,
     SYNC_PROTOCOL,
     BookingRejected,
@@ -49,7 +50,7 @@ from wattshare.node._wallbox import Wallbox
 from wattshare.protocol._envelope import signing_input
 from wattshare.testing import SampleWorld
 
-PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL]
+PROTOCOLS = [AD_PROTOCOL, BOOKING_PROTOCOL, SESSION_PROTOCOL, SYNC_PROTOCOL, DIAL_BACK_PROTOCOL]
 BOMB = shared_value_bomb()  # 300 bytes that stand for a billion items once expanded
 BAD = {
     "garbage": (varint(4) + b"\xff\x00\xfe\x01", p.Reason.MALFORMED),

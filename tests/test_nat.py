@@ -152,3 +152,21 @@ def test_with_the_co_op_node_down_a_member_relay_carries_bookings_and_sessions(i
     wallet = driver(internet, "symmetric", coop, bootstrap, relay["addresses"][0])
     internet.halt("coop")
     book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed")
+
+
+def test_a_host_behind_a_port_forward_learns_it_is_reachable_and_announces_its_public_address(internet):
+    internet.lab.forward("routerA", 4002, "hostA")
+    coop = internet.json("coop", "coop", "init", "--name", "Acacia Avenue Energy",
+                         "--listen", "/ip4/0.0.0.0/tcp/4001", "--announce", COOP_ADDRESS)
+    internet.daemon("coop", "coop", "node", "run")
+    bootstrap = internet.json("coop", "coop", "status")["addresses"][0]
+    host = internet.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
+                         "--listen", "/ip4/0.0.0.0/tcp/4002", "--coop", coop["coop"], "--bootstrap", bootstrap)
+    internet.json("coop", "coop", "admit", host["peer_id"])
+    internet.daemon("host", "host", "run")
+    status = internet.status_until("host", lambda s: s["reach"].startswith("direct (public network)"))
+    assert status["addresses"] == [f"/ip4/198.51.100.20/tcp/4002/p2p/{host['peer_id']}"]  # no LAN address, no relay
+    driver(internet, "symmetric", coop, bootstrap)
+    found = internet.json("symmetric", "wallet", "find", "--near", "52.5360,13.4180", "--radius", "1km",
+                          "--from", "23:00", "--to", "06:00")
+    assert [f["charger"] for f in found] == ["driveway"]  # dialled at that address: it holds no relay slot

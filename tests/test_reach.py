@@ -12,6 +12,9 @@ from wattshare.ledger import LedgerStore
 from wattshare.node import Node
 from wattshare.node._addresses import Scope, expand, network_scope, scope_of_ip, tellable
 from wattshare.node._ads import fetch_ads
+from wattshare.node._dialback import dial_back
+from wattshare.node._framing import Refusal
+from wattshare.protocol import Reason
 from wattshare.testing import SampleWorld
 
 A = multiaddr.Multiaddr
@@ -72,7 +75,30 @@ def test_the_relay_reserves_slots_for_admitted_members_only_and_circuits_reach_t
             with trio.fail_after(10):  # a peer known by its circuit address alone
                 seen["ads"] = await fetch_ads(dialler.host, PeerInfo(member.host.get_id(), [circuit]))
             seen["path"] = dialler.reachability.links()[str(member.host.get_id())]
+            with pytest.raises(Refusal) as refused:  # through a relay, the asked peer would see the relay
+                await dial_back(dialler.host, member.host.get_id(), 4001)
+            seen["dial-back"] = refused.value.reason
 
     run_bounded(scenario)
     assert seen["member"] is True and seen["stranger"] is False
-    assert seen["ads"] == [] and seen["path"] == "relayed"
+    assert seen["ads"] == [] and seen["path"] == "relayed" and seen["dial-back"] is Reason.ILLEGAL_STATE
+
+
+def test_a_peer_dials_the_asker_back_on_a_new_connection_and_says_what_it_saw():
+    world = SampleWorld(seed=16)
+    asker, asked = Node(world.hosts[0]), Node(world.hosts[1])
+    seen = {}
+
+    async def scenario():
+        async with asker.running(), asked.running():
+            await asker.host.connect(info_from_p2p_addr(A(asked.address)))
+            listening = int(asker.host.get_transport_addrs()[0].value_for_protocol("tcp"))
+            with trio.socket.socket() as closed:  # a port nobody listens on
+                await closed.bind(("127.0.0.1", 0))
+                nobody = closed.getsockname()[1]
+            seen["open"] = await dial_back(asker.host, asked.host.get_id(), listening)
+            seen["closed"] = await dial_back(asker.host, asked.host.get_id(), nobody)
+
+    run_bounded(scenario)
+    assert (seen["open"].observed, seen["open"].reachable) == ("127.0.0.1", True)
+    assert (seen["closed"].observed, seen["closed"].reachable) == ("127.0.0.1", False)
