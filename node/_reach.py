@@ -133,7 +133,7 @@ class Reach:
                  discover: Callable[[], Awaitable[dict[ID, PeerInfo]]] | None = None) -> None:
         self.host = host
         self.discover = discover  # the relays announced on the DHT
-        self.changed = changed  # called when the set of relays we can be reached through changes
+        self.changed = changed  # called when the addresses we tell peers change
         self.told = [multiaddr.Multiaddr(a) for a in announce]
         self.joined: list[str] = []  # the full addresses of the peers joined through
         self.relays: dict[ID, list[multiaddr.Multiaddr]] = {}  # known relays and their addresses

@@ -72,12 +72,14 @@ def test_the_relay_reserves_slots_for_admitted_members_only_and_circuits_reach_t
         async with coop.running(), member.running(), stranger.running(), dialler.running():
             seen["member"], seen["stranger"] = await reserve(member), await reserve(stranger)
             circuit = A(f"{coop.address}/p2p-circuit/p2p/{member.identity.peer_id}")
-            with trio.fail_after(10):  # a peer known by its circuit address alone
-                seen["ads"] = await fetch_ads(dialler.host, PeerInfo(member.host.get_id(), [circuit]))
-            seen["path"] = dialler.reachability.links()[str(member.host.get_id())]
-            with pytest.raises(Refusal) as refused:  # through a relay, the asked peer would see the relay
-                await dial_back(dialler.host, member.host.get_id(), 4001)
-            seen["dial-back"] = refused.value.reason
+            dialler.host.get_peerstore().add_addrs(member.host.get_id(), [circuit], 600)  # known by it alone
+            with trio.fail_after(10):
+                await dialler.reachability.connect(member.host.get_id())
+                seen["path"] = dialler.reachability.links()[str(member.host.get_id())]  # before DCUtR's first look
+                with pytest.raises(Refusal) as refused:  # through a relay, the asked peer would see the relay
+                    await dial_back(dialler.host, member.host.get_id(), 4001)
+                seen["dial-back"] = refused.value.reason
+                seen["ads"] = await fetch_ads(dialler.host, PeerInfo(member.host.get_id(), []))
 
     run_bounded(scenario)
     assert seen["member"] is True and seen["stranger"] is False
