@@ -69,7 +69,10 @@ def network_scope(peers: list[str]) -> Scope:
 
 
 def tellable(address: multiaddr.Multiaddr, network: Scope) -> bool:
-    """May a node on a `network` of this scope tell its peers `address`?"""
+    """May a node on a `network` of this scope tell its peers `address`? (Never a
+    wildcard: it means "every interface here" to its owner and nothing to a peer.)"""
+    if (ip := ip_of(address)) is not None and ipaddress.ip_address(ip).is_unspecified:
+        return False
     own = scope_of(address)
     if network is Scope.LOOPBACK:
         return own is Scope.LOOPBACK

@@ -119,6 +119,10 @@ class HolePunch(DCUtRProtocol):
     def __init__(self, host: IHost, network: Callable[[], Scope]) -> None:
         super().__init__(_Listening(host), dial_timeout=PUNCH_DIAL_TIMEOUT)  # type: ignore[arg-type]
         self.network = network
+        # the host tells DCUtR of every closed link, through this attribute, so a peer's
+        # next process (a wallet's `start` after its `book`) is punched to again, not
+        # taken for the direct link of the last one
+        host._dcutr_protocol = self  # type: ignore[attr-defined]
 
     async def _get_observed_addrs(self) -> list[bytes]:
         return [raw for raw in await super()._get_observed_addrs()

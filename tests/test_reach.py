@@ -41,6 +41,7 @@ def test_a_node_tells_only_addresses_that_work_in_its_network():
     assert network_scope([f"/ip4/198.51.100.10/tcp/4001/p2p/{peer}", f"/ip4/127.0.0.1/tcp/4001/p2p/{peer}"]) \
         is Scope.PUBLIC
     assert network_scope([]) is Scope.LOOPBACK
+    assert not any(tellable(A("/ip4/0.0.0.0/tcp/1"), scope) for scope in Scope)  # a wildcard means nothing to a peer
 
 
 def test_a_wildcard_stands_for_loopback_and_the_address_towards_each_peer():
