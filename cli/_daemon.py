@@ -113,8 +113,10 @@ def ask(home: Home, request: dict[str, Any]) -> Any:
 def show_status(ctx: Context) -> None:
     """Print what the daemon of this home says of itself."""
     data = ask(ctx.home, {"cmd": "status"})
-    lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in data.items()
-                      if key not in ("misbehaving_peers", "sessions", "addresses", "links"))
+    paths = list(data.get("links", {}).values())
+    lines = "\n".join([*(f"[bold]{key}[/]: {value}" for key, value in data.items()
+                        if key not in ("misbehaving_peers", "sessions", "addresses", "links")),
+                      f"[bold]links[/]: {paths.count('direct')} direct, {paths.count('relayed')} relayed"])
     addresses = [Text("addresses (members join with --bootstrap and the first):", style="bold")]
     addresses += [Text(f"  {address}", no_wrap=True, overflow="ignore") for address in data.get("addresses", [])]
     culprits = Table(title="Peers refused for misbehaving", title_justify="left")

@@ -14,6 +14,7 @@ from ._demo import demo
 from ._home import HOME_ENV, Home, default_home
 from ._host import host_group
 from ._view import Context
+from ._wallbox import wallbox
 from ._wallet import wallet_group
 
 EXIT_FAILED = 1
@@ -58,6 +59,7 @@ def main(ctx: click.Context, home: Path | None, debug: bool) -> None:
 
 main.add_command(demo)
 main.add_command(host_group)
+host_group.add_command(wallbox)
 main.add_command(wallet_group)
 main.add_command(coop_group)
 main.add_command(audit_command)

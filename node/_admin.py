@@ -49,6 +49,7 @@ def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             "ledger_entries": sum(ledger.sizes().values()) if ledger else None,
             "misbehaving_peers": node.conduct.culprits(),
             "sessions": node.sessions.summary() if node.sessions else [],
+            "wallboxes": sorted(node.sessions.central.links) if node.sessions else [],  # connected over OCPP
         }
 
     def ads(_: dict) -> list:

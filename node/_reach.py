@@ -291,8 +291,9 @@ class Reach:
 
     async def connect(self, peer: ID) -> None:
         """Connect to `peer`: directly where a direct address is known, else through its
-        relays; a peer with no address that works leaves the swarm to say so. Peers and
-        relays that failed before are dialled again: callers bound how often."""
+        relays; a peer with no address that works leaves the swarm to say so. Its relays
+        are dialled even if they failed lately (a relay back from a restart): callers
+        bound how often."""
         if peer in self.host.get_connected_peers():
             return
         try:
@@ -300,9 +301,8 @@ class Reach:
         except Exception:  # noqa: BLE001 - py-libp2p raises PeerStoreError for an unknown peer
             return
         direct = [a for a in known if not is_circuit(a)]
-        swarm = self.host.get_network()
-        for blocked in [peer, *(self._relay_of(a) for a in known if is_circuit(a))]:
-            swarm.unblock_peer(blocked)  # py-libp2p refuses for 60 s a peer that once failed: a relay back up
+        for relay in {self._relay_of(a) for a in known if is_circuit(a)}:
+            self.host.get_network().unblock_peer(relay)  # py-libp2p refuses for 60 s a peer that once failed
         if direct:
             with trio.move_on_after(DIAL_TIMEOUT):
                 try:

@@ -345,6 +345,10 @@ def test_a_damaged_ledger_is_named_at_start_and_rebuilt_from_peers(street):
     (("coop", "deposit", "nobody", "10"), "is not a member's peer id"),
     (("host", "init", "--lat", "52.5", "--lon", "13.4", "--address", "x", "--coop", "c", "--days", "funday"),
      "--days must be days like mon-fri"),
+    (("coop", "init", "--name", "x", "--announce", "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWQ"),
+     "--announce must be this node's public address"),
+    (("host", "wallbox", "--url", "http://192.168.1.10:8887/", "--password", "p"), "--url must be ws://HOST:PORT/ocpp/"),
+    (("host", "wallbox", "--url", "wss://192.168.1.10:8887/ocpp/driveway", "--password", "p"), "needs --ca"),
 ])
 def test_bad_arguments_get_one_line_that_says_what_to_do(street, args, message):
     result = street.run("empty", *args, ok=False)

@@ -1,13 +1,15 @@
 """wattshare across NATs, on a simulated internet (`wattshare.testing.netlab`): the co-op
-node on a public address, the host and its wallbox at home behind a router, drivers
-behind another port-restricted NAT, a symmetric NAT and a phone's two NATs. Real daemons
-and wallet commands in the lab's namespaces, one accelerated clock, as in the walkthrough."""
+node on a public address, the host at home behind a router with its wallbox on the LAN
+(another namespace, `wattshare host wallbox`), drivers behind another port-restricted
+NAT and a symmetric NAT (a phone's two NATs: `bench.nat`). Real daemons and wallet
+commands in the lab's namespaces, one accelerated clock, as in the walkthrough."""
 
 import json
 import subprocess
 import time
 
 import pytest
+from test_cli import WATTSHARE
 from test_cli_walkthrough import Street, window
 
 from wattshare.testing import netlab
@@ -72,8 +74,11 @@ def settle_in(town, before_host=lambda coop, bootstrap: None):
                      "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
                      "--ocpp", f"{town.lab.ip('hostA')}:8887", "--coop", coop["coop"], "--bootstrap", bootstrap)
     town.json("coop", "coop", "admit", host["peer_id"])
-    town.daemon("host", "host", "run", "--simulate-wallbox", "--wallbox-kw", "7.4")
-    status = town.status_until("host", lambda s: "relay" in s["reach"] and "no relay" not in s["reach"])
+    town.daemon("host", "host", "run")
+    town.lab.popen("wallboxA", [WATTSHARE, "host", "wallbox", "--url", host["ocpp"], "--password", host["ocpp_password"]],
+                   env=town.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # another machine on the LAN
+    status = town.status_until("host", lambda s: "relay" in s["reach"] and "no relay" not in s["reach"]
+                               and s["wallboxes"] == ["driveway"])
     assert all("/p2p-circuit/" in a and a.startswith(COOP_ADDRESS) for a in status["addresses"]), status
     return coop, bootstrap
 
