@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 
 
 async def follow(node: Node, booking: Booking, *, stop: trio.Event | None,
-                 on_update: Callable[[Charging], None] | None, timeout: float, attach: bool) -> Charging:
+                 on_update: Callable[[Charging], None] | None, timeout: float, attach: bool,
+                 resume: float = RESUME_WINDOW) -> Charging:
     """Start (or re-attach to) `booking`'s session and follow it to its settlement (see
-    the module doc); the ack or dispute also goes onto the node's ledger feed, if any."""
+    the module doc), re-attaching for up to `resume` real seconds after a lost link; the
+    ack or dispute also goes onto the node's ledger feed, if any."""
     kept: set[bytes] = set()  # digests of the messages stored so far
     lost_at: float | None = None  # when the link to the host went, while we try to re-attach
 
@@ -65,7 +67,7 @@ async def follow(node: Node, booking: Booking, *, stop: trio.Event | None,
                                 blame=lambda host, reason: node.conduct.note(host, SESSION_PROTOCOL, reason))
         except (StreamEnded, StreamError, SwarmException, trio.TooSlowError) as error:
             lost_at = trio.current_time() if lost_at is None else lost_at
-            if trio.current_time() - lost_at > RESUME_WINDOW:
+            if trio.current_time() - lost_at > resume:
                 raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "
                                   "the session goes on at the host") from error
             log.info("the link to the host's session ended (%r): re-attaching", error)

@@ -65,7 +65,7 @@ from ._claims import catch_up, dispute
 from ._clock import Clock
 from ._conduct import Conduct
 from ._dialback import DIAL_BACK_PROTOCOL, answer_dial_back
-from ._following import follow
+from ._following import RESUME_WINDOW, follow
 from ._framing import StreamEnded, causes
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
@@ -89,9 +89,7 @@ from ._upkeep import hang_up, keep_ads_fresh, reannounce, stay_joined
 
 REACH_TIMEOUT = 5.0
 HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
-PUSH_TIMEOUT = 10.0
-RESUME_WINDOW = 90.0  # real seconds a driver keeps re-attaching to a session whose link went (a relay restart)
-RESUME_PAUSE = 1.0  # a leaving wallet's wait for its co-op to take its new entries
+PUSH_TIMEOUT = 10.0  # a leaving wallet's wait for its co-op to take its new entries
 SYNC_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
@@ -343,7 +341,8 @@ class Node:
 
     async def charge(self, booking: Booking, *, stop: trio.Event | None = None,
                      on_update: Callable[[Charging], None] | None = None, timeout: float = 3600.0,
-                     attach: bool = False) -> Charging:
+                     attach: bool = False, resume: float = RESUME_WINDOW) -> Charging:
         """Start (or re-attach to) a booked session and follow it to its settlement
         (`_following.follow`); `attach`: only re-attach (a driver watching never starts one)."""
-        return await follow(self, booking, stop=stop, on_update=on_update, timeout=timeout, attach=attach)
+        return await follow(self, booking, stop=stop, on_update=on_update, timeout=timeout, attach=attach,
+                            resume=resume)

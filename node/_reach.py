@@ -176,10 +176,12 @@ class Reach:
         return bool(self.own())
 
     def addresses(self) -> list[multiaddr.Multiaddr]:
+        """What this node tells peers: its own addresses, or, with none, its circuit addresses."""
         me = multiaddr.Multiaddr(f"/p2p/{self.host.get_id()}")
-        circuits = [address.encapsulate(multiaddr.Multiaddr(f"/p2p/{relay}/p2p-circuit")).encapsulate(me)
-                    for relay, (_, address) in self.reserved.items()]
-        return [*(a.encapsulate(me) for a in self.own()), *circuits]
+        if own := self.own():
+            return [a.encapsulate(me) for a in own]
+        return [address.encapsulate(multiaddr.Multiaddr(f"/p2p/{relay}/p2p-circuit")).encapsulate(me)
+                for relay, (_, address) in self.reserved.items()]
 
     def summary(self) -> str:
         """One line for `status`: how peers reach this node."""
@@ -220,9 +222,6 @@ class Reach:
         look_at = time.monotonic() + RELAY_LOOKUP_FIRST
         check_at = 0.0
         while True:
-            if self.network is Scope.PUBLIC and not self.told and self.joined and time.monotonic() >= check_at:
-                check_at = time.monotonic() + DIAL_BACK_INTERVAL
-                await self._ask_dial_back()
             if not self.reachable and self.joined and self.discover is not None and time.monotonic() >= look_at:
                 look_at = time.monotonic() + RELAY_LOOKUP_INTERVAL * (1 if len(self.reserved) > 1 else 0.1)
                 await self._look_for_relays(self.discover)
@@ -232,6 +231,9 @@ class Reach:
                     renew_at = self.reserved.get(relay, (0.0, None))[0]
                     if relay not in connected or time.monotonic() >= renew_at:
                         await self._reserve(relay, addresses)
+            if self.network is Scope.PUBLIC and not self.told and self.joined and time.monotonic() >= check_at:
+                check_at = time.monotonic() + DIAL_BACK_INTERVAL  # after the relays: it takes seconds
+                await self._ask_dial_back()
             await trio.sleep(RESERVE_CHECK)
 
     async def _ask_dial_back(self) -> None:

@@ -3,7 +3,6 @@ wallbox, at accelerated time (one clock for all, 1800x: three hours in six secon
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -17,7 +16,7 @@ from trio_websocket import open_websocket
 
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore, audit
-from wattshare.node import Node, basic_auth
+from wattshare.node import Node, SessionLost, basic_auth
 from wattshare.node._clock import Clock
 from wattshare.node._wallbox import Curve, Wallbox
 from wattshare.testing import FullDisk, SampleWorld
@@ -302,27 +301,30 @@ def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
             ad = make_ad(host=identity(0).public_key, max_power_w=7_000)
             booking = await driver.book(ad, START, END, 5_000)
             await clock.sleep_until(START - 30)
-            killed = []
+            killed, restarted = [], trio.Event()
 
             def kill_once(charging):
                 if charging.energy_wh >= 3_000 and not killed:
                     killed.append(charging.machine.receipts[-1].message.seq)
                     host.kill()  # SIGKILL, mid-session
+                    nursery.start_soon(restart)
 
-            try:
-                await driver.charge(booking, on_update=kill_once)
-            except Exception as error:  # noqa: BLE001 - the host vanished under the stream
-                lost = error
-            await host.wait()
-            assert host.returncode == -signal.SIGKILL
-            host, _ = await start_host()
-            charging = await driver.charge(booking)  # re-attach to the resumed session
-            host.kill()
-            await host.wait()
-            return killed, lost, booking, charging
+            async def restart():
+                nonlocal host
+                await host.wait()
+                host, _ = await start_host()
+                restarted.set()
 
-    killed, lost, booking, charging = run_bounded(scenario, 90)
-    assert killed and lost is not None
+            charging = await driver.charge(booking, on_update=kill_once)  # the driver rides through the restart
+            assert restarted.is_set() and killed[0] < charging.machine.receipts[-1].message.seq
+            host.kill()  # and once its host is gone for good, it gives up after its resume window
+            await host.wait()
+            with pytest.raises(SessionLost):
+                await driver.charge(booking, resume=1.0)
+            return killed, booking, charging
+
+    killed, booking, charging = run_bounded(scenario, 90)
+    assert killed
     receipts = check_chain(charging, booking)  # the whole chain, replayed and checked from receipt 0
     assert len(receipts) > killed[0] + 10  # it went on after the restart
     t0, t_end, e_end = receipts[0].message.t, receipts[-1].message.t, receipts[-1].message.energy_wh
