@@ -130,14 +130,19 @@ def main() -> None:
     baseline = rows[PAIRS[0]]["round_trip_s"]
     for pair, row in rows.items():
         table = Table(title=f"bench.nat: {pair.name}", title_justify="left")
-        for column in ("host NAT", "driver NAT", "path", "cold start -> booked", "booking round trip",
-                       "x baseline", "settled", "receipts", "lost"):
-            table.add_column(column, justify="right")
-        table.add_row(pair.host_nat, pair.driver_nat, row["path"], f"{row['cold_s']:.1f} s",
-                      f"{row['round_trip_s'] * 1000:.0f} ms", f"{row['round_trip_s'] / baseline:.1f}",
-                      "yes" if row["settled"] else "NO", str(row["receipts"]), str(row["lost"]))
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for measure, value in (
+                ("host's NAT", pair.host_nat), ("driver's NAT", pair.driver_nat),
+                ("path while charging", row["path"]),
+                ("cold start (host launched) -> first booking confirmed", f"{row['cold_s']:.1f} s"),
+                ("booking round trip", f"{row['round_trip_s'] * 1000:.0f} ms"),
+                ("booking round trip / baseline's", f"{row['round_trip_s'] / baseline:.1f}"),
+                ("settled and acked", "yes" if row["settled"] else "NO"),
+                ("receipts kept by the driver", str(row["receipts"])),
+                ("receipts lost", str(row["lost"]))):
+            table.add_row(measure, value)
         console.print(table)
-
 
 if __name__ == "__main__":
     main()

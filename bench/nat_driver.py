@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import trio
 
@@ -35,7 +36,7 @@ async def drive(home: Home, bootstrap: str, host_peer: str, start: int, end: int
             while not (found := await node.search(query)):
                 await trio.sleep(0.5)
         began = time.monotonic()
-        booking = await node.book(found[0].ad, start, end, spend_cap=2_000)
+        booking = await node.book(found[0].ad.message, start, end, spend_cap=2_000)
         round_trip, booked_at = time.monotonic() - began, time.time()
         await node.clock.sleep_until(booking.request.message.terms.opening(start))
         charging = await node.charge(booking, timeout=120)
@@ -49,7 +50,7 @@ async def drive(home: Home, bootstrap: str, host_peer: str, start: int, end: int
 
 def main() -> None:
     home, bootstrap, host_peer, start, end = sys.argv[1:6]
-    print(json.dumps(trio.run(drive, Home(home), bootstrap, host_peer, int(start), int(end))), flush=True)
+    print(json.dumps(trio.run(drive, Home(Path(home)), bootstrap, host_peer, int(start), int(end))), flush=True)
 
 
 if __name__ == "__main__":
