@@ -132,7 +132,7 @@ def main() -> None:
         table = Table(title=f"bench.nat: {pair.name}", title_justify="left")
         table.add_column("measure")
         table.add_column("value", justify="right")
-        for measure, value in (
+        for what, value in (
                 ("host's NAT", pair.host_nat), ("driver's NAT", pair.driver_nat),
                 ("path while charging", row["path"]),
                 ("cold start (host launched) -> first booking confirmed", f"{row['cold_s']:.1f} s"),
@@ -141,7 +141,7 @@ def main() -> None:
                 ("settled and acked", "yes" if row["settled"] else "NO"),
                 ("receipts kept by the driver", str(row["receipts"])),
                 ("receipts lost", str(row["lost"]))):
-            table.add_row(measure, value)
+            table.add_row(what, value)
         console.print(table)
 
 if __name__ == "__main__":
