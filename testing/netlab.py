@@ -12,7 +12,8 @@ on its uplink `wan`: masquerade out, and only established or related traffic in.
   admits only the replies: a port-restricted cone, through which TCP hole punching works;
 - `masquerade random,fully-random` picks a random public port for every connection: a
   symmetric NAT, through which it does not;
-- the mobile phone sits behind two NATs: its hotspot's, and the carrier's (CGNAT).
+- the mobile phone sits behind two NATs: its hotspot's, and the carrier's (CGNAT);
+- `forward` adds a home router's port forward (DNAT, accepted before the router's drop).
 
 Namespaces carry the owner's pid so `sweep` removes those of crashed runs only, never a lab
 another process is still using. IPv6 is off everywhere: IPv4 only, and no multicast chatter.
