@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
+from libp2p.host.exceptions import HostException
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamError
 
@@ -65,7 +66,7 @@ async def follow(node: Node, booking: Booking, *, stop: trio.Event | None,
                                 ledger=node.ledger, timeout=timeout, attach=attach,
                                 answered=stored.answer if stored else None,  # type: ignore[arg-type]
                                 blame=lambda host, reason: node.conduct.note(host, SESSION_PROTOCOL, reason))
-        except (StreamEnded, StreamError, SwarmException, trio.TooSlowError) as error:
+        except (StreamEnded, StreamError, SwarmException, HostException, trio.TooSlowError) as error:
             lost_at = trio.current_time() if lost_at is None else lost_at
             if trio.current_time() - lost_at > resume:
                 raise SessionLost(f"the link to the host's session ended ({str(error) or type(error).__name__}); "

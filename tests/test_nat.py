@@ -116,7 +116,8 @@ def book_and_charge(town, home, peer, path, hours=0.5, meanwhile=lambda: None):
     meanwhile()
     out, _ = wallet.communicate(timeout=180)
     settled = json.loads(out)
-    assert settled["answer"] == "acked" and 6_000 * hours <= settled["energy_wh"] <= 7_400 * (hours + 5 / 60)  # + early start
+    # at least half the window (a wallet whose co-op node is down starts slowly), at most all of it and the early start
+    assert settled["answer"] == "acked" and 3_700 * hours <= settled["energy_wh"] <= 7_400 * (hours + 5 / 60)
     receipts = town.json(home, "wallet", "receipts", booked["booking"][:10])["receipts"]
     assert [r["seq"] for r in receipts] == list(range(len(receipts)))  # none lost on the way
     return booked, settled
@@ -147,7 +148,7 @@ def test_a_driver_behind_a_symmetric_nat_charges_over_the_relay_and_through_a_re
         restart(internet, "coop", "coop", "node", "run")  # every relayed link goes with it...
         internet.status_until("host", lambda s: s["links"].get(wallet["peer_id"]) == "relayed")  # ...and comes back
 
-    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed", meanwhile=relay_restarts)
+    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed", hours=1, meanwhile=relay_restarts)
 
 
 def test_with_the_co_op_node_down_a_member_relay_carries_bookings_and_sessions(internet):
@@ -157,7 +158,7 @@ def test_with_the_co_op_node_down_a_member_relay_carries_bookings_and_sessions(i
     assert relay["reach"].startswith("direct (public network); relays for members")
     wallet = driver(internet, "symmetric", coop, bootstrap, relay["addresses"][0])
     internet.halt("coop")
-    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed")
+    book_and_charge(internet, "symmetric", wallet["peer_id"], "relayed", hours=1)
 
 
 def test_a_host_behind_a_port_forward_learns_it_is_reachable_and_announces_its_public_address(internet):
