@@ -30,7 +30,6 @@ Theory of operation (DESIGN.md, "Reachability"; LIBP2P-NOTES.md, "NAT traversal"
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -45,6 +44,8 @@ from libp2p.relay.circuit_v2 import CircuitV2Protocol, CircuitV2Transport, DCUtR
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.tools.anyio_service import background_trio_service
+
+from wattshare.protocol import wall_time
 
 from ._addresses import Scope, expand, ip_of, is_circuit, network_scope, scope_of, tellable
 from ._dialback import dial_back
@@ -219,20 +220,20 @@ class Reach:
         """Hold a reservation on every known relay while this node is not reachable,
         looking for more on the DHT now and then; on the internet, ask now and then
         whether a peer can dial it back (a port forward makes it reachable)."""
-        look_at = time.monotonic() + RELAY_LOOKUP_FIRST
+        look_at = trio.current_time() + RELAY_LOOKUP_FIRST
         check_at = 0.0
         while True:
-            if not self.reachable and self.joined and self.discover is not None and time.monotonic() >= look_at:
-                look_at = time.monotonic() + RELAY_LOOKUP_INTERVAL * (1 if len(self.reserved) > 1 else 0.1)
+            if not self.reachable and self.joined and self.discover is not None and trio.current_time() >= look_at:
+                look_at = trio.current_time() + RELAY_LOOKUP_INTERVAL * (1 if len(self.reserved) > 1 else 0.1)
                 await self._look_for_relays(self.discover)
             if not self.reachable:
                 connected = set(self.host.get_connected_peers())
                 for relay, addresses in list(self.relays.items()):
                     renew_at = self.reserved.get(relay, (0.0, None))[0]
-                    if relay not in connected or time.monotonic() >= renew_at:
+                    if relay not in connected or trio.current_time() >= renew_at:
                         await self._reserve(relay, addresses)
-            if self.network is Scope.PUBLIC and not self.told and self.joined and time.monotonic() >= check_at:
-                check_at = time.monotonic() + DIAL_BACK_INTERVAL  # after the relays: it takes seconds
+            if self.network is Scope.PUBLIC and not self.told and self.joined and trio.current_time() >= check_at:
+                check_at = trio.current_time() + DIAL_BACK_INTERVAL  # after the relays: it takes seconds
                 await self._ask_dial_back()
             await trio.sleep(RESERVE_CHECK)
 
@@ -278,10 +279,10 @@ class Reach:
             if self.reserved.pop(relay, None) is not None:
                 self.changed()
             return
-        expires = self.transport._reservations.get(relay, 0)
-        lifetime = max(RESERVE_CHECK, expires - time.time()) if expires else RELAY_LIMITS.reservation_ttl
+        expires = self.transport._reservations.get(relay, 0)  # the relay's wall-clock time, not domain time
+        lifetime = max(RESERVE_CHECK, expires - wall_time()) if expires else RELAY_LIMITS.reservation_ttl
         new = relay not in self.reserved
-        self.reserved[relay] = (time.monotonic() + lifetime / 2, usable[0])
+        self.reserved[relay] = (trio.current_time() + lifetime / 2, usable[0])
         if new:
             log.info("reserved a slot at relay %s", relay)
             self.changed()
