@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
@@ -85,7 +84,7 @@ from ._reach import Reach
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore
 from ._sync import SYNC_PROTOCOL, LedgerSync
-from ._upkeep import hang_up, keep_ads_fresh, reannounce, stay_joined
+from ._upkeep import hang_up, keep_ads_fresh, match_dht_mode, reannounce, stay_joined
 
 REACH_TIMEOUT = 5.0
 HOLD_FETCH_TIMEOUT = 5.0  # a host's pull of a driver's feed before it answers a request
@@ -187,8 +186,7 @@ class Node:
         """Join through `bootstrap` peers (full /p2p/ addresses); they are remembered, and
         reconnected to whenever their link is gone; returns how many answered now."""
         self.reachability.join(bootstrap)
-        if not self.reachability.reachable and self.dht.mode is DHTMode.SERVER:
-            await self.dht.switch_mode(DHTMode.CLIENT)  # a peer behind NAT slows others' lookups (LIBP2P-NOTES)
+        await match_dht_mode(self)
         joined = await join(self.host, self.dht, bootstrap, limiter)
         self.store.remember_peers(bootstrap)  # kept even if down now: `_stay_joined` retries them
         if joined:

@@ -88,6 +88,14 @@ async def keep_ads_fresh(node: Node) -> None:
             log.info("ad renewed charger=%s seq=%d expires=%d", ad.charger_id, ad.seq, signed.message.expires)
 
 
+async def match_dht_mode(node: Node) -> None:
+    """A DHT server where peers can dial the node, a client behind NAT: a server peers
+    cannot reach slows their lookups (LIBP2P-NOTES)."""
+    mode = DHTMode.SERVER if node.reachability.reachable else DHTMode.CLIENT
+    if node.dht.mode is not mode:
+        await node.dht.switch_mode(mode)
+
+
 async def reannounce(node: Node) -> None:
     """Refresh the routing table and re-provide our cells: soon after joining (the
     network around a newcomer is still filling in), then every REANNOUNCE_INTERVAL,
@@ -97,9 +105,7 @@ async def reannounce(node: Node) -> None:
         with trio.move_on_after(next(delays, REANNOUNCE_INTERVAL)):
             await node.announced.wait()
         node.announced = trio.Event()
-        mode = DHTMode.SERVER if node.reachability.reachable else DHTMode.CLIENT
-        if node.dht.mode is not mode:  # a dial-back found us reachable, or a port forward went
-            await node.dht.switch_mode(mode)
+        await match_dht_mode(node)  # a dial-back found us reachable, or a port forward went
         if node.host.get_connected_peers():
             with trio.move_on_after(REFRESH_TIMEOUT):
                 await node.dht.refresh_routing_table()
