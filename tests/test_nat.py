@@ -62,13 +62,19 @@ def internet(tmp_path):
                 process.kill()
 
 
-def settle_in(town, before_host=lambda coop, bootstrap: None):
-    """The co-op on the internet, the host at home A with its wallbox on the LAN."""
+def open_coop(town):
+    """The co-op node on its public address; its init and the members' bootstrap address."""
     coop = town.json("coop", "coop", "init", "--name", "Acacia Avenue Energy",
                      "--listen", "/ip4/0.0.0.0/tcp/4001", "--announce", COOP_ADDRESS)
     town.daemon("coop", "coop", "node", "run")
     bootstrap = town.json("coop", "coop", "status")["addresses"][0]
     assert bootstrap.startswith(COOP_ADDRESS + "/p2p/")
+    return coop, bootstrap
+
+
+def settle_in(town, before_host=lambda coop, bootstrap: None):
+    """The co-op on the internet, the host at home A with its wallbox on the LAN."""
+    coop, bootstrap = open_coop(town)
     before_host(coop, bootstrap)
     host = town.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
                      "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
@@ -163,10 +169,7 @@ def test_with_the_co_op_node_down_a_member_relay_carries_bookings_and_sessions(i
 
 def test_a_host_behind_a_port_forward_learns_it_is_reachable_and_announces_its_public_address(internet):
     internet.lab.forward("routerA", 4002, "hostA")
-    coop = internet.json("coop", "coop", "init", "--name", "Acacia Avenue Energy",
-                         "--listen", "/ip4/0.0.0.0/tcp/4001", "--announce", COOP_ADDRESS)
-    internet.daemon("coop", "coop", "node", "run")
-    bootstrap = internet.json("coop", "coop", "status")["addresses"][0]
+    coop, bootstrap = open_coop(internet)
     host = internet.json("host", "host", "init", "--lat", "52.5365", "--lon", "13.4175", "--address", "12 Acacia Avenue",
                          "--listen", "/ip4/0.0.0.0/tcp/4002", "--coop", coop["coop"], "--bootstrap", bootstrap)
     internet.json("coop", "coop", "admit", host["peer_id"])
