@@ -24,7 +24,7 @@ from rich.text import Text
 
 from wattshare.node import Node, admin_call, exception_leaves, peer_of_address
 
-from ._errors import fail
+from ._errors import Refusal, fail
 from ._home import Home
 from ._view import Context, emit
 
@@ -39,7 +39,7 @@ def run_trio(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         return trio.run(function, *args)
     except BaseExceptionGroup as group:
         leaves = list(exception_leaves(group))
-        first = next((leaf for leaf in leaves if isinstance(leaf, SystemExit)), leaves[0])
+        first = next((leaf for leaf in leaves if isinstance(leaf, (Refusal, SystemExit))), leaves[0])
         if isinstance(first, OSError) and first.errno == errno.EADDRINUSE:
             fail("an address this node listens on is in use by another program: change `listen` in config.toml "
                  "(or the --ocpp port) or stop that program")

@@ -2,7 +2,7 @@
 
 The core (`_entry`, `_rules`, `_state`, `_merkle`, `_replication`) does no I/O; the SQLite
 store (`_store`, on the file `_schema` makes) writes the ledger, audit (`_audit`) and its
-export (`_export`) only read it.
+export (`_export`) and a member's history (`_history`) only read it.
 Depends only on `wattshare.protocol`.
 """
 
@@ -28,6 +28,7 @@ from ._entry import (
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
+from ._history import Movement, movements
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -61,6 +62,7 @@ __all__ = [
     "LedgerState",
     "LedgerStore",
     "MerkleLog",
+    "Movement",
     "MoneyMove",
     "Outcome",
     "Release",
@@ -78,6 +80,7 @@ __all__ = [
     "decode_entry",
     "export",
     "leaf_hash",
+    "movements",
     "sync",
     "verify_consistency",
     "verify_inclusion",

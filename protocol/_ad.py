@@ -105,6 +105,11 @@ class BookingTerms(Record):
         ):
             require_range(name, getattr(self, name), 0, 10**9)
 
+    def cancel_fee_at(self, start: int, t: int) -> int:
+        """What a driver's cancel at `t` owes for a window starting at `start`: nothing
+        until `cancel_until_minutes` before it, `cancel_fee` after."""
+        return self.cancel_fee if t > start - self.cancel_until_minutes * 60 else 0
+
     def opening(self, start: int) -> int:
         """When charging may start for a window starting at `start`: the early-start grace before it."""
         return start - self.early_start_minutes * 60

@@ -100,7 +100,6 @@ class BookingMachine(Machine):
         if isinstance(msg, BookingConfirmation):
             self.booking = Booking(request=self._signed_request, confirmation=signed)  # type: ignore[arg-type]
         elif isinstance(msg, Cancel) and self._roles[signed.signer] is Role.DRIVER:
-            late = msg.t > self.request.start - terms.cancel_until_minutes * 60
-            self.fee = terms.cancel_fee if late and self.booking is not None else 0
+            self.fee = terms.cancel_fee_at(self.request.start, msg.t) if self.booking is not None else 0
         elif isinstance(msg, NoShow):
             self.fee = terms.noshow_fee

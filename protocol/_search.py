@@ -28,7 +28,7 @@ from fractions import Fraction
 from . import _geo
 from ._ad import ChargerAd, Connector
 from ._envelope import Signed
-from ._pricing import MeterReading, price
+from ._pricing import MeterReading, Price, price
 from ._record import Record, record, require, require_range
 
 ESTIMATE_STEP = 900
@@ -64,9 +64,14 @@ class Query(Record):
 class Result:
     ad: Signed[ChargerAd]
     distance_m: float  # to the centre of the ad's public cell
-    estimate: int  # minor units of the ad's currency for `energy_wh` in the query's window
+    price: Price  # of `energy_wh` in the query's window, line by line (off-peak, peak, flat)
     energy_wh: int  # what the estimate covers: the energy asked for, or all the window allows
     wanted_wh: int  # the energy asked for
+
+    @property
+    def estimate(self) -> int:
+        """Minor units of the ad's currency for `energy_wh` in the query's window."""
+        return self.price.total
 
     @property
     def full(self) -> bool:
@@ -84,7 +89,7 @@ class Result:
         return max(DISTANCE_STEP_M, round(self.distance_m / DISTANCE_STEP_M) * DISTANCE_STEP_M)
 
 
-def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[int, int]:
+def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[Price, int]:
     """(price, energy delivered) for charging `energy_wh` at full power from `start`."""
     readings = [MeterReading(start, 0)]
     t, delivered = start, 0
@@ -93,7 +98,7 @@ def estimate(ad: ChargerAd, start: int, end: int, energy_wh: int) -> tuple[int, 
         delivered = min(energy_wh, delivered + ad.max_power_w * step // 3600)
         t += step
         readings.append(MeterReading(t, delivered))
-    return price(ad.tariff, readings, ad.tz).total, delivered
+    return price(ad.tariff, readings, ad.tz), delivered
 
 
 def forged(served_by: bytes, signed: Signed[ChargerAd]) -> bool:

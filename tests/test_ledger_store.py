@@ -18,6 +18,7 @@ from wattshare.ledger import (
     Rule,
     SettlementClaim,
     StoreError,
+    movements,
 )
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -60,6 +61,21 @@ def test_settlement_moves_money_and_conserves(store, world):
     assert store.state.conserved()
     assert store.state.money_in["EUR"] == 10_000
     assert store.state.credit_limit(world.drivers[0].public_key) == 5_000
+
+
+def test_a_members_history_adds_up_to_its_balance(store, world):
+    entries, session = base_entries(world)
+    store.ingest([e.encode() for e in entries])
+    host, driver = world.hosts[0].public_key, world.drivers[0].public_key
+    amount = session.settlement.message.amount
+    booking = session.booking.id
+    assert [(m.kind, m.booking_id, m.delta) for m in movements(store, driver)] == [
+        (EntryKind.DEPOSIT, None, 10_000), (EntryKind.SETTLEMENT, booking, -amount)]
+    assert [(m.kind, m.author, m.currency, m.delta) for m in movements(store, host)] == [
+        (EntryKind.SETTLEMENT, host, "EUR", amount)]
+    for member in (host, driver):
+        assert sum(m.delta for m in movements(store, member)) == store.balance(member, "EUR")
+    assert movements(store, world.coop.public_key) == []
 
 
 def test_reopen_restores_the_same_state(tmp_path, world):

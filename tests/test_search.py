@@ -70,7 +70,8 @@ def test_estimate_uses_the_tariff_and_full_power():
     assert (result.estimate, result.energy_wh) == (240, 20_000)
     # a 1-hour window only delivers 11 kWh, 22:00-23:00 peak at 0.30 -> 3.30
     start = at("2026-11-27T22:00")
-    assert p.estimate(make_ad(), start, start + 3600, 20_000) == (330, 11_000)
+    priced, delivered = p.estimate(make_ad(), start, start + 3600, 20_000)
+    assert (priced.total, delivered) == (330, 11_000)
 
 
 def test_equal_distance_ranks_by_price():
@@ -107,3 +108,14 @@ def test_distances_are_shown_only_as_precise_as_the_public_cell():
     [far] = p.search(query(), served(ad_at(host(1), 1_234)), NOW)
     assert near.shown_distance_m == 100  # never "19 m": the charger is somewhere in a 150 m cell
     assert far.shown_distance_m % 100 == 0 and abs(far.shown_distance_m - far.distance_m) <= 50
+
+
+def test_an_estimate_across_off_peak_shows_each_period_as_a_line():
+    # 20 kWh at 11 kW from 22:30: 5.5 kWh at the peak 0.30, then 14.5 kWh off-peak at 0.12
+    start = at("2026-11-27T22:30")
+    priced, delivered = p.estimate(make_ad(), start, start + 4 * 3600, 20_000)
+    elements = make_ad().tariff.elements
+    lines = {(elements[line.element].restrictions is not None, line.quantity, line.amount) for line in priced.lines}
+    assert delivered == 20_000
+    assert lines == {(False, 5_500, 165), (True, 14_500, 174)}
+    assert priced.total == 339
