@@ -24,6 +24,8 @@ from ._daemon import ask, configure_logging, daemon, refuse_a_second_daemon, run
 from ._errors import fail
 from ._home import Home, clock_from_env, member_key
 from ._view import Context, emit, money, pass_context
+from .web import AppOptions, app_options, start_app
+from .web import _coop as coop_view
 
 
 @click.group("coop")
@@ -217,9 +219,11 @@ def node_group() -> None:
               help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=CHECKPOINT_EVERY // 60, show_default=True,
               help="Minutes (of the node's clock) between the witness's checkpoints, when feeds moved.")
+@app_options
 @pass_context
-def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
-    """Run the co-op node: bootstrap and relay for members, full replication, periodic checkpoints.
+def node_run(ctx: Context, sync_interval: float, checkpoint_every: int, app: AppOptions) -> None:
+    """Run the co-op node: bootstrap and relay for members, full replication, periodic
+    checkpoints, and the co-op's web app (audit, members, deposits, checkpoints).
 
     \b
     Example:
@@ -238,5 +242,7 @@ def node_run(ctx: Context, sync_interval: float, checkpoint_every: int) -> None:
     async def witness(node: Node, nursery: trio.Nursery) -> None:
         nursery.start_soon(witness_feeds, ledger, ctx.home.identity("witness.key"),
                            member_key(config["node"]["coop"]), clock, checkpoint_every * 60)
+        await start_app(nursery, node, ctx.home, app, lambda _, __: {
+            "coop": coop_view.routes(node, node.admin_commands)})
 
     run_trio(daemon, node, config["node"]["bootstrap"], witness)

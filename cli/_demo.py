@@ -127,7 +127,7 @@ def _set_up(town: Neighbourhood) -> str:
         port = free_port()
         coop = run_json(town.coop, "coop", "init", "--name", "Kollwitzkiez Energy", "--credit-limit", "50",
                           "--listen", f"/ip4/127.0.0.1/tcp/{port}")
-        town.spawn(town.coop, "coop", "node", "run")
+        town.spawn(town.coop, "coop", "node", "run", "--ui", "127.0.0.1:0")
         status = run_trio(ready, town.coop)
         bootstrap = status["addresses"][0]
         console.print(f"co-op node [bold]{coop['coop'][:16]}…[/] is the neighbourhood's bootstrap peer "
@@ -138,7 +138,7 @@ def _set_up(town: Neighbourhood) -> str:
                             "--peak", peak, "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"],
                             "--bootstrap", bootstrap, "--tz", "Europe/Berlin")
             run_json(town.coop, "coop", "admit", host["peer_id"])
-            town.spawn(home, "host", "run", "--simulate-wallbox", "--wallbox-kw", str(min(kw, 11)))
+            town.spawn(home, "host", "run", "--simulate-wallbox", "--wallbox-kw", str(min(kw, 11)), "--ui", "127.0.0.1:0")
         wallet = run_json(town.driver, "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
         run_json(town.coop, "coop", "admit", wallet["peer_id"])
 
@@ -224,6 +224,15 @@ async def _drive(town: Neighbourhood, bootstrap: str) -> tuple[Charging, list]:
     return charging, results
 
 
+def app_url(home: Path) -> str:
+    """The URL of the app the daemon of `home` serves (written once it listens, just
+    after the node answers on its admin socket)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not (home / "app.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return json.loads((home / "app.json").read_text())["url"]
+
+
 def _entries_by(coop: Path, author: bytes) -> int:
     """How many entries of `author` the co-op's ledger holds (read-only, beside its node)."""
     with contextlib.closing(sqlite3.connect(f"file:{Home(coop).ledger_file}?mode=ro", uri=True)) as conn:
@@ -272,9 +281,16 @@ def demo(keep: bool, folder: Path | None) -> None:
             town.stop()
     console.rule(f"[bold]done in {time.perf_counter() - started:.0f} s")
     if keep:
-        console.print(f"the nodes keep running (homes in {root}); try:\n"
+        town.spawn(town.driver, "wallet", "run", "--ui", f"127.0.0.1:{free_port()}")
+        run_trio(ready, town.driver)
+        console.print(f"the nodes keep running (homes in {root}); open the apps:\n"
+                      f"  the driver's wallet:  [bold]{app_url(town.driver)}[/]\n"
+                      f"  a host's charger:     {app_url(town.hosts[0])}\n"
+                      f"  the co-op's office:   {app_url(town.coop)}\n"
+                      "or try:\n"
                       f"  {HOME_ENV}={town.hosts[0]} {CLOCK_ENV}={town.clock} wattshare host status\n"
-                      f"  {HOME_ENV}={town.driver} {CLOCK_ENV}={town.clock} wattshare wallet bookings\n"
                       f"  wattshare audit {Home(town.coop).ledger_file}\n"
                       f"stop them with: pkill -f 'wattshare.cli --home {root}'")
+    else:
+        console.print("run `wattshare demo --keep` to leave the nodes running and open their web apps")
     raise SystemExit(0 if ok else 1)

@@ -18,6 +18,7 @@ from wattshare.node import (
     Wallbox,
     client_context,
     make_certificate,
+    node_commands,
     server_context,
 )
 from wattshare.protocol import AccessInfo
@@ -28,6 +29,8 @@ from ._daemon import ask, configure_logging, daemon, log, refuse_a_second_daemon
 from ._errors import fail
 from ._home import Home, clock_from_env
 from ._view import Context, booking_table, emit, money, pass_context
+from .web import AppOptions, app_options, start_app
+from .web import _host as host_view
 
 DEFAULT_OCPP = "127.0.0.1:8887"
 
@@ -171,13 +174,17 @@ def _endpoint(home: Home, charger: dict) -> OcppEndpoint:
               help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
 @click.option("--fault-hooks", is_flag=True, hidden=True,
               help="Let the admin socket inject faults (wattshare.testing; the chaos run).")
+@app_options
 @pass_context
-def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: float, fault_hooks: bool) -> None:
-    """Run this host's node in the foreground until Ctrl-C (SIGINT) or SIGTERM.
+def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: float, fault_hooks: bool,
+        app: AppOptions) -> None:
+    """Run this host's node in the foreground until Ctrl-C (SIGINT) or SIGTERM, with its
+    web app (bookings to approve, the live session, earnings, prices and hours).
 
     \b
-    Example:
+    Examples:
       wattshare host run
+      wattshare host run --ui 0.0.0.0:8470     # the app on your home network too
     """
     refuse_a_second_daemon(ctx.home)
     configure_logging(ctx.debug)
@@ -210,6 +217,9 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
                  signed["seq"], signed["cell"], "wss" if tls else "ws", where, port, charger["id"])
         if hooks is not None:
             nursery.start_soon(hooks.run)
+        table = node_commands(node) | node.admin_commands
+        await start_app(nursery, node, ctx.home, app, lambda _, watchers: {
+            "host": host_view.routes(node, ctx.home, table, watchers)})
         if simulate_wallbox:
             boxes.append(Wallbox(charger["id"], port, clock, _password(charger), host=where,
                                  curve=Curve(power_w=round(wallbox_kw * 1000)), tls=tls))

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ._app import app_group
 from ._audit import audit_command
 from ._coop import coop_group
 from ._demo import demo
@@ -63,3 +64,4 @@ host_group.add_command(wallbox)
 main.add_command(wallet_group)
 main.add_command(coop_group)
 main.add_command(audit_command)
+main.add_command(app_group)

@@ -100,10 +100,8 @@ def settlement_table(settlement: Settlement, tariff: Tariff, title: str) -> Tabl
     for column in ("line", "quantity", "amount"):
         table.add_column(column, justify="left" if column == "line" else "right")
     for line in settlement.breakdown:
-        hours = tariff.elements[line.element].restrictions if line.element >= 0 else None
-        when = f" {hours.start_time}-{hours.end_time}" if hours and hours.start_time else \
-            " other hours" if line.element >= 0 else ""
-        table.add_row(f"{line.kind.lower().replace('_', ' ')}{when}", _quantity(line),
+        when = tariff.period(line.element)
+        table.add_row(f"{line.kind.lower().replace('_', ' ')} {when}".rstrip(), _quantity(line),
                       money(line.amount, settlement.currency))
     table.add_row("[bold]total", kwh(settlement.energy_wh), f"[bold]{money(settlement.amount, settlement.currency)}")
     return table

@@ -1,20 +1,27 @@
 """`wattshare wallet ...`: a neighbour finds, books, charges, pays and checks receipts.
 
-The group, `init` and `balance` live here; finding and booking in `_wallet_find`,
+The group, `init`, `balance` and `run` (the wallet's daemon and its app) live here; finding and booking in `_wallet_find`,
 charging and paying in `_wallet_charge`, the commands' short-lived node in `_wallet_node`.
 """
 
 from __future__ import annotations
 
 import click
+import trio
 
 from wattshare.node import Node
 
 from ._args import bootstrap_addresses, listen_address
+from ._daemon import configure_logging, daemon, refuse_a_second_daemon, run_trio
+from ._home import member_key
 from ._view import Context, emit, money, pass_context
 from ._wallet_charge import dispute, receipts, start, stop, watch
 from ._wallet_find import book, bookings, cancel, find
-from ._wallet_node import with_node
+from ._wallet_jobs import wallet_job
+from ._wallet_node import nothing, wallet_node, with_node
+from .web import AppOptions, app_options, start_app
+from .web import _neighbour as neighbour_view
+from .web._live import Live, Watchers
 
 
 @click.group("wallet")
@@ -70,6 +77,38 @@ def balance(ctx: Context) -> None:
     lines = [money(v, c) for c, v in sorted(data["balances"].items())] or [money(0, data["currency"] or "EUR")]
     limit = money(data["credit_limit"], data["currency"]) if data["currency"] else "none (not admitted yet)"
     emit(ctx, data, f"balance of {data['member']}: {', '.join(lines)}; credit limit {limit}")
+
+
+@wallet_group.command("run")
+@click.option("--sync-interval", type=click.FloatRange(0.5), default=30.0, show_default=True,
+              help="Seconds between pulls of the ledger from connected peers (anti-entropy).")
+@app_options
+@pass_context
+def run(ctx: Context, sync_interval: float, app: AppOptions) -> None:
+    """Run this wallet's node in the foreground with its web app (find, book, charge live,
+    receipts, balance) until Ctrl-C or SIGTERM. While it runs, use the app: the other
+    wallet commands wait for it to stop.
+
+    \b
+    Examples:
+      wattshare wallet run                        # the app at http://127.0.0.1:8470
+      wattshare wallet run --ui 0.0.0.0:8470      # and on your phone, on the home Wi-Fi
+    """
+    refuse_a_second_daemon(ctx.home)
+    configure_logging(ctx.debug)
+    config = ctx.home.config()
+    node = wallet_node(ctx, daemon=True, sync_interval=sync_interval)
+    coop = member_key(config["node"]["coop"])
+
+    def views(nursery: trio.Nursery, watchers: Watchers) -> dict:
+        live = Live(node, coop, nursery)
+        return {"neighbour": neighbour_view.routes(node, coop, config["wallet"]["currency"], live, watchers)}
+
+    async def started(node: Node, nursery: trio.Nursery) -> None:
+        await start_app(nursery, node, ctx.home, app, views)
+        nursery.start_soon(wallet_job, node, coop, nothing)  # answers and claims that came while it was away
+
+    run_trio(daemon, node, config["node"]["bootstrap"], started)
 
 
 for command in (find, book, bookings, cancel, start, watch, stop, receipts, dispute):

@@ -12,12 +12,14 @@ from rich.console import Group
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from wattshare.node import Charging, Node, NodeError, SessionLost, causes
-from wattshare.protocol import Dispute, Reason, RemoteProtocolError
+from wattshare.node import Charging, Node, SessionLost, causes
+from wattshare.protocol import Booking, RemoteProtocolError
 
+from . import _wallet_jobs as jobs
 from ._errors import fail
 from ._view import Context, console, emit, kwh, local_time, money, pass_context, settlement_table
-from ._wallet_node import EXIT_REFUSED, booking_named, wallet_node, with_node
+from ._wallet_jobs import EXIT_REFUSED
+from ._wallet_node import wallet_node, with_node
 
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
@@ -58,8 +60,8 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
         task = bar.add_task("starting", total=1, cost="")
         shown = [0]  # receipts told of so far, when not live
 
-        async def job(node: Node) -> Charging:
-            chosen = booking_named(node, ref)
+        async def job(node: Node) -> tuple[Charging, Booking]:
+            chosen = jobs.booking_named(node, ref)
             r = chosen.request.message
             stop = trio.Event()
             if stop_now:
@@ -82,7 +84,7 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
             try:
                 charging = await _interruptible(lambda: node.charge(chosen, stop=stop, on_update=show, attach=attach))
                 if charging is not None:
-                    return charging
+                    return charging, chosen
             except RemoteProtocolError as refused:
                 fail(f"the host refused ({refused.reason}): {refused.message}", EXIT_REFUSED)
             except SessionLost as lost:
@@ -95,12 +97,9 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
         except KeyboardInterrupt:  # before the live view began
             bar.stop()
             fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
-    settlement = charging.settlement.message
-    answer = charging.answer.message
-    verdict = "acked" if not isinstance(answer, Dispute) else f"disputed ({answer.reason}: {answer.detail})"
-    emit(ctx, {"booking": settlement.booking_id.hex(), "energy_wh": settlement.energy_wh,
-               "amount": settlement.amount, "currency": settlement.currency, "answer": verdict},
-         f"settled: {kwh(settlement.energy_wh)} for {money(settlement.amount, settlement.currency)}; you {verdict}")
+    data = jobs.charged(*charging)
+    emit(ctx, data, f"settled: {kwh(data['energy_wh'])} for {money(data['amount'], data['currency'])}; "
+                    f"you {data['answer']}")
 
 
 def _session_command(name: str, help_text: str, *, stop_now: bool = False, attach: bool = False) -> click.Command:
@@ -147,22 +146,16 @@ def receipts(ctx: Context, booking: str) -> None:
       wattshare wallet receipts 3fa9c2 --json
     """
     node = wallet_node(ctx)
-    chosen = booking_named(node, booking)
-    session = node.store.session(chosen.id)
-    rows = [r.message for r in session.receipts] if session else []
-    settlement = session.settlement.message if session and session.settlement else None
-    data = {"receipts": [{"seq": r.seq, "t": r.t, "energy_wh": r.energy_wh} for r in rows],
-            "settlement": None if settlement is None else {
-                "energy_wh": settlement.energy_wh, "amount": settlement.amount, "currency": settlement.currency,
-                "breakdown": [{"kind": line.kind.value, "element": line.element, "quantity": line.quantity,
-                               "amount": line.amount} for line in settlement.breakdown]}}
+    chosen = jobs.booking_named(node, booking)
+    data = jobs.receipts(node, chosen)
     table = Table(title=f"Receipts of {chosen.id.hex()[:12]}", title_justify="left")
     for column in ("seq", "time", "energy"):
         table.add_column(column, justify="right")
-    for r in rows:
-        table.add_row(str(r.seq), local_time(r.t), kwh(r.energy_wh))
-    settled = [] if settlement is None else [settlement_table(settlement, chosen.request.message.tariff,
-                                                              "Settlement, by tariff period")]
+    for r in data["receipts"]:
+        table.add_row(str(r["seq"]), local_time(r["t"]), kwh(r["energy_wh"]))
+    session = node.store.session(chosen.id)
+    settled = [] if session is None or session.settlement is None else [
+        settlement_table(session.settlement.message, chosen.request.message.tariff, "Settlement, by tariff period")]
     emit(ctx, data, Group(table, *settled))
 
 
@@ -182,12 +175,8 @@ def dispute(ctx: Context, booking: str, reason: str, detail: str) -> None:
       wattshare wallet dispute 3fa9c2 --reason bad_time --detail "I was at the charger at 23:05"
     """
 
-    async def job(node: Node) -> Dispute:
-        try:
-            return node.dispute(booking_named(node, booking), Reason(reason), detail)
-        except NodeError as error:
-            fail(str(error))
+    async def job(node: Node) -> dict:
+        return jobs.dispute(node, jobs.booking_named(node, booking), reason, detail)
 
-    disputed = with_node(ctx, job)
-    emit(ctx, {"booking": disputed.booking_id.hex(), "reason": str(disputed.reason)},
-         f"disputed {disputed.booking_id.hex()[:12]} ({disputed.reason}); your co-op will see it on the ledger")
+    data = with_node(ctx, job)
+    emit(ctx, data, f"disputed {data['booking'][:12]} ({data['reason']}); your co-op will see it on the ledger")

@@ -8,11 +8,12 @@ import re
 import click
 from rich.table import Table
 
-from wattshare.node import BookingRejected, Node
-from wattshare.protocol import AccessInfo, Booking, BookingState, ChargerAd, Query
+from wattshare.node import Node
+from wattshare.protocol import BookingState
 
+from . import _wallet_jobs as jobs
 from ._args import point
-from ._charger import CONNECTORS, amount
+from ._charger import CONNECTORS
 from ._errors import fail
 from ._home import clock_from_env
 from ._view import (
@@ -27,7 +28,8 @@ from ._view import (
     money,
     pass_context,
 )
-from ._wallet_node import EXIT_REFUSED, booking_named, nothing, wallet_node, with_node
+from ._wallet_jobs import make_query
+from ._wallet_node import nothing, wallet_node, with_node
 
 
 def _when(text: str, after: dt.datetime, what: str) -> dt.datetime:
@@ -89,28 +91,10 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh:
     """
     lat, lon = point(near, "--near")
     begin, finish, _ = _window(ctx, start, end)
-    query = Query(lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), radius_m=_distance(radius), start=begin,
-                  end=finish, energy_wh=round(wanted_kwh * 1000), connector=CONNECTORS[connector] if connector else None,
-                  min_power_w=round(min_kw * 1000),
-                  max_price=amount(max_price, ctx.home.config()["wallet"]["currency"], "--max-price")
-                  if max_price else None)
-
-    async def job(node: Node) -> tuple[list, dict]:
-        results = await node.search(query)
-        node.store.remember_found([r.ad for r in results])
-        return results, {r.ad.message.host: node.ledger.track_record(r.ad.message.host) for r in results}
-
-    results, records = with_node(ctx, job)
-    rows = []
-    for rank, result in enumerate(results, 1):
-        ad = result.ad.message
-        sessions, disputed = records[ad.host]
-        rows.append({"rank": rank, "host": ad.host.hex(), "charger": ad.charger_id,
-                     "distance_m": result.shown_distance_m, "max_kw": ad.max_power_w / 1000,
-                     "connector": ad.connector.label, "estimate": result.estimate, "currency": ad.tariff.currency,
-                     "energy_wh": result.energy_wh, "wanted_wh": result.wanted_wh, "full": result.full,
-                     "per_kwh": round(result.per_kwh), "plug_in_from": ad.terms.opening(begin),
-                     "sessions": sessions, "disputed": disputed})
+    query = make_query(lat, lon, _distance(radius), begin, finish, wanted_kwh,
+                       CONNECTORS[connector] if connector else None, min_kw, max_price,
+                       ctx.home.config()["wallet"]["currency"])
+    rows = with_node(ctx, lambda node: jobs.find(node, query))
     table = Table(title=f"{len(rows)} charger(s) within {radius} free {local_time(begin)} - {local_time(finish)}, "
                         "nearest first (the public location is good to ~100 m), then cheapest per kWh",
                   title_justify="left")
@@ -128,13 +112,6 @@ def find(ctx: Context, near: str, radius: str, start: str, end: str, wanted_kwh:
     emit(ctx, rows, table if rows else "nothing free there then; widen --radius or change the window")
 
 
-def _ad(node: Node, ref: str) -> ChargerAd:
-    found = node.store.found()
-    if ref.isdigit() and 1 <= int(ref) <= len(found):
-        return found[int(ref) - 1].message
-    fail(f"no ad {ref!r} in the last search ({len(found)} found); run `wattshare wallet find` first")
-
-
 @click.command("book")
 @click.argument("ad")
 @click.option("--from", "start", required=True, help="Start: 23:00 (next one) or 2026-11-28T23:00.")
@@ -150,29 +127,20 @@ def book(ctx: Context, ad: str, start: str, end: str, cap: str) -> None:
     """
     begin, finish, rolled_over = _window(ctx, start, end)
 
-    async def job(node: Node) -> tuple[Booking, AccessInfo]:
-        chosen = _ad(node, ad)
-        try:
-            booking = await node.book(chosen, begin, finish, amount(cap, chosen.tariff.currency, "--cap"))
-        except BookingRejected as rejected:
-            fail(f"the host declined ({rejected.reason}): {rejected.detail}", EXIT_REFUSED)
-        return booking, node.access(booking)
+    async def job(node: Node) -> dict:
+        return await jobs.book(node, jobs.found_ad(node, ad), begin, finish, cap)
 
-    booking, access = with_node(ctx, job)
-    r = booking.request.message
-    early = r.terms.opening(begin)
+    data = with_node(ctx, job)
+    early, currency = data["plug_in_from"], data["currency"]
     rolled = " (tomorrow: that time today has passed)" if rolled_over else ""
-    emit(ctx, {"booking": booking.id.hex(), "start": begin, "end": finish, "start_local": iso_local(begin),
-               "end_local": iso_local(finish), "plug_in_from": early, "spend_cap": r.spend_cap,
-               "currency": r.tariff.currency, "address": access.address, "code": access.code,
-               "instructions": access.instructions},
-         f"booked [bold]{booking.id.hex()[:12]}[/] for {local_time(begin)} - {local_time(finish)}{rolled}, "
-         f"up to {money(r.spend_cap, r.tariff.currency)}\n"
-         + (f"you may plug in from {local_time(early)[-5:]}, {r.terms.early_start_minutes} min early, at the "
+    emit(ctx, data | {"start_local": iso_local(begin), "end_local": iso_local(finish)},
+         f"booked [bold]{data['booking'][:12]}[/] for {local_time(begin)} - {local_time(finish)}{rolled}, "
+         f"up to {money(data['spend_cap'], currency)}\n"
+         + (f"you may plug in from {local_time(early)[-5:]}, {data['early_start_minutes']} min early, at the "
             "price of that time\n" if early < begin else "")
-         + f"address: {access.address}" + (f"\ncode: {access.code}" if access.code else "")
-         + (f"\n{access.instructions}" if access.instructions else "")
-         + f"\nwhen you are plugged in: wattshare wallet start {booking.id.hex()[:12]}")
+         + f"address: {data['address']}" + (f"\ncode: {data['code']}" if data["code"] else "")
+         + (f"\n{data['instructions']}" if data["instructions"] else "")
+         + f"\nwhen you are plugged in: wattshare wallet start {data['booking'][:12]}")
 
 
 @click.command("bookings")
@@ -202,9 +170,5 @@ def cancel(ctx: Context, booking: str) -> None:
       wattshare wallet cancel 3fa9c2
     """
 
-    async def job(node: Node) -> int:
-        chosen = booking_named(node, booking)
-        return await node.cancel(chosen), chosen.request.message.tariff.currency
-
-    fee, currency = with_node(ctx, job)
-    emit(ctx, {"fee": fee}, f"cancelled; fee: {money(fee, currency)}")
+    data = with_node(ctx, lambda node: jobs.cancel(node, jobs.booking_named(node, booking)))
+    emit(ctx, data, f"cancelled; fee: {money(data['fee'], data['currency'])}")

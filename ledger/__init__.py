@@ -28,7 +28,7 @@ from ._entry import (
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
-from ._history import Movement, movements
+from ._history import Movement, Witnessed, checkpoints, movements
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -75,8 +75,10 @@ __all__ = [
     "atomic",
     "Violation",
     "Want",
+    "Witnessed",
     "audit",
     "check_entry",
+    "checkpoints",
     "decode_entry",
     "export",
     "leaf_hash",

@@ -1,4 +1,4 @@
-"""A member's money movements: what each entry on the ledger moved to or from one member.
+"""A member's money movements (what each entry moved to or from one member), and the witnesses' checkpoints.
 
 Theory of operation: an entry's effects are what `check_entry` says they are, the facts
 that post balances, so a history and the balance it adds up to agree by construction.
@@ -40,3 +40,20 @@ def movements(store: LedgerStore, member: bytes) -> list[Movement]:
         found += [Movement(checked.t, checked.kind, checked.author, checked.booking, currency, delta)
                   for who, currency, delta in checked.effects if who == member]
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Witnessed:
+    t: int
+    witness: bytes
+    seq: int  # on the witness's feed
+    feeds: int  # how many feed heads the checkpoint commits to
+    entries: int  # the entries of those feeds it covers
+
+
+def checkpoints(store: LedgerStore, limit: int = 50) -> list[Witnessed]:
+    """The latest `limit` witness checkpoints on `store`, newest first."""
+    rows = store.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0 ORDER BY t DESC, seq DESC "
+                            "LIMIT ?", [EntryKind.CHECKPOINT.value, limit])
+    return [Witnessed(c.t, c.author, c.seq, len(c.heads), sum(head.size for head in c.heads))
+            for c in (check_entry(envelope) for (envelope,) in rows)]

@@ -3,7 +3,8 @@
 Depends on `wattshare.ledger` and `wattshare.protocol`, never the other way.
 """
 
-from ._admin import AdminError, admin_call, serve_admin
+from ._addresses import home_address
+from ._admin import AdminError, admin_call, node_commands, serve_admin
 from ._ads import AD_LIFETIME, AD_PROTOCOL, AdBoard, fetch_ads, find_chargers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
 from ._central import CentralSystem, ChargerOffline, OcppEndpoint, basic_auth
@@ -74,6 +75,8 @@ __all__ = [
     "witness_feeds",
     "client_context",
     "fingerprint",
+    "home_address",
     "make_certificate",
+    "node_commands",
     "server_context",
 ]

@@ -91,6 +91,11 @@ def source_ip_towards(ip: str) -> str | None:
         return str(probe.getsockname()[0])
 
 
+def home_address() -> str | None:
+    """This machine's IPv4 address on its network (the source towards the default route), if it has one."""
+    return source_ip_towards(_DEFAULT_ROUTE_PROBE)
+
+
 def expand(listening: list[multiaddr.Multiaddr], towards: list[str]) -> list[multiaddr.Multiaddr]:
     """Listen addresses with the IPv4 wildcard replaced by the node's local addresses:
     loopback and the source address towards each of `towards` (IPv4s) and the default route."""

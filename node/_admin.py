@@ -32,7 +32,7 @@ class AdminError(NodeError):
     """A request the node cannot do; the message goes back to the client."""
 
 
-def commands(node: Any) -> dict[str, Callable[[dict], Any]]:
+def node_commands(node: Any) -> dict[str, Callable[[dict], Any]]:
     """The admin commands of `node` (a `Node`), each taking the request object."""
 
     def status(_: dict) -> dict:
@@ -121,7 +121,7 @@ async def serve_admin(node: Any, path: Path, extra: dict[str, Callable[[dict], A
     await sock.bind(str(path))
     os.chmod(path, 0o600)
     sock.listen(16)
-    table = commands(node) | (extra or {})
+    table = node_commands(node) | (extra or {})
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:

@@ -153,6 +153,15 @@ class Tariff(Record):
         if self.min_price is not None and self.max_price is not None:
             require(self.min_price <= self.max_price, "min_price must not exceed max_price")
 
+    def period(self, element: int) -> str:
+        """The hours a price line of `element` falls in, as people name them: its
+        restriction's "23:00-07:00", "other hours" for an element without one, "" for
+        an adjustment line (element -1)."""
+        if not 0 <= element < len(self.elements):
+            return ""
+        hours = self.elements[element].restrictions
+        return f"{hours.start_time}-{hours.end_time}" if hours and hours.start_time else "other hours"
+
     @property
     def wall_minutes(self) -> frozenset[int]:
         found: set[int] = set()

@@ -6,7 +6,7 @@ import hashlib
 import pytest
 from fixtures import pinned_clock
 
-from wattshare.ledger import EntryKind, LedgerStore, audit
+from wattshare.ledger import EntryKind, LedgerStore, audit, checkpoints, movements
 from wattshare.node import CoopOffice, CoopRefused
 from wattshare.protocol import Identity
 
@@ -39,6 +39,10 @@ def test_money_goes_to_admitted_members_only_and_the_ledger_audits(office):
     assert office.ledger.balance(neighbour, "EUR") == 4_000
     assert office.checkpoint(T + 50) >= 2  # the co-op's feed and the treasurer's
     assert audit(office.ledger.path).ok
+    assert [(m.kind, m.delta) for m in movements(office.ledger, neighbour)] == [(EntryKind.DEPOSIT, 4_000)]
+    [witnessed] = checkpoints(office.ledger)
+    assert (witnessed.t, witnessed.witness, witnessed.feeds) == (T + 50, key("witness").public_key, 2)
+    assert witnessed.entries == sum(office.ledger.sizes().values()) - 1  # every entry but the checkpoint itself
 
 
 def test_admin_requests_are_parsed_into_one_line_refusals(office):

@@ -14,7 +14,7 @@ FORBIDDEN_IN_PROTOCOL = {"trio", "libp2p", "sqlite3", "sqlite_utils", "socket", 
 def imports_of(path: Path) -> set[str]:
     """Absolute top-level names and wattshare subpackages a module imports."""
     found = set()
-    package = path.parent.name
+    package = next((folder.name for folder in path.parents if folder.name in LAYERS), path.parent.name)  # its layer
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -70,5 +70,9 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad.parent.mkdir()
     bad.write_text("import trio\nfrom wattshare.node import x\nfrom . import _y\n")
     assert imports_of(bad) == {"trio", "wattshare.node", "wattshare.protocol"}
+    inner = tmp_path / "cli" / "web" / "_x.py"  # a subpackage's relative imports stay in its layer
+    inner.parent.mkdir(parents=True)
+    inner.write_text("from .. import _y\nfrom ._z import z\n")
+    assert imports_of(inner) == {"wattshare.cli"}
     bad.write_text("from wattshare.node._store import NodeStore\nfrom wattshare.node import Node\n")
     assert private_imports(bad) == {"wattshare.node._store"}

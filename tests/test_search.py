@@ -114,8 +114,9 @@ def test_an_estimate_across_off_peak_shows_each_period_as_a_line():
     # 20 kWh at 11 kW from 22:30: 5.5 kWh at the peak 0.30, then 14.5 kWh off-peak at 0.12
     start = at("2026-11-27T22:30")
     priced, delivered = p.estimate(make_ad(), start, start + 4 * 3600, 20_000)
-    elements = make_ad().tariff.elements
-    lines = {(elements[line.element].restrictions is not None, line.quantity, line.amount) for line in priced.lines}
+    tariff = make_ad().tariff
+    lines = {(tariff.period(line.element), line.quantity, line.amount) for line in priced.lines}
     assert delivered == 20_000
-    assert lines == {(False, 5_500, 165), (True, 14_500, 174)}
+    assert lines == {("other hours", 5_500, 165), ("23:00-07:00", 14_500, 174)}
     assert priced.total == 339
+    assert tariff.period(-1) == tariff.period(len(tariff.elements)) == ""  # adjustment lines name no period
