@@ -72,7 +72,7 @@ def open_coop(town):
     return coop, bootstrap
 
 
-def settle_in(town, before_host=lambda coop, bootstrap: None):
+def settle_in(town, before_host=lambda coop, bootstrap: None, run_options=()):
     """The co-op on the internet, the host at home A with its wallbox on the LAN."""
     coop, bootstrap = open_coop(town)
     before_host(coop, bootstrap)
@@ -80,7 +80,7 @@ def settle_in(town, before_host=lambda coop, bootstrap: None):
                      "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
                      "--ocpp", f"{town.lab.ip('hostA')}:8887", "--coop", coop["coop"], "--bootstrap", bootstrap)
     town.json("coop", "coop", "admit", host["peer_id"])
-    town.daemon("host", "host", "run")
+    town.daemon("host", "host", "run", *run_options)
     town.lab.popen("wallboxA", [WATTSHARE, "host", "wallbox", "--url", host["ocpp"], "--password", host["ocpp_password"]],
                    env=town.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # another machine on the LAN
     status = town.status_until("host", lambda s: "relay" in s["reach"] and "no relay" not in s["reach"]

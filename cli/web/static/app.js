@@ -3,7 +3,7 @@
    put into the page as text (never as HTML). Errors are shown in words, in #error. */
 "use strict";
 
-const S = { csrf: "", views: [], now: 0, skew: 0, tiles: "", found: [], query: null, streams: [] };
+const S = { paired: false, csrf: "", views: [], now: 0, skew: 0, tiles: "", found: [], query: null, streams: [], generation: 0, watching: null };
 
 /* ---------- small helpers ---------- */
 function h(tag, attrs = {}, ...children) {
@@ -172,6 +172,7 @@ const GROUP = { neighbour: "Charge", host: "Host", coop: "Co-op" };
 function route() {
   for (const stream of S.streams) stream.close();
   S.streams = [];
+  S.watching = null;
   showError("");
   const [name, arg] = location.hash.replace(/^#/, "").split("/");
   const known = S.views.flatMap((v) => VIEWS[v].map(([id]) => id));
@@ -181,12 +182,12 @@ function route() {
     if (link.dataset.page === current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const main = $("#main");
-  main.replaceChildren();
+  const main = $("#main"), view = h("div"), mine = ++S.generation;
   const render = PAGES[page];
-  if (!render) { main.append(h("p", {}, "This node serves no view here.")); return; }
-  render(main, arg).catch((error) => showError(error.message));
-  main.focus({ preventScroll: true });
+  if (!render) { main.replaceChildren(h("p", {}, "This node serves no view here.")); return; }
+  render(view, arg).then(() => {  // only the latest route's page is shown, however the answers race
+    if (mine === S.generation) { main.replaceChildren(view); main.focus({ preventScroll: true }); }
+  }).catch((error) => showError(error.message));
 }
 
 const PAGES = {
@@ -355,7 +356,8 @@ function gauge(live, s) {
     done ? h("p", { class: "notice", id: "settled" }, `Settled: ${kwh(s.settlement.energy_wh)} for ${money(s.settlement.amount, s.settlement.currency)}; you ${s.settlement.answer}.`) : null);
 }
 function watchSession(id, live) {
-  const source = follow(`/api/wallet/bookings/${encodeURIComponent(id)}/live`, (s) => {
+  if (S.watching && S.watching.readyState !== EventSource.CLOSED) return;  // one live view per page
+  const source = S.watching = follow(`/api/wallet/bookings/${encodeURIComponent(id)}/live`, (s) => {
     gauge(live, s);
     if (s.state === "settled" || s.state === "failed") { source.close(); if (s.state === "settled") setTimeout(route, 1500); }
   });
@@ -551,12 +553,14 @@ async function pairFromLink() {
   await api("/api/pair", { token: match[1] });
 }
 async function start() {
+  window.addEventListener("hashchange", () => (location.hash.startsWith("#pair=") || !S.paired ? location.reload() : route()));
   try {
     let session = await api("/api/session");
     S.csrf = session.csrf;
     await pairFromLink();
     session = await api("/api/session");
-    Object.assign(S, { views: session.views, tiles: session.tiles, skew: session.now - Math.floor(Date.now() / 1000) });
+    Object.assign(S, { paired: session.paired, views: session.views, tiles: session.tiles,
+      skew: session.now - Math.floor(Date.now() / 1000) });
     if (!session.paired) {
       $("#main").replaceChildren(h("h2", {}, "This device is not paired"),
         h("p", {}, "Open the pairing link your node printed when it started (or scan its QR code). ",
@@ -568,7 +572,6 @@ async function start() {
       if (S.views.length > 1) nav.append(h("span", { class: "group" }, GROUP[view]));
       for (const [id, name] of VIEWS[view]) nav.append(h("a", { href: `#${id}`, "data-page": id }, name));
     }
-    window.addEventListener("hashchange", route);
     route();
   } catch (error) {
     $("#main").replaceChildren();

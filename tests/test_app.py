@@ -1,0 +1,256 @@
+"""The web app in a real browser: Debian's headless Chromium, driven by Playwright, on
+real daemons (a co-op, a host with a simulated wallbox and manual approval, a wallet's
+`wallet run`) on one accelerated clock, all on 127.0.0.1; and the app opened to a home
+network (HTTPS, pairing) in the simulated internet's home A (`netlab`)."""
+
+import datetime as dt
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from test_cli_walkthrough import BERLIN, Street, move_in
+from test_nat import Internet, settle_in
+
+from wattshare.testing import netlab
+
+SPEED = 120  # an hour in 30 real seconds: time for a person's clicks before the window opens
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+
+
+def app_url(street, home):
+    deadline = time.monotonic() + 30
+    while not (path := street.tmp / home / "app.json").exists():
+        assert time.monotonic() < deadline, (street.tmp / f"{home}.log").read_text()[-3000:]
+        time.sleep(0.1)
+    return json.loads(path.read_text())["url"]
+
+
+def chromium_here():
+    """Debian's Chromium must be there in CI (.ci/run installs it); elsewhere its absence skips."""
+    if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
+        pytest.skip(f"the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium_here()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def town(tmp_path):
+    street = Street(tmp_path, speed=SPEED)
+    move_in(street, "manual")
+    street.daemon("driver", "wallet", "run", "--ui", "127.0.0.1:0")
+    yield street, {home: app_url(street, home) for home in ("coop", "host", "driver")}
+    for process in street.daemons:
+        if process.poll() is None:
+            process.kill()
+
+
+def page_of(browser, url):
+    context = browser.new_context(viewport=PHONE, timezone_id="Europe/Berlin", locale="en-GB")
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    failures = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.goto(url)
+    return page, failures
+
+
+def local(t):
+    return dt.datetime.fromtimestamp(t, BERLIN).strftime("%Y-%m-%dT%H:%M")
+
+
+def shows(page, selector, text, seconds=30):
+    """Reload `page` until `selector` shows `text` (what the node knows changes; the page does not poll)."""
+    deadline = time.monotonic() + seconds
+    while (now := page.locator(selector).inner_text()) != text:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.5)
+        page.reload()
+
+
+def money_of(text):
+    return round(float(text.replace("€", "").replace(",", "").strip()) * 100)
+
+
+@pytest.mark.timeout(300)
+def test_a_neighbour_finds_books_charges_live_and_pays_and_the_host_approves(town, browser):
+    street, urls = town
+    start = street.next_half_hour()
+    neighbour, errors = page_of(browser, f"{urls['driver']}/#find")
+    neighbour.get_by_label("Latitude").fill("52.5360")
+    neighbour.get_by_label("Longitude").fill("13.4180")
+    neighbour.get_by_label("From").fill(local(start))
+    neighbour.get_by_label("Until").fill(local(start + 3600))
+    neighbour.get_by_role("button", name="Find chargers").click()
+    card = neighbour.get_by_role("article", name="Charger 1")
+    expect(card).to_contain_text("7.4 kW Type 2")
+    expect(card).to_contain_text("energy 23:00-07:00")  # the price, period by period
+    expect(neighbour.locator("svg.map .pin")).to_have_count(1)  # the offline map: the charger's cell and me
+    neighbour.get_by_role("button", name="Book #1").click()
+    neighbour.get_by_label("Spend cap (EUR)").fill("20")
+    neighbour.get_by_role("button", name="Book", exact=True).click()  # waits for the host's decision
+
+    host, host_errors = page_of(browser, f"{urls['host']}/#requests")
+    request = host.get_by_role("button", name="Approve")
+    expect(request).to_have_count(1)
+    request.click()
+    expect(host.get_by_text("waiting for you")).to_have_count(0)
+
+    expect(neighbour.locator("#booking-state")).to_have_text("confirmed")
+    expect(neighbour.get_by_text("12 Acacia Avenue")).to_be_visible()  # sealed to this driver, opened here
+    expect(neighbour.get_by_text("4711")).to_be_visible()
+    street.wait_until(start - 120)
+    neighbour.get_by_role("button", name="Start charging").click()
+    expect(neighbour.locator("#live-kwh")).not_to_have_text("0.00 kWh", timeout=30_000)  # pushed by the node
+    assert money_of(neighbour.locator("#live-cost").inner_text()) > 0
+    host.goto(f"{urls['host']}/#charger")
+    expect(host.locator("#host-live")).to_contain_text("kWh")
+    expect(host.locator("#wallbox")).to_contain_text("driveway connected")
+    neighbour.get_by_role("button", name="Stop").click()
+    expect(neighbour.locator("#settled")).to_contain_text("you acked", timeout=30_000)
+    expect(neighbour.locator("#receipts")).to_contain_text("Settlement, by tariff period", timeout=10_000)
+    paid = money_of(neighbour.locator("#settled-amount").inner_text())
+    assert paid > 0
+
+    neighbour.get_by_role("link", name="Wallet").click()
+    shows(neighbour, "#balance", f"€{(4_000 - paid) / 100:.2f}")  # once the host's claim reached this wallet
+    expect(neighbour.get_by_role("cell", name="settlement")).to_be_visible()
+    host.goto(f"{urls['host']}/#earnings")
+    expect(host.locator("#earned")).to_have_text(f"€{paid / 100:.2f} in all")
+    assert not errors and not host_errors
+
+
+@pytest.mark.timeout(180)
+def test_the_coop_audits_its_ledger_and_records_a_deposit(town, browser):
+    street, urls = town
+    coop, errors = page_of(browser, f"{urls['coop']}/#money")
+    coop.get_by_label("Amount (EUR)").fill("12.50")
+    coop.get_by_label("Reference").fill("SEPA 2")
+    coop.get_by_role("button", name="Record it").click()
+    expect(coop.locator("#money-done")).to_contain_text("deposit of €12.50")
+    coop.get_by_role("link", name="Audit").click()
+    coop.get_by_role("button", name="Run the audit").click()
+    expect(coop.locator("#audit-verdict")).to_contain_text("Pass")
+    coop.get_by_role("link", name="Checkpoints").click()
+    expect(coop.get_by_role("heading", name="Witness checkpoints")).to_be_visible()
+    assert not errors
+
+
+@pytest.mark.timeout(180)
+def test_a_host_edits_prices_and_a_bad_value_is_refused_in_words(town, browser):
+    street, urls = town
+    host, errors = page_of(browser, f"{urls['host']}/#prices")
+    host.get_by_label("Price per kWh (EUR)", exact=True).fill("lots")
+    host.get_by_role("button", name="Save and re-sign the ad").click()
+    expect(host.get_by_role("alert")).to_contain_text("must be an amount like 0.12")
+    host.get_by_label("Price per kWh (EUR)", exact=True).fill("0.33")
+    host.get_by_role("button", name="Save and re-sign the ad").click()
+    expect(host.locator("#prices-saved")).to_contain_text("seq 2")
+    ads = street.json("host", "host", "status")
+    assert ads["ads"] == 1
+    assert 'peak = "0.33"' in (street.tmp / "host" / "config.toml").read_text()
+    assert not errors
+
+
+def post(url, path, body, headers):
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.timeout(180)
+def test_requests_from_another_site_or_without_the_pages_token_are_refused(town, browser):
+    street, urls = town
+    wallet = urls["driver"]
+    with urllib.request.urlopen(f"{wallet}/api/session", timeout=10) as response:
+        csrf = json.loads(response.read())["csrf"]
+    own = {"origin": wallet, "x-csrf-token": csrf}
+    body = {"lat": 52.536, "lon": 13.418, "start": 1, "end": 2}
+    assert post(wallet, "/api/wallet/find", body, {"x-csrf-token": csrf})[0] == 403  # no Origin
+    assert post(wallet, "/api/wallet/find", body, {**own, "origin": urls["host"]})[0] == 403
+    assert post(wallet, "/api/wallet/find", body, {"origin": wallet})[0] == 403  # no CSRF token
+    status, said = post(wallet, "/api/wallet/find", body, {**own, "host": f"rebound.example:{wallet.rsplit(':', 1)[1]}"})
+    assert status == 421 and "its own address" in said["error"]
+    status, said = post(wallet, "/api/wallet/book", {"ad": "9", "start": 1, "end": 2, "cap": "5"}, own)
+    assert status == 400 and "no ad '9' in the last search" in said["error"]  # the gate passed: a refusal in words
+
+    evil, _ = page_of(browser, urls["host"])  # a page of another origin posts a form to the wallet's app
+    with evil.expect_response(f"{wallet}/api/wallet/book") as refused:
+        evil.evaluate("""url => {
+            const form = Object.assign(document.createElement("form"), {method: "POST", action: url, enctype: "text/plain"});
+            form.append(Object.assign(document.createElement("input"), {name: '{"ad": "1", "x": "', value: '"}'}));
+            document.body.append(form);
+            form.submit();
+        }""", f"{wallet}/api/wallet/book")
+    assert refused.value.status == 403
+    assert street.json("host", "host", "bookings") == []
+
+
+@pytest.fixture
+def home_network(tmp_path):
+    if (reason := netlab.available()) is not None:
+        pytest.skip(reason)
+    with netlab.Netlab() as lab:
+        town = Internet(tmp_path, lab)
+        yield town
+        for process in town.daemons:
+            if process.poll() is None:
+                process.kill()
+
+
+def pairing_link(text):
+    [link] = re.findall(r"open (https://\S+/#pair=\S+)", text)
+    return link
+
+
+@pytest.mark.timeout(240)
+def test_on_the_home_network_only_a_paired_device_gets_in_over_https(home_network, tmp_path):
+    chromium_here()
+    town = home_network
+    settle_in(town, run_options=("--ui", f"{town.lab.ip('hostA')}:8470"))
+    app = f"https://{town.lab.ip('hostA')}:8470"
+    log = (tmp_path / "host.log").read_text()
+    link = pairing_link(log)  # printed once, with its QR code
+    assert "█" in log and "app certificate sha256=" in log
+    stored = (tmp_path / "host" / "app-pairing")
+    assert stored.stat().st_mode & 0o077 == 0 and link.rsplit("=", 1)[1] not in stored.read_text()
+    chromium = tmp_path / "chromium-on-the-lan"  # the browser of a laptop on home A's network
+    chromium.write_text(f"#!/bin/sh\nexec ip netns exec {town.lab.ns('wallboxA')} {CHROMIUM} \"$@\"\n")
+    chromium.chmod(0o755)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport=PHONE, ignore_https_errors=True)  # the node's own certificate
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(f"{app}/")
+        expect(page.get_by_role("heading", name="This device is not paired")).to_be_visible()
+        assert page.evaluate("fetch('/api/host/status').then(r => r.status)") == 401
+        page.goto(f"{app}/#pair=not-the-token")
+        expect(page.get_by_role("alert")).to_contain_text("not this node's current one")
+        page.goto(link)
+        expect(page.locator("#wallbox")).to_contain_text("driveway connected")
+        [cookie] = context.cookies()
+        assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (True, True, "Strict")
+        assert page.evaluate("document.cookie") == ""  # the page's scripts never see it
+        fresh = pairing_link(town.run("host", "app", "pair").stdout)  # a new link unpairs every device
+        page.reload()
+        expect(page.get_by_role("heading", name="This device is not paired")).to_be_visible()
+        page.goto(fresh)
+        expect(page.locator("#wallbox")).to_contain_text("driveway connected")
+        browser.close()
