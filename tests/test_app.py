@@ -14,9 +14,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from test_cli_walkthrough import BERLIN, Street, move_in
-from test_nat import Internet, settle_in
-
-from wattshare.testing import netlab
+from test_nat import settle_in
 
 SPEED = 120  # an hour in 30 real seconds: time for a person's clicks before the window opens
 CHROMIUM = "/usr/bin/chromium"
@@ -202,27 +200,15 @@ def test_requests_from_another_site_or_without_the_pages_token_are_refused(town,
     assert street.json("host", "host", "bookings") == []
 
 
-@pytest.fixture
-def home_network(tmp_path):
-    if (reason := netlab.available()) is not None:
-        pytest.skip(reason)
-    with netlab.Netlab() as lab:
-        town = Internet(tmp_path, lab)
-        yield town
-        for process in town.daemons:
-            if process.poll() is None:
-                process.kill()
-
-
 def pairing_link(text):
     [link] = re.findall(r"open (https://\S+/#pair=\S+)", text)
     return link
 
 
 @pytest.mark.timeout(240)
-def test_on_the_home_network_only_a_paired_device_gets_in_over_https(home_network, tmp_path):
+def test_on_the_home_network_only_a_paired_device_gets_in_over_https(internet, tmp_path):
     chromium_here()
-    town = home_network
+    town = internet
     settle_in(town, run_options=("--ui", f"{town.lab.ip('hostA')}:8470"))
     app = f"https://{town.lab.ip('hostA')}:8470"
     log = (tmp_path / "host.log").read_text()

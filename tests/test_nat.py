@@ -8,11 +8,8 @@ import json
 import subprocess
 import time
 
-import pytest
 from test_cli import WATTSHARE
 from test_cli_walkthrough import Street, window
-
-from wattshare.testing import netlab
 
 COOP_ADDRESS = "/ip4/198.51.100.10/tcp/4001"
 HOMES = {"coop": "coop", "coop2": "coop2", "host": "hostA", "driver": "driverB", "symmetric": "driverC",
@@ -48,18 +45,6 @@ class Internet(Street):
             assert time.monotonic() < deadline, status
             time.sleep(0.3)
         return status
-
-
-@pytest.fixture
-def internet(tmp_path):
-    if (reason := netlab.available()) is not None:
-        pytest.skip(reason)
-    with netlab.Netlab() as lab:
-        town = Internet(tmp_path, lab)
-        yield town
-        for process in town.daemons:
-            if process.poll() is None:
-                process.kill()
 
 
 def open_coop(town):
