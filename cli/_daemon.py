@@ -56,7 +56,8 @@ def refuse_a_second_daemon(home: Home) -> None:
     except (OSError, trio.TooSlowError, KeyError, TypeError):
         return
     fail(f"a node already runs in this home (pid {status.get('pid')}, {status.get('peer_id')}, listening on "
-         f"{', '.join(status.get('addresses', []))}): stop it first (Ctrl-C or kill -TERM), or use another --home")
+         f"{', '.join(status.get('addresses', []))}): use its web app (`wattshare app url`), or stop it first "
+         "(Ctrl-C or kill -TERM), or use another --home")
 
 
 def configure_logging(debug: bool) -> None:

@@ -4,9 +4,11 @@ real daemons (a co-op, a host with a simulated wallbox and manual approval, a wa
 network (HTTPS, pairing) in the simulated internet's home A (`netlab`)."""
 
 import datetime as dt
+import http.server
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ from test_cli_walkthrough import BERLIN, Street, move_in
 from test_nat import settle_in
 
 SPEED = 120  # an hour in 30 real seconds: time for a person's clicks before the window opens
+expect.set_options(timeout=20_000)  # a booking request waits for the host's pull of the driver's feed
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 
@@ -36,33 +39,68 @@ def chromium_here():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     chromium_here()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
+    with sync_playwright() as driver:  # one per process: Playwright's sync API runs its own event loop
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    yield browser
+    browser.close()
+
+
+class Tiles(http.server.BaseHTTPRequestHandler):
+    """A map tile server on loopback: any tile is one grey pixel; it counts what it served."""
+
+    served = []
+    PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010800000000"
+                        "3a7e9b550000000a49444154789c636800000082008177cd72b60000000049454e44ae426082")
+
+    def do_GET(self):
+        self.served.append(self.path)
+        self.send_response(200)
+        self.send_header("content-type", "image/png")
+        self.end_headers()
+        self.wfile.write(self.PNG)
+
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture
 def town(tmp_path):
+    tiles = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
     street = Street(tmp_path, speed=SPEED)
-    move_in(street, "manual")
-    street.daemon("driver", "wallet", "run", "--ui", "127.0.0.1:0")
+    move_in(street, "manual", "--cancel-fee", "1.50")
+    street.daemon("driver", "wallet", "run", "--ui", "127.0.0.1:0",
+                  "--tiles", f"http://127.0.0.1:{tiles.server_port}/{{z}}/{{x}}/{{y}}.png")
     yield street, {home: app_url(street, home) for home in ("coop", "host", "driver")}
     for process in street.daemons:
         if process.poll() is None:
             process.kill()
+    tiles.shutdown()
 
 
-def page_of(browser, url):
-    context = browser.new_context(viewport=PHONE, timezone_id="Europe/Berlin", locale="en-GB")
+def page_of(browser, url, viewport=PHONE, **options):
+    context = browser.new_context(viewport=viewport, timezone_id="Europe/Berlin", locale="en-GB", **options)
     context.set_default_timeout(20_000)
     page = context.new_page()
     failures = []
     page.on("pageerror", lambda error: failures.append(str(error)))
     page.goto(url)
     return page, failures
+
+
+def fits(page):
+    """Nothing on the page is wider than the screen (no sideways scrolling)."""
+    wide = page.evaluate("""() => [...document.querySelectorAll("body *")]
+        .filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest("svg"))
+        .map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`)""")
+    assert not wide and page.evaluate("document.documentElement.scrollWidth <= innerWidth"), (page.url, wide[:5])
 
 
 def local(t):
@@ -82,33 +120,53 @@ def money_of(text):
     return round(float(text.replace("€", "").replace(",", "").strip()) * 100)
 
 
-@pytest.mark.timeout(300)
-def test_a_neighbour_finds_books_charges_live_and_pays_and_the_host_approves(town, browser):
-    street, urls = town
-    start = street.next_half_hour()
-    neighbour, errors = page_of(browser, f"{urls['driver']}/#find")
-    neighbour.get_by_label("Latitude").fill("52.5360")
-    neighbour.get_by_label("Longitude").fill("13.4180")
-    neighbour.get_by_label("From").fill(local(start))
-    neighbour.get_by_label("Until").fill(local(start + 3600))
-    neighbour.get_by_role("button", name="Find chargers").click()
-    card = neighbour.get_by_role("article", name="Charger 1")
-    expect(card).to_contain_text("7.4 kW Type 2")
-    expect(card).to_contain_text("energy 23:00-07:00")  # the price, period by period
-    expect(neighbour.locator("svg.map .pin")).to_have_count(1)  # the offline map: the charger's cell and me
-    neighbour.get_by_role("button", name="Book #1").click()
-    neighbour.get_by_label("Spend cap (EUR)").fill("20")
-    neighbour.get_by_role("button", name="Book", exact=True).click()  # waits for the host's decision
-
-    host, host_errors = page_of(browser, f"{urls['host']}/#requests")
+def approve_in(host, url):
+    host.goto(f"{url}/#requests")
     request = host.get_by_role("button", name="Approve")
     expect(request).to_have_count(1)
     request.click()
     expect(host.get_by_text("waiting for you")).to_have_count(0)
 
+
+def find(neighbour, start, end):
+    neighbour.get_by_role("link", name="Find").click()
+    neighbour.get_by_role("button", name="Use my location").click()  # the browser's geolocation
+    expect(neighbour.get_by_label("Latitude")).to_have_value("52.53600")
+    neighbour.get_by_label("From").fill(local(start))
+    neighbour.get_by_label("Until").fill(local(end))
+    neighbour.get_by_role("button", name="Find chargers").click()
+
+
+def book(neighbour, cap):
+    neighbour.get_by_role("button", name="Book #1").click()
+    neighbour.get_by_label("Spend cap (EUR)").fill(cap)
+    neighbour.get_by_role("button", name="Book", exact=True).click()  # a manual host: waits for its decision
+
+
+@pytest.mark.timeout(300)
+def test_a_neighbour_finds_books_charges_live_pays_cancels_and_disputes_and_the_host_approves(town, browser):
+    street, urls = town
+    start = street.next_half_hour()
+    neighbour, errors = page_of(browser, f"{urls['driver']}/#find", geolocation={"latitude": 52.536, "longitude": 13.418},
+                                permissions=["geolocation"])
+    find(neighbour, start, start + 3600)
+    card = neighbour.get_by_role("article", name="Charger 1")
+    expect(card).to_contain_text("7.4 kW Type 2")
+    expect(card).to_contain_text("energy 23:00-07:00")  # the price, period by period
+    expect(neighbour.locator("svg.map .pin")).to_have_count(1)  # the map: the charger's public cell and me
+    expect(neighbour.locator("svg.map image").first).to_be_attached()  # on the configured tiles
+    assert Tiles.served and all(path.endswith(".png") for path in Tiles.served)
+    fits(neighbour)
+    book(neighbour, "500")  # more than 40 EUR paid in and 50 EUR of credit
+    expect(neighbour.get_by_role("alert")).to_contain_text("the host declined (insufficient_credit)")
+    book(neighbour, "20")
+
+    host, host_errors = page_of(browser, urls["host"])
+    approve_in(host, urls["host"])
     expect(neighbour.locator("#booking-state")).to_have_text("confirmed")
     expect(neighbour.get_by_text("12 Acacia Avenue")).to_be_visible()  # sealed to this driver, opened here
     expect(neighbour.get_by_text("4711")).to_be_visible()
+    fits(neighbour)
     street.wait_until(start - 120)
     neighbour.get_by_role("button", name="Start charging").click()
     expect(neighbour.locator("#live-kwh")).not_to_have_text("0.00 kWh", timeout=30_000)  # pushed by the node
@@ -116,34 +174,69 @@ def test_a_neighbour_finds_books_charges_live_and_pays_and_the_host_approves(tow
     host.goto(f"{urls['host']}/#charger")
     expect(host.locator("#host-live")).to_contain_text("kWh")
     expect(host.locator("#wallbox")).to_contain_text("driveway connected")
+    fits(host)
     neighbour.get_by_role("button", name="Stop").click()
     expect(neighbour.locator("#settled")).to_contain_text("you acked", timeout=30_000)
     expect(neighbour.locator("#receipts")).to_contain_text("Settlement, by tariff period", timeout=10_000)
     paid = money_of(neighbour.locator("#settled-amount").inner_text())
     assert paid > 0
+    expect(neighbour.locator("#dispute")).to_have_count(0)  # acked: nothing left to dispute
+
+    later = street.next_half_hour()  # less than the terms' hour ahead: a cancel now costs the fee
+    find(neighbour, later, later + 3600)
+    book(neighbour, "20")
+    approve_in(host, urls["host"])
+    neighbour.get_by_role("button", name="Cancel booking").click()
+    expect(neighbour.locator("#cancel-fee")).to_contain_text("Cancelling now costs €1.50")  # before confirming
+    neighbour.get_by_role("button", name="Cancel booking").last.click()
+    expect(neighbour.locator("#booking-state")).to_have_text("cancelled")
+    neighbour.get_by_label("Reason").select_option("bad_time")
+    neighbour.get_by_label("What is wrong, in a line").fill("I cancelled in time")
+    disputed = neighbour.get_by_text("Disputed: your co-op will see it")
+    deadline = time.monotonic() + 40  # the host's fee entry reaches this wallet's ledger by gossip and sync
+    while not disputed.is_visible():
+        assert time.monotonic() < deadline
+        neighbour.get_by_role("button", name="Dispute").click()
+        expect(disputed.or_(neighbour.get_by_role("alert"))).to_be_visible()  # until then, a refusal in words
+        time.sleep(0.5)
 
     neighbour.get_by_role("link", name="Wallet").click()
-    shows(neighbour, "#balance", f"€{(4_000 - paid) / 100:.2f}")  # once the host's claim reached this wallet
+    shows(neighbour, "#balance", f"€{(4_000 - paid - 150) / 100:.2f}")  # once the host's claims reached this wallet
     expect(neighbour.get_by_role("cell", name="settlement")).to_be_visible()
+    expect(neighbour.get_by_role("cell", name="fee")).to_be_visible()
+    fits(neighbour)
     host.goto(f"{urls['host']}/#earnings")
-    expect(host.locator("#earned")).to_have_text(f"€{paid / 100:.2f} in all")
+    expect(host.locator("#earned")).to_have_text(f"€{(paid + 150) / 100:.2f} in all")
+    fits(host)
     assert not errors and not host_errors
 
 
 @pytest.mark.timeout(180)
-def test_the_coop_audits_its_ledger_and_records_a_deposit(town, browser):
+def test_the_coop_audits_its_ledger_and_records_a_deposit_on_a_desktop_by_keyboard(town, browser):
     street, urls = town
-    coop, errors = page_of(browser, f"{urls['coop']}/#money")
-    coop.get_by_label("Amount (EUR)").fill("12.50")
-    coop.get_by_label("Reference").fill("SEPA 2")
-    coop.get_by_role("button", name="Record it").click()
+    with urllib.request.urlopen(f"{urls['driver']}/api/session", timeout=10) as response:
+        driver = json.loads(response.read())["peer_id"]
+    coop, errors = page_of(browser, f"{urls['coop']}/#money", viewport={"width": 1280, "height": 800})
+    coop.get_by_label("Member").select_option(driver)
+    coop.get_by_label("Amount (EUR)").focus()
+    coop.keyboard.type("12.50")
+    coop.keyboard.press("Tab")  # to the member
+    coop.keyboard.press("Tab")  # to the reference
+    coop.keyboard.type("SEPA 2")
+    coop.keyboard.press("Enter")
     expect(coop.locator("#money-done")).to_contain_text("deposit of €12.50")
+    fits(coop)
+    coop.get_by_role("link", name="Members").click()
+    expect(coop.get_by_role("cell", name="€52.50")).to_be_visible()  # the wallet: 40 EUR and now 12.50
     coop.get_by_role("link", name="Audit").click()
     coop.get_by_role("button", name="Run the audit").click()
     expect(coop.locator("#audit-verdict")).to_contain_text("Pass")
+    fits(coop)
     coop.get_by_role("link", name="Checkpoints").click()
     expect(coop.get_by_role("heading", name="Witness checkpoints")).to_be_visible()
     assert not errors
+    beside = street.run("driver", "wallet", "balance", ok=False)  # a second node of the wallet's key: refused
+    assert beside.returncode == 2 and "use its web app (`wattshare app url`)" in beside.stderr
 
 
 @pytest.mark.timeout(180)
@@ -206,8 +299,7 @@ def pairing_link(text):
 
 
 @pytest.mark.timeout(240)
-def test_on_the_home_network_only_a_paired_device_gets_in_over_https(internet, tmp_path):
-    chromium_here()
+def test_on_the_home_network_only_a_paired_device_gets_in_over_https(internet, playwright, tmp_path):
     town = internet
     settle_in(town, run_options=("--ui", f"{town.lab.ip('hostA')}:8470"))
     app = f"https://{town.lab.ip('hostA')}:8470"
@@ -219,8 +311,8 @@ def test_on_the_home_network_only_a_paired_device_gets_in_over_https(internet, t
     chromium = tmp_path / "chromium-on-the-lan"  # the browser of a laptop on home A's network
     chromium.write_text(f"#!/bin/sh\nexec ip netns exec {town.lab.ns('wallboxA')} {CHROMIUM} \"$@\"\n")
     chromium.chmod(0o755)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+    browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+    try:
         context = browser.new_context(viewport=PHONE, ignore_https_errors=True)  # the node's own certificate
         context.set_default_timeout(20_000)
         page = context.new_page()
@@ -239,4 +331,5 @@ def test_on_the_home_network_only_a_paired_device_gets_in_over_https(internet, t
         expect(page.get_by_role("heading", name="This device is not paired")).to_be_visible()
         page.goto(fresh)
         expect(page.locator("#wallbox")).to_contain_text("driveway connected")
+    finally:
         browser.close()

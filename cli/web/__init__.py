@@ -33,13 +33,14 @@ def app_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--no-ui", is_flag=True, help="Serve no web app.")
     @click.option("--tiles", default="", metavar="URL",
                   help="Map tiles to draw under the app's map, e.g. https://tile.example.org/{z}/{x}/{y}.png "
-                       "(default: none; the map draws the neighbourhood from its own data).")
+                       "(default: none, and no request leaves the node; the map draws the neighbourhood "
+                       "from its own data).")
     @functools.wraps(command)
     def wrapper(*args: Any, ui_address: str, no_ui: bool, tiles: str, **kwargs: Any) -> Any:
         if not no_ui:
             split(ui_address)
-        if tiles and not tiles.startswith("https://"):
-            raise click.BadParameter("a tile URL starts with https://", param_hint="--tiles")
+        if tiles and (not tiles.startswith(("https://", "http://")) or not all(k in tiles for k in ("{z}", "{x}", "{y}"))):
+            raise click.BadParameter("a tile URL is like https://tile.example.org/{z}/{x}/{y}.png", param_hint="--tiles")
         return command(*args, app=AppOptions(None if no_ui else ui_address, tiles), **kwargs)
 
     return wrapper

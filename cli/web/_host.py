@@ -139,10 +139,13 @@ def routes(node: Node, home: Home, table: Commands, watchers: Watchers) -> list[
         home.write_config(config | {"charger": changed})
         return table["publish"]({}) | {"charger": editable(changed)}
 
+    def now() -> dict[str, Any]:
+        status = table["status"]({})
+        return {"sessions": status["sessions"], "pending": status["pending"]}
+
     @endpoint
     async def live(_: Request) -> Any:
-        assert node.sessions is not None, "a host node runs its sessions"
-        return watchers.stream(lambda: changes(node.sessions.summary))  # type: ignore[union-attr]
+        return watchers.stream(lambda: changes(now))
 
     one = "/api/host/bookings/{booking:str}"
     return [

@@ -29,6 +29,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import click
 import segno
 import trio
 from hypercorn.config import Config
@@ -77,6 +78,12 @@ def split(address: str) -> tuple[str, int]:
     return host, number
 
 
+def tile_origin(template: str) -> str:
+    """The scheme, host and port of a tile URL template: what the page may load images from."""
+    scheme, _, rest = template.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else ""
+
+
 def on_loopback(host: str) -> bool:
     return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
@@ -106,9 +113,10 @@ def _show_pairing(url: str, token: str, print_line: Callable[[str], None]) -> No
 
 
 def _qr_lines(qr: segno.QRCode) -> list[str]:
-    """The QR code in half-height block characters, two modules per text row."""
-    rows = [[bool(cell) for cell in row] for row in qr.matrix_iter(scale=1, border=2)]
-    rows += [[False] * len(rows[0])] if len(rows) % 2 else []
+    """The QR code in half-height block characters, two modules per text row, light
+    modules drawn (as `qrencode -t UTF8` does: for a terminal with a dark background)."""
+    rows = [[not cell for cell in row] for row in qr.matrix_iter(scale=1, border=2)]
+    rows += [[True] * len(rows[0])] if len(rows) % 2 else []
     blocks = {(True, True): "█", (True, False): "▀", (False, True): "▄", (False, False): " "}
     return ["".join(blocks[top, bottom] for top, bottom in zip(upper, lower))
             for upper, lower in zip(rows[::2], rows[1::2])]
@@ -165,11 +173,11 @@ async def serve_app(node: Node, home: Home, options: AppOptions, views: Views, *
             Mount("/", StaticFiles(directory=str(files("wattshare.cli.web") / "static"), html=True)),
         ]
         gate = Gate(Starlette(routes=routes), port=port, scheme=scheme, csrf=csrf, pairing=pairing,
-                    tiles=options.tiles.split("{")[0])
+                    tiles=tile_origin(options.tiles))
         await nursery.start(serve, gate, config)
         log.info("app url=%s views=%s", url, ",".join(named))
         if pairing is not None and not pairing.made:
-            _show_pairing(url, pairing.new(), lambda line: log.info("%s", line))
+            _show_pairing(url, pairing.new(), lambda line: click.echo(line, err=True))
         task_status.started(url)
     sock.close()
 

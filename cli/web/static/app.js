@@ -201,8 +201,8 @@ const PAGES = {
       field("Within", h("select", { id: "radius", name: "radius" }, [500, 1000, 2000, 5000, 10000].map((m) =>
         h("option", { value: m, selected: m === q.radius_m }, distance(m))))),
       field("Energy wanted (kWh)", h("input", { id: "kwh", name: "kwh", type: "number", min: 1, max: 200, step: 1, value: q.kwh })),
-      field("From", h("input", { id: "from", name: "from", type: "datetime-local", required: true, value: localInput(q.start) })),
-      field("Until", h("input", { id: "until", name: "until", type: "datetime-local", required: true, value: localInput(q.end) })),
+      field("From", h("input", { id: "from", name: "from", type: "datetime-local", required: true, value: localInput(q.start) }), true),
+      field("Until", h("input", { id: "until", name: "until", type: "datetime-local", required: true, value: localInput(q.end) }), true),
       field("Connector", h("select", { id: "connector", name: "connector" }, h("option", { value: "" }, "any"),
         ["type2", "ccs2", "chademo", "j1772", "nacs", "gbt-ac", "gbt-dc", "schuko"].map((c) => h("option", { value: c, selected: c === q.connector }, c)))),
       field("Most I pay for it", h("input", { id: "max-price", name: "max_price", inputmode: "decimal", placeholder: "e.g. 6.00", value: q.max_price })),
@@ -341,7 +341,7 @@ async function bookingPage(main, id) {
   main.append(actions, live);
   if (data.live && !settled) watchSession(id, live);
   if (data.receipts.length || settled) main.append(receiptsCard(data));
-  if (settled || b.state === "cancelled") main.append(disputeCard(id));
+  if ((settled && !data.answer) || b.state === "cancelled") main.append(disputeCard(id));  // what is still open to dispute
 }
 function gauge(live, s) {
   const done = s.state === "settled", failed = s.state === "failed";
@@ -422,16 +422,22 @@ async function hostStatus(main) {
       h("dt", {}, "Wallbox"), h("dd", { id: "wallbox" }, flag(s.wallbox_connected, `${s.wallbox} connected`, `${s.wallbox} not connected`)),
       h("dt", {}, "Peers"), h("dd", {}, `${s.peers} (${s.links.direct} direct, ${s.links.relayed} relayed)`),
       h("dt", {}, "Advertised"), h("dd", {}, s.ads.map((a) => `${a.charger} in cell ${a.geohash}, seq ${a.seq}`).join("; ") || "nothing yet"),
-      h("dt", {}, "Waiting for you"), h("dd", {}, s.pending.length ? h("a", { href: "#requests" }, `${s.pending.length} request(s)`) : "nothing"))),
+      h("dt", {}, "Waiting for you"), h("dd", { id: "waiting" }))),
     live));
-  const show = (sessions) => live.replaceChildren(h("h3", {}, "Charging now"), sessions.length
-    ? table([["Booking"], ["State"], ["Energy", true], ["Problem"]], sessions.map((x) => [shortId(x.booking), x.state, kwh(x.energy_wh), x.error || ""]))
-    : h("p", { class: "muted" }, "No session."));
-  show(s.sessions);
+  const waiting = main.querySelector("#waiting");
+  const show = (now) => {
+    live.replaceChildren(h("h3", {}, "Charging now"), now.sessions.length
+      ? table([["Booking"], ["State"], ["Energy", true], ["Problem"]], now.sessions.map((x) => [shortId(x.booking), x.state, kwh(x.energy_wh), x.error || ""]))
+      : h("p", { class: "muted" }, "No session."));
+    waiting.replaceChildren(now.pending.length ? h("a", { href: "#requests" }, `${now.pending.length} request(s)`) : "nothing");
+  };
+  show(s);
   follow("/api/host/live", show);
 }
 async function hostBookings(main) {
   const rows = await api("/api/host/bookings");
+  const shown = rows.filter((r) => r.pending).map((r) => r.booking).sort().join();
+  follow("/api/host/live", (now) => { if ([...now.pending].sort().join() !== shown) route(); });  // a new request: show it
   main.append(h("h2", {}, "Bookings of your charger"));
   const pending = rows.filter((r) => r.pending);
   if (pending.length) {
