@@ -101,7 +101,7 @@ def main() -> None:
             page.screenshot(path=DOCS / "app-earnings.png")
             browser.close()
     finally:
-        subprocess.run(["pkill", "-f", f"--home {root}"], check=False)
+        subprocess.run(["pkill", "-f", f"wattshare.cli --home {root}"], check=False)
     print(f"wrote {', '.join(str(DOCS / name) for name in ('app-find.png', 'app-live.png', 'app-earnings.png'))}")
 
 

@@ -130,6 +130,8 @@ def approve_in(host, url):
 
 def find(neighbour, start, end):
     neighbour.get_by_role("link", name="Find").click()
+    if not neighbour.locator("details").evaluate("fold => fold.open"):  # folded after a search
+        neighbour.get_by_text("· change").click()
     neighbour.get_by_role("button", name="Use my location").click()  # the browser's geolocation
     expect(neighbour.get_by_label("Latitude")).to_have_value("52.53600")
     neighbour.get_by_label("From").fill(local(start))
@@ -153,6 +155,7 @@ def test_a_neighbour_finds_books_charges_live_pays_cancels_and_disputes_and_the_
     card = neighbour.get_by_role("article", name="Charger 1")
     expect(card).to_contain_text("7.4 kW Type 2")
     expect(card).to_contain_text("energy 23:00-07:00")  # the price, period by period
+    expect(neighbour.locator("#search-summary")).to_contain_text("Within 2.0 km of 52.5360, 13.4180")
     expect(neighbour.locator("svg.map .pin")).to_have_count(1)  # the map: the charger's public cell and me
     expect(neighbour.locator("svg.map image").first).to_be_attached()  # on the configured tiles
     assert Tiles.served and all(path.endswith(".png") for path in Tiles.served)
@@ -170,6 +173,7 @@ def test_a_neighbour_finds_books_charges_live_pays_cancels_and_disputes_and_the_
     street.wait_until(start - 120)
     neighbour.get_by_role("button", name="Start charging").click()
     expect(neighbour.locator("#live-kwh")).not_to_have_text("0.00 kWh", timeout=30_000)  # pushed by the node
+    expect(neighbour.get_by_role("button", name="Start charging")).to_be_hidden()  # what can be done now: stop
     assert money_of(neighbour.locator("#live-cost").inner_text()) > 0
     host.goto(f"{urls['host']}/#charger")
     expect(host.locator("#host-live")).to_contain_text("kWh")

@@ -97,7 +97,7 @@ def earnings(node: Node, currency: str) -> dict[str, Any]:
         total += move.delta
     return {"currency": currency, "total": total,
             "weeks": [{"label": f"{week:%d %b}", "amount": value} for week, value in weeks.items()],
-            "months": [{"label": f"{dt.date(year, index + 1, 1):%b %Y}", "amount": value}
+            "months": [{"label": f"{dt.date(year, index + 1, 1):%b}", "month": f"{year}-{index + 1:02d}", "amount": value}
                        for (year, index), value in months.items()]}
 
 

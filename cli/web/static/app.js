@@ -22,6 +22,11 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 const $ = (sel) => document.querySelector(sel);
+/* Replace `el`'s children, skipping the empty ones (DOM's own replaceChildren would write "null"). */
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
 function nowNode() { return Math.floor(Date.now() / 1000) + S.skew; }
 function digits(currency) {
   try { return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits; }
@@ -149,6 +154,7 @@ function drawMap(center, radius, rows) {
   }
   const [mx, my] = at(center.lat, center.lon);
   svg.append(h("circle", { class: "radius", cx: mx, cy: my, r: radius / metresPerPixel }));
+  svg.append(h("circle", { class: "me", cx: mx, cy: my, r: 8 }, h("title", { text: "the search point" })));  // under the pins
   for (const row of rows) {
     const b = geohashBounds(row.geohash), [x1, y1] = at(b.n, b.w), [x2, y2] = at(b.s, b.e);
     svg.append(h("rect", { class: "cell", x: x1, y: y1, width: Math.max(4, x2 - x1), height: Math.max(4, y2 - y1) }));
@@ -156,7 +162,6 @@ function drawMap(center, radius, rows) {
     svg.append(h("g", {}, h("title", { text: `#${row.rank}: ${row.connector}, ${money(row.estimate, row.currency)}` }),
       h("circle", { class: "pin", cx: px, cy: py, r: 13 }), h("text", { x: px, y: py, text: row.rank })));
   }
-  svg.append(h("circle", { class: "me", cx: mx, cy: my, r: 8 }, h("title", { text: "the search point" })));
   svg.append(h("text", { class: "label", x: 8, y: H - 10, text: `geohash-6 cells · circle ${distance(radius)}` }));
   return svg;
 }
@@ -208,8 +213,15 @@ const PAGES = {
       field("Most I pay for it", h("input", { id: "max-price", name: "max_price", inputmode: "decimal", placeholder: "e.g. 6.00", value: q.max_price })),
       h("div", { class: "wide actions" }, h("button", { type: "submit", id: "find-button" }, "Find chargers")));
     const results = h("section", { id: "results", "aria-live": "polite" });
-    form.addEventListener("submit", (event) => { event.preventDefault(); search(form.querySelector("button[type=submit]"), results); });
-    main.append(h("h2", {}, "Find a charger"), form, results);
+    const fold = h("details", { open: !S.query }, h("summary", { id: "search-summary" }, S.query ? summary(S.query) : "Search"), form);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (await search(form.querySelector("button[type=submit]"), results)) {
+        fold.open = false;  // on a phone, the results matter now; the summary opens the form again
+        fold.querySelector("summary").textContent = summary(S.query);
+      }
+    });
+    main.append(h("h2", {}, "Find a charger"), fold, results);
     if (S.query && S.found.length) showResults(results);
   },
   async bookings(main) {
@@ -264,13 +276,17 @@ async function search(button, results) {
   const q = { lat: parseFloat($("#lat").value), lon: parseFloat($("#lon").value), radius_m: parseInt($("#radius").value, 10),
     start: fromInput($("#from").value), end: fromInput($("#until").value), kwh: parseFloat($("#kwh").value),
     connector: $("#connector").value, max_price: $("#max-price").value.trim() };
-  if (Number.isNaN(q.lat) || Number.isNaN(q.lon)) { showError("type a latitude and longitude, or use your location"); return; }
-  if (!(q.end > q.start)) { showError("the window must end after it starts"); return; }
+  if (Number.isNaN(q.lat) || Number.isNaN(q.lon)) { showError("type a latitude and longitude, or use your location"); return false; }
+  if (!(q.end > q.start)) { showError("the window must end after it starts"); return false; }
   results.replaceChildren(h("p", { class: "muted" }, "Searching the neighbourhood…"));
   const rows = await act(button, () => api("/api/wallet/find", q));
-  if (rows === undefined) { results.replaceChildren(); return; }
+  if (rows === undefined) { results.replaceChildren(); return false; }
   S.query = q; S.found = rows;
   showResults(results);
+  return true;
+}
+function summary(q) {
+  return `Within ${distance(q.radius_m)} of ${q.lat.toFixed(4)}, ${q.lon.toFixed(4)} · ${q.kwh} kWh · change`;
 }
 function showResults(results) {
   const q = S.query, rows = S.found;
@@ -345,7 +361,11 @@ async function bookingPage(main, id) {
 }
 function gauge(live, s) {
   const done = s.state === "settled", failed = s.state === "failed";
-  live.replaceChildren(h("h3", {}, done ? "Settled" : failed ? "Stopped following" : s.state === "starting" ? "Starting…" : "Charging now"),
+  for (const [id, shown] of [["start", failed], ["cancel", false], ["stop", !done && !failed]]) {
+    const button = document.getElementById(id);
+    if (button) button.hidden = !shown;
+  }
+  fill(live, h("h3", {}, done ? "Settled" : failed ? "Stopped following" : s.state === "starting" ? "Starting…" : "Charging now"),
     h("div", { class: "gauge" },
       h("div", {}, h("strong", { id: "live-kw" }, kw(s.power_w)), "power"),
       h("div", {}, h("strong", { id: "live-kwh" }, kwh(s.energy_wh)), "charged"),
@@ -456,13 +476,13 @@ async function hostBookings(main) {
     : h("p", { class: "muted" }, "No bookings yet."));
 }
 function barChart(buckets, currency, label) {
-  const W = 600, H = 220, top = 24, bottom = 28, max = Math.max(1, ...buckets.map((b) => b.amount));
+  const W = 360, H = 200, top = 24, bottom = 28, max = Math.max(1, ...buckets.map((b) => b.amount));
   const step = W / buckets.length;
   const svg = h("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
   buckets.forEach((b, i) => {
     const height = ((H - top - bottom) * Math.max(0, b.amount)) / max, x = i * step + step * 0.15;
     svg.append(h("rect", { class: "bar", x, y: H - bottom - height, width: step * 0.7, height }, h("title", { text: `${b.label}: ${money(b.amount, currency)}` })));
-    svg.append(h("text", { x: x + step * 0.35, y: H - 10, "text-anchor": "middle", text: b.label }));
+    if (i % 2 === buckets.length % 2 || buckets.length <= 6) svg.append(h("text", { x: x + step * 0.35, y: H - 10, "text-anchor": "middle", text: b.label }));
     if (b.amount) svg.append(h("text", { class: "value", x: x + step * 0.35, y: H - bottom - height - 6, "text-anchor": "middle", text: money(b.amount, currency) }));
   });
   return svg;
@@ -512,7 +532,7 @@ async function coopAudit(main) {
     out.replaceChildren(h("p", { class: "muted" }, "Verifying every entry…"), h("progress", { "aria-label": "audit running" }));
     const r = await api("/api/coop/audit");
     const members = Object.entries(r.by_member);
-    out.replaceChildren(h("p", { class: `notice ${r.ok ? "" : "bad"}`, id: "audit-verdict" },
+    fill(out, h("p", { class: `notice ${r.ok ? "" : "bad"}`, id: "audit-verdict" },
       r.ok ? `Pass: ${r.entries} entries in ${r.feeds} feeds verified, ${r.checkpoints} checkpoint(s), in ${r.seconds} s.`
         : `${r.violations.length} violation(s) in ${r.entries} entries.`),
     members.length ? [h("h3", {}, "Violations by member"), table([["Member"], ["Violations", true]], members.map(([m, n]) => [m === "the file" ? m : peer(m), n])),
