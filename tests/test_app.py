@@ -260,7 +260,8 @@ def test_a_host_edits_prices_and_a_bad_value_is_refused_in_words(town, browser):
 
 
 def post(url, path, body, headers):
-    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}{path}", data=data, method="POST",
                                      headers={"content-type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -284,6 +285,15 @@ def test_requests_from_another_site_or_without_the_pages_token_are_refused(town,
     assert status == 421 and "its own address" in said["error"]
     status, said = post(wallet, "/api/wallet/book", {"ad": "9", "start": 1, "end": 2, "cap": "5"}, own)
     assert status == 400 and "no ad '9' in the last search" in said["error"]  # the gate passed: a refusal in words
+    for bad, words in [({**body, "lat": "north"}, "lat must be a number from -90 to 90"),
+                       ({**body, "start": 2**60}, "start must be a whole number"),
+                       ({**body, "radius_m": 10**9}, "radius_m must be a number from 100 to 50000"),
+                       (b"{not json", "the request is not JSON"), (b"[1, 2]", "must be a JSON object"),
+                       (b"{" + b" " * 20_000 + b"}", "at most 16384 bytes")]:
+        status, said = post(wallet, "/api/wallet/find", bad, own)
+        assert status == 400 and words in said["error"], (bad, said)
+    assert post(wallet, "/api/wallet/bookings/00ff/cancel", {}, own)[1]["error"].startswith("no booking(s) start with")
+    assert post(wallet, "/api/wallet/nothing-here", {}, own)[0] == 404
 
     evil, _ = page_of(browser, urls["host"])  # a page of another origin posts a form to the wallet's app
     with evil.expect_response(f"{wallet}/api/wallet/book") as refused:

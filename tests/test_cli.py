@@ -1,10 +1,13 @@
 """The `wattshare` command as a user runs it (subprocess of the installed console script)."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,15 +25,25 @@ def test_help_lists_the_demo():
     assert "demo" in result.stdout and "Example" in result.stdout
 
 
-def test_demo_runs_a_whole_neighbourhood_to_an_audited_ledger(tmp_path):
-    result = subprocess.run([WATTSHARE, "demo", "--dir", str(tmp_path)], capture_output=True, text=True,
-                            timeout=110, env={**os.environ, "COLUMNS": "120"})
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    out = result.stdout
-    assert "6 found" in out and "confirmed" in out and "acked" in out
-    assert "audit passed" in out and "Balances" in out
-    assert re.search(r"driver \(12D3KooW[^)]*\) +│ +3\d\.\d\d EUR", out)  # paid for the night out of 40.00
-    assert not list(tmp_path.glob("*/admin.sock"))  # every daemon stopped and cleaned up
+def test_demo_runs_a_whole_neighbourhood_to_an_audited_ledger_and_keeps_its_apps(tmp_path):
+    result = subprocess.run([WATTSHARE, "demo", "--keep", "--dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=110, env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        out = result.stdout
+        assert "6 found" in out and "confirmed" in out and "acked" in out
+        assert "audit passed" in out and "Balances" in out
+        assert re.search(r"driver \(12D3KooW[^)]*\) +│ +3\d\.\d\d EUR", out)  # paid for the night out of 40.00
+        wallet = re.search(r"the driver's wallet: +(http://127\.0\.0\.1:\d+)", out)[1]
+        with urllib.request.urlopen(f"{wallet}/api/wallet/bookings", timeout=10) as answer:
+            assert [row["state"] for row in json.loads(answer.read())] == ["settled"]  # the night's booking
+    finally:
+        stop = re.search(r"stop them with: (pkill .*)", result.stdout)
+        subprocess.run(stop[1] if stop else f"pkill -f 'wattshare.cli --home {tmp_path}'", shell=True, check=False)
+    deadline = time.monotonic() + 20
+    while list(tmp_path.glob("*/admin.sock")):  # every daemon stops and cleans up on the command the demo printed
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("args", [("frobnicate",), ("demo", "--no-such-flag")])

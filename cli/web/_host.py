@@ -39,11 +39,11 @@ def editable(charger: dict[str, Any]) -> dict[str, Any]:
     currency = charger["currency"]
     return {"id": charger["id"], "currency": currency, "peak": charger["peak"], "off_peak_hours": window,
             "off_peak_price": price, "flat": charger.get("flat", "0"), "hours": charger.get("hours", "00:00-00:00"),
-            "days": charger.get("days", [d.value for d in DayOfWeek]), "max_kw": charger["max_kw"],
+            "days": charger.get("days", [d.value for d in DayOfWeek]),
             "cancel_until_minutes": charger["terms"]["cancel_until_minutes"],
             "cancel_fee": format_amount(charger["terms"]["cancel_fee"], currency),
             "noshow_timeout_minutes": charger["terms"]["noshow_timeout_minutes"],
-            "noshow_fee": format_amount(charger["terms"]["noshow_fee"], currency), "approval": charger.get("approval", "auto")}
+            "noshow_fee": format_amount(charger["terms"]["noshow_fee"], currency)}
 
 
 def edited(charger: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +56,8 @@ def edited(charger: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     window = text(data, "off_peak_hours", "", 20)
     if window:
         hours(window, "the off-peak hours")
+    if bool(window) != bool(prices["off_peak_price"]):
+        fail("give both the off-peak hours and their price, or neither")
     open_hours = text(data, "hours", limit=20)
     hours(open_hours, "the bookable hours")
     days = data.get("days")
@@ -63,7 +65,7 @@ def edited(charger: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         fail("choose at least one day the charger can be booked")
     changed = charger | {
         "peak": prices["peak"], "flat": prices["flat"] or "0",
-        "off_peak": f"{window}@{prices['off_peak_price']}" if window and prices["off_peak_price"] else "",
+        "off_peak": f"{window}@{prices['off_peak_price']}" if window else "",
         "hours": open_hours,
         "days": [day.value for day in DayOfWeek if day.value in days]}
     terms = dict(charger["terms"])

@@ -28,6 +28,7 @@ from ._api import log
 
 KEEPALIVE = 15.0
 MAX_WATCHERS = 32
+KEEP_ENDED = 16  # ended sessions whose last snapshot a page may still ask for
 
 
 class Followed:
@@ -52,12 +53,12 @@ class Followed:
         self.changed = trio.Event()
 
     def saw(self, charging: Charging) -> None:
-        receipts = [signed.message for signed in charging.machine.receipts]
+        last = [signed.message for signed in charging.machine.receipts[-2:]]
         power = 0
-        if len(receipts) >= 2 and receipts[-1].t > receipts[-2].t:
-            power = (receipts[-1].energy_wh - receipts[-2].energy_wh) * 3600 // (receipts[-1].t - receipts[-2].t)
+        if len(last) == 2 and last[1].t > last[0].t:
+            power = (last[1].energy_wh - last[0].energy_wh) * 3600 // (last[1].t - last[0].t)
         self.update(state="charging", energy_wh=charging.energy_wh, cost=charging.cost, power_w=power,
-                    receipts=len(receipts), t=receipts[-1].t if receipts else None)
+                    receipts=len(charging.machine.receipts), t=last[-1].t if last else None)
 
 
 class Live:
@@ -71,6 +72,9 @@ class Live:
         """Start following `booking`'s session (stopping it at once with `stop_now`)."""
         current = self.followed.get(booking.id)
         if current is None or current.done:
+            ended = [key for key, followed in self.followed.items() if followed.done]
+            for key in ended[:max(0, len(ended) - KEEP_ENDED)]:  # a daemon that runs for a year keeps the latest
+                del self.followed[key]
             current = self.followed[booking.id] = Followed(booking)
             self.nursery.start_soon(self._run, current, attach)
         if stop_now:

@@ -163,23 +163,29 @@ async def serve_app(node: Node, home: Home, options: AppOptions, views: Views, *
     url = f"{scheme}://{shown if ':' not in shown else f'[{shown}]'}:{port}"
     (home.path / "app.json").write_text(json.dumps({"url": url}))
     csrf = secrets.token_urlsafe(32)
-    async with trio.open_nursery() as nursery:
-        watchers = Watchers()
-        named = views(nursery, watchers)
-        routes: list[BaseRoute] = [
-            Route("/api/session", _session(node, csrf, pairing, options.tiles, list(named))),
-            Route("/api/pair", _pair(pairing, secure=not loopback), methods=["POST"]),
-            *(route for view in named.values() for route in view),
-            Mount("/", StaticFiles(directory=str(files("wattshare.cli.web") / "static"), html=True)),
-        ]
-        gate = Gate(Starlette(routes=routes), port=port, scheme=scheme, csrf=csrf, pairing=pairing,
-                    tiles=tile_origin(options.tiles))
-        await nursery.start(serve, gate, config)
-        log.info("app url=%s views=%s", url, ",".join(named))
-        if pairing is not None and not pairing.made:
-            _show_pairing(url, pairing.new(), lambda line: click.echo(line, err=True))
-        task_status.started(url)
-    sock.close()
+    with sock:
+        async with trio.open_nursery() as nursery:
+            watchers = Watchers()
+            named = views(nursery, watchers)
+            routes: list[BaseRoute] = [
+                Route("/api/session", _session(node, csrf, pairing, options.tiles, list(named))),
+                Route("/api/pair", _pair(pairing, secure=not loopback), methods=["POST"]),
+                *(route for view in named.values() for route in view),
+                Route("/api/{rest:path}", _unknown, methods=["GET", "HEAD", "POST"]),
+                Mount("/", StaticFiles(directory=str(files("wattshare.cli.web") / "static"), html=True)),
+            ]
+            gate = Gate(Starlette(routes=routes), port=port, scheme=scheme, csrf=csrf, pairing=pairing,
+                        tiles=tile_origin(options.tiles))
+            await nursery.start(serve, gate, config)
+            log.info("app url=%s views=%s", url, ",".join(named))
+            if pairing is not None and not pairing.made:
+                _show_pairing(url, pairing.new(), lambda line: click.echo(line, err=True))
+            task_status.started(url)
+
+
+async def _unknown(request: Request) -> JSONResponse:
+    return JSONResponse({"error": f"this node's app has no {request.url.path}: is it the right node (wallet, host "
+                                  "or co-op)?"}, status_code=404)
 
 
 def _session(node: Node, csrf: str, pairing: Pairing | None, tiles: str, views: list[str]) -> Any:

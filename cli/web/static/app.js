@@ -348,11 +348,13 @@ async function bookingPage(main, id) {
     data.access.instructions ? [h("dt", {}, "How to find it"), h("dd", {}, data.access.instructions)] : null)));
   const live = h("section", { class: "card", id: "live", "aria-live": "polite" });
   const actions = h("div", { class: "actions" });
-  if (!settled && b.state === "confirmed") {
-    actions.append(
-      h("button", { type: "button", id: "start", onclick: (e) => act(e.currentTarget, () => startSession(id, live, false)) }, "Start charging"),
+  if (!settled && ["confirmed", "started"].includes(b.state)) {
+    const running = b.state === "started";  // a session that began before this page (or this daemon) did
+    fill(actions,
+      h("button", { type: "button", id: "start", onclick: (e) => act(e.currentTarget, () => startSession(id, live, running)) },
+        running ? "Watch the session" : "Start charging"),
       h("button", { type: "button", class: "secondary", id: "stop", onclick: (e) => act(e.currentTarget, () => stopSession(id, live)) }, "Stop"),
-      h("button", { type: "button", class: "danger", id: "cancel", onclick: () => cancelDialog(id, data.quote) }, "Cancel booking"));
+      running ? null : h("button", { type: "button", class: "danger", id: "cancel", onclick: () => cancelDialog(id, data.quote) }, "Cancel booking"));
   }
   main.append(actions, live);
   if (data.live && !settled) watchSession(id, live);
