@@ -241,6 +241,7 @@ def test_the_coop_audits_its_ledger_and_records_a_deposit_on_a_desktop_by_keyboa
     assert not errors
     beside = street.run("driver", "wallet", "balance", ok=False)  # a second node of the wallet's key: refused
     assert beside.returncode == 2 and "use its web app (`wattshare app url`)" in beside.stderr
+    assert street.stop() == [0, 0, 0]  # the co-op's, the host's and the wallet's daemons, apps and all, stop cleanly
 
 
 @pytest.mark.timeout(180)

@@ -34,9 +34,8 @@ def routes(node: Node, coop: bytes, currency: str, live: Live, watchers: Watcher
     def named(request: Request) -> Booking:
         return jobs.booking_named(node, request.path_params["booking"])
 
-    def row_of(booking_id: bytes) -> dict[str, Any]:
-        row = next(r for r in node.store.listing() if r["booking"] == booking_id.hex())
-        followed = live.followed.get(booking_id)
+    def with_live(row: dict[str, Any]) -> dict[str, Any]:
+        followed = live.followed.get(bytes.fromhex(row["booking"]))
         return row | {"live": followed.snapshot["state"] if followed else None}
 
     @endpoint
@@ -65,14 +64,15 @@ def routes(node: Node, coop: bytes, currency: str, live: Live, watchers: Watcher
 
     @endpoint
     async def bookings(_: Request) -> list[dict[str, Any]]:
-        return [row_of(bytes.fromhex(row["booking"])) for row in reversed(node.store.listing())]
+        return [with_live(row) for row in reversed(node.store.listing())]
 
     @endpoint
     async def booking(request: Request) -> dict[str, Any]:
         chosen = named(request)
         access = node.access(chosen)
         followed = live.followed.get(chosen.id)
-        return {"booking": row_of(chosen.id), "quote": jobs.cancel_quote(node, chosen),
+        row = next(row for row in node.store.listing() if row["booking"] == chosen.id.hex())
+        return {"booking": with_live(row), "quote": jobs.cancel_quote(node, chosen),
                 "access": {"address": access.address, "code": access.code, "instructions": access.instructions},
                 "plug_in_from": chosen.request.message.terms.opening(chosen.request.message.start),
                 "live": followed.snapshot if followed else None} | jobs.receipts(node, chosen)

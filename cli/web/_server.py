@@ -151,7 +151,7 @@ async def serve_app(node: Node, home: Home, options: AppOptions, views: Views, *
     port = sock.getsockname()[1]
     shown = (home_address() or "127.0.0.1") if host in ("0.0.0.0", "::") else host
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn's socket from now on: it closes it
     config.accesslog = None
     config.errorlog = log
     pairing = None if loopback else Pairing(home.path / "app-pairing")
@@ -163,24 +163,23 @@ async def serve_app(node: Node, home: Home, options: AppOptions, views: Views, *
     url = f"{scheme}://{shown if ':' not in shown else f'[{shown}]'}:{port}"
     (home.path / "app.json").write_text(json.dumps({"url": url}))
     csrf = secrets.token_urlsafe(32)
-    with sock:
-        async with trio.open_nursery() as nursery:
-            watchers = Watchers()
-            named = views(nursery, watchers)
-            routes: list[BaseRoute] = [
-                Route("/api/session", _session(node, csrf, pairing, options.tiles, list(named))),
-                Route("/api/pair", _pair(pairing, secure=not loopback), methods=["POST"]),
-                *(route for view in named.values() for route in view),
-                Route("/api/{rest:path}", _unknown, methods=["GET", "HEAD", "POST"]),
-                Mount("/", StaticFiles(directory=str(files("wattshare.cli.web") / "static"), html=True)),
-            ]
-            gate = Gate(Starlette(routes=routes), port=port, scheme=scheme, csrf=csrf, pairing=pairing,
-                        tiles=tile_origin(options.tiles))
-            await nursery.start(serve, gate, config)
-            log.info("app url=%s views=%s", url, ",".join(named))
-            if pairing is not None and not pairing.made:
-                _show_pairing(url, pairing.new(), lambda line: click.echo(line, err=True))
-            task_status.started(url)
+    async with trio.open_nursery() as nursery:
+        watchers = Watchers()
+        named = views(nursery, watchers)
+        routes: list[BaseRoute] = [
+            Route("/api/session", _session(node, csrf, pairing, options.tiles, list(named))),
+            Route("/api/pair", _pair(pairing, secure=not loopback), methods=["POST"]),
+            *(route for view in named.values() for route in view),
+            Route("/api/{rest:path}", _unknown, methods=["GET", "HEAD", "POST"]),
+            Mount("/", StaticFiles(directory=str(files("wattshare.cli.web") / "static"), html=True)),
+        ]
+        gate = Gate(Starlette(routes=routes), port=port, scheme=scheme, csrf=csrf, pairing=pairing,
+                    tiles=tile_origin(options.tiles))
+        await nursery.start(serve, gate, config)
+        log.info("app url=%s views=%s", url, ",".join(named))
+        if pairing is not None and not pairing.made:
+            _show_pairing(url, pairing.new(), lambda line: click.echo(line, err=True))
+        task_status.started(url)
 
 
 async def _unknown(request: Request) -> JSONResponse:
