@@ -10,8 +10,11 @@ Theory of operation (DESIGN.md, "Reachability"; LIBP2P-NOTES.md, "NAT traversal"
   `get_addrs`, whose own version mangles circuit addresses (LIBP2P-NOTES).
 - A node with no such address is behind NAT: `keep_reserved` holds a reservation on
   every relay it knows (the peers it joined through, and up to MAX_RELAYS in all with
-  those that provide `relay_key` on the DHT), renews it at half its lifetime, and makes a
-  new one at once when the relay's link went down (a relay restart forgets reservations).
+  those that provide `relay_key` on the DHT), renews it every RELAY_PROBE seconds (or at
+  half its lifetime, if sooner), and makes a new one at once when the relay's link went
+  down (a relay restart forgets reservations). The renewal is also the link's liveness
+  probe: a link to a relay that restarted can look alive for minutes, so a renewal that
+  fails closes it and the next round dials afresh.
 - py-libp2p's swarm cannot dial circuit addresses, so every stream a node opens goes
   through `new_stream`, which first connects to a peer it has no link to: directly where
   it knows a direct address, else through each circuit address in turn.
@@ -55,6 +58,7 @@ RELAY_LIMITS = RelayLimits(
     data=64 * 1024 * 1024,  # a session's receipts and yamux pings are a few hundred KB a night
     max_circuit_conns=16, max_reservations=1024, reservation_ttl=3600)
 RESERVE_CHECK = 2.0  # real seconds between looks at the links to our relays
+RELAY_PROBE = 10.0  # real seconds between renewals on a link that looks alive: a restarted relay's old link can
 RELAY_LOOKUP_FIRST, RELAY_LOOKUP_INTERVAL = 5.0, 600.0  # real seconds to the first and between DHT lookups
 # (a tenth of the interval while fewer than two relays hold a slot for us)
 MAX_RELAYS = 3  # reservations a node behind NAT holds at once
@@ -275,6 +279,8 @@ class Reach:
         except Exception as error:  # noqa: BLE001 - a relay that is down: try again next round
             log.info("no reservation at relay %s: %s", relay, error)
             ok = False
+            with trio.move_on_after(DIAL_TIMEOUT):  # a link that only looked alive: the next round dials afresh
+                await self.host.get_network().close_peer(relay)
         if not ok:
             if self.reserved.pop(relay, None) is not None:
                 self.changed()
@@ -282,7 +288,7 @@ class Reach:
         expires = self.transport._reservations.get(relay, 0)  # the relay's wall-clock time, not domain time
         lifetime = max(RESERVE_CHECK, expires - wall_time()) if expires else RELAY_LIMITS.reservation_ttl
         new = relay not in self.reserved
-        self.reserved[relay] = (trio.current_time() + lifetime / 2, usable[0])
+        self.reserved[relay] = (trio.current_time() + min(lifetime / 2, RELAY_PROBE), usable[0])
         if new:
             log.info("reserved a slot at relay %s", relay)
             self.changed()
