@@ -93,11 +93,11 @@ def _charge(ctx: Context, ref: str, stop_now: bool, attach: bool = False) -> Non
             fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
 
         try:
-            charging = with_node(ctx, job)
+            ended = with_node(ctx, job)  # (the charging, its booking)
         except KeyboardInterrupt:  # before the live view began
             bar.stop()
             fail(f"left the live view; {_still_charging(ref)}", EXIT_INTERRUPTED)
-    data = jobs.charged(*charging)
+    data = jobs.charged(*ended)
     emit(ctx, data, f"settled: {kwh(data['energy_wh'])} for {money(data['amount'], data['currency'])}; "
                     f"you {data['answer']}")
 
