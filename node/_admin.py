@@ -4,7 +4,8 @@ Theory of operation: a Unix stream socket, mode 0600 in a directory of mode 0700
 the node's own user can connect), carrying one JSON object per line each way. A
 request is `{"cmd": ...}`; every answer has `"ok"` and either the data or `"error"`, a
 line that says what to do. Lines are capped at `MAX_LINE` and every read has a
-deadline, so a stuck client cannot hold the node. Commands: `status`, `ads`,
+deadline, so a stuck client cannot hold the node. Commands: `status`, `live` (the
+requests waiting for approval and the sessions: cheap enough to ask every second), `ads`,
 `bookings`, `balance` (the node's own, from its ledger), `approve` / `decline` (with
 `"booking"`: the id in hex), plus any the daemon adds (its own, and the fault hooks of
 `wattshare.testing` when it runs with them).
@@ -35,7 +36,11 @@ class AdminError(NodeError):
 def node_commands(node: Any) -> dict[str, Callable[[dict], Any]]:
     """The admin commands of `node` (a `Node`), each taking the request object."""
 
-    def status(_: dict) -> dict:
+    def live(_: dict) -> dict:
+        return {"pending": [b.hex() for b in node.desk.pending()] if node.desk else [],
+                "sessions": node.sessions.summary() if node.sessions else []}
+
+    def status(request: dict) -> dict:
         ledger = node.ledger
         return {
             "peer_id": node.identity.peer_id,
@@ -45,12 +50,10 @@ def node_commands(node: Any) -> dict[str, Callable[[dict], Any]]:
             "links": node.reachability.links(),
             "peers": len(node.host.get_connected_peers()),
             "ads": len(node.board.ads),
-            "pending": [b.hex() for b in node.desk.pending()] if node.desk else [],
             "ledger_entries": sum(ledger.sizes().values()) if ledger else None,
             "misbehaving_peers": node.conduct.culprits(),
-            "sessions": node.sessions.summary() if node.sessions else [],
             "wallboxes": sorted(node.sessions.central.links) if node.sessions else [],  # connected over OCPP
-        }
+        } | live(request)
 
     def ads(_: dict) -> list:
         return [
@@ -80,7 +83,7 @@ def node_commands(node: Any) -> dict[str, Callable[[dict], Any]]:
 
         return decide
 
-    return {"status": status, "ads": ads, "bookings": bookings, "balance": balance,
+    return {"status": status, "live": live, "ads": ads, "bookings": bookings, "balance": balance,
             "approve": decision(True), "decline": decision(False)}
 
 

@@ -18,18 +18,12 @@ from playwright.sync_api import expect, sync_playwright
 from test_cli_walkthrough import BERLIN, Street, move_in
 from test_nat import settle_in
 
+from wattshare.cli._demo import app_url  # waits for the app's address, as the demo does
+
 SPEED = 120  # an hour in 30 real seconds: time for a person's clicks before the window opens
 expect.set_options(timeout=20_000)  # a booking request waits for the host's pull of the driver's feed
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
-
-
-def app_url(street, home):
-    deadline = time.monotonic() + 30
-    while not (path := street.tmp / home / "app.json").exists():
-        assert time.monotonic() < deadline, (street.tmp / f"{home}.log").read_text()[-3000:]
-        time.sleep(0.1)
-    return json.loads(path.read_text())["url"]
 
 
 def chromium_here():
@@ -78,7 +72,7 @@ def town(tmp_path):
     move_in(street, "manual", "--cancel-fee", "1.50")
     street.daemon("driver", "wallet", "run", "--ui", "127.0.0.1:0",
                   "--tiles", f"http://127.0.0.1:{tiles.server_port}/{{z}}/{{x}}/{{y}}.png")
-    yield street, {home: app_url(street, home) for home in ("coop", "host", "driver")}
+    yield street, {home: app_url(street.tmp / home) for home in ("coop", "host", "driver")}
     for process in street.daemons:
         if process.poll() is None:
             process.kill()

@@ -141,13 +141,9 @@ def routes(node: Node, home: Home, table: Commands, watchers: Watchers) -> list[
         home.write_config(config | {"charger": changed})
         return table["publish"]({}) | {"charger": editable(changed)}
 
-    def now() -> dict[str, Any]:
-        status = table["status"]({})
-        return {"sessions": status["sessions"], "pending": status["pending"]}
-
     @endpoint
     async def live(_: Request) -> Any:
-        return watchers.stream(lambda: changes(now))
+        return watchers.stream(lambda: changes(lambda: table["live"]({})))
 
     one = "/api/host/bookings/{booking:str}"
     return [

@@ -36,7 +36,7 @@ async function hostBookings(main) {
         h("p", {}, `${when(r.start)} – ${clock(r.end)}, up to ${money(r.spend_cap, r.currency)}`),
         h("p", { class: "muted" }, "from ", peer(r.driver)),
         h("div", { class: "actions" },
-          h("button", { type: "button", class: "approve", onclick: (e) => act(e.currentTarget, async () => { await api(`/api/host/bookings/${r.booking}/approve`, {}); S.route(); }) }, "Approve"),
+          h("button", { type: "button", onclick: (e) => act(e.currentTarget, async () => { await api(`/api/host/bookings/${r.booking}/approve`, {}); S.route(); }) }, "Approve"),
           h("button", { type: "button", class: "danger", onclick: (e) => act(e.currentTarget, async () => { await api(`/api/host/bookings/${r.booking}/decline`, {}); S.route(); }) }, "Decline"))));
     }
   }

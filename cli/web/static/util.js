@@ -2,7 +2,7 @@
    Every value from the node goes into the page as text (never as HTML); errors are shown
    in words, in #error. */
 
-export const S = { paired: false, csrf: "", views: [], now: 0, skew: 0, tiles: "", found: [], query: null, streams: [], generation: 0, watching: null, route: () => {} };
+export const S = { paired: false, csrf: "", views: [], skew: 0, tiles: "", found: [], query: null, streams: [], generation: 0, watching: null, route: () => {} };
 
 export function h(tag, attrs = {}, ...children) {
   const svg = ["svg", "rect", "circle", "line", "text", "g", "image", "title", "path"].includes(tag);
