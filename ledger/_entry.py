@@ -35,25 +35,32 @@ Theory of operation (DESIGN.md, "Ledger"):
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, Self
 
 from wattshare.protocol import (
+    MAX_RECEIPTS,
     Booking,
     BookingRejection,
     BookingRequest,
     Cancel,
+    DecodeError,
     Dispute,
     Message,
     MeterReceipt,
     NoShow,
+    Reason,
     Record,
     Settlement,
     SettlementAck,
     Signed,
+    chain_problem,
     message,
+    pack_receipts,
     record,
     require,
     require_range,
     require_size,
+    unpack_receipts,
 )
 
 MAX_BODY = 48 * 1024
@@ -210,12 +217,36 @@ class CoopCharter(Record):
 
 @record
 class SettlementClaim(Record):
+    """A host's claim of a finished session. On the wire, and so in the ledger, its
+    receipts are packed (protocol `pack_receipts`): the map is {booking, readings,
+    settlement}, `readings` the packed chain, which only a chain can be."""
+
     booking: Booking
     receipts: tuple[Signed[MeterReceipt], ...]
     settlement: Signed[Settlement]
 
     def _validate(self) -> None:
-        require_size("receipts", self.receipts, 1, 2000)
+        require_size("receipts", self.receipts, 1, MAX_RECEIPTS)
+        problem = chain_problem(self.receipts, self.booking.id, self.booking.request.message.host)
+        require(problem is None, f"{problem}: a settlement claims one chain of the booking's receipts")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"booking": self.booking.to_wire(), "readings": pack_receipts(self.receipts),
+                "settlement": self.settlement.to_wire()}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        if type(value) is not dict or value.keys() != {"booking", "readings", "settlement"}:
+            raise DecodeError(Reason.MALFORMED, "SettlementClaim: a map of booking, readings and settlement")
+        if type(value["readings"]) is not bytes:
+            raise DecodeError(Reason.MALFORMED, "SettlementClaim.readings: expected bytes")
+        booking = Booking.from_wire(value["booking"])
+        made = object.__new__(cls)  # a chain by construction: unpacking rebuilt it
+        for name, field in (("booking", booking),
+                            ("receipts", unpack_receipts(value["readings"], booking.id, booking.request.message.host)),
+                            ("settlement", Signed.from_wire(value["settlement"], Settlement))):
+            object.__setattr__(made, name, field)
+        return made
 
 
 @record

@@ -75,6 +75,7 @@ from ._messages import (
     seal_access,
 )
 from ._pricing import LineKind, MeterReading, Price, PriceLine, price
+from ._readings import MAX_RECEIPTS, chain_problem, pack_receipts, unpack_receipts
 from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
 from ._search import Query, Result, estimate, forged, newest, search
 from ._session import (
@@ -142,6 +143,7 @@ __all__ = [
     "GENESIS",
     "MAX_CLOCK_SKEW",
     "MAX_MESSAGE_SIZE",
+    "MAX_RECEIPTS",
     "SETTLE_MARGIN",
     "MESSAGE_TYPES",
     "PRICE_SCALE",
@@ -208,6 +210,7 @@ __all__ = [
     "TariffElement",
     "TariffRestrictions",
     "WeeklyWindow",
+    "chain_problem",
     "check_receipt",
     "check_time",
     "check_session",
@@ -227,6 +230,7 @@ __all__ = [
     "access_digest",
     "open_access",
     "peer_id",
+    "pack_receipts",
     "price",
     "public_key_from_peer_id",
     "record",
@@ -239,6 +243,7 @@ __all__ = [
     "settlement_price",
     "sign",
     "signing_input",
+    "unpack_receipts",
     "vouched_by",
     "wall_time",
     "write_private",

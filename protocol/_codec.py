@@ -9,16 +9,19 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
   shortest integer and length heads, map keys sorted bytewise; with str keys only,
   length-first and bytewise order coincide).
 - `decode` checks the size cap *before* parsing, then scans the raw bytes (`_scan`)
-  before cbor2 sees them: only the heads of the data model pass (no tag of any kind, so
-  no value sharing and no "billion laughs" expansion; no float or simple value but
-  false, true and null; no indefinite length; no string or container claiming more
-  items than bytes remain; no nesting past MAX_DEPTH), in one step per item, so the
-  work any input can cause is linear in its size (a 4 MiB frame of one-byte items,
-  the worst, scans in under a second). It then parses with duplicate keys
-  refused, walks the result to reject anything outside the data
-  model (records do that walk themselves, field by field), and finally re-encodes: the bytes must
-  come back identical, so one value has
-  exactly one accepted encoding (no malleability, no trailing bytes).
+  before cbor2 sees them, one step per item, so the work any input can cause is linear
+  in its size (a 4 MiB frame of one-byte items, the worst, scans in under a second).
+  Only the heads of the data model pass: no tag of any kind (so no value sharing and no
+  "billion laughs" expansion), no float or simple value but false, true and null, no
+  indefinite length, no string or container claiming more items than bytes remain, no
+  nesting past MAX_DEPTH, map keys text only (MALFORMED otherwise, and for a key
+  twice). The same scan checks the deterministic encoding itself: every integer and
+  length in its shortest head, each map's encoded keys in strictly increasing bytewise
+  order, nothing after the value (NON_CANONICAL otherwise). One value has exactly one
+  accepted encoding (no malleability) without re-encoding it to compare: a property
+  test holds the scan to cbor2's `canonical=True` output. cbor2 then parses; records
+  check each field's type themselves, other callers get a walk of the result that
+  refuses anything outside the data model.
 - Every failure is a `DecodeError` with a reason code; cbor2's own exceptions never
   escape.
 """
@@ -62,55 +65,88 @@ def _check_plain(value: Any, depth: int = 0) -> str | None:
 
 
 _SIMPLE_ALLOWED = frozenset({0xF4, 0xF5, 0xF6})  # false, true, null
+_SHORTEST = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}  # least argument each head size may carry
 
 
-def _scan(data: bytes) -> str | None:
-    """Why `data` steps outside the wire subset of CBOR, or None (see the module doc)."""
+def _scan(data: bytes) -> tuple[Reason, str] | None:
+    """Why `data` is not one value of the wire subset in its deterministic encoding,
+    or None (see the module doc). A fault of the subset (MALFORMED) outranks one of the
+    encoding (NON_CANONICAL), which is noted and reported at the end. Written for speed:
+    every decode pays for it per item."""
     pos, end = 0, len(data)
-    pending = [1]  # items still to read at each open level
-    while pending:
-        if not pending[-1]:
-            pending.pop()
+    ordered = shortest = True
+    left = [1]  # items still to read at each open level
+    keys: list[bytes | None] = [None]  # per open level: None for an array, else the map's last key as encoded
+    while left:
+        count = left[-1]
+        if not count:
+            left.pop()
+            keys.pop()
             continue
-        pending[-1] -= 1
+        left[-1] = count - 1
         if pos >= end:
-            return "truncated"
+            return Reason.MALFORMED, "truncated"
+        start = pos
         initial = data[pos]
         pos += 1
-        major, info = initial >> 5, initial & 0x1F
-        if major == 6:
-            return "tags are not allowed"
-        if major == 7:
-            if initial not in _SIMPLE_ALLOWED:
-                return "floats and simple values other than false, true and null are not allowed"
-            continue
+        major = initial >> 5
+        info = initial & 0x1F
         if info < 24:
             argument = info
         elif info < 28:
             size = 1 << (info - 24)
             if pos + size > end:
-                return "truncated"
+                return Reason.MALFORMED, "truncated"
             argument = int.from_bytes(data[pos:pos + size], "big")
             pos += size
-        else:
-            return "indefinite lengths are not allowed"
-        if major in (2, 3):
+            shortest = shortest and argument >= _SHORTEST[info]
+        elif major != 7:
+            return Reason.MALFORMED, "indefinite lengths are not allowed"
+        last = keys[-1]
+        if last is not None and not count & 1:  # a map's items alternate key, value, from an even count
+            if major != 3:
+                return Reason.MALFORMED, "map keys must be text strings"
             if argument > end - pos:
-                return "a string longer than the data"
+                return Reason.MALFORMED, "a string longer than the data"
             pos += argument
-        elif major in (4, 5):
+            key = data[start:pos]
+            if key == last:
+                return Reason.MALFORMED, "a map key twice"
+            ordered = ordered and key > last
+            keys[-1] = key
+        elif major < 2:
+            pass
+        elif major < 4:
+            if argument > end - pos:
+                return Reason.MALFORMED, "a string longer than the data"
+            pos += argument
+        elif major < 6:
             items = argument * 2 if major == 5 else argument
             if items > end - pos:
-                return "a container with more items than bytes"
-            if len(pending) > MAX_DEPTH:
-                return "nested too deeply"
-            pending.append(items)
-    return None  # trailing bytes are left to the re-encoding check: NON_CANONICAL
+                return Reason.MALFORMED, "a container with more items than bytes"
+            if len(left) > MAX_DEPTH:
+                return Reason.MALFORMED, "nested too deeply"
+            left.append(items)
+            keys.append(b"" if major == 5 else None)
+        elif major == 6:
+            return Reason.MALFORMED, "tags are not allowed"
+        elif initial not in _SIMPLE_ALLOWED:
+            return Reason.MALFORMED, "floats and simple values other than false, true and null are not allowed"
+    if not shortest:
+        return Reason.NON_CANONICAL, "a number or length not in its shortest form"
+    if not ordered:
+        return Reason.NON_CANONICAL, "map keys not in deterministic order"
+    if pos != end:
+        return Reason.NON_CANONICAL, "bytes after the value"
+    return None
 
 
-def encode(value: Any) -> bytes:
-    """Deterministic CBOR of a plain value; raises InvalidValue outside the data model."""
-    if (why := _check_plain(value)) is not None:
+def encode(value: Any, *, checked: bool = False) -> bytes:
+    """Deterministic CBOR of a plain value; raises InvalidValue outside the data model.
+
+    `checked=True` skips the data-model walk for a value already known to be inside it
+    (a record's wire form: every field was type-checked when the record was made)."""
+    if not checked and (why := _check_plain(value)) is not None:
         raise InvalidValue(f"cannot encode: {why}")
     return cbor2.dumps(value, canonical=True)
 
@@ -125,16 +161,13 @@ def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, typed: bool = False
         raise DecodeError(Reason.MALFORMED, f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise DecodeError(Reason.OVERSIZE, f"{len(data)} bytes exceeds the {max_size} byte cap")
-    if (why := _scan(data)) is not None:
-        raise DecodeError(Reason.MALFORMED, f"not wire CBOR: {why}")
+    if (fault := _scan(data)) is not None:
+        reason, why = fault
+        raise DecodeError(reason, f"not wire CBOR: {why}" if reason is Reason.MALFORMED else why)
     try:
-        value = cbor2.loads(
-            data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=MAX_DEPTH + 1
-        )
+        value = cbor2.loads(data, allow_indefinite=False, max_depth=MAX_DEPTH + 1)
     except Exception as exc:  # noqa: BLE001 - cbor2 raises several types (and RecursionError, ValueError)
         raise DecodeError(Reason.MALFORMED, f"not valid CBOR: {exc}") from None
-    if not typed and (why := _check_plain(value)) is not None:
-        raise DecodeError(Reason.MALFORMED, why)
-    if cbor2.dumps(value, canonical=True) != data:
-        raise DecodeError(Reason.NON_CANONICAL, "bytes are not the deterministic encoding")
+    if not typed and (outside := _check_plain(value)) is not None:
+        raise DecodeError(Reason.MALFORMED, outside)
     return value

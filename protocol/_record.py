@@ -39,6 +39,8 @@ DIGEST_SIZE = 32
 MESSAGE_TYPES: dict[str, type[Message]] = {}
 
 _Convert = Callable[[Any], Any]
+_set = object.__setattr__
+INT_MIN, INT_MAX = _codec.INT_MIN, _codec.INT_MAX
 R = typing.TypeVar("R", bound="Record")
 M = typing.TypeVar("M", bound="Message")
 
@@ -81,15 +83,16 @@ class Record:
         for field, most in cls.LIMITS.items():
             if type(value[field]) is list and len(value[field]) > most:
                 raise DecodeError(Reason.OVERSIZE, f"{name}.{field}: more than {most} items")
-        kwargs = {}
+        made = object.__new__(cls)  # the converters type-check every field
         for field, conv in converters.items():
-            try:
-                kwargs[field] = conv.from_wire(value[field])
-            except _Mismatch as exc:
-                raise DecodeError(Reason.MALFORMED, f"{name}.{field}: {exc}") from None
-        made = object.__new__(cls)  # the converters have type-checked every field already
-        for field, value in kwargs.items():
-            object.__setattr__(made, field, value)
+            item = value[field]
+            exact = conv.exact
+            if exact is None or type(item) is not exact or (exact is int and not INT_MIN <= value[field] <= INT_MAX):
+                try:
+                    item = conv.from_wire(item)
+                except _Mismatch as exc:
+                    raise DecodeError(Reason.MALFORMED, f"{name}.{field}: {exc}") from None
+            _set(made, field, item)
         try:
             made._validate()
         except InvalidValue as exc:
@@ -97,7 +100,7 @@ class Record:
         return made
 
     def encode(self) -> bytes:
-        return _codec.encode(self.to_wire())
+        return _codec.encode(self.to_wire(), checked=True)  # every field was type-checked when it was made
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = _codec.MAX_MESSAGE_SIZE) -> Self:
@@ -167,6 +170,7 @@ class _Converter:
     accepts: Callable[[Any], bool]
     to_wire: _Convert
     from_wire: _Convert
+    exact: type | None = None  # the one Python type a plain field's wire value already has (the fast path)
 
 
 def _same(value: Any) -> Any:
@@ -182,7 +186,7 @@ def _exact(kind: type) -> _Converter:
             raise _Mismatch(f"expected {kind.__name__}, got {type(value).__name__}")
         return value
 
-    return _Converter(kind.__name__, accepts, _same, check)
+    return _Converter(kind.__name__, accepts, _same, check, kind)
 
 
 def _enum(kind: type[StrEnum]) -> _Converter:

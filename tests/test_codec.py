@@ -110,3 +110,25 @@ def test_random_bytes_only_raise_the_typed_error(data):
 def test_encoding_outside_the_data_model_is_a_local_error(value):
     with pytest.raises(InvalidValue):
         encode_cbor(value)
+
+
+@given(plain, st.randoms(use_true_random=False))
+def test_the_scan_accepts_exactly_the_deterministic_encoding(value, random):
+    """The decoder checks canonical form while scanning (no re-encode): it must accept
+    the one encoding cbor2 writes canonically and refuse the same value written another way."""
+    import cbor2
+
+    def shuffled(v):
+        if isinstance(v, dict):
+            items = list(v.items())
+            random.shuffle(items)
+            return {k: shuffled(x) for k, x in items}
+        return [shuffled(x) for x in v] if isinstance(v, list) else v
+
+    canonical = encode_cbor(value)
+    other = cbor2.dumps(shuffled(value))  # map keys in insertion order
+    assert decode_cbor(canonical) == value
+    if other != canonical:
+        with pytest.raises(DecodeError) as caught:
+            decode_cbor(other)
+        assert caught.value.reason is Reason.NON_CANONICAL
