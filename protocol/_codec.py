@@ -141,12 +141,22 @@ def _scan(data: bytes) -> tuple[Reason, str] | None:
     return None
 
 
+def key_order(key: str) -> tuple[int, bytes]:
+    """Where a text map key sorts in the deterministic encoding (its encoded bytes:
+    length first, then bytewise)."""
+    data = key.encode()
+    return len(data), data
+
+
 def encode(value: Any, *, checked: bool = False) -> bytes:
     """Deterministic CBOR of a plain value; raises InvalidValue outside the data model.
 
-    `checked=True` skips the data-model walk for a value already known to be inside it
-    (a record's wire form: every field was type-checked when the record was made)."""
-    if not checked and (why := _check_plain(value)) is not None:
+    `checked=True` is for a record's wire form: inside the data model (every field was
+    type-checked when the record was made) and every map already in `key_order`, so
+    cbor2 writes it as it comes, without sorting (about four times faster)."""
+    if checked:
+        return cbor2.dumps(value)
+    if (why := _check_plain(value)) is not None:
         raise InvalidValue(f"cannot encode: {why}")
     return cbor2.dumps(value, canonical=True)
 

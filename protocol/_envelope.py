@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,7 @@ def vouched_by(signer: bytes) -> Iterator[None]:
         _vouched.reset(token)
 
 
+@functools.lru_cache(maxsize=1024)
 def _head(major: int, length: int) -> bytes:
     """The shortest CBOR head of a major type and length (RFC 8949 section 3)."""
     if length < 24:
@@ -88,7 +90,7 @@ class Signed(Generic[M]):
         return self.message.TYPE
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "body": self.body, "signer": self.signer, "sig": self.signature}
+        return {"sig": self.signature, "body": self.body, "type": self.type, "signer": self.signer}  # key order
 
     def encode(self) -> bytes:
         """The canonical envelope bytes (computed once: digests chain receipts and entries).

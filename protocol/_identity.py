@@ -18,6 +18,8 @@ Theory of operation (DESIGN.md, "Identity"):
 
 from __future__ import annotations
 
+import functools
+
 import os
 import stat
 from pathlib import Path
@@ -74,6 +76,7 @@ def public_key_from_peer_id(text: str) -> bytes:
     return raw[len(_PEER_ID_PREFIX) :]
 
 
+@functools.lru_cache(maxsize=4096)
 def verify_key(public_key: bytes) -> VerifyKey:
     """A pynacl VerifyKey; DecodeError for bytes that are not a usable Ed25519 key."""
     try:

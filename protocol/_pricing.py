@@ -11,6 +11,9 @@ Theory of operation (DESIGN.md, "Tariffs"; OCPI 2.2.1 tariff semantics):
    instants the session's energy crosses a min/max_wh bound, and the instants its
    duration crosses a min/max_duration bound. Within a piece every restriction has one
    value, checked at the piece's midpoint; quantities are split exactly (Fractions).
+   When the tariff's restrictions read only the wall clock (no energy, duration or
+   power bound), every piece between the same two wall-clock cuts has the same truth,
+   so its pricing element is looked up once per such span, not once per reading.
 3. For each dimension the first element with that dimension whose restrictions hold
    prices the piece. FLAT is priced once, by the element that holds at the start.
 4. Step size (OCPI): a dimension's total quantity is rounded *up* to a multiple of the
@@ -205,29 +208,35 @@ def price(tariff: Tariff, readings: Iterable[Reading], tz: str, *, cap: int | No
         quantities[(Dimension.FLAT, flat)] = 1
 
     wall_cuts = _clock.boundaries(zone, start_t, points[-1][0], wall_minutes) if wall_minutes else []
+    wall_only = not (exact_mid or uses_power)  # restrictions read the wall clock only (see `chosen`)
+    chosen: dict[tuple[int, Dimension], int | None] = {}  # (wall span, dimension) -> element, if wall_only
     for (t0, e0), (t1, e1) in pairwise(points):
         span, gained = t1 - t0, e1 - e0
         power = Fraction(gained * 3600, span) if uses_power else 0
         done = e0 - start_e  # energy delivered before this interval
-        cuts: set[int | Fraction] = {t0, t1}
-        cuts.update(wall_cuts[bisect_right(wall_cuts, t0) : bisect_left(wall_cuts, t1)])
-        cuts.update(
-            t0 + Fraction((mark - done) * span, gained) for mark in energy_marks if done < mark < done + gained
-        )
-        cuts.update(start_t + mark for mark in duration_marks if t0 < start_t + mark < t1)
+        inside: set[int | Fraction] = set(wall_cuts[bisect_right(wall_cuts, t0) : bisect_left(wall_cuts, t1)])
+        if exact_mid:
+            inside.update(
+                t0 + Fraction((mark - done) * span, gained) for mark in energy_marks if done < mark < done + gained
+            )
+            inside.update(start_t + mark for mark in duration_marks if t0 < start_t + mark < t1)
         time_dimension = Dimension.TIME if gained else Dimension.PARKING_TIME
-        for a, b in pairwise(sorted(cuts)):
+        for a, b in pairwise(sorted({t0, t1, *inside})) if inside else ((t0, t1),):
             whole = a == t0 and b == t1
             mid = Fraction(a + b, 2) if exact_mid else (a + b) // 2  # only wall time is read: a floor will do
             energy_at = done + Fraction(gained * (mid - t0), span) if energy_marks else 0
-            at = moment(mid, energy_at, power)
+            at = None
+            wall_span = bisect_right(wall_cuts, a)
             for dimension, quantity in (
                 (Dimension.ENERGY, gained if whole else Fraction(gained * (b - a), span)),
                 (time_dimension, b - a),
             ):
                 if quantity == 0:
                     continue
-                index = _pricing_element(candidates, dimension, at)
+                if not wall_only or (wall_span, dimension) not in chosen:
+                    at = at or moment(mid, energy_at, power)
+                    chosen[(wall_span, dimension)] = _pricing_element(candidates, dimension, at)
+                index = chosen[(wall_span, dimension)]
                 if index is not None:
                     quantities[(dimension, index)] += quantity
                     last_element[dimension] = index

@@ -68,7 +68,8 @@ class Record:
         """Domain rules beyond types; raise InvalidValue. Overridden per record."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {name: conv.to_wire(getattr(self, name)) for name, conv in _converters(type(self)).items()}
+        return {name: getattr(self, name) if conv.exact else conv.to_wire(getattr(self, name))
+                for name, conv in _converters(type(self)).items()}
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
@@ -100,7 +101,7 @@ class Record:
         return made
 
     def encode(self) -> bytes:
-        return _codec.encode(self.to_wire(), checked=True)  # every field was type-checked when it was made
+        return _codec.encode(self.to_wire(), checked=True)  # type-checked when made, keys in order
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = _codec.MAX_MESSAGE_SIZE) -> Self:
@@ -265,8 +266,11 @@ _CONVERTERS: dict[type[Record], dict[str, _Converter]] = {}
 
 
 def _converters(cls: type[Record]) -> dict[str, _Converter]:
-    """Each field's converter, built from the record's annotations once per class."""
+    """Each field's converter, built from the record's annotations once per class, in the
+    deterministic order of the field names as map keys: `to_wire` builds its map in that
+    order, so cbor2 can write it as it comes (`_codec.encode(..., checked=True)`)."""
     if cls not in _CONVERTERS:
         hints = typing.get_type_hints(cls)
-        _CONVERTERS[cls] = {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = sorted((f.name for f in dataclasses.fields(cls)), key=_codec.key_order)  # type: ignore[arg-type]
+        _CONVERTERS[cls] = {name: _converter(hints[name]) for name in names}
     return _CONVERTERS[cls]
