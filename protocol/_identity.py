@@ -19,7 +19,6 @@ Theory of operation (DESIGN.md, "Identity"):
 from __future__ import annotations
 
 import functools
-
 import os
 import stat
 from pathlib import Path
