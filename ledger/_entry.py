@@ -58,6 +58,7 @@ from wattshare.protocol import (
     pack_receipts,
     record,
     require,
+    require_keys,
     require_range,
     require_size,
     unpack_receipts,
@@ -231,13 +232,14 @@ class SettlementClaim(Record):
         require(problem is None, f"{problem}: a settlement claims one chain of the booking's receipts")
 
     def to_wire(self) -> dict[str, Any]:
-        return {"booking": self.booking.to_wire(), "readings": pack_receipts(self.receipts),
+        return {"booking": self.booking.to_wire(), "readings": pack_receipts(self.receipts),  # key order
                 "settlement": self.settlement.to_wire()}
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
-        if type(value) is not dict or value.keys() != {"booking", "readings", "settlement"}:
-            raise DecodeError(Reason.MALFORMED, "SettlementClaim: a map of booking, readings and settlement")
+        if type(value) is not dict:
+            raise DecodeError(Reason.MALFORMED, "SettlementClaim: expected a map")
+        require_keys("SettlementClaim", value, ["booking", "readings", "settlement"])
         if type(value["readings"]) is not bytes:
             raise DecodeError(Reason.MALFORMED, "SettlementClaim.readings: expected bytes")
         booking = Booking.from_wire(value["booking"])

@@ -76,7 +76,17 @@ from ._messages import (
 )
 from ._pricing import LineKind, MeterReading, Price, PriceLine, price
 from ._readings import MAX_RECEIPTS, chain_problem, pack_receipts, unpack_receipts
-from ._record import MESSAGE_TYPES, Message, Record, message, record, require, require_range, require_size
+from ._record import (
+    MESSAGE_TYPES,
+    Message,
+    Record,
+    message,
+    record,
+    require,
+    require_keys,
+    require_range,
+    require_size,
+)
 from ._search import Query, Result, estimate, forged, newest, search
 from ._session import (
     FINAL_READING_MARGIN,
@@ -235,6 +245,7 @@ __all__ = [
     "public_key_from_peer_id",
     "record",
     "require",
+    "require_keys",
     "require_range",
     "require_size",
     "seal_access",

@@ -14,14 +14,15 @@ Theory of operation (DESIGN.md, "Canonical encoding and signatures"):
   Only the heads of the data model pass: no tag of any kind (so no value sharing and no
   "billion laughs" expansion), no float or simple value but false, true and null, no
   indefinite length, no string or container claiming more items than bytes remain, no
-  nesting past MAX_DEPTH, map keys text only (MALFORMED otherwise, and for a key
-  twice). The same scan checks the deterministic encoding itself: every integer and
-  length in its shortest head, each map's encoded keys in strictly increasing bytewise
-  order, nothing after the value (NON_CANONICAL otherwise). One value has exactly one
-  accepted encoding (no malleability) without re-encoding it to compare: a property
-  test holds the scan to cbor2's `canonical=True` output. cbor2 then parses; records
-  check each field's type themselves, other callers get a walk of the result that
-  refuses anything outside the data model.
+  nesting past MAX_DEPTH (MALFORMED otherwise); and every integer and length in its
+  shortest head, nothing after the value (NON_CANONICAL otherwise). cbor2 then parses,
+  refusing a map key twice (MALFORMED), and keeps each map's keys in the order of the
+  bytes. The deterministic key order is checked on the parsed maps: records and
+  envelopes compare their keys with their fields' `key_order` (one list comparison),
+  other callers get a walk of the result that refuses anything outside the data model
+  and any map out of order (`in_key_order`). So one value has exactly one accepted
+  encoding (no malleability) without re-encoding it to compare; a property test holds
+  the decoder to cbor2's `canonical=True` output.
 - Every failure is a `DecodeError` with a reason code; cbor2's own exceptions never
   escape.
 """
@@ -40,8 +41,9 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 
-def _check_plain(value: Any, depth: int = 0) -> str | None:
-    """Return why `value` is outside the wire data model, or None if it is inside."""
+def _check_plain(value: Any, depth: int = 0, decoded: bool = False) -> str | None:
+    """Return why `value` is outside the wire data model, or None if it is inside; a
+    `decoded` value's maps must also have come in deterministic key order."""
     if depth > MAX_DEPTH:
         return "nested too deeply"
     kind = type(value)
@@ -51,17 +53,27 @@ def _check_plain(value: Any, depth: int = 0) -> str | None:
         return None
     if kind is list:
         for item in value:
-            if (why := _check_plain(item, depth + 1)) is not None:
+            if (why := _check_plain(item, depth + 1, decoded)) is not None:
                 return why
         return None
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 return "map key is not a text string"
-            if (why := _check_plain(item, depth + 1)) is not None:
+            if (why := _check_plain(item, depth + 1, decoded)) is not None:
                 return why
-        return None
+        return _UNORDERED if decoded and not in_key_order(value) else None
     return f"{kind.__name__} is not allowed on the wire"
+
+
+_UNORDERED = "map keys not in deterministic order"
+
+
+def in_key_order(value: dict[str, Any]) -> bool:
+    """True if a decoded map's keys came in deterministic order (cbor2 keeps the order of
+    the bytes): what the decoder's callers check, as the scan does not look at keys."""
+    keys = list(value)
+    return keys == sorted(keys, key=key_order)
 
 
 _SIMPLE_ALLOWED = frozenset({0xF4, 0xF5, 0xF6})  # false, true, null
@@ -69,24 +81,21 @@ _SHORTEST = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}  # least argument eac
 
 
 def _scan(data: bytes) -> tuple[Reason, str] | None:
-    """Why `data` is not one value of the wire subset in its deterministic encoding,
-    or None (see the module doc). A fault of the subset (MALFORMED) outranks one of the
-    encoding (NON_CANONICAL), which is noted and reported at the end. Written for speed:
-    every decode pays for it per item."""
+    """Why `data` is not one value of the wire subset with shortest heads, or None (see
+    the module doc). A fault of the subset (MALFORMED) outranks a longer head than needed
+    (NON_CANONICAL), which is noted and reported at the end. Written for speed: every
+    decode pays for it per item."""
     pos, end = 0, len(data)
-    ordered = shortest = True
+    shortest = True
     left = [1]  # items still to read at each open level
-    keys: list[bytes | None] = [None]  # per open level: None for an array, else the map's last key as encoded
     while left:
         count = left[-1]
         if not count:
             left.pop()
-            keys.pop()
             continue
         left[-1] = count - 1
         if pos >= end:
             return Reason.MALFORMED, "truncated"
-        start = pos
         initial = data[pos]
         pos += 1
         major = initial >> 5
@@ -102,21 +111,9 @@ def _scan(data: bytes) -> tuple[Reason, str] | None:
             shortest = shortest and argument >= _SHORTEST[info]
         elif major != 7:
             return Reason.MALFORMED, "indefinite lengths are not allowed"
-        last = keys[-1]
-        if last is not None and not count & 1:  # a map's items alternate key, value, from an even count
-            if major != 3:
-                return Reason.MALFORMED, "map keys must be text strings"
-            if argument > end - pos:
-                return Reason.MALFORMED, "a string longer than the data"
-            pos += argument
-            key = data[start:pos]
-            if key == last:
-                return Reason.MALFORMED, "a map key twice"
-            ordered = ordered and key > last
-            keys[-1] = key
-        elif major < 2:
-            pass
-        elif major < 4:
+        if major < 2:
+            continue
+        if major < 4:
             if argument > end - pos:
                 return Reason.MALFORMED, "a string longer than the data"
             pos += argument
@@ -127,15 +124,12 @@ def _scan(data: bytes) -> tuple[Reason, str] | None:
             if len(left) > MAX_DEPTH:
                 return Reason.MALFORMED, "nested too deeply"
             left.append(items)
-            keys.append(b"" if major == 5 else None)
         elif major == 6:
             return Reason.MALFORMED, "tags are not allowed"
         elif initial not in _SIMPLE_ALLOWED:
             return Reason.MALFORMED, "floats and simple values other than false, true and null are not allowed"
     if not shortest:
         return Reason.NON_CANONICAL, "a number or length not in its shortest form"
-    if not ordered:
-        return Reason.NON_CANONICAL, "map keys not in deterministic order"
     if pos != end:
         return Reason.NON_CANONICAL, "bytes after the value"
     return None
@@ -175,9 +169,9 @@ def decode(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, typed: bool = False
         reason, why = fault
         raise DecodeError(reason, f"not wire CBOR: {why}" if reason is Reason.MALFORMED else why)
     try:
-        value = cbor2.loads(data, allow_indefinite=False, max_depth=MAX_DEPTH + 1)
+        value = cbor2.loads(data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=MAX_DEPTH + 1)
     except Exception as exc:  # noqa: BLE001 - cbor2 raises several types (and RecursionError, ValueError)
         raise DecodeError(Reason.MALFORMED, f"not valid CBOR: {exc}") from None
-    if not typed and (outside := _check_plain(value)) is not None:
-        raise DecodeError(Reason.MALFORMED, outside)
+    if not typed and (outside := _check_plain(value, decoded=True)) is not None:
+        raise DecodeError(Reason.NON_CANONICAL if outside is _UNORDERED else Reason.MALFORMED, outside)
     return value

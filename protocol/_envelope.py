@@ -37,11 +37,11 @@ from nacl.exceptions import BadSignatureError
 from . import _codec
 from ._errors import DecodeError, InvalidValue, Reason, SignatureError
 from ._identity import Identity, verify_key
-from ._record import MESSAGE_TYPES, Message
+from ._record import MESSAGE_TYPES, Message, require_keys
 
 DOMAIN = b"wattshare/v1\0"
 SIGNATURE_SIZE = 64
-_ENVELOPE_KEYS = {"type", "body", "signer", "sig"}
+_ENVELOPE_KEYS = ["sig", "body", "type", "signer"]  # in key order
 
 M = TypeVar("M", bound=Message, covariant=True)
 N = TypeVar("N", bound=Message)
@@ -126,8 +126,9 @@ class Signed(Generic[M]):
 
     @classmethod
     def from_wire(cls, value: Any, expect: builtins.type[M] | None = None) -> Signed[M]:
-        if type(value) is not dict or value.keys() != _ENVELOPE_KEYS:
-            raise DecodeError(Reason.MALFORMED, f"a signed envelope is a map of {sorted(_ENVELOPE_KEYS)}")
+        if type(value) is not dict:
+            raise DecodeError(Reason.MALFORMED, f"a signed envelope is a map of {_ENVELOPE_KEYS}")
+        require_keys("signed envelope", value, _ENVELOPE_KEYS)
         type_name, body, signer, sig = value["type"], value["body"], value["signer"], value["sig"]
         if type(type_name) is not str or type(body) is not bytes:
             raise DecodeError(Reason.MALFORMED, "envelope type must be text and body bytes")
@@ -148,11 +149,11 @@ class Signed(Generic[M]):
         return cls(message=message, signer=signer, signature=sig, body=body)  # type: ignore[arg-type]
 
     @staticmethod
-    def assemble(message: N, signer: bytes, signature: bytes) -> Signed[N]:
+    def assemble(message: N, signer: bytes, signature: bytes, body: bytes | None = None) -> Signed[N]:
         """The envelope of `message` signed by `signer`, rebuilt from a compact stored form
         that keeps only the message's fields and the signature: verified as a decoded one
-        is (unless vouched for)."""
-        body = message.encode()
+        is (unless vouched for). `body`, if given, must be `message.encode()`."""
+        body = message.encode() if body is None else body
         _verify(message.TYPE, body, signer, signature)
         return Signed(message=message, signer=signer, signature=signature, body=body)
 

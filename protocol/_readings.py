@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+from . import _codec
 from ._envelope import Signed
-from ._errors import DecodeError, InvalidValue, Reason
+from ._errors import DecodeError, Reason
 from ._messages import GENESIS, MeterReceipt
 
 PACKED = struct.Struct(">QI64s")  # t, energy_wh, signature
@@ -54,11 +55,8 @@ def unpack_receipts(data: bytes, booking_id: bytes, host: bytes) -> tuple[Signed
     out: list[Signed[MeterReceipt]] = []
     prev = GENESIS
     for seq, (t, energy_wh, signature) in enumerate(PACKED.iter_unpack(data)):
-        try:
-            receipt = MeterReceipt(booking_id=booking_id, seq=seq, t=t, energy_wh=energy_wh, prev=prev)
-        except InvalidValue as exc:
-            raise DecodeError(Reason.MALFORMED, f"packed receipt {seq}: {exc}") from None
-        signed = Signed.assemble(receipt, host, signature)
+        wire = {"t": t, "seq": seq, "prev": prev, "energy_wh": energy_wh, "booking_id": booking_id}  # key order
+        signed = Signed.assemble(MeterReceipt.from_wire(wire), host, signature, _codec.encode(wire, checked=True))
         out.append(signed)
         prev = signed.digest
     return tuple(out)

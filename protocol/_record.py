@@ -77,10 +77,7 @@ class Record:
         if type(value) is not dict:
             raise DecodeError(Reason.MALFORMED, f"{name}: expected a map")
         converters = _converters(cls)
-        if value.keys() != converters.keys():
-            missing = sorted(converters.keys() - value.keys())
-            extra = sorted(value.keys() - converters.keys())
-            raise DecodeError(Reason.MALFORMED, f"{name}: missing {missing}, unknown {extra}")
+        require_keys(name, value, _NAMES[cls])
         for field, most in cls.LIMITS.items():
             if type(value[field]) is list and len(value[field]) > most:
                 raise DecodeError(Reason.OVERSIZE, f"{name}.{field}: more than {most} items")
@@ -263,6 +260,20 @@ def _converter(hint: Any) -> _Converter:
 
 
 _CONVERTERS: dict[type[Record], dict[str, _Converter]] = {}
+_NAMES: dict[type[Record], list[str]] = {}  # each record's field names, in key order
+
+
+def require_keys(name: str, value: dict[Any, Any], expected: list[str]) -> None:
+    """DecodeError unless the decoded map `value` has exactly the keys `expected`, in that
+    order (their deterministic order: cbor2 keeps the order of the bytes)."""
+    keys = list(value)
+    if keys == expected:
+        return
+    if set(keys) == set(expected):
+        raise DecodeError(Reason.NON_CANONICAL, f"{name}: map keys not in deterministic order")
+    missing = sorted(set(expected) - set(keys))
+    extra = sorted(str(k) for k in set(keys) - set(expected))
+    raise DecodeError(Reason.MALFORMED, f"{name}: missing {missing}, unknown {extra}")
 
 
 def _converters(cls: type[Record]) -> dict[str, _Converter]:
@@ -273,4 +284,5 @@ def _converters(cls: type[Record]) -> dict[str, _Converter]:
         hints = typing.get_type_hints(cls)
         names = sorted((f.name for f in dataclasses.fields(cls)), key=_codec.key_order)  # type: ignore[arg-type]
         _CONVERTERS[cls] = {name: _converter(hints[name]) for name in names}
+        _NAMES[cls] = names
     return _CONVERTERS[cls]

@@ -149,6 +149,24 @@ def test_malformed_bodies_name_the_field(wire, fragment):
     assert caught.value.reason is p.Reason.MALFORMED
 
 
+@pytest.mark.parametrize("keys", [["t", "booking_id"], ["booking_id", "t"]])
+def test_a_record_or_envelope_with_its_keys_in_another_order_is_not_canonical(keys):
+    """Key order is checked on the parsed map (cbor2 keeps the order of the bytes)."""
+    start = p.StartRequest(booking_id=BOOKING_ID, t=5)
+    wire = start.to_wire()
+    shuffled = cbor2.dumps({key: wire[key] for key in keys})
+    if shuffled == start.encode():
+        assert p.StartRequest.decode(shuffled) == start
+        return
+    with pytest.raises(p.DecodeError) as caught:
+        p.StartRequest.decode(shuffled)
+    assert caught.value.reason is p.Reason.NON_CANONICAL
+    envelope = p.sign(DRIVER, start).to_wire()
+    with pytest.raises(p.DecodeError) as caught:
+        p.Signed.decode(cbor2.dumps(dict(reversed(envelope.items()))))
+    assert caught.value.reason is p.Reason.NON_CANONICAL
+
+
 @pytest.mark.parametrize(
     "change",
     [
