@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
-from wattshare.protocol import RemoteProtocolError, SignatureError, Signed, vouched_by
+from wattshare.protocol import RemoteProtocolError, SignatureError, Signed
 
-from ._entry import MAX_BODY, EntryKind, FeedHead, SettlementClaim
+from ._entry import EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._findings import AuditReport, Verdict, Violation
 from ._merkle import MerkleLog
-from ._rules import Checked, decode_entry, evidence
+from ._rules import Checked, decode_entry, entry_body, evidence
 from ._schema import FORKED, VOID
 from ._state import LedgerState
 
@@ -73,10 +73,10 @@ class OrderedPasses:
                 self.flag(Rule.MALFORMED, "the refused-entries table holds an entry that proves nothing")
                 continue
             self.flag(proof.rule, f"signed an entry the ledger refused: {proof.detail}", proof.author, proof.seq)
-            entry = decode_entry(envelope).message
-            if entry.kind is EntryKind.SETTLEMENT:
-                with suppress(RemoteProtocolError), vouched_by(entry.author):
-                    claim = SettlementClaim.decode(entry.body, max_size=MAX_BODY)
+            signed = decode_entry(envelope)
+            if signed.message.kind is EntryKind.SETTLEMENT:
+                with suppress(RemoteProtocolError):
+                    claim = entry_body(signed)
                     claims.add((claim.booking.id, claim.settlement.digest, claim.booking.request.message.driver))
         return claims
 

@@ -43,25 +43,22 @@ from wattshare.protocol import (
     BookingRejection,
     BookingRequest,
     Cancel,
-    DecodeError,
     Dispute,
     Message,
     MeterReceipt,
     NoShow,
-    Reason,
     Record,
     Settlement,
     SettlementAck,
     Signed,
-    chain_problem,
+    claim_problem,
     message,
-    pack_receipts,
+    pack_claim,
     record,
     require,
-    require_keys,
     require_range,
     require_size,
-    unpack_receipts,
+    unpack_claim,
 )
 
 MAX_BODY = 48 * 1024
@@ -218,9 +215,9 @@ class CoopCharter(Record):
 
 @record
 class SettlementClaim(Record):
-    """A host's claim of a finished session. On the wire, and so in the ledger, its
-    receipts are packed (protocol `pack_receipts`): the map is {booking, readings,
-    settlement}, `readings` the packed chain, which only a chain can be."""
+    """A host's claim of a finished session. On the wire, and so in the ledger, the
+    host's own messages are packed (protocol `pack_claim`): only what the packed form can
+    say can be claimed, so a claim is checked for that when it is built."""
 
     booking: Booking
     receipts: tuple[Signed[MeterReceipt], ...]
@@ -228,25 +225,16 @@ class SettlementClaim(Record):
 
     def _validate(self) -> None:
         require_size("receipts", self.receipts, 1, MAX_RECEIPTS)
-        problem = chain_problem(self.receipts, self.booking.id, self.booking.request.message.host)
-        require(problem is None, f"{problem}: a settlement claims one chain of the booking's receipts")
+        problem = claim_problem(self.booking, self.receipts, self.settlement)
+        require(problem is None, f"cannot be claimed: {problem}")
 
     def to_wire(self) -> dict[str, Any]:
-        return {"booking": self.booking.to_wire(), "readings": pack_receipts(self.receipts),  # key order
-                "settlement": self.settlement.to_wire()}
+        return pack_claim(self.booking, self.receipts, self.settlement)
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
-        if type(value) is not dict:
-            raise DecodeError(Reason.MALFORMED, "SettlementClaim: expected a map")
-        require_keys("SettlementClaim", value, ["booking", "readings", "settlement"])
-        if type(value["readings"]) is not bytes:
-            raise DecodeError(Reason.MALFORMED, "SettlementClaim.readings: expected bytes")
-        booking = Booking.from_wire(value["booking"])
-        made = object.__new__(cls)  # a chain by construction: unpacking rebuilt it
-        for name, field in (("booking", booking),
-                            ("receipts", unpack_receipts(value["readings"], booking.id, booking.request.message.host)),
-                            ("settlement", Signed.from_wire(value["settlement"], Settlement))):
+        made = object.__new__(cls)  # a packable claim by construction: unpacking rebuilt it
+        for name, field in zip(("booking", "receipts", "settlement"), unpack_claim(value), strict=True):
             object.__setattr__(made, name, field)
         return made
 

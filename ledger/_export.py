@@ -48,13 +48,12 @@ from wattshare.protocol import (
     geo,
     minor_digits,
     peer_id,
-    vouched_by,
 )
 
 from ._audit import open_readonly
 from ._entry import EntryKind, SettlementClaim
 from ._findings import AuditReport
-from ._rules import decode_entry
+from ._rules import decode_entry, entry_body
 
 COUNTRY_CODE = "XX"
 PARTY_ID = "WSH"
@@ -108,10 +107,7 @@ def settlement_claims(path: Path) -> Iterator[SettlementClaim]:
     finally:
         conn.close()
     for (envelope,) in envelopes:
-        entry = decode_entry(envelope).message
-        with vouched_by(entry.author):  # the host's nested envelopes are bound by the entry's signature
-            claim = SettlementClaim.decode(entry.body)
-        yield claim
+        yield entry_body(decode_entry(envelope))
 
 
 def cdr(claim: SettlementClaim) -> dict[str, Any]:

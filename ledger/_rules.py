@@ -85,15 +85,21 @@ def check_entry(data: bytes | Signed[Entry]) -> Checked:
     signed = decode_entry(data) if isinstance(data, bytes) else data
     entry = signed.message
     try:
-        with vouched_by(entry.author):
-            body = BODY_TYPES[entry.kind].decode(entry.body, max_size=MAX_BODY)
-        return _RULES[entry.kind](signed, body)
+        return _RULES[entry.kind](signed, entry_body(signed))
     except SignatureError as exc:
         raise EntryRefused(Rule.SIGNATURE, exc.message, author=entry.author, seq=entry.seq) from None
     except DecodeError as exc:
         raise EntryRefused(Rule.MALFORMED, exc.message, author=entry.author, seq=entry.seq) from None
     except EntryRefused as exc:
         raise EntryRefused(exc.rule, exc.detail, author=entry.author, seq=entry.seq) from None
+
+
+def entry_body(signed: Signed[Entry]) -> Any:
+    """The body record of a verified entry, decoded as `check_entry` decodes it: the
+    author's own envelopes inside are bound by the entry's signature (`vouched_by`)."""
+    entry = signed.message
+    with vouched_by(entry.author):
+        return BODY_TYPES[entry.kind].decode(entry.body, max_size=MAX_BODY)
 
 
 def evidence(envelope: bytes) -> EntryRefused | None:

@@ -3,9 +3,12 @@
 Theory of operation (DESIGN.md, "Store"): plain SQLite in WAL mode, made with
 sqlite-utils and readable by any SQLite tool. Tables:
 
-- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (1).
+- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (`SCHEMA`).
 - `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
-  accepted entry; `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
+  accepted entry, one per (author, seq), in the order they were accepted (rows
+  appended at the end fill their pages: 16 KiB pages, so a settlement entry's row of
+  about 2.4 KB wastes little of one); indexed by (author, seq) and by `booking_id`
+  where there is one. `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
   `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
   `frozen` = 1 for entries of a feed whose author forked it (kept, not counted), 2 for
   a role entry its author wrote at or past its retirement from that role (in the chain,
@@ -39,7 +42,8 @@ import sqlite_utils
 
 from ._errors import StoreError
 
-SCHEMA = 1
+SCHEMA = 2  # 2: settlements in the packed form (protocol `pack_claim`); pages of 16 KiB
+PAGE_SIZE = 16 * 1024
 FORKED, VOID = 1, 2  # values of entries.frozen (see the module doc)
 
 
@@ -47,6 +51,7 @@ def open_ledger_db(path: Path, coop: bytes) -> sqlite_utils.Database:
     """The ledger file at `path`, made if new; StoreError if it is another co-op's."""
     db = sqlite_utils.Database(path)
     db.conn.isolation_level = None  # transactions are explicit: one per batch
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect on a new file only
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     _create(db)
@@ -55,6 +60,9 @@ def open_ledger_db(path: Path, coop: bytes) -> sqlite_utils.Database:
         write_all(db, [("INSERT INTO meta VALUES (?, ?)", [("coop", coop), ("schema", bytes([SCHEMA]))])])
     elif meta.get("coop") != coop:
         raise StoreError(f"{path} is the ledger of another co-op; open it with that co-op's key")
+    elif meta.get("schema") != bytes([SCHEMA]):
+        raise StoreError(f"{path} is a ledger of an older wattshare (format {meta.get('schema', b'?')[0]}, this one "
+                         f"reads {SCHEMA}): move it aside and the node syncs a fresh copy from the co-op")
     return db
 
 
@@ -84,13 +92,10 @@ def atomic(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _create(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
-    db.table("entries").create(
-        {"digest": bytes, "author": bytes, "seq": int, "t": int, "kind": str, "booking_id": bytes,
-         "leaf": bytes, "envelope": bytes, "frozen": int},
-        pk="digest", not_null={"author", "seq", "leaf", "envelope", "frozen"}, if_not_exists=True,
-    )
-    db.table("entries").create_index(["author", "seq"], if_not_exists=True)
-    db.table("entries").create_index(["booking_id"], if_not_exists=True)
+    db.execute("CREATE TABLE IF NOT EXISTS entries (digest BLOB NOT NULL, author BLOB NOT NULL, seq INTEGER NOT NULL, "
+               "t INTEGER, kind TEXT, booking_id BLOB, leaf BLOB NOT NULL, envelope BLOB NOT NULL, "
+               "frozen INTEGER NOT NULL, UNIQUE (author, seq))")
+    db.execute("CREATE INDEX IF NOT EXISTS entries_booking ON entries (booking_id) WHERE booking_id IS NOT NULL")
     db.table("heads").create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
                        pk="author", if_not_exists=True)
     db.table("balances").create({"member": bytes, "currency": str, "balance": int},

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from wattshare.protocol import (
     MAX_CLOCK_SKEW,
-    Dispute,
     Identity,
     Record,
     RemoteProtocolError,
@@ -34,7 +33,7 @@ from wattshare.protocol import (
 
 from ._entry import CoopCharter, Entry, EntryKind, FeeClaim, FeedHead, Retirement, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
-from ._rules import Checked, check_entry, decode_entry, evidence
+from ._rules import Checked, check_entry, decode_entry, entry_body, evidence
 from ._schema import FORKED, VOID, open_ledger_db, write_all
 from ._state import ROLE_OF, LedgerState, Outcome
 
@@ -107,8 +106,8 @@ class LedgerStore:
         )
         proofs = [self._fork_proof(first, second) for first, second in forks]
         report, rows = IngestReport(), []
-        frozen: list[tuple[bytes]] = []  # digests of a forked feed's entries
-        voided: list[tuple[bytes]] = []  # digests of retired roles' entries
+        frozen: list[tuple[bytes, int]] = []  # (author, seq) of a forked feed's entries
+        voided: list[tuple[bytes, int]] = []  # (author, seq) of retired roles' entries
         frauds: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (author, seq) -> (first, second, detected)
         applied: dict[bytes, Checked] = {}  # digest -> facts, for entries new in this batch
         applied_envelopes: dict[bytes, bytes] = {}
@@ -119,7 +118,7 @@ class LedgerStore:
             known = frauds.get((author, seq)) or self._proof(author, seq)
             first, second = sorted({first, second, *(known[:2] if known else ())})[:2]  # the canonical proof
             frauds[(author, seq)] = (first, second, known[2] if known else int(self.clock()))
-            frozen.extend((digest,) for digest in reverted)
+            frozen.extend((checked.author, checked.seq) for checked in reverted.values())
             touched.update((m, c) for checked in reverted.values() for m, c, _ in checked.effects)
             report.forks.append((author, seq))
 
@@ -150,13 +149,14 @@ class LedgerStore:
                 else:
                     entry = signed.message
                     ours = self.state.feeds[entry.author].digests[entry.seq]
-                    first = applied_envelopes.get(ours) or self._envelope(ours)
+                    first = applied_envelopes.get(ours) or self._envelope(entry.author, entry.seq)
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
             write_all(self.db, [
-                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
-                (f"UPDATE entries SET frozen = {FORKED} WHERE digest = ?", frozen),
-                (f"UPDATE entries SET frozen = {VOID} WHERE digest = ? AND frozen = 0", voided),
+                ("INSERT INTO entries (digest, author, seq, t, kind, booking_id, leaf, envelope, frozen) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
+                (f"UPDATE entries SET frozen = {FORKED} WHERE author = ? AND seq = ?", frozen),
+                (f"UPDATE entries SET frozen = {VOID} WHERE author = ? AND seq = ? AND frozen = 0", voided),
                 ("INSERT OR REPLACE INTO frauds VALUES (?, ?, ?, ?, ?)",
                  [(author, seq, *proof) for (author, seq), proof in frauds.items()]),
                 ("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)",
@@ -200,14 +200,15 @@ class LedgerStore:
                               [author, seq]).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
-    def _envelope(self, digest: bytes) -> bytes:
-        envelope: bytes = self.db.execute("SELECT envelope FROM entries WHERE digest = ?", [digest]).fetchone()[0]
+    def _envelope(self, author: bytes, seq: int) -> bytes:
+        envelope: bytes = self.db.execute("SELECT envelope FROM entries WHERE author = ? AND seq = ?",
+                                          [author, seq]).fetchone()[0]
         return envelope
 
     def _void(self, retirement: Retirement, applied: dict[bytes, Checked],
-              touched: set[tuple[bytes, str]]) -> list[tuple[bytes]]:
+              touched: set[tuple[bytes, str]]) -> list[tuple[bytes, int]]:
         """Void the applied role entries at or past `retirement` (see the module doc);
-        returns their digests."""
+        returns their (author, seq)."""
         feed = self.state.feeds[retirement.member]
         if feed.frozen:
             return []
@@ -222,14 +223,14 @@ class LedgerStore:
             if self.state.void(checked):
                 self.state.unpost(checked)
                 touched.update((m, c) for m, c, _ in checked.effects)
-        return [(digest,) for digest, checked in facts.items() if self.state.void(checked)]
+        return [(checked.author, checked.seq) for checked in facts.values() if self.state.void(checked)]
 
     def _freeze(self, author: bytes, applied: dict[bytes, Checked]) -> dict[bytes, Checked]:
         """Freeze a forking author's whole feed; returns the entries whose effects it reverted."""
         feed = self.state.feeds[author]
         reverted = {
-            digest: applied[digest] if digest in applied else check_entry(self._envelope(digest))
-            for digest in feed.digests
+            digest: applied[digest] if digest in applied else check_entry(self._envelope(author, seq))
+            for seq, digest in enumerate(feed.digests)
         }
         self.state.freeze(author, list(reverted.values()))
         return reverted
@@ -305,15 +306,15 @@ class LedgerStore:
         disputes: dict[bytes, set[tuple[bytes, bytes]]] = {}  # booking -> {(disputer, settlement digest)}
         for (envelope,) in self.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0",
                                            [EntryKind.DISPUTE.value]):
-            entry = Signed.decode(envelope, Entry).message
-            dispute = Dispute.decode(entry.body)
+            signed = decode_entry(envelope)
+            dispute = entry_body(signed)
             if dispute.booking_id in settled:
-                disputes.setdefault(dispute.booking_id, set()).add((entry.author, dispute.settlement))
+                disputes.setdefault(dispute.booking_id, set()).add((signed.message.author, dispute.settlement))
         disputed = 0
         for booking_id, answers in disputes.items():
             envelope = self.db.execute("SELECT envelope FROM entries WHERE booking_id = ? AND author = ? AND kind = ?",
                                        [booking_id, host, EntryKind.SETTLEMENT.value]).fetchone()[0]
-            claim = SettlementClaim.decode(Signed.decode(envelope, Entry).message.body)
+            claim = entry_body(decode_entry(envelope))
             disputed += (claim.booking.request.message.driver, claim.settlement.digest) in answers
         return len(settled), disputed
 
@@ -326,13 +327,11 @@ class LedgerStore:
     def host_claim(self, booking_id: bytes) -> SettlementClaim | FeeClaim | None:
         """What the host claimed for `booking_id` on its feed (its settlement, or a cancel
         or no-show fee), if the ledger holds it."""
-        row = self.db.execute("SELECT kind, envelope FROM entries WHERE booking_id = ? AND kind IN (?, ?) "
+        row = self.db.execute("SELECT envelope FROM entries WHERE booking_id = ? AND kind IN (?, ?) "
                               "AND frozen = 0 LIMIT 1",
                               [booking_id, EntryKind.SETTLEMENT.value, EntryKind.FEE.value]).fetchone()
-        if row is None:
-            return None
-        body = Signed.decode(row[1], Entry).message.body
-        return SettlementClaim.decode(body) if row[0] == EntryKind.SETTLEMENT.value else FeeClaim.decode(body)
+        claim: SettlementClaim | FeeClaim | None = None if row is None else entry_body(decode_entry(row[0]))
+        return claim
 
     def frauds(self) -> list[tuple[bytes, bytes]]:
         """Fraud proofs: pairs of conflicting envelopes by one author for one seq."""

@@ -74,8 +74,8 @@ from ._messages import (
     open_access,
     seal_access,
 )
+from ._packed import MAX_RECEIPTS, claim_problem, pack_claim, unpack_claim
 from ._pricing import LineKind, MeterReading, Price, PriceLine, price
-from ._readings import MAX_RECEIPTS, chain_problem, pack_receipts, unpack_receipts
 from ._record import (
     MESSAGE_TYPES,
     Message,
@@ -220,7 +220,7 @@ __all__ = [
     "TariffElement",
     "TariffRestrictions",
     "WeeklyWindow",
-    "chain_problem",
+    "claim_problem",
     "check_receipt",
     "check_time",
     "check_session",
@@ -240,7 +240,7 @@ __all__ = [
     "access_digest",
     "open_access",
     "peer_id",
-    "pack_receipts",
+    "pack_claim",
     "price",
     "public_key_from_peer_id",
     "record",
@@ -254,7 +254,7 @@ __all__ = [
     "settlement_price",
     "sign",
     "signing_input",
-    "unpack_receipts",
+    "unpack_claim",
     "vouched_by",
     "wall_time",
     "write_private",

@@ -148,6 +148,11 @@ def test_fork_written_behind_the_ledgers_back(ledger):
         envelope = conn.execute("SELECT envelope FROM entries WHERE author = ? AND seq = 0",
                                 (world.drivers[1].public_key,)).fetchone()[0]
     twin = p.Signed.decode(envelope).message
+    with pytest.raises(sqlite3.IntegrityError):  # the file's own constraint: one entry per author and seq
+        insert(path, p.sign(world.drivers[1], twin.replace(t=twin.t + 1)))
+    with sqlite3.connect(path) as conn:  # a hostile tool rewrites the table without it
+        conn.executescript("CREATE TABLE loose AS SELECT * FROM entries; DROP TABLE entries; "
+                           "ALTER TABLE loose RENAME TO entries;")
     insert(path, p.sign(world.drivers[1], twin.replace(t=twin.t + 1)))
     report = audit(path)
     assert [(v.rule, v.author, v.seq) for v in report.violations] == [(Rule.FORK, world.drivers[1].public_key, 0)]

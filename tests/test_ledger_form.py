@@ -1,4 +1,4 @@
-"""The ledger's stored form of a settlement: the receipt chain packed, rebuilt exactly."""
+"""The ledger's stored form of a settlement: the host's messages packed, rebuilt exactly."""
 
 import pytest
 
@@ -30,26 +30,35 @@ def raw_entry(world, body: bytes):
                               kind=EntryKind.SETTLEMENT, body=body)).encode()
 
 
-def test_a_settlement_claim_packs_its_receipts_and_rebuilds_the_same_signed_receipts(session):
+def test_a_settlement_claim_packs_the_hosts_messages_and_rebuilds_the_same_signed_ones(session):
     wire = p.decode_cbor(claim_of(session).encode())
-    assert sorted(wire) == ["booking", "readings", "settlement"]
-    assert len(wire["readings"]) == 76 * len(session.receipts)  # t, energy_wh and the signature of each
-    rebuilt = SettlementClaim.decode(claim_of(session).encode())  # every receipt signature verified
+    assert list(wire) == ["request", "readings", "settlement", "confirmation"]
+    assert len(wire["readings"]) == 72 * len(session.receipts)  # t, energy_wh and the signature of each
+    assert len(wire["confirmation"]) == 104 and sorted(wire["settlement"]) == ["amount", "breakdown", "sig", "t"]
+    assert wire["request"] == session.booking.request.to_wire()  # the driver's request, verbatim
+    rebuilt = SettlementClaim.decode(claim_of(session).encode())  # every signature verified
     assert [r.encode() for r in rebuilt.receipts] == [r.encode() for r in session.receipts]
-    assert rebuilt.settlement.message.last_receipt == rebuilt.receipts[-1].digest
+    assert rebuilt.booking.confirmation.encode() == session.booking.confirmation.encode()
+    assert rebuilt.settlement.encode() == session.settlement.encode()
     assert rebuilt == claim_of(session)
 
 
-def test_only_the_bookings_own_chain_of_receipts_can_be_claimed(world, session):
-    receipts = session.receipts
+def test_only_what_the_packed_form_can_say_can_be_claimed(world, session):
+    receipts, host = session.receipts, world.hosts[0]
     other = world.session(world.hosts[0], world.drivers[1], NIGHT + 86_400)
     by_driver = p.sign(world.drivers[0], receipts[1].message)
     for wrong in [receipts[1:], (receipts[0], receipts[2]), (receipts[0], by_driver), other.receipts[:2]]:
         with pytest.raises(p.InvalidValue, match="chain"):
             SettlementClaim(booking=session.booking, receipts=tuple(wrong), settlement=session.settlement)
+    closes = session.settlement.message
+    for change in [{"last_receipt": receipts[-2].digest}, {"energy_wh": closes.energy_wh + 1},
+                   {"booking_id": other.booking.id}, {"currency": "SEK"}]:
+        with pytest.raises(p.InvalidValue, match="settlement does not close"):
+            SettlementClaim(booking=session.booking, receipts=receipts,
+                            settlement=p.sign(host, closes.replace(**change)))
 
 
-@pytest.mark.parametrize("cut", [1, 75, 76 + 3])
+@pytest.mark.parametrize("cut", [1, 71, 72 + 3])
 def test_packed_readings_that_are_not_whole_receipts_are_malformed(tmp_path, world, session, cut):
     wire = p.decode_cbor(claim_of(session).encode())
     wire["readings"] = wire["readings"][:-cut]
@@ -61,16 +70,39 @@ def test_packed_readings_that_are_not_whole_receipts_are_malformed(tmp_path, wor
     assert store.sizes() == {world.coop.public_key: 1}
 
 
-def test_a_changed_packed_signature_breaks_the_chain_or_the_signature(tmp_path, world, session):
+def test_inside_a_hosts_entry_its_own_signatures_are_bound_by_the_entry_the_drivers_are_verified(tmp_path, world,
+                                                                                                 session):
+    """A packed receipt signature is the host's, inside the host's signed entry (vouched
+    for, as embedded receipts always were): changed, it is still the host's claim, but no
+    longer the settlement the driver holds, so the driver's answer would name another.
+    The driver's own signature, on the request, is always verified."""
     wire = p.decode_cbor(claim_of(session).encode())
     readings = bytearray(wire["readings"])
-    readings[76 * 3 + 12] ^= 1  # receipt 3's signature
-    wire["readings"] = bytes(readings)
-    body = p.encode_cbor(wire)
-    with pytest.raises(p.SignatureError):  # read on its own, every receipt signature is checked
-        SettlementClaim.decode(body)
-    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
+    readings[72 * 3 + 12] ^= 1  # receipt 3's signature
+    changed = p.encode_cbor(wire | {"readings": bytes(readings)})
+    with pytest.raises(p.SignatureError):  # read on its own, every signature is checked
+        SettlementClaim.decode(changed)
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=lambda: NIGHT + 10 * 86_400)
     store.ingest([world.charter_entry().encode()])
-    with pytest.raises(EntryRefused) as caught:  # in the host's own entry: its digests no longer chain
-        store.ingest([raw_entry(world, body)])
-    assert caught.value.rule is Rule.BROKEN_SESSION and caught.value.author == world.hosts[0].public_key
+    request = dict(wire["request"], sig=bytes(64))
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([raw_entry(world, p.encode_cbor(wire | {"request": request}))])
+    assert caught.value.rule is Rule.SIGNATURE and store.sizes() == {world.coop.public_key: 1}
+    store.ingest([raw_entry(world, changed)])
+    stored = store.host_claim(session.booking.id)
+    assert stored.settlement.message.last_receipt != session.settlement.message.last_receipt
+    assert stored.settlement.digest != session.settlement.digest
+
+
+def test_a_ledger_file_of_the_older_format_is_refused_with_what_to_do(tmp_path, world):
+    import sqlite3
+
+    from wattshare.ledger import StoreError
+
+    path = tmp_path / "l.db"
+    LedgerStore(path, world.coop.public_key).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [bytes([1])])
+    with pytest.raises(StoreError, match="older wattshare .format 1, this one reads 2.: move it aside"):
+        LedgerStore(path, world.coop.public_key)
