@@ -68,7 +68,8 @@ def _coop_of(db: Path) -> bytes:
 def _render(console: Console, report: AuditReport) -> None:
     summary = Table(title=f"Audit of {report.path}", show_header=False, title_justify="left")
     summary.add_row("co-op", peer_id(report.coop))
-    summary.add_row("entries / feeds", f"{report.entries} / {report.feeds}")
+    summary.add_row("entries / feeds", f"{report.entries} / {report.feeds}" if not report.since else
+                    f"{report.entries} new, {report.since} checked before (incremental) / {report.feeds}")
     summary.add_row("signed heads / checkpoints", f"{report.heads} / {report.checkpoints}")
     tail = sum(size - witnessed for witnessed, size in report.unwitnessed.values())
     summary.add_row("unwitnessed", f"{tail} entries at the end of {len(report.unwitnessed)} feed(s): no checkpoint "
@@ -111,12 +112,17 @@ def _render(console: Console, report: AuditReport) -> None:
               help="Processes for signature and rule checks (1 = single core; same verdict either way).")
 @click.option("--from", "source", help="First pull the ledger into DB from this peer (a full /p2p/ address).")
 @click.option("--coop", help="The co-op's peer id, when --from creates DB.")
+@click.option("--incremental", is_flag=True,
+              help="Check only what is new since the last passing --incremental audit, from the state it kept in "
+                   "DB.audit-mark (the first run checks everything and writes it).")
 def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int, source: str | None,
-                  coop: str | None) -> None:
+                  coop: str | None, incremental: bool) -> None:
     """Re-verify every entry of the ledger file DB from the raw bytes.
 
     Checks signatures, feed chains, Merkle roots against signed heads and checkpoints,
     settlement pricing, one settlement per booking, forks and conservation of money.
+    With --incremental only the entries added since the last passing incremental audit
+    are re-verified (against everything before them); without it, all of them.
     Exits 0 if the ledger is sound, 1 if any rule is broken, 2 if DB is not a ledger.
 
     \b
@@ -124,6 +130,7 @@ def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int
       wattshare audit ~/.local/share/wattshare/ledger.db
       wattshare audit ledger.db --json | jq .violations
       wattshare audit ledger.db --export audit-2026-11/
+      wattshare audit ledger.db --incremental     # daily: only the new entries
       wattshare audit copy.db --from /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW... --coop 12D3KooW...
     """
     console = Console(stderr=as_json)
@@ -134,7 +141,8 @@ def audit_command(db: Path, as_json: bool, export_dir: Path | None, workers: int
         with Progress(TextColumn("checking entries"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=Console(stderr=True), transient=True, disable=as_json) as bar:
             task = bar.add_task("audit", total=None)
-            report = audit(db, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            report = audit(db, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                           mark=db.with_name(db.name + ".audit-mark") if incremental else None)
         if export_dir is not None and report.ok:
             summary = export(db, report, export_dir)
             console.print(f"exported {summary.balances_rows} balances and {summary.cdrs} CDRs to {export_dir}")

@@ -29,8 +29,12 @@ Theory of operation (DESIGN.md, "Ledger": rules checked on ingest and again in a
    (the `refused` table) is re-checked on its own and its author named; a row that
    proves nothing is flagged too, so the table cannot frame anyone.
 
+With a mark file (`_audit_mark`) the same passes run over each feed's entries past the
+mark only, from the state the passing audit that left it ended in, and a passing run
+leaves a new mark: a daily audit of a co-op's years of ledger checks one day's entries.
+
 Pass 1 and the reading of the file live here, passes 2 to 4 in `_audit_passes`, the
-report in `_findings`. Each finding is a `Violation` named by the same `Rule` that
+report in `_findings`, the mark in `_audit_mark`. Each finding is a `Violation` named by the same `Rule` that
 ingest would refuse with. The file is opened read-only: an audit never changes what it
 audits.
 """
@@ -46,6 +50,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ._audit_mark import AuditMark, save
 from ._audit_passes import OrderedPasses
 from ._errors import EntryRefused, Rule, StoreError
 from ._findings import AuditReport, Verdict, Violation
@@ -92,10 +97,26 @@ def _mistyped(conn: sqlite3.Connection, tables: Sequence[str]) -> Iterator[Viola
             yield Violation(Rule.MALFORMED, f"row {rowid} of {table}: {wrong}")
 
 
-def _envelopes(conn: sqlite3.Connection) -> Iterator[list[bytes]]:
-    """The stored envelopes in (author, seq) order, a chunk at a time: never all in memory."""
-    cursor = conn.execute(f"SELECT envelope FROM entries WHERE {_typed('entries')} ORDER BY author, seq, rowid")
-    while chunk := [row[0] for row in cursor.fetchmany(CHUNK)]:
+def _ranges(conn: sqlite3.Connection, mark: AuditMark | None) -> list[tuple[str, list[Any]]]:
+    """The WHERE clauses (and their arguments) that pick the rows to audit, in (author,
+    seq) order: all of them, or with a mark each feed's entries past it."""
+    typed = _typed("entries")
+    if mark is None:
+        return [(typed, [])]
+    authors = [row[0] for row in conn.execute(f"SELECT DISTINCT author FROM entries WHERE {typed} ORDER BY author")]
+    return [(f"author = ? AND seq >= ? AND {typed}", [author, mark.feeds[author].size if author in mark.feeds else 0])
+            for author in authors]
+
+
+def _select(conn: sqlite3.Connection, columns: str, ranges: list[tuple[str, list[Any]]]) -> Iterator[Any]:
+    for where, args in ranges:
+        yield from conn.execute(f"SELECT {columns} FROM entries WHERE {where} ORDER BY author, seq, rowid", args)
+
+
+def _envelopes(conn: sqlite3.Connection, ranges: list[tuple[str, list[Any]]]) -> Iterator[list[bytes]]:
+    """The envelopes to audit in (author, seq) order, a chunk at a time: never all in memory."""
+    rows = _select(conn, "envelope", ranges)
+    while chunk := [row[0] for _, row in zip(range(CHUNK), rows)]:
         yield chunk
 
 
@@ -133,34 +154,62 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], None] | None = None) -> AuditReport:
+def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], None] | None = None,
+          mark: Path | None = None) -> AuditReport:
     """Audit the ledger file at `path` (see the module doc); `progress(done, total)` is
-    called as the intrinsic pass advances."""
+    called as the intrinsic pass advances. With a `mark` file, only what is new since the
+    passing audit that left it is checked, and a passing audit leaves a new one
+    (`_audit_mark`)."""
     started = time.perf_counter()
     path = Path(path)
     conn = open_readonly(path)
+    previous = None
     try:
         coop_row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
         if coop_row is None:
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
-        tables = [t for t in _TYPES if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [t]).fetchone()]
-        if "refused" not in tables:  # older files
-            conn.execute("CREATE TEMP TABLE refused (envelope BLOB, author BLOB, seq INTEGER)")
-        rows = conn.execute(f"SELECT digest, author, seq, frozen FROM entries WHERE {_typed('entries')} "
-                            "ORDER BY author, seq, rowid").fetchall()
-        heads = conn.execute(f"SELECT author, envelope FROM heads WHERE {_typed('heads')}").fetchall()
-        frauds = conn.execute(f"SELECT author, seq, first, second FROM frauds WHERE {_typed('frauds')}").fetchall()
-        refused = [row[0] for row in conn.execute(
-            f"SELECT envelope FROM refused WHERE {_typed('refused')} ORDER BY author, seq")]
-        stored = {(m, c): b for m, c, b in conn.execute(
-            f"SELECT member, currency, balance FROM balances WHERE {_typed('balances')}")}
-        reserves = dict(conn.execute(f"SELECT currency, amount FROM reserves WHERE {_typed('reserves')}").fetchall())
-        report = AuditReport(path=str(path), coop=coop_row[0], entries=len(rows), workers=workers,
-                             violations=list(_mistyped(conn, tables)))
-        verdicts = _verdicts(_envelopes(conn), workers, lambda n: progress(n, len(rows)) if progress else None)
+        previous = AuditMark.open(mark, coop_row[0]) if mark is not None else None
+        passes = _passes(conn, path, coop_row[0], workers, progress, previous)
+        if previous is not None and previous.reaches_back(len(passes.frauds), passes.verdicts):
+            previous.close()
+            previous = None
+            passes = _passes(conn, path, coop_row[0], workers, progress, None)
+        if previous is not None:
+            previous.seed(passes, conn)
+        passes.run()
     finally:
         conn.close()
-
-    OrderedPasses(report, rows, verdicts, frauds).run(heads, stored, reserves, refused)
+    report = passes.report
+    if mark is not None and report.ok:
+        save(mark, passes, previous)
+    if previous is not None:
+        report.since = previous.entries
+        previous.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _passes(conn: sqlite3.Connection, path: Path, coop: bytes, workers: int,
+            progress: Callable[[int, int], None] | None, mark: AuditMark | None) -> OrderedPasses:
+    """Read what the audit needs (with a mark, only each feed's entries past it) and run
+    the intrinsic pass; the ordered passes are ready to run."""
+    tables = [t for t in _TYPES if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [t]).fetchone()]
+    if "refused" not in tables:  # older files
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS refused (envelope BLOB, author BLOB, seq INTEGER)")
+    ranges = _ranges(conn, mark)
+    rows = list(_select(conn, "digest, author, seq, frozen", ranges))
+    heads = conn.execute(f"SELECT author, envelope FROM heads WHERE {_typed('heads')}").fetchall()
+    frauds = conn.execute(f"SELECT author, seq, first, second FROM frauds WHERE {_typed('frauds')}").fetchall()
+    refused = [row[0] for row in conn.execute(
+        f"SELECT envelope FROM refused WHERE {_typed('refused')} ORDER BY author, seq")]
+    stored = {(m, c): b for m, c, b in conn.execute(
+        f"SELECT member, currency, balance FROM balances WHERE {_typed('balances')}")}
+    reserves = dict(conn.execute(f"SELECT currency, amount FROM reserves WHERE {_typed('reserves')}").fetchall())
+    report = AuditReport(path=str(path), coop=coop, entries=len(rows), workers=workers,
+                         violations=list(_mistyped(conn, tables)))
+    verdicts = _verdicts(_envelopes(conn, ranges), workers, lambda n: progress(n, len(rows)) if progress else None)
+
+    def leaves_of(author: bytes) -> list[bytes]:
+        return [row[0] for row in conn.execute("SELECT leaf FROM entries WHERE author = ? ORDER BY seq", [author])]
+
+    return OrderedPasses(report, rows, verdicts, frauds, leaves_of, (heads, stored, reserves, refused))

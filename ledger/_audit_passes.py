@@ -10,7 +10,7 @@ name, charters, balances and conservation.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -33,21 +33,34 @@ def _role_rule(fact: Checked) -> Rule:
 class OrderedPasses:
     """Passes 2 and 3 (see the module doc), over the rows and the workers' verdicts."""
 
-    def __init__(self, report: AuditReport, rows: list[Any], verdicts: list[Verdict], frauds: list[Any]) -> None:
+    def __init__(self, report: AuditReport, rows: list[Any], verdicts: list[Verdict], frauds: list[Any],
+                 leaves_of: Callable[[bytes], list[bytes]], tables: tuple[list[Any], dict[Any, int], dict[str, int],
+                                                                           list[bytes]]) -> None:
+        """`leaves_of(author)` reads a feed's stored leaf hashes: a log resumed from an
+        audit mark (`_audit_mark`) needs them for a root before its base. `tables` are
+        the stored heads, balances, reserves and refused entries."""
         self.report = report
         self.rows = rows
         self.verdicts = verdicts
         self.frauds = frauds
+        self.leaves_of = leaves_of
+        self.tables = tables
         self.state = LedgerState(report.coop)
         self.logs: dict[bytes, MerkleLog] = defaultdict(MerkleLog)
         self.accepted: list[Checked] = []
+        # what cross checks look up, of this run's entries and (in an incremental audit) the mark's
         self.fees: dict[bytes, tuple[bytes, bytes]] = {}  # booking -> (FEE entry digest, the booking's driver)
+        self.settled: dict[bytes, tuple[bytes, bytes]] = {}  # booking -> (Settlement digest, the booking's driver)
+        self.answered: set[tuple[bytes, bytes]] = set()  # (driver, Settlement digest) answered by an ack or dispute
+        self.charters: set[bytes] = set()  # digests of the co-op's charter entries
+        self.witnessed: dict[bytes, int] = defaultdict(int)  # feed -> entries a verified checkpoint covers
         self.proven: set[bytes] = set()  # authors the frauds table proves forked: their rows must be frozen
 
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
         self.report.violations.append(Violation(rule, detail, author, seq))
 
-    def run(self, heads: list[Any], stored: dict[Any, int], reserves: dict[str, int], refused: list[bytes]) -> None:
+    def run(self) -> None:
+        heads, stored, reserves, refused = self.tables
         forked = self._forks()
         self._retirements(forked)
         for (digest, author, seq, frozen), verdict in zip(self.rows, self.verdicts):
@@ -153,6 +166,10 @@ class OrderedPasses:
         self.accepted.append(fact)
         if fact.kind is EntryKind.FEE:
             self.fees[fact.booking] = (digest, fact.driver)  # type: ignore[index,assignment]
+        elif fact.kind is EntryKind.SETTLEMENT:
+            self.settled[fact.booking] = (fact.settlement, fact.driver)  # type: ignore[index,assignment]
+        elif fact.kind is EntryKind.COOP and author == self.report.coop:
+            self.charters.add(digest)
         return True
 
     def _heads(self, heads: list[Any]) -> None:
@@ -164,7 +181,7 @@ class OrderedPasses:
                 self.flag(Rule.SIGNATURE, f"signed head: {exc.message}", author)
                 continue
             self._check_root(head.author, head.size, head.root, "signed head", author)
-        witnessed: dict[bytes, int] = defaultdict(int)
+        witnessed = self.witnessed
         for fact in self.accepted:
             if fact.kind is EntryKind.CHECKPOINT:
                 self.report.checkpoints += 1
@@ -180,16 +197,19 @@ class OrderedPasses:
         log = self.logs.get(author)
         if log is None or size > log.size:
             self.flag(Rule.HEAD_MISMATCH, f"{what} covers {size} entries of a feed this ledger holds fewer of", by, seq)
-        elif log.root_at(size) != root:
+            return False
+        try:
+            at = log.root_at(size)
+        except ValueError:  # before a resumed log's base: the stored leaves of the audited part give it
+            at = MerkleLog(self.leaves_of(author)[:size]).root()
+        if at != root:
             self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by, seq)
         else:
             return True
         return False
 
     def _cross_checks(self, refused_claims: set[tuple[bytes, bytes, bytes]]) -> None:
-        settlements = {f.booking: f for f in self.accepted if f.kind is EntryKind.SETTLEMENT}
-        charters = {digest for _, digest in self._coop_charters()}
-        answered: set[tuple[bytes, bytes | None]] = set()
+        answered = self.answered
         for fact in self.accepted:
             if fact.kind is EntryKind.DISPUTE and (fact.booking, fact.settlement, fact.author) in refused_claims:
                 continue  # a driver disputing a claim the ledger refused: right, and nothing dangles
@@ -197,21 +217,14 @@ class OrderedPasses:
                     and self.fees.get(fact.booking) == (fact.settlement, fact.author):
                 continue  # the booking's driver disputing the fee its host claimed
             if fact.kind in (EntryKind.ACK, EntryKind.DISPUTE):
-                settled = settlements.get(fact.booking)
-                if settled is None or settled.settlement != fact.settlement or settled.driver != fact.author:
+                if self.settled.get(fact.booking) != (fact.settlement, fact.author):  # type: ignore[arg-type]
                     self.flag(Rule.DANGLING, f"{fact.kind} names no settlement of this driver", fact.author, fact.seq)
                 elif (fact.author, fact.settlement) in answered:
                     self.flag(Rule.DOUBLE_ANSWER, f"a second answer ({fact.kind}) to one settlement: the first stands",
                               fact.author, fact.seq)
-                answered.add((fact.author, fact.settlement))
-            elif fact.charter_digest is not None and fact.charter_digest not in charters:
+                answered.add((fact.author, fact.settlement))  # type: ignore[arg-type]
+            elif fact.charter_digest is not None and fact.charter_digest not in self.charters:
                 self.flag(_role_rule(fact), "relies on a charter the co-op's feed does not hold", fact.author, fact.seq)
-
-    def _coop_charters(self) -> Iterator[tuple[Checked, bytes]]:
-        digests = self.state.feeds[self.report.coop].digests
-        for fact in self.accepted:
-            if fact.kind is EntryKind.COOP and fact.author == self.report.coop:
-                yield fact, digests[fact.seq]
 
     def _balances(self, stored: dict[Any, int], reserves: dict[str, int]) -> None:
         computed = {key: value for key, value in self.state.balances.items() if value}

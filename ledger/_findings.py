@@ -46,6 +46,7 @@ class AuditReport:
     unwitnessed: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # feed -> (witnessed, size) if size is more
     seconds: float = 0.0
     workers: int = 1
+    since: int = 0  # entries an earlier audit checked, in an incremental audit (`entries` are the new ones)
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,7 @@ class AuditReport:
             "checkpoints": self.checkpoints,
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
+            "since": self.since,
             "violations": [v.to_json() for v in self.violations],
             "unwitnessed": [{"feed": peer_id(a), "witnessed": w, "size": n}
                             for a, (w, n) in sorted(self.unwitnessed.items())],

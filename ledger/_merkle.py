@@ -14,7 +14,9 @@ subtrees that make up the tree, largest first (one per set bit of the size).
 Appending merges equal-sized frontier entries like a binary counter, and the
 root folds the frontier from the right, so both are O(log n). Historical roots
 and proofs recompute subtree hashes from the stored leaves (RFC 6962 PATH and
-SUBPROOF), O(n) at worst and with nothing memoised.
+SUBPROOF), O(n) at worst and with nothing memoised. A log can also `resume` from
+a size and its frontier alone (an incremental audit does): it appends and gives
+the roots at that size and later, replayed from the frontier, but no proofs.
 
 `verify_inclusion` and `verify_consistency` are the bit-walking algorithms of
 RFC 9162 sections 2.1.3.2 and 2.1.4.2. They never raise: any malformed input
@@ -22,6 +24,8 @@ RFC 9162 sections 2.1.3.2 and 2.1.4.2. They never raise: any malformed input
 A proof does not commit to the tree size, so callers must take sizes and roots
 from the same signed tree heads.
 """
+
+from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
@@ -72,10 +76,26 @@ class MerkleLog:
     """An append-only Merkle tree over leaf hashes (each already `leaf_hash(data)`)."""
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
-        self._leaves: list[bytes] = []
+        self._base: tuple[int, list[tuple[int, bytes]]] = (0, [])  # (size, frontier) it resumed from
+        self._leaves: list[bytes] = []  # the leaves after the base
         self._frontier: list[tuple[int, bytes]] = []
         for leaf in leaves:
             self.append(leaf)
+
+    @classmethod
+    def resume(cls, size: int, frontier: Sequence[tuple[int, bytes]]) -> MerkleLog:
+        """A log of `size` leaves known only by its frontier (see the module doc)."""
+        if sum(width for width, _ in frontier) != size or not all(_is_hash(h) for _, h in frontier):
+            raise ValueError(f"that frontier is not one of a tree of {size} leaves")
+        log = cls()
+        log._base = (size, list(frontier))
+        log._frontier = list(frontier)
+        return log
+
+    @property
+    def frontier(self) -> list[tuple[int, bytes]]:
+        """The (subtree size, subtree hash) pairs the tree is made of, largest first."""
+        return list(self._frontier)
 
     def append(self, leaf: bytes) -> None:
         if not isinstance(leaf, bytes) or len(leaf) != HASH_SIZE:
@@ -86,17 +106,21 @@ class MerkleLog:
     def truncate(self, size: int) -> None:
         """Drop every leaf from `size` on (undoing a refused batch, freezing a forked feed)."""
         self._check_size("size", size)
-        kept = self._leaves[:size]
-        self._leaves, self._frontier = [], []
+        base, frontier = self._base
+        if size < base:
+            raise ValueError(f"a resumed log cannot drop below its base of {base} leaves")
+        kept = self._leaves[:size - base]
+        self._leaves, self._frontier = [], list(frontier)
         for leaf in kept:
             self.append(leaf)
 
     @property
     def size(self) -> int:
-        return len(self._leaves)
+        return self._base[0] + len(self._leaves)
 
     @property
     def leaves(self) -> Sequence[bytes]:
+        self._whole("its leaves")
         return tuple(self._leaves)
 
     def root(self) -> bytes:
@@ -105,13 +129,25 @@ class MerkleLog:
     def root_at(self, size: int) -> bytes:
         """Root of the first `size` leaves."""
         self._check_size("size", size)
+        base, frontier = self._base
         if size == self.size:
             return self.root()
+        if base and size >= base:
+            replayed = list(frontier)
+            for leaf in self._leaves[:size - base]:
+                _push(replayed, leaf)
+            return _fold(replayed)
+        self._whole(f"the root at {size}")
         return self._hash(0, size) if size else EMPTY_ROOT
+
+    def _whole(self, what: str) -> None:
+        if self._base[0]:
+            raise ValueError(f"{what}: this log resumed at {self._base[0]} leaves and holds none before")
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 6962 PATH(index, D[0:size]): the audit path of leaf `index` in the tree of `size` leaves."""
         self._check_size("size", size)
+        self._whole("a proof")
         if not 0 <= index < size:
             raise ValueError(f"leaf index {index} is outside a tree of size {size}")
         proof: list[bytes] = []
@@ -130,6 +166,7 @@ class MerkleLog:
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 6962 PROOF(old_size, D[0:new_size]); empty when old_size is 0 or equals new_size."""
         self._check_size("new_size", new_size)
+        self._whole("a proof")
         if not 0 <= old_size <= new_size:
             raise ValueError(f"old_size {old_size} must be between 0 and new_size {new_size}")
         proof: list[bytes] = []

@@ -70,18 +70,23 @@ class Outcome(StrEnum):
 
 @dataclass
 class Feed:
-    digests: list[bytes] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)  # of the entries from `base` on
     log: MerkleLog = field(default_factory=MerkleLog)
     frozen: bool = False  # its author forked it: nothing of it counts any more
     last_t: int = 0  # the time of its last entry: the next may not be earlier
+    base: int = 0  # entries before `digests`, known by their tip only (an incremental audit's mark)
+    base_tip: bytes = GENESIS
 
     @property
     def size(self) -> int:
-        return len(self.digests)
+        return self.base + len(self.digests)
 
     @property
     def tip(self) -> bytes:
-        return self.digests[-1] if self.digests else GENESIS
+        return self.digests[-1] if self.digests else self.base_tip
+
+    def digest_at(self, seq: int) -> bytes:
+        return self.digests[seq - self.base]
 
 
 class LedgerState:
@@ -127,7 +132,7 @@ class LedgerState:
         if feed.frozen:
             return Outcome.IGNORED
         if entry.seq < feed.size:
-            return Outcome.DUPLICATE if feed.digests[entry.seq] == digest else Outcome.FORK
+            return Outcome.DUPLICATE if feed.digest_at(entry.seq) == digest else Outcome.FORK
         return Outcome.NEW
 
     def apply(self, checked: Checked, digest: bytes, envelope: bytes) -> tuple[bytes, list[Retirement]]:

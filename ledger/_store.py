@@ -148,7 +148,7 @@ class LedgerStore:
                     report.ignored += 1
                 else:
                     entry = signed.message
-                    ours = self.state.feeds[entry.author].digests[entry.seq]
+                    ours = self.state.feeds[entry.author].digest_at(entry.seq)
                     first = applied_envelopes.get(ours) or self._envelope(entry.author, entry.seq)
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)

@@ -86,6 +86,16 @@ def test_audit_json_and_a_violation(ledger_file):
     assert not report["ok"] and {v["rule"] for v in report["violations"]} == {"balance_mismatch", "conservation"}
 
 
+def test_audit_incremental_keeps_a_mark_and_then_checks_only_what_is_new(ledger_file):
+    import json
+
+    first = json.loads(run("audit", str(ledger_file), "--incremental", "--json", "--workers", "1").stdout)
+    assert first["ok"] and (first["entries"], first["since"]) == (4, 0)
+    assert ledger_file.with_name("ledger.db.audit-mark").exists()
+    result = run("audit", str(ledger_file), "--incremental")
+    assert result.returncode == 0 and "0 new, 4 checked before (incremental)" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (("audit", "/nonexistent/ledger.db"), "no ledger at"),
     (("audit", "x.db", "--workers", "0"), "Invalid value for '--workers'"),

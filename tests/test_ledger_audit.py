@@ -1,6 +1,9 @@
-"""Audit: a clean ledger passes; each rule broken behind the ledger's back is reported exactly."""
+"""Audit: a clean ledger passes; each rule broken behind the ledger's back is reported
+exactly; an incremental audit (from the mark a passing one leaves) checks only what is new
+and finds exactly what a full audit finds."""
 
 import hashlib
+import shutil
 import sqlite3
 
 import pytest
@@ -13,6 +16,7 @@ from wattshare.ledger import (
     HeadRef,
     LedgerStore,
     MoneyMove,
+    Role,
     Rule,
     SettlementClaim,
     StoreError,
@@ -252,3 +256,110 @@ def test_the_frozen_column_must_agree_with_the_evidence(ledger):
     report = audit(path)
     assert {(v.rule, v.author) for v in report.violations} == {(Rule.MALFORMED, world.hosts[1].public_key)}
     assert all("the row says frozen=1, the evidence gives 0" in v.detail for v in report.violations)
+
+
+# --- incremental audit ------------------------------------------------------------------
+
+
+def grow(path, world, days=(5, 6)):
+    """A few more nights: new sessions settled and acked, a deposit, and a checkpoint
+    that covers every feed (some of it from before the mark)."""
+    store = LedgerStore(path, world.coop.public_key, clock=lambda: NIGHT + 60 * 86_400)
+    sessions = [world.session(world.hosts[d % 2], world.drivers[d % 2], NIGHT + d * 86_400) for d in days]
+    entries = [world.settlement_entry(s) for s in sessions] + [world.ack_entry(s) for s in sessions]
+    entries.append(world.money(world.drivers[1], 700, NIGHT + 8 * 86_400))
+    store.ingest([e.encode() for e in entries])
+    heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n)) for a, n in store.sizes().items())
+    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=heads),
+                              NIGHT + 9 * 86_400).encode()])
+    store.close()
+    return sessions
+
+
+def same_findings(incremental, full):
+    assert [(v.rule, v.author, v.seq) for v in incremental.violations] == \
+        [(v.rule, v.author, v.seq) for v in full.violations]
+    assert incremental.balances == full.balances and incremental.unwitnessed == full.unwitnessed
+
+
+def test_the_next_audit_checks_only_the_new_entries_and_finds_what_a_full_audit_finds(ledger, tmp_path):
+    path, world, _ = ledger
+    mark = tmp_path / "ledger.db.audit-mark"
+    first = audit(path, mark=mark)
+    assert first.ok and first.since == 0 and first.entries == 9 and mark.exists()
+    grow(path, world)
+    again = audit(path, mark=mark)
+    assert again.ok and (again.since, again.entries) == (9, 6)  # 2 settlements, 2 acks, a deposit, a checkpoint
+    same_findings(again, audit(path))
+    assert again.checkpoints == 1 and again.unwitnessed == {}  # the new checkpoint covers every feed
+    third = audit(path, mark=mark)
+    assert third.ok and (third.since, third.entries) == (15, 0)
+
+
+@pytest.mark.parametrize("lie", ["second claim", "second answer", "dangling ack", "balance"])
+def test_new_entries_that_break_a_rule_against_audited_ones_are_found(ledger, tmp_path, lie):
+    path, world, sessions = ledger
+    mark = tmp_path / "mark"
+    assert audit(path, mark=mark).ok
+    before = mark.read_bytes()
+    if lie == "second claim":  # a booking the audited part already settled
+        insert(path, world.settlement_entry(sessions[0]))
+    elif lie == "second answer":  # a dispute of a settlement the driver acked before the mark
+        store = LedgerStore(path, world.coop.public_key, clock=world.clock)
+        store.append(world.drivers[0], [(EntryKind.DISPUTE, p.Dispute(
+            booking_id=sessions[0].booking.id, t=NIGHT + 86_400, settlement=sessions[0].settlement.digest,
+            reason=p.Reason.MISPRICED))], t=NIGHT + 86_400)
+        store.close()
+    elif lie == "dangling ack":
+        insert(path, world.ack_entry(world.session(world.hosts[1], world.drivers[1], NIGHT + 20 * 86_400)))
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE balances SET balance = balance + 1 WHERE member = ?", [world.hosts[0].public_key])
+    incremental, full = audit(path, mark=mark), audit(path)
+    assert not incremental.ok and incremental.since == 9
+    same_findings(incremental, full)
+    assert {v.rule for v in incremental.violations} & {Rule.DUPLICATE_CLAIM, Rule.DOUBLE_ANSWER, Rule.DANGLING,
+                                                       Rule.BALANCE_MISMATCH}
+    assert mark.read_bytes() == before  # a failing audit leaves the last passing mark
+
+
+def test_a_mark_of_another_ledger_or_a_fork_since_makes_the_audit_run_in_full(ledger, tmp_path):
+    path, world, _ = ledger
+    other = SampleWorld(seed=12)
+    elsewhere = tmp_path / "other.db"
+    LedgerStore(elsewhere, other.coop.public_key).close()
+    mark = tmp_path / "mark"
+    assert audit(elsewhere, mark=mark).ok
+    report = audit(path, mark=mark)  # the mark names another co-op
+    assert report.ok and report.since == 0 and report.entries == 9
+    grow(path, world)
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(path) as conn:
+        envelope = conn.execute("SELECT envelope FROM entries WHERE author = ? AND seq = 0",
+                                [world.drivers[1].public_key]).fetchone()[0]
+    twin = p.sign(world.drivers[1], p.Signed.decode(envelope).message.replace(t=NIGHT + 3))
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
+    store.ingest([], forks=[(envelope, twin.encode())])  # a fork of an audited feed, learnt since
+    store.close()
+    report = audit(path, mark=mark)
+    assert report.since == 0 and Rule.FORK in {v.rule for v in report.violations}
+    assert audit(copy, mark=mark).since == 9  # the mark still serves the ledger without the fork
+
+
+def test_a_charter_retiring_a_key_from_an_audited_entry_on_makes_the_audit_run_in_full(ledger, tmp_path):
+    """The treasurer's two audited deposits count until a charter says otherwise: one
+    retiring it from its seq 1 on voids an audited entry, so the mark cannot serve."""
+    path, world, _ = ledger
+    mark = tmp_path / "mark"
+    assert audit(path, mark=mark).ok
+    newcomer = world.identity("treasurer", 1)
+    retired = world.charter_body().replace(treasurers=(world.treasurer.public_key, newcomer.public_key)) \
+        .retire(world.treasurer.public_key, Role.TREASURER, until=1)
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
+    store.ingest([world.entry(world.coop, EntryKind.COOP, retired, NIGHT + 9 * 86_400).encode()])
+    store.close()
+    report, full = audit(path, mark=mark), audit(path)
+    assert report.since == 0 and report.entries == 10
+    same_findings(report, full)
+    assert (Rule.NOT_TREASURER, world.treasurer.public_key, 1) in [(v.rule, v.author, v.seq) for v in report.violations]

@@ -391,3 +391,21 @@ def test_truncate_returns_to_an_earlier_tree():
     assert log.root() == root(leaves[:8])
     with pytest.raises(ValueError):
         log.truncate(9)
+
+
+@given(st.integers(1, 80), st.integers(0, 40))
+def test_a_log_resumed_from_its_frontier_gives_the_same_later_roots_and_no_proofs(size, more):
+    leaves = [leaf_hash(bytes([i % 256, i // 256])) for i in range(size + more)]
+    full = MerkleLog(leaves)
+    resumed = MerkleLog.resume(size, MerkleLog(leaves[:size]).frontier)
+    for leaf in leaves[size:]:
+        resumed.append(leaf)
+    assert resumed.size == full.size and resumed.root() == full.root()
+    assert [resumed.root_at(n) for n in range(size, size + more + 1)] == [full.root_at(n) for n in range(size, size + more + 1)]
+    with pytest.raises(ValueError, match="resumed"):
+        resumed.inclusion_proof(0, size)
+    if size > 1:
+        with pytest.raises(ValueError, match="resumed"):
+            resumed.root_at(size - 1)
+    with pytest.raises(ValueError, match="not one of a tree"):
+        MerkleLog.resume(size + 1, MerkleLog(leaves[:size]).frontier)
