@@ -3,8 +3,11 @@
     python -m bench.ledger                 # 100k entries from 200 members
     python -m bench.ledger --entries 20000 # quicker
 
-The baseline is raw PyNaCl Ed25519 verification on this machine, in this run. Audit
-rates are given per entry and per signature check; a settlement entry holds two
+The baseline is raw PyNaCl Ed25519 verification on this machine, in this run. After the
+full audits (one process, then all), a day of new entries is added and audited
+incrementally from the mark the first audit left. A second table holds issue 17's
+targets beside the figures measured before it. Audit rates are given per entry and per
+signature check; a settlement entry holds two
 signatures to check (the host's entry, the driver's booking request: the host's own
 receipts inside are bound by the entry signature), an ack one, a deposit two (the
 treasurer's entry, the co-op's embedded charter).
@@ -28,6 +31,11 @@ from wattshare.protocol import SettlementAck
 from wattshare.testing import EPOCH, SampleWorld
 
 SEED = 2026
+LATER = EPOCH + 20 * 365 * 86_400  # the ledgers' clock: after every night this bench dates an entry
+
+
+def clock() -> float:
+    return float(LATER)
 SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1}
 
 
@@ -44,12 +52,12 @@ def raw_verify_rate(seconds: float = 2.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def host_sessions(args: tuple[int, int, int, int]) -> list[tuple[SettlementClaim, int]]:
-    """Worker: `count` finished sessions at host `host`, drivers round-robin."""
-    host, count, hosts, drivers = args
+def host_sessions(args: tuple[int, int, int, int, int]) -> list[tuple[SettlementClaim, int]]:
+    """Worker: `count` finished sessions at host `host` from night `first` on, drivers round-robin."""
+    host, first, count, hosts, drivers = args
     world = SampleWorld(SEED, hosts=hosts, drivers=drivers)
     out = []
-    for night in range(count):
+    for night in range(first, first + count):
         driver = (host + night) % drivers
         start = EPOCH + night * 86_400 + 22 * 3600
         session = world.session(world.hosts[host], world.drivers[driver], start, spend_cap=10_000)
@@ -58,34 +66,73 @@ def host_sessions(args: tuple[int, int, int, int]) -> list[tuple[SettlementClaim
     return out
 
 
+def settle(store: LedgerStore, world: SampleWorld, nights: range, pool: ProcessPoolExecutor,
+           kinds: dict[EntryKind, int]) -> None:
+    """Append every host's sessions of `nights` (as they are made, 100 at a time: never all
+    in memory), then every driver's acks of them, through `LedgerStore.append`."""
+    hosts, drivers = len(world.hosts), len(world.drivers)
+    chunks = [(h, first, min(100, nights.stop - first), hosts, drivers)
+              for h in range(hosts) for first in range(nights.start, nights.stop, 100)]
+    acks: dict[int, list[SettlementAck]] = {d: [] for d in range(drivers)}
+    for (host, *_), made in zip(chunks, pool.map(host_sessions, chunks)):
+        last = max(claim.settlement.message.t for claim, _ in made)
+        store.append(world.hosts[host], [(EntryKind.SETTLEMENT, claim) for claim, _ in made], t=last + 60)
+        for claim, driver in made:
+            acks[driver].append(SettlementAck(booking_id=claim.booking.id, settlement=claim.settlement.digest,
+                                              t=claim.settlement.message.t + 600))
+        kinds[EntryKind.SETTLEMENT] += len(made)
+    for driver, items in acks.items():
+        for batch_start in range(0, len(items), 100):
+            batch = items[batch_start : batch_start + 100]
+            store.append(world.drivers[driver], [(EntryKind.ACK, a) for a in batch], t=max(a.t for a in batch))
+        kinds[EntryKind.ACK] += len(items)
+
+
 def build(store: LedgerStore, world: SampleWorld, settlements: int, workers: int) -> tuple[int, float, dict]:
     """Write the whole ledger through `LedgerStore.append`; returns (entries, seconds, kinds)."""
-    hosts, drivers = len(world.hosts), len(world.drivers)
-    per_host = settlements // hosts
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        made = list(pool.map(host_sessions, [(h, per_host, hosts, drivers) for h in range(hosts)]))
     kinds = {kind: 0 for kind in SIGNATURES}
     started = time.perf_counter()
     [world.charter] = store.append(world.coop, [(EntryKind.COOP, world.charter_body())], t=EPOCH)
-    deposits = [(EntryKind.DEPOSIT, MoneyMove(charter=world.charter, member=d.public_key, amount=10**7, currency="EUR"))
+    deposits = [(EntryKind.DEPOSIT, MoneyMove(charter=world.charter, member=d.public_key, amount=10**9, currency="EUR"))
                 for d in world.drivers]
     store.append(world.treasurer, deposits, t=EPOCH + 60)
     kinds[EntryKind.COOP], kinds[EntryKind.DEPOSIT] = 1, len(deposits)
-    acks: dict[int, list] = {d: [] for d in range(drivers)}
-    for host, claims in enumerate(made):
-        for batch_start in range(0, len(claims), 100):
-            batch = claims[batch_start : batch_start + 100]
-            store.append(world.hosts[host], [(EntryKind.SETTLEMENT, claim) for claim, _ in batch], t=EPOCH + 3600)
-            for claim, driver in batch:
-                acks[driver].append(SettlementAck(booking_id=claim.booking.id, settlement=claim.settlement.digest,
-                                                  t=claim.settlement.message.t + 600))
-        kinds[EntryKind.SETTLEMENT] += len(claims)
-    for driver, items in acks.items():
-        for batch_start in range(0, len(items), 100):
-            store.append(world.drivers[driver], [(EntryKind.ACK, a) for a in items[batch_start : batch_start + 100]],
-                         t=EPOCH + 7200)
-        kinds[EntryKind.ACK] += len(items)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        settle(store, world, range(settlements // len(world.hosts)), pool, kinds)
     return sum(kinds.values()), time.perf_counter() - started, kinds
+
+
+def ingest(source: LedgerStore, path: Path, world: SampleWorld) -> float:
+    """Ingest every entry of `source` into a fresh store at `path`, 1000 at a time as a
+    peer's batches come; returns the seconds spent in ingest."""
+    target = LedgerStore(path, world.coop.public_key, clock=clock)
+    seconds = 0.0
+    cursor = source.db.execute("SELECT envelope FROM entries ORDER BY rowid")
+    while batch := [row[0] for row in cursor.fetchmany(1000)]:
+        started = time.perf_counter()
+        target.ingest(batch)
+        seconds += time.perf_counter() - started
+    target.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    target.close()
+    return seconds
+
+
+def one_more_day(path: Path, world: SampleWorld, first_night: int, entries: int, workers: int) -> int:
+    """Append a day of about `entries` new entries (sessions settled and acked) to the
+    ledger at `path`; returns how many."""
+    kinds = {kind: 0 for kind in SIGNATURES}
+    store = LedgerStore(path, world.coop.public_key, clock=clock)
+    nights = max(1, entries // 2 // len(world.hosts))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        settle(store, world, range(first_night, first_night + nights), pool, kinds)
+    store.close()
+    return sum(kinds.values())
+
+
+BEFORE = {  # issue 17's figures, measured before this work on this machine (100k entries, 200 members)
+    "audit": "0.21x", "share": "80%", "ingest": "3,252/s", "bytes": "3,111", "million": "152 s (extrapolated)",
+    "incremental": "- (none)",
+}
 
 
 def main() -> None:
@@ -93,6 +140,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000, help="about this many entries (default 100000)")
     parser.add_argument("--members", type=int, default=200, help="hosts + drivers (default 200)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes for parallel audit")
+    parser.add_argument("--day", type=int, default=5_000, help="entries of the day the incremental audit checks")
     args = parser.parse_args()
     console = Console()
     hosts = args.members // 2
@@ -103,28 +151,25 @@ def main() -> None:
     console.print("baseline: raw PyNaCl verify on one core ...")
     raw = raw_verify_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        source = LedgerStore(Path(tmp) / "source.db", world.coop.public_key, clock=world.clock)
+        source = LedgerStore(Path(tmp) / "source.db", world.coop.public_key, clock=clock)
         console.print(f"building {settlements} sessions at {hosts} hosts for {drivers} drivers ...")
         entries, append_seconds, kinds = build(source, world, settlements, args.workers)
-        envelopes = [row[0] for row in source.db.execute("SELECT envelope FROM entries ORDER BY rowid")]
-        source.close()
-
         console.print(f"ingesting {entries} entries into a fresh store ...")
         path = Path(tmp) / "ledger.db"
-        target = LedgerStore(path, world.coop.public_key, clock=world.clock)
-        started = time.perf_counter()
-        for batch_start in range(0, len(envelopes), 1000):
-            target.ingest(envelopes[batch_start : batch_start + 1000])
-        ingest_seconds = time.perf_counter() - started
-        target.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        target.close()
+        ingest_seconds = ingest(source, path, world)
+        source.close()
         db_bytes = path.stat().st_size
 
         console.print("auditing on one core, then on all ...")
-        single = audit(path, workers=1)
+        mark = Path(tmp) / "ledger.db.audit-mark"
+        single = audit(path, workers=1, mark=mark)
         parallel = audit(path, workers=args.workers)
-    assert single.ok and parallel.ok, (single.violations[:3], parallel.violations[:3])
+        console.print(f"adding a day of about {args.day} entries, then auditing incrementally ...")
+        day = one_more_day(path, world, settlements // hosts, args.day, args.workers)
+        incremental = audit(path, workers=1, mark=mark)
+    assert single.ok and parallel.ok and incremental.ok, (single.violations[:3], incremental.violations[:3])
     assert single.violations == parallel.violations and single.balances == parallel.balances
+    assert (incremental.since, incremental.entries) == (entries, day), (incremental.since, incremental.entries, day)
 
     signatures = sum(SIGNATURES[kind] * n for kind, n in kinds.items())
     per_entry = signatures / entries
@@ -145,11 +190,29 @@ def main() -> None:
     row("audit, 1 process", single.seconds)
     row(f"audit, {args.workers} processes", parallel.seconds)
     console.print(table)
-    speedup = single.seconds / parallel.seconds
-    million = 1_000_000 / (entries / parallel.seconds)
-    console.print(f"parallel audit speed-up: {speedup:.2f}x on {args.workers} processes")
-    console.print(f"DB size per entry: {db_bytes / entries:,.0f} bytes ({db_bytes / 2**20:,.1f} MiB in all)")
-    console.print(f"1M entries audit, extrapolated from this run: {million:,.0f} s on {args.workers} processes")
+
+    audit_ratio = entries / single.seconds * per_entry / raw
+    measured = entries >= 1_000_000
+    million = parallel.seconds * 1_000_000 / entries
+    targets = Table(title="issue 17's targets (before: measured on this machine before the work)")
+    for column in ("target", "before", "this run", "met"):
+        targets.add_column(column, justify="left" if column == "target" else "right")
+
+    def target(name: str, before: str, now: str, met: bool) -> None:
+        targets.add_row(name, before, now, "yes" if met else "no")
+
+    target("single-process audit >= 0.6x raw verify", BEFORE["audit"], f"{audit_ratio:.2f}x", audit_ratio >= 0.6)
+    target("everything but Ed25519 <= 40% of audit", BEFORE["share"], f"{1 - audit_ratio:.0%}", audit_ratio >= 0.6)
+    target("ingest >= 10,000 entries/s", BEFORE["ingest"], f"{entries / ingest_seconds:,.0f}/s",
+           entries / ingest_seconds >= 10_000)
+    target("<= 1,500 bytes per entry", BEFORE["bytes"], f"{db_bytes / entries:,.0f}", db_bytes / entries <= 1_500)
+    target(f"1M-entry audit < 60 s on {args.workers} processes", BEFORE["million"],
+           f"{million:,.0f} s" + ("" if measured else " (extrapolated)"), million < 60 and measured)
+    target(f"incremental audit of a day ({day} entries) < 2 s", BEFORE["incremental"],
+           f"{incremental.seconds:.2f} s on {entries:,}", incremental.seconds < 2)
+    console.print(targets)
+    console.print(f"parallel audit speed-up: {single.seconds / parallel.seconds:.2f}x on {args.workers} processes; "
+                  f"DB {db_bytes / 2**20:,.1f} MiB in all")
 
 
 if __name__ == "__main__":
