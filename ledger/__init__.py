@@ -32,7 +32,7 @@ from ._history import Movement, Witnessed, checkpoints, movements
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
-from ._schema import atomic
+from ._schema import Envelopes, atomic
 from ._state import LedgerState, Outcome
 from ._store import IngestReport, LedgerStore
 
@@ -47,6 +47,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "EntryRefused",
+    "Envelopes",
     "ExportSummary",
     "FeeClaim",
     "FeedRange",

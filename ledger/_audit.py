@@ -56,6 +56,7 @@ from ._errors import EntryRefused, Rule, StoreError
 from ._findings import AuditReport, Verdict, Violation
 from ._merkle import leaf_hash
 from ._rules import Checked, check_entry
+from ._schema import Envelopes
 
 CHUNK = 512
 
@@ -115,7 +116,7 @@ def _select(conn: sqlite3.Connection, columns: str, ranges: list[tuple[str, list
 
 def _envelopes(conn: sqlite3.Connection, ranges: list[tuple[str, list[Any]]]) -> Iterator[list[bytes]]:
     """The envelopes to audit in (author, seq) order, a chunk at a time: never all in memory."""
-    rows = _select(conn, "envelope", ranges)
+    rows = _select(conn, "unpacked(envelope)", ranges)
     while chunk := [row[0] for _, row in zip(range(CHUNK), rows)]:
         yield chunk
 
@@ -149,6 +150,7 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+        Envelopes.of(conn)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a usable ledger database: {exc}") from None
     return conn

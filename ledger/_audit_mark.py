@@ -125,7 +125,7 @@ class AuditMark:
             state.holds[driver][booking] = (seq, cap, lapses)
         passes.charters.update(digest for (digest,) in self.conn.execute("SELECT digest FROM charters"))
         if self.charter_seq is not None:
-            envelope = ledger.execute("SELECT envelope FROM entries WHERE author = ? AND seq = ?",
+            envelope = ledger.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = ?",
                                       [state.coop, self.charter_seq]).fetchone()[0]
             state.adopt(self.charter_seq, check_entry(envelope).charter)  # type: ignore[arg-type]
         named = {b for v in passes.verdicts if isinstance(v.fact, Checked) for b in (v.fact.claim, v.fact.booking) if b}

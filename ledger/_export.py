@@ -101,7 +101,7 @@ def settlement_claims(path: Path) -> Iterator[SettlementClaim]:
     conn = open_readonly(path)
     try:
         envelopes = conn.execute(
-            "SELECT envelope FROM entries WHERE kind = ? AND frozen = 0 ORDER BY author, seq",
+            "SELECT unpacked(envelope) FROM entries WHERE kind = ? AND frozen = 0 ORDER BY author, seq",
             [EntryKind.SETTLEMENT.value],
         ).fetchall()
     finally:

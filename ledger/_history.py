@@ -34,7 +34,7 @@ def movements(store: LedgerStore, member: bytes) -> list[Movement]:
     found = []
     marks = ", ".join("?" for _ in MONEY_KINDS)
     for (envelope,) in store.db.execute(
-            f"SELECT envelope FROM entries WHERE kind IN ({marks}) AND frozen = 0 ORDER BY t, author, seq",
+            f"SELECT unpacked(envelope) FROM entries WHERE kind IN ({marks}) AND frozen = 0 ORDER BY t, author, seq",
             [kind.value for kind in MONEY_KINDS]):
         checked = check_entry(envelope)
         found += [Movement(checked.t, checked.kind, checked.author, checked.booking, currency, delta)
@@ -53,7 +53,8 @@ class Witnessed:
 
 def checkpoints(store: LedgerStore, limit: int = 50) -> list[Witnessed]:
     """The latest `limit` witness checkpoints on `store`, newest first."""
-    rows = store.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0 ORDER BY t DESC, seq DESC "
+    rows = store.db.execute("SELECT unpacked(envelope) FROM entries WHERE kind = ? AND frozen = 0 "
+                            "ORDER BY t DESC, seq DESC "
                             "LIMIT ?", [EntryKind.CHECKPOINT.value, limit])
     return [Witnessed(c.t, c.author, c.seq, len(c.heads), sum(head.size for head in c.heads))
             for c in (check_entry(envelope) for (envelope,) in rows)]

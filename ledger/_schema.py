@@ -26,24 +26,40 @@ sqlite-utils and readable by any SQLite tool. Tables:
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
   names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
 
+An entry's envelope over `COMPRESS_ABOVE` bytes (a settlement, a fee) is kept as a zero
+byte (no envelope starts with one: it is a CBOR map) and its raw DEFLATE against the
+file's own dictionary (meta `dictionary`: the CBOR of every record field name and enum
+value the protocol knows, made when the file is; a quarter of a settlement is such
+names); `Envelopes` packs and unpacks, and readers select `unpacked(envelope)`, an SQL
+function it installs on their connection. Unpacking is bounded by the entry size cap: a
+stored blob that does not inflate to an envelope within it comes back as it is, and its
+decoding then fails as any malformed entry does.
+
 Every write goes through `write_all`: all its statements in one transaction (`atomic`,
 which the node's own store uses too), so they all happen or none do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from wattshare.protocol import MESSAGE_TYPES, Record, encode_cbor
+
 from ._errors import StoreError
 
-SCHEMA = 2  # 2: settlements in the packed form (protocol `pack_claim`); pages of 16 KiB
+SCHEMA = 2  # 2: settlements in the packed form (protocol `pack_claim`), large envelopes deflated; 16 KiB pages
 PAGE_SIZE = 16 * 1024
+COMPRESS_ABOVE = 1024
+MAX_STORED = 64 * 1024  # no entry envelope is larger (`_rules.MAX_ENVELOPE`)
 FORKED, VOID = 1, 2  # values of entries.frozen (see the module doc)
 
 
@@ -57,13 +73,70 @@ def open_ledger_db(path: Path, coop: bytes) -> sqlite_utils.Database:
     _create(db)
     meta = {row["key"]: row["value"] for row in db["meta"].rows}
     if not meta:
-        write_all(db, [("INSERT INTO meta VALUES (?, ?)", [("coop", coop), ("schema", bytes([SCHEMA]))])])
+        write_all(db, [("INSERT INTO meta VALUES (?, ?)",
+                        [("coop", coop), ("schema", bytes([SCHEMA])), ("dictionary", dictionary())])])
     elif meta.get("coop") != coop:
         raise StoreError(f"{path} is the ledger of another co-op; open it with that co-op's key")
     elif meta.get("schema") != bytes([SCHEMA]):
         raise StoreError(f"{path} is a ledger of an older wattshare (format {meta.get('schema', b'?')[0]}, this one "
                          f"reads {SCHEMA}): move it aside and the node syncs a fresh copy from the co-op")
     return db
+
+
+class Envelopes:
+    """The `envelope` column's form of an entry (see the module doc)."""
+
+    def __init__(self, dictionary: bytes) -> None:
+        self.dictionary = dictionary
+        self._packer = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zdict=dictionary)
+
+    def pack(self, envelope: bytes) -> bytes:
+        if len(envelope) <= COMPRESS_ABOVE:
+            return envelope
+        packer = self._packer.copy()
+        return b"\0" + packer.compress(envelope) + packer.flush()
+
+    def unpack(self, stored: bytes) -> bytes:
+        if not stored.startswith(b"\0"):
+            return stored
+        unpacker = zlib.decompressobj(-15, zdict=self.dictionary)
+        try:
+            envelope = unpacker.decompress(stored[1:], MAX_STORED)
+        except zlib.error:
+            return stored
+        return envelope if unpacker.eof and not unpacker.unconsumed_tail else stored
+
+    def install(self, conn: sqlite3.Connection) -> None:
+        """Let `conn`'s queries select `unpacked(envelope)`."""
+        conn.create_function("unpacked", 1, self.unpack, deterministic=True)
+
+    @classmethod
+    def of(cls, conn: sqlite3.Connection) -> Envelopes:
+        """The envelopes of the ledger file `conn` reads (installed on it)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'dictionary'").fetchone()
+        envelopes = cls(row[0] if row is not None and isinstance(row[0], bytes) else b"")
+        envelopes.install(conn)
+        return envelopes
+
+
+def dictionary() -> bytes:
+    """A new file's DEFLATE dictionary: the CBOR of every field name and enum value of
+    the protocol's and the ledger's records (sorted, so one code version always makes
+    the same)."""
+    words: set[str] = set()
+    pending: list[type] = [Record, StrEnum]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if not cls.__module__.startswith(("wattshare.protocol", "wattshare.ledger")):
+            continue
+        if dataclasses.is_dataclass(cls):
+            words.update(f.name for f in dataclasses.fields(cls))
+        elif issubclass(cls, StrEnum):
+            words.update(member.value for member in cls)
+    words.update(name for name, cls in MESSAGE_TYPES.items()
+                 if cls.__module__.startswith(("wattshare.protocol", "wattshare.ledger")))
+    return b"".join(encode_cbor(word) for word in sorted(words))
 
 
 def write_all(db: sqlite_utils.Database, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:

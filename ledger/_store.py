@@ -34,7 +34,7 @@ from wattshare.protocol import (
 from ._entry import CoopCharter, Entry, EntryKind, FeeClaim, FeedHead, Retirement, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, entry_body, evidence
-from ._schema import FORKED, VOID, open_ledger_db, write_all
+from ._schema import FORKED, VOID, Envelopes, open_ledger_db, write_all
 from ._state import ROLE_OF, LedgerState, Outcome
 
 MAX_EVIDENCE_PER_AUTHOR = 16
@@ -60,6 +60,7 @@ class LedgerStore:
             self.db = open_ledger_db(self.path, coop)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable ledger database: {exc}") from None
+        self.envelopes = Envelopes.of(self.db.conn)
         self.state = LedgerState(coop)
         self._load()
 
@@ -83,13 +84,15 @@ class LedgerStore:
         for row in self.db["reserves"].rows:
             state.money_in[row["currency"]] = row["amount"]
         charter = next(self.db.query(
-            "SELECT seq, envelope FROM entries WHERE author = ? AND kind = ? AND frozen = 0 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, unpacked(envelope) AS envelope FROM entries WHERE author = ? AND kind = ? AND frozen = 0 "
+            "ORDER BY seq DESC LIMIT 1",
             [state.coop, EntryKind.COOP.value],
         ), None)
         if charter is not None:
             body = decode_entry(charter["envelope"]).message.body
             state.adopt(charter["seq"], CoopCharter.decode(body))
-        for row in self.db.query("SELECT envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 ORDER BY author, seq",
+        for row in self.db.query("SELECT unpacked(envelope) AS envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 "
+                                 "ORDER BY author, seq",
                                  [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
             state.track_hold(check_entry(row["envelope"]))
 
@@ -139,7 +142,7 @@ class LedgerStore:
                     touched.update((m, c) for m, c, _ in checked.effects)
                     applied_envelopes[digest] = data
                     rows.append((digest, checked.author, checked.seq, checked.t, checked.kind.value, checked.claim, leaf,
-                                 data, VOID if self.state.void(checked) else 0))
+                                 self.envelopes.pack(data), VOID if self.state.void(checked) else 0))
                     for retirement in retirements:
                         voided.extend(self._void(retirement, applied, touched))
                 elif outcome is Outcome.DUPLICATE:
@@ -201,7 +204,7 @@ class LedgerStore:
         return None if row is None else (row[0], row[1], row[2])
 
     def _envelope(self, author: bytes, seq: int) -> bytes:
-        envelope: bytes = self.db.execute("SELECT envelope FROM entries WHERE author = ? AND seq = ?",
+        envelope: bytes = self.db.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = ?",
                                           [author, seq]).fetchone()[0]
         return envelope
 
@@ -214,7 +217,7 @@ class LedgerStore:
             return []
         kinds = [kind.value for kind, role in ROLE_OF.items() if role is retirement.role]
         stored = self.db.execute(
-            f"SELECT digest, envelope FROM entries WHERE author = ? AND seq >= ? AND frozen = 0 "
+            f"SELECT digest, unpacked(envelope) FROM entries WHERE author = ? AND seq >= ? AND frozen = 0 "
             f"AND kind IN ({', '.join('?' * len(kinds))})", [retirement.member, retirement.until, *kinds]).fetchall()
         facts = {digest: check_entry(envelope) for digest, envelope in stored}
         facts.update((d, c) for d, c in applied.items()
@@ -289,7 +292,7 @@ class LedgerStore:
         """Envelopes of `author`'s entries with start <= seq < end, frozen ones included:
         a peer that has not seen the fork yet learns of it by ingesting them."""
         return [row[0] for row in self.db.execute(
-            "SELECT envelope FROM entries WHERE author = ? AND seq >= ? AND seq < ? ORDER BY seq",
+            "SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq >= ? AND seq < ? ORDER BY seq",
             [author, start, end],
         )]
 
@@ -304,7 +307,7 @@ class LedgerStore:
             "SELECT booking_id FROM entries WHERE author = ? AND kind = ? AND frozen = 0",
             [host, EntryKind.SETTLEMENT.value])}
         disputes: dict[bytes, set[tuple[bytes, bytes]]] = {}  # booking -> {(disputer, settlement digest)}
-        for (envelope,) in self.db.execute("SELECT envelope FROM entries WHERE kind = ? AND frozen = 0",
+        for (envelope,) in self.db.execute("SELECT unpacked(envelope) FROM entries WHERE kind = ? AND frozen = 0",
                                            [EntryKind.DISPUTE.value]):
             signed = decode_entry(envelope)
             dispute = entry_body(signed)
@@ -312,7 +315,8 @@ class LedgerStore:
                 disputes.setdefault(dispute.booking_id, set()).add((signed.message.author, dispute.settlement))
         disputed = 0
         for booking_id, answers in disputes.items():
-            envelope = self.db.execute("SELECT envelope FROM entries WHERE booking_id = ? AND author = ? AND kind = ?",
+            envelope = self.db.execute("SELECT unpacked(envelope) FROM entries WHERE booking_id = ? AND author = ? "
+                                       "AND kind = ?",
                                        [booking_id, host, EntryKind.SETTLEMENT.value]).fetchone()[0]
             claim = entry_body(decode_entry(envelope))
             disputed += (claim.booking.request.message.driver, claim.settlement.digest) in answers
@@ -327,7 +331,7 @@ class LedgerStore:
     def host_claim(self, booking_id: bytes) -> SettlementClaim | FeeClaim | None:
         """What the host claimed for `booking_id` on its feed (its settlement, or a cancel
         or no-show fee), if the ledger holds it."""
-        row = self.db.execute("SELECT envelope FROM entries WHERE booking_id = ? AND kind IN (?, ?) "
+        row = self.db.execute("SELECT unpacked(envelope) FROM entries WHERE booking_id = ? AND kind IN (?, ?) "
                               "AND frozen = 0 LIMIT 1",
                               [booking_id, EntryKind.SETTLEMENT.value, EntryKind.FEE.value]).fetchone()
         claim: SettlementClaim | FeeClaim | None = None if row is None else entry_body(decode_entry(row[0]))

@@ -12,6 +12,7 @@ from wattshare import protocol as p
 from wattshare.ledger import (
     Checkpoint,
     EntryKind,
+    Envelopes,
     FeedHead,
     HeadRef,
     LedgerStore,
@@ -30,10 +31,12 @@ NIGHT = EPOCH + 22 * 3600
 
 @pytest.fixture
 def ledger(tmp_path):
-    """A small clean ledger: charter, deposits, three settled and acked sessions, a head."""
+    """A small clean ledger: charter (of enough members to be stored deflated), deposits,
+    three settled and acked sessions, a head."""
     world = SampleWorld(seed=11)
     store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)
-    entries = [world.charter_entry(), world.money(world.drivers[0], 20_000, EPOCH + 1),
+    neighbours = tuple(world.identity("neighbour", i).public_key for i in range(20))
+    entries = [world.charter_entry(members=neighbours), world.money(world.drivers[0], 20_000, EPOCH + 1),
                world.money(world.drivers[1], 20_000, EPOCH + 2)]
     sessions = [world.session(world.hosts[i % 2], world.drivers[i % 2], NIGHT + i * 86_400) for i in range(3)]
     entries += [world.settlement_entry(s) for s in sessions] + [world.ack_entry(s) for s in sessions]
@@ -233,7 +236,8 @@ def test_a_cut_tail_is_caught_where_witnessed_and_reported_where_not(ledger):
     report = audit(path)
     assert report.ok and report.unwitnessed == {}  # a cut tail leaves no trace: hence the report above
     with sqlite3.connect(path) as conn:
-        witnessed = p.Signed.decode(conn.execute("SELECT envelope FROM entries WHERE author = ? AND seq = 1",
+        Envelopes.of(conn)  # a deposit embeds the charter: it is stored deflated
+        witnessed = p.Signed.decode(conn.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = 1",
                                                  (world.treasurer.public_key,)).fetchone()[0])
     cut(witnessed)
     assert rules(path) == [Rule.HEAD_MISMATCH]

@@ -106,3 +106,30 @@ def test_a_ledger_file_of_the_older_format_is_refused_with_what_to_do(tmp_path, 
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [bytes([1])])
     with pytest.raises(StoreError, match="older wattshare .format 1, this one reads 2.: move it aside"):
         LedgerStore(path, world.coop.public_key)
+
+
+def test_a_large_envelope_is_stored_deflated_with_the_files_dictionary_and_read_back_exactly(tmp_path, world, session):
+    import sqlite3
+    import zlib
+
+    from wattshare.ledger import Envelopes, audit
+
+    store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
+    charter = world.charter_entry()
+    entry = world.settlement_entry(session)
+    store.ingest([charter.encode(), entry.encode()])
+    assert store.entries(world.hosts[0].public_key, 0, 1) == [entry.encode()]
+    store.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        stored = conn.execute("SELECT envelope FROM entries WHERE kind = 'settlement'").fetchone()[0]
+        dictionary = conn.execute("SELECT value FROM meta WHERE key = 'dictionary'").fetchone()[0]
+        assert stored[0] == 0 and len(stored) < 0.8 * len(entry.encode())
+        assert b"booking_id" in dictionary and b"settlement" in dictionary
+        assert Envelopes(dictionary).unpack(stored) == entry.encode()
+        bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+        conn.execute("UPDATE entries SET envelope = ? WHERE kind = 'settlement'",
+                     [b"\0" + bomb.compress(bytes(10 * 2**20)) + bomb.flush()])  # 10 MiB of zeros, 10 KB stored
+    report = audit(tmp_path / "l.db")  # the bomb is not inflated past the entry cap: a malformed entry, named
+    host = world.hosts[0].public_key
+    assert [(v.rule, v.author, v.seq) for v in report.violations[:2]] == [(Rule.MALFORMED, host, 0)] * 2
+    assert {v.rule for v in report.violations[2:]} == {Rule.BALANCE_MISMATCH}
