@@ -88,12 +88,14 @@ def _typed(table: str) -> str:
     return " AND ".join(f"typeof({column}) = '{kind}'" for column, kind in _TYPES[table].items())
 
 
-def _mistyped(conn: sqlite3.Connection, tables: Sequence[str]) -> Iterator[Violation]:
-    """A violation naming each row whose columns hold the wrong type (audit skips it)."""
+def _mistyped(conn: sqlite3.Connection, tables: Sequence[str], since: int) -> Iterator[Violation]:
+    """A violation naming each row whose columns hold the wrong type (audit skips it);
+    of `entries`, the rows after rowid `since` only (an incremental audit's new ones)."""
     for table in tables:
         columns = _TYPES[table]
         probe = ", ".join(f"typeof({c})" for c in columns)
-        for rowid, *kinds in conn.execute(f"SELECT rowid, {probe} FROM {table} WHERE NOT ({_typed(table)})"):
+        after = f" AND rowid > {int(since)}" if table == "entries" else ""
+        for rowid, *kinds in conn.execute(f"SELECT rowid, {probe} FROM {table} WHERE NOT ({_typed(table)}){after}"):
             wrong = ", ".join(f"{c} holds {k}, not {columns[c]}" for c, k in zip(columns, kinds) if k != columns[c])
             yield Violation(Rule.MALFORMED, f"row {rowid} of {table}: {wrong}")
 
@@ -104,7 +106,7 @@ def _ranges(conn: sqlite3.Connection, mark: AuditMark | None) -> list[tuple[str,
     typed = _typed("entries")
     if mark is None:
         return [(typed, [])]
-    authors = [row[0] for row in conn.execute(f"SELECT DISTINCT author FROM entries WHERE {typed} ORDER BY author")]
+    authors = [row[0] for row in conn.execute("SELECT DISTINCT author FROM entries ORDER BY author")]  # the index
     return [(f"author = ? AND seq >= ? AND {typed}", [author, mark.feeds[author].size if author in mark.feeds else 0])
             for author in authors]
 
@@ -208,7 +210,8 @@ def _passes(conn: sqlite3.Connection, path: Path, coop: bytes, workers: int,
         f"SELECT member, currency, balance FROM balances WHERE {_typed('balances')}")}
     reserves = dict(conn.execute(f"SELECT currency, amount FROM reserves WHERE {_typed('reserves')}").fetchall())
     report = AuditReport(path=str(path), coop=coop, entries=len(rows), workers=workers,
-                         violations=list(_mistyped(conn, tables)))
+                         violations=list(_mistyped(conn, tables, mark.rowid if mark else 0)),
+                         rowid=conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM entries").fetchone()[0])
     verdicts = _verdicts(_envelopes(conn, ranges), workers, lambda n: progress(n, len(rows)) if progress else None)
 
     def leaves_of(author: bytes) -> list[bytes]:

@@ -74,6 +74,7 @@ class AuditMark:
         self.conn = conn
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         self.entries: int = meta["entries"]
+        self.rowid: int = meta["rowid"]
         self.charter_seq: int | None = meta.get("charter_seq")
         self.feeds = {author: MarkedFeed(size, tip, last_t, _frontier(frontier), witnessed)
                       for author, size, tip, last_t, frontier, witnessed in conn.execute("SELECT * FROM feeds")}
@@ -163,7 +164,7 @@ def save(path: Path, passes: OrderedPasses, previous: AuditMark | None) -> None:
             charter_seq = state.charter[0] if state.charter else None
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("version", VERSION), ("coop", report.coop), ("charter_seq", charter_seq),
-                ("entries", (previous.entries if previous else 0) + report.entries)])
+                ("entries", (previous.entries if previous else 0) + report.entries), ("rowid", report.rowid)])
             conn.executemany("INSERT INTO feeds VALUES (?, ?, ?, ?, ?, ?)", [
                 (author, feed.size, feed.tip, feed.last_t, _packed(passes.logs[author].frontier),
                  passes.witnessed[author]) for author, feed in state.feeds.items() if feed.size])

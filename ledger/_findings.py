@@ -47,6 +47,7 @@ class AuditReport:
     seconds: float = 0.0
     workers: int = 1
     since: int = 0  # entries an earlier audit checked, in an incremental audit (`entries` are the new ones)
+    rowid: int = 0  # the last row of `entries` when it ran (the next incremental audit's type checks start after it)
 
     @property
     def ok(self) -> bool:

@@ -300,7 +300,7 @@ def test_the_next_audit_checks_only_the_new_entries_and_finds_what_a_full_audit_
     assert third.ok and (third.since, third.entries) == (15, 0)
 
 
-@pytest.mark.parametrize("lie", ["second claim", "second answer", "dangling ack", "balance"])
+@pytest.mark.parametrize("lie", ["second claim", "second answer", "dangling ack", "balance", "mistyped row"])
 def test_new_entries_that_break_a_rule_against_audited_ones_are_found(ledger, tmp_path, lie):
     path, world, sessions = ledger
     mark = tmp_path / "mark"
@@ -316,14 +316,18 @@ def test_new_entries_that_break_a_rule_against_audited_ones_are_found(ledger, tm
         store.close()
     elif lie == "dangling ack":
         insert(path, world.ack_entry(world.session(world.hosts[1], world.drivers[1], NIGHT + 20 * 86_400)))
-    else:
+    elif lie == "balance":
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE balances SET balance = balance + 1 WHERE member = ?", [world.hosts[0].public_key])
+    else:  # a new row whose seq a buggy tool wrote as text
+        grow(path, world, days=(5,))
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE entries SET seq = 'one' WHERE rowid = (SELECT MAX(rowid) FROM entries)")
     incremental, full = audit(path, mark=mark), audit(path)
     assert not incremental.ok and incremental.since == 9
     same_findings(incremental, full)
     assert {v.rule for v in incremental.violations} & {Rule.DUPLICATE_CLAIM, Rule.DOUBLE_ANSWER, Rule.DANGLING,
-                                                       Rule.BALANCE_MISMATCH}
+                                                       Rule.BALANCE_MISMATCH, Rule.MALFORMED}
     assert mark.read_bytes() == before  # a failing audit leaves the last passing mark
 
 
