@@ -147,10 +147,13 @@ def _verdicts(chunks: Iterator[list[bytes]], workers: int, done: Callable[[int],
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:
+    """The ledger file, read-only, in one read transaction: every query sees the same
+    snapshot, even of a ledger its node goes on writing (WAL)."""
     if not path.exists():
         raise StoreError(f"no ledger at {path}")
     try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("BEGIN")
         conn.execute("SELECT COUNT(*) FROM entries").fetchone()
         Envelopes.of(conn)
     except sqlite3.DatabaseError as exc:

@@ -371,3 +371,20 @@ def test_a_charter_retiring_a_key_from_an_audited_entry_on_makes_the_audit_run_i
     assert report.since == 0 and report.entries == 10
     same_findings(report, full)
     assert (Rule.NOT_TREASURER, world.treasurer.public_key, 1) in [(v.rule, v.author, v.seq) for v in report.violations]
+
+
+def test_an_audit_of_a_ledger_its_node_goes_on_writing_reads_one_snapshot(ledger):
+    """A co-op audits its live ledger (WAL): every query of one audit must see the same
+    entries, balances and heads, or an entry arriving between two of them would read as
+    a violation. The audit's connection holds one read transaction."""
+    from wattshare.ledger._audit import open_readonly
+
+    path, world, _ = ledger
+    conn = open_readonly(path)
+    before = conn.execute("SELECT COUNT(*), SUM(balance) FROM entries, balances").fetchone()
+    store = LedgerStore(path, world.coop.public_key, clock=world.clock)
+    assert store.ingest([world.money(world.drivers[0], 1_000, NIGHT + 9 * 86_400).encode()]).added == 1
+    store.close()
+    assert conn.execute("SELECT COUNT(*), SUM(balance) FROM entries, balances").fetchone() == before
+    conn.close()
+    assert audit(path).ok and audit(path).entries == 10
