@@ -25,6 +25,7 @@ file is replaced whole (written beside, then renamed), so a crash leaves the old
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import struct
@@ -149,7 +150,7 @@ def save(path: Path, passes: OrderedPasses, previous: AuditMark | None) -> None:
     """Write the mark of a passing audit (see the module doc): the previous mark's claims
     and charters, this run's, and the state the run ended in."""
     state, report = passes.state, passes.report
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two auditors at once: the last one's mark stands
     partial.unlink(missing_ok=True)
     if previous is not None:
         shutil.copyfile(previous.path, partial)

@@ -3,7 +3,9 @@ deposits and withdrawals, witness checkpoints.
 
 The audit is `ledger.audit` of the node's ledger file (as `wattshare audit`), run in a
 worker thread so the node keeps serving; its JSON is the CLI's `--json`, with the
-violations also counted by member. Money goes through the node's `money` admin command
+violations also counted by member. By default it checks only what is new since the last
+passing audit (`--incremental`, its mark beside the ledger); `?full=1` drops the mark
+and checks everything again. Money goes through the node's `money` admin command
 (the co-op's treasurer, as `wattshare coop deposit` and `withdraw`).
 """
 
@@ -16,7 +18,7 @@ import trio
 from starlette.requests import Request
 from starlette.routing import Route
 
-from wattshare.ledger import audit, checkpoints
+from wattshare.ledger import AuditReport, audit, checkpoints
 from wattshare.node import Node
 from wattshare.protocol import peer_id
 
@@ -47,10 +49,17 @@ def routes(node: Node, table: Commands) -> list[Route]:
              "balance": ledger.balance(limit.member, terms.currency), "entries": sizes.get(limit.member, 0)}
             for limit in terms.members]}
 
+    mark = ledger.path.with_name(ledger.path.name + ".audit-mark")
+
+    def checked(full: bool) -> AuditReport:
+        if full:
+            mark.unlink(missing_ok=True)
+        return audit(ledger.path, mark=mark)
+
     @endpoint
-    async def audited(_: Request) -> dict[str, Any]:
+    async def audited(request: Request) -> dict[str, Any]:
         async with running:
-            report = (await trio.to_thread.run_sync(audit, ledger.path)).to_json()
+            report = (await trio.to_thread.run_sync(checked, request.query_params.get("full") == "1")).to_json()
         by_member: dict[str, int] = {}
         for violation in report["violations"]:
             by_member[violation["author"] or "the file"] = by_member.get(violation["author"] or "the file", 0) + 1

@@ -3,20 +3,25 @@ import { act, api, field, fill, h, money, peer, table, when, $ } from "./util.js
 
 async function coopAudit(main) {
   const out = h("section", { id: "audit-report", "aria-live": "polite" });
-  const run = h("button", { type: "button", id: "run-audit", onclick: (e) => act(e.currentTarget, async () => {
-    out.replaceChildren(h("p", { class: "muted" }, "Verifying every entry…"), h("progress", { "aria-label": "audit running" }));
-    const r = await api("/api/coop/audit");
+  const check = (full) => (e) => act(e.currentTarget, async () => {
+    out.replaceChildren(h("p", { class: "muted" }, full ? "Verifying every entry…" : "Verifying the new entries…"), h("progress", { "aria-label": "audit running" }));
+    const r = await api(`/api/coop/audit${full ? "?full=1" : ""}`);
     const members = Object.entries(r.by_member);
+    const what = r.since ? `${r.entries} new entries (${r.since} verified before)` : `${r.entries} entries`;
     fill(out, h("p", { class: `notice ${r.ok ? "" : "bad"}`, id: "audit-verdict" },
-      r.ok ? `Pass: ${r.entries} entries in ${r.feeds} feeds verified, ${r.checkpoints} checkpoint(s), in ${r.seconds} s.`
-        : `${r.violations.length} violation(s) in ${r.entries} entries.`),
+      r.ok ? `Pass: ${what} in ${r.feeds} feeds verified, ${r.checkpoints}${r.since ? " new" : ""} checkpoint(s), in ${r.seconds} s.`
+        : `${r.violations.length} violation(s) in ${what}.`),
     members.length ? [h("h3", {}, "Violations by member"), table([["Member"], ["Violations", true]], members.map(([m, n]) => [m === "the file" ? m : peer(m), n])),
       table([["Rule"], ["Member"], ["Seq", true], ["Detail"]], r.violations.map((v) => [v.rule, v.author ? peer(v.author) : "", v.seq ?? "", v.detail]))] : null,
     r.unwitnessed.length ? [h("h3", {}, "Not yet witnessed"), table([["Feed"], ["Witnessed", true], ["Size", true]], r.unwitnessed.map((u) => [peer(u.feed), u.witnessed, u.size]))] : null,
     h("h3", {}, "Balances (recomputed)"), table([["Member"], ["Balance", true], ["Credit limit", true]], r.balances.map((b) =>
       [peer(b.member), money(b.balance, b.currency), money(b.credit_limit, b.currency)])));
-  }) }, "Run the audit");
-  main.append(h("h2", {}, "Audit of the co-op's ledger"), h("p", { class: "muted" }, "Every signature, chain, price and balance checked again, as `wattshare audit` does."), run, out);
+  });
+  main.append(h("h2", {}, "Audit of the co-op's ledger"),
+    h("p", { class: "muted" }, "Every signature, chain, price and balance checked again, as `wattshare audit` does: the new entries against everything verified before, or the whole ledger."),
+    h("p", { class: "actions" }, h("button", { type: "button", id: "run-audit-new", onclick: check(false) }, "Check the new entries"),
+      h("button", { type: "button", id: "run-audit", class: "secondary", onclick: check(true) }, "Run the whole audit")),
+    out);
 }
 async function coopMembers(main) {
   const m = await api("/api/coop/members");
