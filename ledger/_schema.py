@@ -78,8 +78,8 @@ def open_ledger_db(path: Path, coop: bytes) -> sqlite_utils.Database:
     elif meta.get("coop") != coop:
         raise StoreError(f"{path} is the ledger of another co-op; open it with that co-op's key")
     elif meta.get("schema") != bytes([SCHEMA]):
-        raise StoreError(f"{path} is a ledger of an older wattshare (format {meta.get('schema', b'?')[0]}, this one "
-                         f"reads {SCHEMA}): move it aside and the node syncs a fresh copy from the co-op")
+        raise StoreError(f"{path} was written by an older wattshare (ledger format {meta.get('schema', b'?')[0]}; "
+                         f"this one reads format {SCHEMA})")
     return db
 
 

@@ -104,7 +104,7 @@ def test_a_ledger_file_of_the_older_format_is_refused_with_what_to_do(tmp_path, 
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [bytes([1])])
-    with pytest.raises(StoreError, match="older wattshare .format 1, this one reads 2.: move it aside"):
+    with pytest.raises(StoreError, match="older wattshare .ledger format 1; this one reads format 2."):
         LedgerStore(path, world.coop.public_key)
 
 
