@@ -204,7 +204,7 @@ def _passes(conn: sqlite3.Connection, path: Path, coop: bytes, workers: int,
     if "refused" not in tables:  # older files
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS refused (envelope BLOB, author BLOB, seq INTEGER)")
     ranges = _ranges(conn, mark)
-    rows = list(_select(conn, "digest, author, seq, frozen", ranges))
+    rows = list(_select(conn, "digest, author, seq, frozen, party", ranges))
     heads = conn.execute(f"SELECT author, envelope FROM heads WHERE {_typed('heads')}").fetchall()
     frauds = conn.execute(f"SELECT author, seq, first, second FROM frauds WHERE {_typed('frauds')}").fetchall()
     refused = [row[0] for row in conn.execute(

@@ -63,8 +63,10 @@ class OrderedPasses:
         heads, stored, reserves, refused = self.tables
         forked = self._forks()
         self._retirements(forked)
-        for (digest, author, seq, frozen), verdict in zip(self.rows, self.verdicts):
+        for (digest, author, seq, frozen, party), verdict in zip(self.rows, self.verdicts):
             counted = self._entry(verdict, digest, author, seq, author in forked)
+            if isinstance(verdict.fact, Checked) and verdict.fact.party != party:
+                self.flag(Rule.MALFORMED, "the row's party is not the member the entry moves money for", author, seq)
             if author in self.proven or (counted is not None and author not in forked):
                 expected = FORKED if author in self.proven else 0 if counted else VOID
                 if frozen != expected:
@@ -99,7 +101,7 @@ class OrderedPasses:
         if self.report.coop in forked:
             return
         latest = None
-        for (_, author, _, _), verdict in zip(self.rows, self.verdicts):
+        for (_, author, *_), verdict in zip(self.rows, self.verdicts):
             fact = verdict.fact
             if author == self.report.coop and isinstance(fact, Checked) and fact.kind is EntryKind.COOP:
                 latest = fact.charter
@@ -109,7 +111,7 @@ class OrderedPasses:
     def _forks(self) -> set[bytes]:
         forked: set[bytes] = set()
         seen: dict[tuple[bytes, int], bytes] = {}
-        for digest, author, seq, _ in self.rows:
+        for digest, author, seq, *_ in self.rows:
             if seen.setdefault((author, seq), digest) != digest:
                 self.flag(Rule.FORK, "two entries for one seq in the entries table", author, seq)
                 forked.add(author)

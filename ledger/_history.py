@@ -4,8 +4,10 @@ Theory of operation: an entry's effects are what `check_entry` says they are, th
 that post balances, so a history and the balance it adds up to agree by construction.
 Entries of a forked feed and entries a retirement voided (`frozen` != 0) moved nothing
 and are left out. A movement's `delta` is in minor units, positive when money came in.
-The scan reads only the kinds that move money, oldest first; each entry is verified
-again as it is read (the store keeps envelopes, not decoded facts).
+The scan reads only the entries that can move the member's money (by the `author` and
+`party` columns, plus every adjustment, which names two members), oldest first; each is
+verified again as it is read (the store keeps envelopes, not decoded facts), and the
+member's effects taken from what `check_entry` says.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ def movements(store: LedgerStore, member: bytes) -> list[Movement]:
     found = []
     marks = ", ".join("?" for _ in MONEY_KINDS)
     for (envelope,) in store.db.execute(
-            f"SELECT unpacked(envelope) FROM entries WHERE kind IN ({marks}) AND frozen = 0 ORDER BY t, author, seq",
-            [kind.value for kind in MONEY_KINDS]):
+            f"SELECT unpacked(envelope) FROM entries WHERE kind IN ({marks}) AND frozen = 0 "
+            "AND (author = ? OR party = ? OR kind = ?) ORDER BY t, author, seq",  # the indexes: the member's own
+            [kind.value for kind in MONEY_KINDS] + [member, member, EntryKind.ADJUSTMENT.value]):
         checked = check_entry(envelope)
         found += [Movement(checked.t, checked.kind, checked.author, checked.booking, currency, delta)
                   for who, currency, delta in checked.effects if who == member]

@@ -69,6 +69,14 @@ class Checked:
     heads: tuple[HeadRef, ...] = ()  # checkpoint: the heads a witness saw
     hold: tuple[int, int] | None = None  # hold: (the cap held, when it lapses)
 
+    @property
+    def party(self) -> bytes | None:
+        """The member besides its author whose money the entry moves: a settlement's or
+        fee's driver, a deposit's or withdrawal's member (an adjustment moves two: None)."""
+        if self.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL):
+            return self.effects[0][0]
+        return self.driver if self.kind in (EntryKind.SETTLEMENT, EntryKind.FEE) else None
+
 
 def decode_entry(data: bytes) -> Signed[Entry]:
     """Verify and decode an entry envelope; EntryRefused(SIGNATURE or MALFORMED) if not one."""

@@ -4,12 +4,14 @@ Theory of operation (DESIGN.md, "Store"): plain SQLite in WAL mode, made with
 sqlite-utils and readable by any SQLite tool. Tables:
 
 - `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (`SCHEMA`).
-- `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen)`: every
-  accepted entry, one per (author, seq), in the order they were accepted (rows
+- `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen, party)`:
+  every accepted entry, one per (author, seq), in the order they were accepted (rows
   appended at the end fill their pages: 16 KiB pages, so a settlement entry's row of
-  about 2.4 KB wastes little of one); indexed by (author, seq) and by `booking_id`
-  where there is one. `envelope` holds the exact signed bytes, `digest` = SHA-256 of them,
-  `leaf` its RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
+  about 2.4 KB wastes little of one); indexed by (author, seq), and by `booking_id` and
+  `party` (the member besides the author whose money it moves: `Checked.party`) where
+  there is one, so a member's history reads its own entries only. `envelope` holds the
+  exact signed bytes (deflated when large, see below), `digest` = SHA-256 of them,
+  `leaf` their RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
   `frozen` = 1 for entries of a feed whose author forked it (kept, not counted), 2 for
   a role entry its author wrote at or past its retirement from that role (in the chain,
   moving nothing; `LedgerState.void`).
@@ -167,8 +169,9 @@ def _create(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
     db.execute("CREATE TABLE IF NOT EXISTS entries (digest BLOB NOT NULL, author BLOB NOT NULL, seq INTEGER NOT NULL, "
                "t INTEGER, kind TEXT, booking_id BLOB, leaf BLOB NOT NULL, envelope BLOB NOT NULL, "
-               "frozen INTEGER NOT NULL, UNIQUE (author, seq))")
+               "frozen INTEGER NOT NULL, party BLOB, UNIQUE (author, seq))")
     db.execute("CREATE INDEX IF NOT EXISTS entries_booking ON entries (booking_id) WHERE booking_id IS NOT NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS entries_party ON entries (party) WHERE party IS NOT NULL")
     db.table("heads").create({"author": bytes, "size": int, "root": bytes, "t": int, "envelope": bytes},
                        pk="author", if_not_exists=True)
     db.table("balances").create({"member": bytes, "currency": str, "balance": int},

@@ -142,7 +142,7 @@ class LedgerStore:
                     touched.update((m, c) for m, c, _ in checked.effects)
                     applied_envelopes[digest] = data
                     rows.append((digest, checked.author, checked.seq, checked.t, checked.kind.value, checked.claim, leaf,
-                                 self.envelopes.pack(data), VOID if self.state.void(checked) else 0))
+                                 self.envelopes.pack(data), VOID if self.state.void(checked) else 0, checked.party))
                     for retirement in retirements:
                         voided.extend(self._void(retirement, applied, touched))
                 elif outcome is Outcome.DUPLICATE:
@@ -156,8 +156,8 @@ class LedgerStore:
                     freeze(entry.author, entry.seq, first, data)
             report.added = len(rows)
             write_all(self.db, [
-                ("INSERT INTO entries (digest, author, seq, t, kind, booking_id, leaf, envelope, frozen) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
+                ("INSERT INTO entries (digest, author, seq, t, kind, booking_id, leaf, envelope, frozen, party) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
                 (f"UPDATE entries SET frozen = {FORKED} WHERE author = ? AND seq = ?", frozen),
                 (f"UPDATE entries SET frozen = {VOID} WHERE author = ? AND seq = ? AND frozen = 0", voided),
                 ("INSERT OR REPLACE INTO frauds VALUES (?, ?, ?, ?, ?)",

@@ -12,6 +12,7 @@ from wattshare import protocol as p
 from wattshare.ledger import (
     Checkpoint,
     EntryKind,
+    EntryRefused,
     Envelopes,
     FeedHead,
     HeadRef,
@@ -22,6 +23,7 @@ from wattshare.ledger import (
     SettlementClaim,
     StoreError,
     audit,
+    check_entry,
     leaf_hash,
 )
 from wattshare.testing import EPOCH, SampleWorld
@@ -53,17 +55,24 @@ def execute(path, sql, args=()):
         conn.execute(sql, args)
 
 
-def insert(path, signed):
-    """Write an entry row as a buggy or hostile tool would: straight into SQLite."""
+def insert(path, signed, party=None):
+    """Write an entry row as a buggy or hostile tool would: straight into SQLite (`party`:
+    what it writes in that column; by default the entry's own)."""
     data = signed.encode()
     entry = signed.message
     booking = None
     if entry.kind is EntryKind.SETTLEMENT:
         with p.vouched_by(entry.author):
             booking = SettlementClaim.decode(entry.body).booking.id
-    execute(path, "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+    if party is None:
+        try:
+            party = check_entry(data).party
+        except EntryRefused:
+            party = None
+    execute(path, "INSERT INTO entries (digest, author, seq, t, kind, booking_id, leaf, envelope, frozen, party) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (hashlib.sha256(data).digest(), entry.author, entry.seq, entry.t, entry.kind.value, booking,
-             leaf_hash(data), data))
+             leaf_hash(data), data, party))
 
 
 def rules(path, workers=1):

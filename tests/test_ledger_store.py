@@ -3,6 +3,7 @@
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -18,6 +19,8 @@ from wattshare.ledger import (
     Rule,
     SettlementClaim,
     StoreError,
+    audit,
+    check_entry,
     movements,
 )
 from wattshare.testing import EPOCH, SampleWorld
@@ -76,6 +79,25 @@ def test_a_members_history_adds_up_to_its_balance(store, world):
     for member in (host, driver):
         assert sum(m.delta for m in movements(store, member)) == store.balance(member, "EUR")
     assert movements(store, world.coop.public_key) == []
+
+
+def test_a_members_history_reads_only_the_entries_that_move_its_money(store, world, monkeypatch):
+    """A year of a big co-op's ledger must not be re-verified to show one member's page:
+    the `party` column (audited) picks the member's entries, adjustments aside."""
+    import wattshare.ledger._history as history
+
+    entries, session = base_entries(world)
+    others = [world.session(world.hosts[1], world.drivers[1], NIGHT + d * 86_400) for d in range(1, 4)]
+    store.ingest([e.encode() for e in entries] + [world.money(world.drivers[1], 9_000, EPOCH + 5).encode()]
+                 + [world.settlement_entry(s).encode() for s in others])
+    read = []
+    monkeypatch.setattr(history, "check_entry", lambda envelope: read.append(envelope) or check_entry(envelope))
+    driver = world.drivers[0].public_key
+    assert [m.kind for m in movements(store, driver)] == [EntryKind.DEPOSIT, EntryKind.SETTLEMENT]
+    assert len(read) == 2  # not the other driver's deposit, nor its three settlements
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE entries SET party = NULL WHERE kind = 'settlement' AND party = ?", [driver])
+    assert [(v.rule, v.author) for v in audit(store.path).violations] == [(Rule.MALFORMED, world.hosts[0].public_key)]
 
 
 def test_reopen_restores_the_same_state(tmp_path, world):
