@@ -34,8 +34,8 @@ mark only, from the state the passing audit that left it ended in, and a passing
 leaves a new mark: a daily audit of a co-op's years of ledger checks one day's entries.
 
 Pass 1 and the reading of the file live here, passes 2 to 4 in `_audit_passes`, the
-report in `_findings`, the mark in `_audit_mark`. Each finding is a `Violation` named by the same `Rule` that
-ingest would refuse with. The file is opened read-only: an audit never changes what it
+report in `_findings`, the mark in `_audit_mark`. Each finding is a `Violation` named by
+the same `Rule` that ingest would refuse with. The file is opened read-only: an audit never changes what it
 audits.
 """
 
@@ -177,7 +177,7 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
         previous = AuditMark.open(mark, coop_row[0]) if mark is not None else None
         passes = _passes(conn, path, coop_row[0], workers, progress, previous)
-        if previous is not None and previous.reaches_back(len(passes.frauds), passes.verdicts):
+        if previous is not None and previous.reaches_back(len(passes.frauds), passes.verdicts, conn):
             previous.close()
             previous = None
             passes = _passes(conn, path, coop_row[0], workers, progress, None)
@@ -186,12 +186,12 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         passes.run()
     finally:
         conn.close()
+        if previous is not None:
+            previous.close()
     report = passes.report
     if mark is not None and report.ok:
         save(mark, passes, previous)
-    if previous is not None:
-        report.since = previous.entries
-        previous.close()
+    report.since = previous.entries if previous is not None else 0
     report.seconds = time.perf_counter() - started
     return report
 

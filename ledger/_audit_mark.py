@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._entry import EntryKind
+from ._entry import CoopCharter, EntryKind
+from ._errors import EntryRefused
+from ._findings import Verdict
 from ._merkle import MerkleLog
 from ._rules import Checked, check_entry
 from ._state import Feed
@@ -77,6 +79,7 @@ class AuditMark:
         self.entries: int = meta["entries"]
         self.rowid: int = meta["rowid"]
         self.charter_seq: int | None = meta.get("charter_seq")
+        self.coop: bytes = meta["coop"]
         self.feeds = {author: MarkedFeed(size, tip, last_t, _frontier(frontier), witnessed)
                       for author, size, tip, last_t, frontier, witnessed in conn.execute("SELECT * FROM feeds")}
 
@@ -98,20 +101,31 @@ class AuditMark:
     def close(self) -> None:
         self.conn.close()
 
-    def reaches_back(self, forks: int, verdicts: Iterable[object]) -> bool:
+    def reaches_back(self, forks: int, verdicts: Iterable[Verdict], ledger: sqlite3.Connection) -> bool:
         """True if something new touches the audited part: any fork proof (there was
-        none when the mark was taken), or a new charter retiring a key from a seq its
-        feed had already reached then."""
-        if forks:
+        none when the mark was taken), a new charter retiring a key from a seq its feed
+        had already reached then, or the charter in force missing from the file."""
+        if forks or (self.charter_seq is not None and self._charter(ledger) is None):
             return True
         for verdict in verdicts:
-            fact = getattr(verdict, "fact", None)
+            fact = verdict.fact
             if isinstance(fact, Checked) and fact.charter is not None:
                 for retirement in fact.charter.retired:
                     marked = self.feeds.get(retirement.member)
                     if marked is not None and retirement.until < marked.size:
                         return True
         return False
+
+    def _charter(self, ledger: sqlite3.Connection) -> CoopCharter | None:
+        """The charter in force when the mark was taken, read again from the ledger."""
+        row = ledger.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = ?",
+                             [self.coop, self.charter_seq]).fetchone()
+        if row is None:
+            return None
+        try:
+            return check_entry(row[0]).charter
+        except EntryRefused:
+            return None
 
     def seed(self, passes: OrderedPasses, ledger: sqlite3.Connection) -> None:
         """Put the marked state into `passes`, and what its new entries name."""
@@ -126,10 +140,9 @@ class AuditMark:
         for driver, booking, seq, cap, lapses in self.conn.execute("SELECT * FROM holds"):
             state.holds[driver][booking] = (seq, cap, lapses)
         passes.charters.update(digest for (digest,) in self.conn.execute("SELECT digest FROM charters"))
-        if self.charter_seq is not None:
-            envelope = ledger.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = ?",
-                                      [state.coop, self.charter_seq]).fetchone()[0]
-            state.adopt(self.charter_seq, check_entry(envelope).charter)  # type: ignore[arg-type]
+        charter = self._charter(ledger)
+        if self.charter_seq is not None and charter is not None:
+            state.adopt(self.charter_seq, charter)
         named = {b for v in passes.verdicts if isinstance(v.fact, Checked) for b in (v.fact.claim, v.fact.booking) if b}
         for booking in named:
             row = self.conn.execute("SELECT digest, kind, settlement, driver, answered FROM claims WHERE booking = ?",

@@ -397,3 +397,13 @@ def test_an_audit_of_a_ledger_its_node_goes_on_writing_reads_one_snapshot(ledger
     assert conn.execute("SELECT COUNT(*), SUM(balance) FROM entries, balances").fetchone() == before
     conn.close()
     assert audit(path).ok and audit(path).entries == 10
+
+
+def test_a_mark_whose_charter_is_gone_from_the_file_makes_the_audit_run_in_full(ledger, tmp_path):
+    path, world, _ = ledger
+    mark = tmp_path / "mark"
+    assert audit(path, mark=mark).ok
+    execute(path, "DELETE FROM entries WHERE author = ? AND seq = 0", (world.coop.public_key,))
+    report, full = audit(path, mark=mark), audit(path)
+    assert report.since == 0 and not report.ok
+    same_findings(report, full)
