@@ -28,14 +28,14 @@ sqlite-utils and readable by any SQLite tool. Tables:
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
   names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
 
-An entry's envelope over `COMPRESS_ABOVE` bytes (a settlement, a fee) is kept as a zero
-byte (no envelope starts with one: it is a CBOR map) and its raw DEFLATE against the
-file's own dictionary (meta `dictionary`: the CBOR of every record field name and enum
-value the protocol knows, made when the file is; a quarter of a settlement is such
-names); `Envelopes` packs and unpacks, and readers select `unpacked(envelope)`, an SQL
-function it installs on their connection. Unpacking is bounded by the entry size cap: a
-stored blob that does not inflate to an envelope within it comes back as it is, and its
-decoding then fails as any malformed entry does.
+An entry's envelope over `COMPRESS_ABOVE` bytes (a settlement, a fee) is kept, when that
+is shorter, as a zero byte (no envelope starts with one: it is a CBOR map) and its raw
+DEFLATE against the file's own dictionary (meta `dictionary`: the CBOR of every field
+name and enum value of the protocol's and the ledger's records, made when the file is;
+much of a settlement is such names); `Envelopes` packs and unpacks, and readers select
+`unpacked(envelope)`, an SQL function it installs on their connection. Unpacking is
+bounded by the entry size cap: a stored blob that does not inflate to an envelope within
+it comes back as it is, and its decoding then fails as any malformed entry does.
 
 Every write goes through `write_all`: all its statements in one transaction (`atomic`,
 which the node's own store uses too), so they all happen or none do.
@@ -96,7 +96,8 @@ class Envelopes:
         if len(envelope) <= COMPRESS_ABOVE:
             return envelope
         packer = self._packer.copy()
-        return b"\0" + packer.compress(envelope) + packer.flush()
+        packed = b"\0" + packer.compress(envelope) + packer.flush()
+        return packed if len(packed) < len(envelope) else envelope
 
     def unpack(self, stored: bytes) -> bytes:
         if not stored.startswith(b"\0"):
