@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wattshare import protocol as p
 from wattshare.ledger import (
@@ -407,3 +409,44 @@ def test_a_mark_whose_charter_is_gone_from_the_file_makes_the_audit_run_in_full(
     report, full = audit(path, mark=mark), audit(path)
     assert report.since == 0 and not report.ok
     same_findings(report, full)
+
+
+GROWTH = ["night", "deposit", "second answer", "second claim", "checkpoint", "tampered balance"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.sampled_from(GROWTH), min_size=1, max_size=6))
+def test_whatever_the_ledger_grows_by_an_incremental_audit_finds_what_a_full_audit_finds(tmp_path_factory, steps):
+    """Grow a ledger step by step (honest nights, deposits and checkpoints, and lies that
+    reach back to audited entries), auditing after each step both ways."""
+    path = tmp_path_factory.mktemp("grown") / "ledger.db"
+    world = SampleWorld(seed=13)
+    store = LedgerStore(path, world.coop.public_key, clock=lambda: NIGHT + 400 * 86_400)
+    neighbours = tuple(world.identity("neighbour", i).public_key for i in range(20))
+    store.ingest([world.charter_entry(members=neighbours).encode(),
+                  world.money(world.drivers[0], 90_000, EPOCH + 1).encode()])
+    store.close()
+    mark, nights = path.with_name("ledger.db.audit-mark"), []
+    for step, what in enumerate(steps):
+        store = LedgerStore(path, world.coop.public_key, clock=lambda: NIGHT + 400 * 86_400)
+        if what == "night" or not nights and what in ("second answer", "second claim"):
+            session = world.session(world.hosts[step % 2], world.drivers[0], NIGHT + (step + 1) * 86_400)
+            store.ingest([world.settlement_entry(session).encode(), world.ack_entry(session).encode()])
+            nights.append(session)
+        elif what == "deposit":
+            store.ingest([world.money(world.drivers[0], 100 + step, NIGHT + (step + 1) * 86_400).encode()])
+        elif what == "second answer":  # the first night's settlement, acked already
+            store.ingest([world.entry(world.drivers[0], EntryKind.DISPUTE, p.Dispute(
+                booking_id=nights[0].booking.id, t=NIGHT + 300 * 86_400, settlement=nights[0].settlement.digest,
+                reason=p.Reason.MISPRICED), NIGHT + 300 * 86_400).encode()])
+        elif what == "checkpoint":
+            heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n))
+                          for a, n in store.sizes().items())
+            store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT,
+                                      Checkpoint(charter=world.charter, heads=heads), NIGHT + 200 * 86_400).encode()])
+        store.close()
+        if what == "second claim":
+            insert(path, world.settlement_entry(nights[0]))
+        elif what == "tampered balance":
+            execute(path, "UPDATE balances SET balance = balance + 1 WHERE member = ?", (world.drivers[0].public_key,))
+        same_findings(audit(path, mark=mark), audit(path))
