@@ -7,7 +7,10 @@ Theory of operation (STYLE.md points 3 and 7, after h11's `_events.py`):
   (ranges, lengths); a bad value raises `InvalidValue` at once, so an invalid record
   never exists.
 - On the wire a record is a CBOR map from field name to value: every field is always
-  present (None is CBOR null), no other key is allowed. Field annotations drive both
+  present (None is CBOR null), in the deterministic key order (`_codec.key_order`: so
+  `encode` hands cbor2 a map it need not sort), no other key is allowed (`require_keys`;
+  the right keys in another order are NON_CANONICAL). A record whose stored form is
+  packed overrides `to_wire`/`from_wire` (the ledger's `SettlementClaim`). Field annotations drive both
   directions; supported are int, bool, str, bytes, StrEnum subclasses, nested records,
   `tuple[X, ...]`, `X | None`, and any class with `to_wire`/`from_wire` (the signed
   envelope), optionally parametrised as `Signed[Message]`.
