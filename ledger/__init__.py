@@ -6,6 +6,7 @@ export (`_export`) and a member's history (`_history`) only read it.
 Depends only on `wattshare.protocol`.
 """
 
+from ._accounts import Account, AccountProof, CutWalker, account_root, accounts_of, light_available
 from ._audit import audit
 from ._entry import (
     HOLD_LAPSE,
@@ -29,6 +30,7 @@ from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
+from ._light import available, keep, latest_checkpoint, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -37,6 +39,17 @@ from ._state import LedgerState, Outcome
 from ._store import IngestReport, LedgerStore
 
 __all__ = [
+    "Account",
+    "AccountProof",
+    "CutWalker",
+    "account_root",
+    "accounts_of",
+    "available",
+    "keep",
+    "latest_checkpoint",
+    "light_available",
+    "prove",
+    "sign_checkpoint",
     "Adjustment",
     "AuditReport",
     "Batch",

@@ -15,11 +15,13 @@ The next audit with that mark re-verifies only the entries past it, feed by feed
 that state: signatures and every entry rule, the chain onto each marked tip, claims
 against every earlier claim, answers against the marked settlements, signed heads and
 checkpoints against roots replayed from the marked frontiers (or the stored leaves, for
-a root before them), balances and conservation as a whole. What it trusts: the audited
-part of the file as the last audit found it (a full audit, without `--incremental`,
-reads it all again). A mark is taken only when its audit passed, for this ledger's
-co-op; anything new that reaches back into the audited part (a fork proof, a charter
-retiring a key from before an audited entry) makes the audit run in full instead. The
+a root before them), each new checkpoint's accounts by walking forward from the marked
+balances and holds (`_accounts.CutWalker`), balances and conservation as a whole. What
+it trusts: the audited part of the file as the last audit found it (a full audit,
+without `--incremental`, reads it all again). A mark is taken only when its audit
+passed, for this ledger's co-op; anything new that reaches back into the audited part (a
+fork proof, a charter bringing a new retirement, a checkpoint whose heads are behind the
+mark on some feed) makes the audit run in full instead. The
 file is replaced whole (written beside, then renamed), so a crash leaves the old mark.
 """
 
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._accounts import CutWalker
 from ._entry import CoopCharter, EntryKind
 from ._errors import EntryRefused
 from ._findings import Verdict
@@ -105,15 +108,20 @@ class AuditMark:
         """True if something new touches the audited part: any fork proof (there was
         none when the mark was taken), a new charter retiring a key from a seq its feed
         had already reached then, or the charter in force missing from the file."""
-        if forks or (self.charter_seq is not None and self._charter(ledger) is None):
+        charter = self._charter(ledger)
+        if forks or (self.charter_seq is not None and charter is None):
             return True
+        marked_retirements = set(charter.retired) if charter is not None else set()
         for verdict in verdicts:
             fact = verdict.fact
-            if isinstance(fact, Checked) and fact.charter is not None:
-                for retirement in fact.charter.retired:
-                    marked = self.feeds.get(retirement.member)
-                    if marked is not None and retirement.until < marked.size:
-                        return True
+            if not isinstance(fact, Checked):
+                continue
+            if fact.charter is not None and not set(fact.charter.retired) <= marked_retirements:
+                return True  # which entries are void changes for the accounts of checkpoints past it
+            if fact.kind is EntryKind.CHECKPOINT:
+                cut = {ref.author: ref.size for ref in fact.heads}
+                if any(cut.get(author, 0) < marked.size for author, marked in self.feeds.items()):
+                    return True  # its accounts count entries before the mark
         return False
 
     def _charter(self, ledger: sqlite3.Connection) -> CoopCharter | None:
@@ -143,6 +151,12 @@ class AuditMark:
         charter = self._charter(ledger)
         if self.charter_seq is not None and charter is not None:
             state.adopt(self.charter_seq, charter)
+            passes.charters_at.append((self.charter_seq, charter))
+            passes.walker = CutWalker(passes.walked, charter.currency)
+            passes.walker.seed({author: marked.size for author, marked in self.feeds.items()},
+                               {m: b for (m, c), b in state.balances.items() if c == charter.currency},
+                               [(d, b, cap, lapses) for d, holds in state.holds.items()
+                                for b, (_, cap, lapses) in holds.items()], charter)
         named = {b for v in passes.verdicts if isinstance(v.fact, Checked) for b in (v.fact.claim, v.fact.booking) if b}
         for booking in named:
             row = self.conn.execute("SELECT digest, kind, settlement, driver, answered FROM claims WHERE booking = ?",

@@ -16,7 +16,8 @@ from typing import Any
 
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed
 
-from ._entry import EntryKind, FeedHead
+from ._accounts import CutWalker, account_root
+from ._entry import CoopCharter, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._findings import AuditReport, Verdict, Violation
 from ._merkle import MerkleLog
@@ -55,13 +56,17 @@ class OrderedPasses:
         self.charters: set[bytes] = set()  # digests of the co-op's charter entries
         self.witnessed: dict[bytes, int] = defaultdict(int)  # feed -> entries a verified checkpoint covers
         self.proven: set[bytes] = set()  # authors the frauds table proves forked: their rows must be frozen
+        self.walked: dict[bytes, list[Checked]] = defaultdict(list)  # per feed, what a cut's accounts count
+        self.charters_at: list[tuple[int, CoopCharter]] = []  # the co-op's charters by feed seq
+        self.walker: CutWalker | None = None  # seeded by an audit mark
+        self.forked: set[bytes] = set()
 
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
         self.report.violations.append(Violation(rule, detail, author, seq))
 
     def run(self) -> None:
         heads, stored, reserves, refused = self.tables
-        forked = self._forks()
+        forked = self.forked = self._forks()
         self._retirements(forked)
         for (digest, author, seq, frozen, party), verdict in zip(self.rows, self.verdicts):
             counted = self._entry(verdict, digest, author, seq, author in forked)
@@ -161,6 +166,8 @@ class OrderedPasses:
             self.flag(exc.rule, exc.detail, author, seq)
             self.state.extend(author, digest, leaf, fact.t)
             return None
+        if CutWalker.counts(fact):
+            self.walked[author].append(fact)
         if self.state.void(fact):
             self.flag(_role_rule(fact), f"a {fact.kind} written after the co-op retired its author from that role: "
                             "it counts for nothing", author, seq)
@@ -172,6 +179,7 @@ class OrderedPasses:
             self.settled[fact.booking] = (fact.settlement, fact.driver)  # type: ignore[index,assignment]
         elif fact.kind is EntryKind.COOP and author == self.report.coop:
             self.charters.add(digest)
+            self.charters_at.append((seq, fact.charter))  # type: ignore[arg-type]
         return True
 
     def _heads(self, heads: list[Any]) -> None:
@@ -191,8 +199,23 @@ class OrderedPasses:
                 for ref in fact.heads:
                     if self._check_root(ref.author, ref.size, ref.root, "checkpoint", fact.author, fact.seq):
                         witnessed[ref.author] = max(witnessed[ref.author], ref.size)
+                self._accounts(fact)
         self.report.unwitnessed = {author: (witnessed[author], log.size) for author, log in self.logs.items()
                                    if log.size > witnessed[author]}
+
+    def _accounts(self, fact: Checked) -> None:
+        """Recompute a checkpoint's accounts at its heads (`_accounts`); a ledger with a
+        forked feed is not checked: which branch a witness counted cannot be told."""
+        if self.forked or self.state.charter is None or fact.accounts is None:
+            return
+        sizes = {ref.author: ref.size for ref in fact.heads}
+        if self.walker is None:
+            self.walker = CutWalker(self.walked, self.state.charter[1].currency)
+        at_cut = [charter for seq, charter in self.charters_at if seq < sizes.get(self.report.coop, 0)]
+        accounts = self.walker.accounts(at_cut[-1] if at_cut else None, self.report.coop, sizes, fact.t)
+        if (account_root(accounts), len(accounts)) != fact.accounts:
+            self.flag(Rule.HEAD_MISMATCH, "checkpoint's accounts differ from the balances and holds of the entries "
+                                          "at its heads", fact.author, fact.seq)
 
     def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes, seq: int | None = None) -> bool:
         """True if the feed's first `size` entries have Merkle root `root`; else flagged."""

@@ -25,6 +25,8 @@ Theory of operation (DESIGN.md, "Ledger"):
     from a role is *retired* in it with the size its feed had then: its entries of that
     role from that seq on move nothing. Retirements are kept by every later charter, so
     whether a role entry counts follows the feeds' order, never an author-chosen time.
+  - CHECKPOINT (by a witness): the feed heads it holds and the root of every member's
+    account at them (`_accounts`).
   - DEPOSIT / WITHDRAWAL / ADJUSTMENT (by a treasurer) and CHECKPOINT (by a witness)
     embed the co-op's signed charter entry that names their author, so they verify
     without a lookup in another feed, in whatever order feeds replicate.
@@ -302,13 +304,19 @@ class HeadRef(Record):
 
 @record
 class Checkpoint(Record):
-    """A co-op witness's statement of the feed heads it has seen."""
+    """A co-op witness's statement of the feed heads it has seen (the cut) and of every
+    member's account at that cut: the root and leaf count of their Merkle tree
+    (`_accounts`)."""
 
     charter: Signed[Entry]
     heads: tuple[HeadRef, ...]
+    accounts: bytes
+    count: int
 
     def _validate(self) -> None:
         require_size("heads", self.heads, 1, 10_000)
+        require_size("accounts", self.accounts, 32, 32)
+        require_range("count", self.count, 1, 2**32)
 
 
 @record

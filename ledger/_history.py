@@ -26,6 +26,7 @@ class Movement:
     t: int  # the entry's time, UTC seconds
     kind: EntryKind
     author: bytes  # who wrote the entry: the host for a settlement or fee, a treasurer for the rest
+    seq: int  # its place in the author's feed
     booking_id: bytes | None  # the booking a settlement, fee or adjustment is about
     currency: str
     delta: int  # minor units; positive when money came in
@@ -40,7 +41,7 @@ def movements(store: LedgerStore, member: bytes) -> list[Movement]:
             "AND (author = ? OR party = ? OR kind = ?) ORDER BY t, author, seq",  # the indexes: the member's own
             [kind.value for kind in MONEY_KINDS] + [member, member, EntryKind.ADJUSTMENT.value]):
         checked = check_entry(envelope)
-        found += [Movement(checked.t, checked.kind, checked.author, checked.booking, currency, delta)
+        found += [Movement(checked.t, checked.kind, checked.author, checked.seq, checked.booking, currency, delta)
                   for who, currency, delta in checked.effects if who == member]
     return found
 

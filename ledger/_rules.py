@@ -67,6 +67,7 @@ class Checked:
     settlement: bytes | None = None  # settlement: its Settlement's digest; ack, dispute: the one named
     driver: bytes | None = None  # settlement: the booking's driver
     heads: tuple[HeadRef, ...] = ()  # checkpoint: the heads a witness saw
+    accounts: tuple[bytes, int] | None = None  # checkpoint: its accounts' root and leaf count
     hold: tuple[int, int] | None = None  # hold: (the cap held, when it lapses)
 
     @property
@@ -219,7 +220,8 @@ def _money(signed: Signed[Entry], move: MoneyMove | Adjustment) -> Checked:
 def _checkpoint(signed: Signed[Entry], checkpoint: Checkpoint) -> Checked:
     _charter(signed, checkpoint.charter, "witnesses", Rule.NOT_WITNESS)
     return _facts(signed, charter_author=checkpoint.charter.message.author,
-                  charter_digest=checkpoint.charter.digest, heads=checkpoint.heads)
+                  charter_digest=checkpoint.charter.digest, heads=checkpoint.heads,
+                  accounts=(checkpoint.accounts, checkpoint.count))
 
 
 _RULES: dict[EntryKind, Callable[[Signed[Entry], Any], Checked]] = {

@@ -3,7 +3,8 @@
 Theory of operation (DESIGN.md, "Store"): plain SQLite in WAL mode, made with
 sqlite-utils and readable by any SQLite tool. Tables:
 
-- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (`SCHEMA`).
+- `meta(key, value)`: `coop` (the co-op key this ledger trusts), `schema` (`SCHEMA`),
+  `dictionary` (below), `accounts` (below).
 - `entries(digest, author, seq, t, kind, booking_id, leaf, envelope, frozen, party)`:
   every accepted entry, one per (author, seq), in the order they were accepted (rows
   appended at the end fill their pages: 16 KiB pages, so a settlement entry's row of
@@ -27,6 +28,10 @@ sqlite-utils and readable by any SQLite tool. Tables:
   whose own signature verifies, so their author provably wrote them (a settlement above
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
   names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
+- `accounts(position, member, size, balance, held)`: on a witness's node, the accounts
+  of the latest checkpoint it signed (meta `accounts`: that entry), to prove them from;
+  `proofs(member, proof)`: the latest verified account proof per member a light member
+  fetched (`_light`).
 
 An entry's envelope over `COMPRESS_ABOVE` bytes (a settlement, a fee) is kept, when that
 is shorter, as a zero byte (no envelope starts with one: it is a CBOR map) and its raw
@@ -58,7 +63,8 @@ from wattshare.protocol import MESSAGE_TYPES, Record, encode_cbor
 
 from ._errors import StoreError
 
-SCHEMA = 2  # 2: settlements in the packed form (protocol `pack_claim`), large envelopes deflated; 16 KiB pages
+SCHEMA = 3  # 2: settlements in the packed form (protocol `pack_claim`), large envelopes deflated; 16 KiB pages;
+# 3: checkpoints sign members' accounts (`_accounts`)
 PAGE_SIZE = 16 * 1024
 COMPRESS_ABOVE = 1024
 MAX_STORED = 64 * 1024  # no entry envelope is larger (`_rules.MAX_ENVELOPE`)
@@ -180,5 +186,8 @@ def _create(db: sqlite_utils.Database) -> None:
     db.table("reserves").create({"currency": str, "amount": int}, pk="currency", if_not_exists=True)
     db.table("frauds").create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
                         pk=("author", "seq"), if_not_exists=True)
+    db.execute("CREATE TABLE IF NOT EXISTS accounts (position INTEGER PRIMARY KEY, member BLOB NOT NULL, "
+               "size INTEGER NOT NULL, balance INTEGER NOT NULL, held INTEGER NOT NULL)")
+    db.table("proofs").create({"member": bytes, "proof": bytes}, pk="member", if_not_exists=True)
     db.table("refused").create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
                           "detected": int}, pk="digest", if_not_exists=True)

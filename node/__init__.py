@@ -21,7 +21,7 @@ from ._store import NodeStore
 from ._sync import SYNC_PROTOCOL, LedgerSync
 from ._tls import client_context, fingerprint, make_certificate, server_context
 from ._wallbox import Curve, Wallbox
-from ._witness import CHECKPOINT_EVERY, charter_entry, checkpoint, witness_feeds
+from ._witness import CHECKPOINT_EVERY, charter_entry, witness_feeds
 
 __all__ = [
     "AD_LIFETIME",
@@ -62,7 +62,6 @@ __all__ = [
     "exception_leaves",
     "charge",
     "charter_entry",
-    "checkpoint",
     "fetch_ads",
     "find_chargers",
     "make_host",

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wattshare.ledger import Adjustment, CoopCharter, Entry, EntryKind, LedgerStore, MoneyMove
+from wattshare.ledger import Adjustment, CoopCharter, Entry, EntryKind, LedgerStore, MoneyMove, sign_checkpoint
 from wattshare.protocol import DecodeError, Identity, InvalidValue, Signed, peer_id, public_key_from_peer_id
 
 from ._clock import Clock
 from ._errors import NodeError
-from ._witness import charter_entry, checkpoint
+from ._witness import charter_entry
 
 MONEY_KINDS = (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL, EntryKind.ADJUSTMENT)
 
@@ -132,7 +132,7 @@ class CoopOffice:
 
     def checkpoint(self, t: int) -> int:
         """The witness signs the heads of every feed this ledger holds; the feeds covered."""
-        return checkpoint(self.ledger, self.witness, self.charter(), t)
+        return sign_checkpoint(self.ledger, self.witness, self.charter(), t)
 
     def _write(self, kind: EntryKind, body: MoneyMove | Adjustment, t: int) -> Signed[Entry]:
         [entry] = self.ledger.append(self.treasurer, [(kind, body)], t=t)

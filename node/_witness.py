@@ -1,19 +1,20 @@
 """A co-op's witness: signed checkpoints of every feed head its ledger holds.
 
-Theory of operation (DESIGN.md, "Ledger": checkpoint; "Time"): a checkpoint is an entry
-on the witness's own feed naming the charter in force and the (size, root) of every
-unfrozen feed. A running co-op node writes one every `CHECKPOINT_EVERY` seconds of its
-clock, and only when some feed other than the witness's own has grown since the last,
-so a quiet co-op writes nothing and a busy one at most one a domain hour (8,760 a year,
-whatever the real time between them). After a long sleep (a jumped clock) it writes one
-checkpoint, not one per hour missed.
+Theory of operation (DESIGN.md, "Ledger": checkpoint; "Time"): a checkpoint is an entry on
+the witness's own feed naming the charter in force, the (size, root) of every unfrozen
+feed and the root of every member's account at those heads (`ledger.sign_checkpoint`). A
+running co-op node writes one every `CHECKPOINT_EVERY` seconds of its clock, and only when
+some feed other than the witness's own has grown since the last, so a quiet co-op writes
+nothing and a busy one at most one a domain hour (8,760 a year, whatever the real time
+between them). After a long sleep (a jumped clock) it writes one checkpoint, not one per
+hour missed.
 """
 
 from __future__ import annotations
 
 import logging
 
-from wattshare.ledger import Checkpoint, Entry, EntryKind, HeadRef, LedgerStore
+from wattshare.ledger import Entry, EntryKind, LedgerStore, sign_checkpoint
 from wattshare.protocol import Identity, Signed
 
 from ._clock import Clock
@@ -31,14 +32,6 @@ def charter_entry(ledger: LedgerStore, coop: bytes) -> Signed[Entry] | None:
     return None
 
 
-def checkpoint(ledger: LedgerStore, witness: Identity, charter: Signed[Entry], t: int) -> int:
-    """The witness signs the heads of every feed this ledger holds; the feeds covered."""
-    heads = tuple(HeadRef(author=author, size=feed.size, root=feed.log.root())
-                  for author, feed in sorted(ledger.state.feeds.items()) if feed.size and not feed.frozen)
-    ledger.append(witness, [(EntryKind.CHECKPOINT, Checkpoint(charter=charter, heads=heads))], t=t)
-    return len(heads)
-
-
 async def witness_feeds(ledger: LedgerStore, witness: Identity, coop: bytes, clock: Clock,
                         every: int = CHECKPOINT_EVERY) -> None:
     """Checkpoint whenever the other feeds moved, at most once `every` clock seconds, forever."""
@@ -48,5 +41,5 @@ async def witness_feeds(ledger: LedgerStore, witness: Identity, coop: bytes, clo
         others = {author: size for author, size in ledger.sizes().items() if author != witness.public_key}
         charter = charter_entry(ledger, coop)
         if others != seen and charter is not None:
-            log.info("checkpoint feeds=%d", checkpoint(ledger, witness, charter, int(clock())))
+            log.info("checkpoint feeds=%d", sign_checkpoint(ledger, witness, charter, int(clock())))
             seen = others

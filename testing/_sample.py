@@ -14,7 +14,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from wattshare.ledger import CoopCharter, Entry, EntryKind, MoneyMove, SettlementClaim
+from wattshare.ledger import (
+    Checked,
+    Checkpoint,
+    CoopCharter,
+    CutWalker,
+    Entry,
+    EntryKind,
+    HeadRef,
+    LedgerStore,
+    MoneyMove,
+    SettlementClaim,
+    account_root,
+    check_entry,
+)
 from wattshare.protocol import (
     GENESIS,
     AccessInfo,
@@ -114,6 +127,26 @@ class SampleWorld:
                       members: tuple[bytes, ...] = ()) -> Signed[Entry]:
         self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit, members), t)
         return self.charter
+
+    def checkpoint(self, store: LedgerStore, t: int, sizes: dict[bytes, int] | None = None,
+                   witness: Identity | None = None) -> Signed[Entry]:
+        """The witness's checkpoint of `store` (see `checkpoint_body`)."""
+        return self.entry(witness or self.witness, EntryKind.CHECKPOINT, self.checkpoint_body(store, t, sizes), t)
+
+    def checkpoint_body(self, store: LedgerStore, t: int, sizes: dict[bytes, int] | None = None) -> Checkpoint:
+        """A checkpoint of `store`'s feeds at `sizes` (default: all it holds), with the
+        accounts at that cut recomputed from its entries as an auditor does."""
+        assert self.charter is not None, "write the charter first"
+        sizes = store.sizes() if sizes is None else sizes
+        facts: dict[bytes, list[Checked]] = {}
+        charters = []
+        for author, size in sizes.items():
+            checked = [check_entry(envelope) for envelope in store.entries(author, 0, size)]
+            facts[author] = [fact for fact in checked if CutWalker.counts(fact)]
+            charters += [fact.charter for fact in checked if fact.charter is not None and author == self.coop.public_key]
+        accounts = CutWalker(facts, "EUR").accounts(charters[-1] if charters else None, self.coop.public_key, sizes, t)
+        heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n)) for a, n in sizes.items())
+        return Checkpoint(charter=self.charter, heads=heads, accounts=account_root(accounts), count=len(accounts))
 
     def money(self, member: Identity, amount: int, t: int, kind: EntryKind = EntryKind.DEPOSIT) -> Signed[Entry]:
         assert self.charter is not None, "write the charter first"

@@ -103,8 +103,8 @@ def test_a_ledger_file_of_the_older_format_is_refused_with_what_to_do(tmp_path, 
     LedgerStore(path, world.coop.public_key).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [bytes([1])])
-    with pytest.raises(StoreError, match="older wattshare .ledger format 1; this one reads format 2."):
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [bytes([2])])
+    with pytest.raises(StoreError, match="older wattshare .ledger format 2; this one reads format 3."):
         LedgerStore(path, world.coop.public_key)
 
 

@@ -5,7 +5,6 @@ import pytest
 from wattshare import protocol as p
 from wattshare.ledger import (
     Adjustment,
-    Checkpoint,
     Entry,
     EntryKind,
     EntryRefused,
@@ -100,22 +99,18 @@ def test_withdrawal_and_adjustment_move_money_and_conserve(setup):
 
 def test_checkpoint_by_the_witness_is_checked_against_the_feeds(setup):
     world, store = setup
-    treasurer = store.state.feeds[world.treasurer.public_key]
-    good = HeadRef(author=world.treasurer.public_key, size=1, root=treasurer.log.root())
-    entry = world.entry(world.witness, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=(good,)), EPOCH + 9)
-    store.ingest([entry.encode()])
+    store.ingest([world.checkpoint(store, EPOCH + 9, {world.treasurer.public_key: 1}).encode()])
     report = audit(store.path)
     assert report.ok and report.checkpoints == 1
     wrong = HeadRef(author=world.treasurer.public_key, size=1, root=bytes(32))
-    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=(wrong,)),
-                              EPOCH + 10).encode()])
-    assert [v.rule for v in audit(store.path).violations] == [Rule.HEAD_MISMATCH]
+    body = world.checkpoint_body(store, EPOCH + 10).replace(heads=(wrong,))
+    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, body, EPOCH + 10).encode()])
+    assert [v.rule for v in audit(store.path).violations] == [Rule.HEAD_MISMATCH] * 2  # the head, and the accounts
 
 
 def test_checkpoint_by_a_non_witness(setup):
     world, store = setup
-    ref = HeadRef(author=world.treasurer.public_key, size=1, root=bytes(32))
-    entry = world.entry(world.treasurer, EntryKind.CHECKPOINT, Checkpoint(charter=world.charter, heads=(ref,)), EPOCH)
+    entry = world.checkpoint(store, EPOCH, witness=world.treasurer)
     with pytest.raises(EntryRefused) as caught:
         store.ingest([entry.encode()])
     assert caught.value.rule is Rule.NOT_WITNESS
