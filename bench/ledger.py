@@ -38,7 +38,7 @@ LATER = EPOCH + 20 * 365 * 86_400  # the ledgers' clock: after every night this 
 
 def clock() -> float:
     return float(LATER)
-SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1}
+SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1, EntryKind.ADMIT: 1}
 
 
 def raw_verify_rate(seconds: float = 2.0) -> float:
@@ -106,11 +106,13 @@ def build(store: LedgerStore, world: SampleWorld, settlements: int, workers: int
     """Write the whole ledger through `LedgerStore.append`; returns (entries, seconds, kinds)."""
     kinds = {kind: 0 for kind in SIGNATURES}
     started = time.perf_counter()
-    [world.charter] = store.append(world.coop, [(EntryKind.COOP, world.charter_body())], t=EPOCH)
+    charter = world.charter_body()
+    admissions = [(EntryKind.ADMIT, charter.admission(i.public_key)) for i in world.hosts + world.drivers]
+    world.charter, *_ = store.append(world.coop, [(EntryKind.COOP, charter), *admissions], t=EPOCH)
     deposits = [(EntryKind.DEPOSIT, MoneyMove(charter=world.charter, member=d.public_key, amount=10**9, currency="EUR"))
                 for d in world.drivers]
     store.append(world.treasurer, deposits, t=EPOCH + 60)
-    kinds[EntryKind.COOP], kinds[EntryKind.DEPOSIT] = 1, len(deposits)
+    kinds[EntryKind.COOP], kinds[EntryKind.ADMIT], kinds[EntryKind.DEPOSIT] = 1, len(admissions), len(deposits)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         settle(store, world, range(settlements // len(world.hosts)), pool, kinds)
     return sum(kinds.values()), time.perf_counter() - started, kinds

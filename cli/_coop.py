@@ -1,7 +1,7 @@
 """`wattshare coop ...`: a community co-op's keys, money on the ledger, and its node.
 
-A co-op home holds three keys: the co-op's own (it signs the charter, and re-issues it
-to admit a member with its own credit limit), a treasurer's (deposits, withdrawals,
+A co-op home holds three keys: the co-op's own (it signs the charter, and admits each
+member with its own credit limit), a treasurer's (deposits, withdrawals,
 adjustments) and a witness's (checkpoints). The node's `CoopOffice` writes those
 entries: in the running co-op node when there is one (through its admin socket, so its
 ledger stays the one writer of its file), else straight into the home's ledger. These
@@ -153,7 +153,7 @@ def reverse(ctx: Context, seq: int) -> None:
 @click.option("--credit-limit", "limit_text", help="How far MEMBER may go below zero (default: the charter's).")
 @pass_context
 def admit(ctx: Context, member: str, limit_text: str | None) -> None:
-    """Admit a MEMBER (peer id), or change its credit limit, in a new version of the charter.
+    """Admit a MEMBER (peer id), or change its credit limit, with an entry on the co-op's feed.
 
     Only members' ledger feeds are replicated, and only members get credit or deposits:
     admit every host and neighbour (they print their peer id with `host init` and

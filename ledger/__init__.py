@@ -18,7 +18,6 @@ from ._entry import (
     EntryKind,
     FeeClaim,
     FeedHead,
-    HeadRef,
     Hold,
     MoneyMove,
     Release,
@@ -30,7 +29,7 @@ from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
-from ._light import available, keep, latest_checkpoint, prove, sign_checkpoint
+from ._light import available, keep, latest_checkpoint, members_at, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -48,6 +47,7 @@ __all__ = [
     "keep",
     "latest_checkpoint",
     "light_available",
+    "members_at",
     "prove",
     "sign_checkpoint",
     "Adjustment",
@@ -68,7 +68,6 @@ __all__ = [
     "FeedHead",
     "ForkProof",
     "Have",
-    "HeadRef",
     "HOLD_LAPSE",
     "Hold",
     "IngestReport",

@@ -2,23 +2,24 @@
 
 Theory of operation (DESIGN.md, "Light and full members"):
 
-- A checkpoint's heads are a *cut*: a prefix of every feed. At that cut each key the
-  charter in force names, and each key with a feed, a balance or an open credit hold, has
-  an `Account{member, size, balance, held}`: its feed's size in the cut, its balance in
-  the co-op's currency, and the caps of its holds open at the checkpoint's time. The
-  accounts sorted by key are the leaves of an RFC 6962 tree (`account_root`) whose root
-  and leaf count the checkpoint signs.
+- A checkpoint is a *cut*: a prefix of every member's feed. The members are the keys the
+  first `coop_size` entries of the co-op's feed admit or name (`_state.names`), in key
+  order; the checkpoint lists each one's feed size in the cut (four bytes a member), and
+  signs the root of an RFC 6962 tree over their `Account{member, size, root, balance,
+  held}`: the feed's size and Merkle root in the cut, the balance in the co-op's currency,
+  and the caps of its credit holds open at the checkpoint's time (`account_root`).
 - A witness computes them from its own state (`accounts_of`), whose feeds are the cut.
   An auditor recomputes them at every checkpoint's cut (`CutWalker`: it moves each feed's
-  pointer forward or back across the entries' effects and holds), so a witness lying
-  about a balance is named as one lying about a head is.
+  pointer forward or back across the entries' effects and holds, and takes the roots
+  from its own Merkle logs), so a witness lying about a balance, or a ledger file whose
+  witnessed entries were cut or rewritten, is named.
 - `AccountProof` carries a checkpoint entry, one account and its inclusion path: a light
   member verifies the entry like any other (a witness the embedded co-op charter names)
   and the path against the signed root, and `light_available` adds what it holds past
   the cut. Every hold of the driver at or past its cut size counts at its cap until it
   is released, lapses or its claim is held (a claim never takes more than its hold), and
   the holds open at the cut count until the next checkpoint: so a light host's credit
-  check can only err on the safe side.
+  check, at any time after the checkpoint, can only err on the safe side.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from wattshare.protocol import Record, record, require, require_range, require_s
 
 from ._entry import Checkpoint, CoopCharter, EntryKind, Role
 from ._errors import EntryRefused, Rule
-from ._merkle import MerkleLog, leaf_hash, verify_inclusion
+from ._merkle import EMPTY_ROOT, MerkleLog, leaf_hash, verify_inclusion
 from ._rules import Checked, check_entry, decode_entry, entry_body
 from ._state import ROLE_OF, LedgerState
 
-_LEAF = struct.Struct(">32sQqQ")
+_LEAF = struct.Struct(">32sQ32sqQ")
 MAX_PATH = 64
 
 
@@ -46,41 +47,42 @@ class Account(Record):
 
     member: bytes
     size: int  # entries of its feed in the cut
+    root: bytes  # their Merkle root
     balance: int  # minor units of the co-op's currency
     held: int  # caps of its credit holds open at the checkpoint's time
 
     def _validate(self) -> None:
         require_size("member", self.member, 32, 32)
-        require_range("size", self.size, 0, 2**63)
+        require_range("size", self.size, 0, 2**32 - 1)
+        require_size("root", self.root, 32, 32)
         require_range("balance", self.balance, -(2**63), 2**63 - 1)
         require_range("held", self.held, 0, 2**63)
 
     def leaf(self) -> bytes:
-        return leaf_hash(_LEAF.pack(self.member, self.size, self.balance, self.held))
+        return leaf_hash(_LEAF.pack(self.member, self.size, self.root, self.balance, self.held))
 
 
 def account_root(accounts: list[Account]) -> bytes:
-    """The root over accounts sorted by member, as a checkpoint signs it."""
+    """The root over accounts in key order, as a checkpoint signs it."""
     return MerkleLog(a.leaf() for a in accounts).root()
 
 
-def accounts_at(names: Iterable[bytes], sizes: Mapping[bytes, int], balances: Mapping[bytes, int],
-                held: Mapping[bytes, int]) -> list[Account]:
-    """The accounts of a cut, sorted by member (see the module doc)."""
-    keys = set(names) | {k for k, v in sizes.items() if v} | {k for k, v in balances.items() if v} \
-        | {k for k, v in held.items() if v}
-    return [Account(member=k, size=sizes.get(k, 0), balance=balances.get(k, 0), held=held.get(k, 0))
-            for k in sorted(keys)]
+def accounts_at(names: list[bytes], sizes: Mapping[bytes, int], roots: Mapping[bytes, bytes],
+                balances: Mapping[bytes, int], held: Mapping[bytes, int]) -> list[Account]:
+    """The accounts of the members `names` (in key order) at a cut (see the module doc)."""
+    return [Account(member=k, size=sizes.get(k, 0), root=roots.get(k, EMPTY_ROOT), balance=balances.get(k, 0),
+                    held=held.get(k, 0)) for k in names]
 
 
 def accounts_of(state: LedgerState, t: int) -> list[Account]:
     """The accounts of a ledger's whole state at time `t`: what its witness signs."""
     currency = state.charter[1].currency if state.charter else ""
-    sizes = {author: feed.size for author, feed in state.feeds.items() if not feed.frozen}
+    live = {author: feed for author, feed in state.feeds.items() if not feed.frozen}
     balances = {m: v for (m, c), v in state.balances.items() if c == currency}
     held = {driver: sum(cap for _, cap, lapses in holds.values() if lapses > t)
             for driver, holds in state.holds.items()}
-    return accounts_at(state.members, sizes, balances, held)
+    return accounts_at(sorted(state.names()), {a: f.size for a, f in live.items()},
+                       {a: f.log.root() for a, f in live.items()}, balances, held)
 
 
 @record
@@ -133,6 +135,7 @@ class CutWalker:
         self._reset({})
 
     def _reset(self, retired: dict[tuple[bytes, Role], int]) -> None:
+        self.seeded = False
         self.retired = retired
         self.at: dict[bytes, int] = defaultdict(int)
         self.balances: dict[bytes, int] = defaultdict(int)
@@ -154,6 +157,7 @@ class CutWalker:
         self.balances.update(balances)
         for driver, booking, cap, lapses in holds:
             self.holds[booking] = self.open[booking] = (driver, cap, lapses)
+        self.seeded = True
 
     def reaches(self, sizes: Mapping[bytes, int]) -> bool:
         """True if the cut `sizes` is at or past this walker's on every feed, so moving
@@ -161,11 +165,15 @@ class CutWalker:
         the whole ledger."""
         return all(sizes.get(author, 0) >= at for author, at in self.at.items())
 
-    def accounts(self, charter: CoopCharter | None, coop: bytes, sizes: Mapping[bytes, int], t: int) -> list[Account]:
-        """The accounts at the cut `sizes` (feeds absent from it at 0), at time `t`, under
-        `charter`, the one in force at the cut."""
+    def accounts(self, names: list[bytes], charter: CoopCharter | None, sizes: Mapping[bytes, int],
+                 roots: Mapping[bytes, bytes], t: int) -> list[Account]:
+        """The accounts of `names` (in key order) at the cut `sizes` (feeds absent from it
+        at 0) whose Merkle roots are `roots`, at time `t`, under `charter`, the one in
+        force at the cut."""
         retired = {(r.member, r.role): r.until for r in charter.retired} if charter else {}
         if retired != self.retired:  # which entries are void changed: count the cut again
+            if self.seeded:
+                raise ValueError("a walker seeded past the entries it holds cannot count its cut again")
             self._reset(retired)
         for author in set(self.at) | set(sizes):
             self._move(author, sizes.get(author, 0))
@@ -173,7 +181,7 @@ class CutWalker:
         for driver, cap, lapses in self.open.values():
             if lapses > t:
                 held[driver] += cap
-        return accounts_at((charter.names() if charter else set()) | {coop}, sizes, self.balances, held)
+        return accounts_at(names, sizes, roots, self.balances, held)
 
     def _move(self, author: bytes, size: int) -> None:
         facts, at = self.facts.get(author, []), self.at[author]

@@ -176,14 +176,18 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         if coop_row is None:
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
         previous = AuditMark.open(mark, coop_row[0]) if mark is not None else None
-        passes = _passes(conn, path, coop_row[0], workers, progress, previous)
-        if previous is not None and previous.reaches_back(len(passes.frauds), passes.verdicts, conn):
+        while True:
+            passes = _passes(conn, path, coop_row[0], workers, progress, previous)
+            if previous is None:
+                passes.run()
+                break
+            if not previous.reaches_back(len(passes.frauds), passes.verdicts, conn):
+                previous.seed(passes, conn)
+                passes.run()
+                if not passes.reached_back:  # no checkpoint's cut needs entries before the mark
+                    break
             previous.close()
-            previous = None
-            passes = _passes(conn, path, coop_row[0], workers, progress, None)
-        if previous is not None:
-            previous.seed(passes, conn)
-        passes.run()
+            previous = None  # and again, in full
     finally:
         conn.close()
         if previous is not None:

@@ -6,7 +6,8 @@ An audit run with a mark file (`audit(path, mark=...)`, `wattshare audit --incre
 that passes writes there, beside the ledger, the state its ordered pass ended in: per
 feed the entries audited, the last one's digest and time, its Merkle frontier and how
 much of it a verified witness checkpoint covers; balances, deposits minus withdrawals,
-open credit holds, the charter in force; every claim (a settlement or fee: booking, the
+open credit holds, the charter in force, the admissions (with the co-op feed seq each
+member was first admitted at); every claim (a settlement or fee: booking, the
 claiming entry's digest, the Settlement's digest, the driver, answered or not) and the
 digests of the co-op's charters. It is SQLite with the claims indexed by booking, so the
 next audit looks up only what its new entries name, however long the ledger.
@@ -20,7 +21,7 @@ balances and holds (`_accounts.CutWalker`), balances and conservation as a whole
 it trusts: the audited part of the file as the last audit found it (a full audit,
 without `--incremental`, reads it all again). A mark is taken only when its audit
 passed, for this ledger's co-op; anything new that reaches back into the audited part (a
-fork proof, a charter bringing a new retirement, a checkpoint whose heads are behind the
+fork proof, a charter bringing a new retirement, a checkpoint whose cut is behind the
 mark on some feed) makes the audit run in full instead. The
 file is replaced whole (written beside, then renamed), so a crash leaves the old mark.
 """
@@ -47,7 +48,7 @@ from ._state import Feed
 if TYPE_CHECKING:
     from ._audit_passes import OrderedPasses
 
-VERSION = 1
+VERSION = 2  # 2: admissions, checkpoints' accounts
 _SUBTREE = struct.Struct(">Q32s")  # one frontier element: its size, its hash
 _TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB)",
@@ -60,6 +61,7 @@ _TABLES = (
     "CREATE TABLE claims (booking BLOB PRIMARY KEY, digest BLOB, kind TEXT, settlement BLOB, driver BLOB, "
     "answered INTEGER)",
     "CREATE TABLE charters (digest BLOB PRIMARY KEY)",
+    "CREATE TABLE admissions (member BLOB PRIMARY KEY, seq INTEGER, credit_limit INTEGER)",
 )
 
 
@@ -118,10 +120,6 @@ class AuditMark:
                 continue
             if fact.charter is not None and not set(fact.charter.retired) <= marked_retirements:
                 return True  # which entries are void changes for the accounts of checkpoints past it
-            if fact.kind is EntryKind.CHECKPOINT:
-                cut = {ref.author: ref.size for ref in fact.heads}
-                if any(cut.get(author, 0) < marked.size for author, marked in self.feeds.items()):
-                    return True  # its accounts count entries before the mark
         return False
 
     def _charter(self, ledger: sqlite3.Connection) -> CoopCharter | None:
@@ -148,6 +146,9 @@ class AuditMark:
         for driver, booking, seq, cap, lapses in self.conn.execute("SELECT * FROM holds"):
             state.holds[driver][booking] = (seq, cap, lapses)
         passes.charters.update(digest for (digest,) in self.conn.execute("SELECT digest FROM charters"))
+        for member, seq, limit in self.conn.execute("SELECT member, seq, credit_limit FROM admissions"):
+            state.limits[member] = limit
+            passes.admitted_at.append((seq, member))
         charter = self._charter(ledger)
         if self.charter_seq is not None and charter is not None:
             state.adopt(self.charter_seq, charter)
@@ -207,6 +208,10 @@ def save(path: Path, passes: OrderedPasses, previous: AuditMark | None) -> None:
             ] + [(booking, digest, EntryKind.FEE.value, None, driver, 0)
                  for booking, (digest, driver) in passes.fees.items()])
             conn.executemany("INSERT OR IGNORE INTO charters VALUES (?)", [(d,) for d in passes.charters])
+            first = {member: seq for seq, member in reversed(passes.admitted_at)}
+            conn.executemany("INSERT INTO admissions VALUES (?, ?, ?) "
+                             "ON CONFLICT (member) DO UPDATE SET credit_limit = excluded.credit_limit",
+                             [(member, seq, state.limits[member]) for member, seq in first.items()])
     finally:
         conn.close()
     partial.replace(path)

@@ -17,7 +17,7 @@ from typing import Any
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed
 
 from ._accounts import CutWalker, account_root
-from ._entry import CoopCharter, EntryKind, FeedHead
+from ._entry import Checkpoint, CoopCharter, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._findings import AuditReport, Verdict, Violation
 from ._merkle import MerkleLog
@@ -58,7 +58,9 @@ class OrderedPasses:
         self.proven: set[bytes] = set()  # authors the frauds table proves forked: their rows must be frozen
         self.walked: dict[bytes, list[Checked]] = defaultdict(list)  # per feed, what a cut's accounts count
         self.charters_at: list[tuple[int, CoopCharter]] = []  # the co-op's charters by feed seq
+        self.admitted_at: list[tuple[int, bytes]] = []  # the co-op's admissions: (feed seq, member)
         self.walker: CutWalker | None = None  # seeded by an audit mark
+        self.reached_back = False  # a checkpoint's cut is behind the mark: audit again in full
         self.forked: set[bytes] = set()
 
     def flag(self, rule: Rule, detail: str, author: bytes | None = None, seq: int | None = None) -> None:
@@ -180,6 +182,8 @@ class OrderedPasses:
         elif fact.kind is EntryKind.COOP and author == self.report.coop:
             self.charters.add(digest)
             self.charters_at.append((seq, fact.charter))  # type: ignore[arg-type]
+        elif fact.admitted is not None:
+            self.admitted_at.append((seq, fact.admitted.member))
         return True
 
     def _heads(self, heads: list[Any]) -> None:
@@ -196,42 +200,63 @@ class OrderedPasses:
             if fact.kind is EntryKind.CHECKPOINT:
                 self.report.checkpoints += 1
                 witnessed[fact.author] = max(witnessed[fact.author], fact.seq + 1)  # it vouches for itself
-                for ref in fact.heads:
-                    if self._check_root(ref.author, ref.size, ref.root, "checkpoint", fact.author, fact.seq):
-                        witnessed[ref.author] = max(witnessed[ref.author], ref.size)
-                self._accounts(fact)
+                for author, size in self._checkpoint(fact).items():
+                    witnessed[author] = max(witnessed[author], size)
         self.report.unwitnessed = {author: (witnessed[author], log.size) for author, log in self.logs.items()
                                    if log.size > witnessed[author]}
 
-    def _accounts(self, fact: Checked) -> None:
-        """Recompute a checkpoint's accounts at its heads (`_accounts`); a ledger with a
-        forked feed is not checked: which branch a witness counted cannot be told."""
-        if self.forked or self.state.charter is None or fact.accounts is None:
-            return
-        sizes = {ref.author: ref.size for ref in fact.heads}
-        if self.walker is None:
-            self.walker = CutWalker(self.walked, self.state.charter[1].currency)
-        at_cut = [charter for seq, charter in self.charters_at if seq < sizes.get(self.report.coop, 0)]
-        accounts = self.walker.accounts(at_cut[-1] if at_cut else None, self.report.coop, sizes, fact.t)
-        if (account_root(accounts), len(accounts)) != fact.accounts:
-            self.flag(Rule.HEAD_MISMATCH, "checkpoint's accounts differ from the balances and holds of the entries "
-                                          "at its heads", fact.author, fact.seq)
+    def _members_at(self, coop_size: int) -> tuple[list[bytes], CoopCharter | None]:
+        """The members in key order and the charter in force after the co-op's first
+        `coop_size` entries."""
+        charters = [charter for seq, charter in self.charters_at if seq < coop_size]
+        charter = charters[-1] if charters else None
+        names = {m for seq, m in self.admitted_at if seq < coop_size} | {self.report.coop}
+        return sorted(names | (charter.names() if charter else set())), charter
 
-    def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes, seq: int | None = None) -> bool:
-        """True if the feed's first `size` entries have Merkle root `root`; else flagged."""
+    def _checkpoint(self, fact: Checked) -> dict[bytes, int]:
+        """Recompute a checkpoint's accounts at its cut (`_accounts`): the feeds' roots
+        from the entries, balances and holds by walking to the cut. Returns the cut if it
+        holds, else flags it. A ledger with a forked feed is not checked: which branch a
+        witness counted cannot be told (the fork is named)."""
+        body: Checkpoint = fact.checkpoint  # type: ignore[assignment]
+        names, charter = self._members_at(body.coop_size)
+        if len(names) != body.count:
+            self.flag(Rule.HEAD_MISMATCH, f"checkpoint's cut lists {body.count} members, the co-op's feed at its "
+                                          f"size has {len(names)}", fact.author, fact.seq)
+            return {}
+        sizes = {author: size for author, size in body.cut(names).items() if size}
+        roots = {author: self._root(author, size, "checkpoint", fact.author, fact.seq) for author, size in sizes.items()}
+        if self.forked or None in roots.values():
+            return {}
+        if self.walker is None:
+            self.walker = CutWalker(self.walked, charter.currency if charter else "")
+        if self.walker.seeded and not self.walker.reaches(sizes):
+            self.reached_back = True
+            return {}
+        accounts = self.walker.accounts(names, charter, sizes, roots, fact.t)  # type: ignore[arg-type]
+        if account_root(accounts) != body.accounts:
+            self.flag(Rule.HEAD_MISMATCH, "checkpoint's accounts differ from the entries at its cut (a feed's root, "
+                                          "a balance or an open hold)", fact.author, fact.seq)
+            return {}
+        return sizes
+
+    def _root(self, author: bytes, size: int, what: str, by: bytes, seq: int | None = None) -> bytes | None:
+        """The Merkle root of the feed's first `size` entries; None (flagged) if this
+        ledger holds fewer."""
         log = self.logs.get(author)
         if log is None or size > log.size:
             self.flag(Rule.HEAD_MISMATCH, f"{what} covers {size} entries of a feed this ledger holds fewer of", by, seq)
-            return False
+            return None
         try:
-            at = log.root_at(size)
+            return log.root_at(size)
         except ValueError:  # before a resumed log's base: the stored leaves of the audited part give it
-            at = MerkleLog(self.leaves_of(author)[:size]).root()
-        if at != root:
-            self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by, seq)
-        else:
-            return True
-        return False
+            return MerkleLog(self.leaves_of(author)[:size]).root()
+
+    def _check_root(self, author: bytes, size: int, root: bytes, what: str, by: bytes) -> None:
+        """Flag a signed root that is not the Merkle root of the feed's first `size` entries."""
+        at = self._root(author, size, what, by)
+        if at is not None and at != root:
+            self.flag(Rule.HEAD_MISMATCH, f"{what} root differs from the entries' Merkle root", by)
 
     def _cross_checks(self, refused_claims: set[tuple[bytes, bytes, bytes]]) -> None:
         answered = self.answered

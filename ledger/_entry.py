@@ -19,14 +19,19 @@ Theory of operation (DESIGN.md, "Ledger"):
     (settled or charged a fee), released, or lapses (`HOLD_LAPSE` after the window ends).
   - RELEASE (by the driver): the request and the host's signed rejection of it: a host
     that refused a booking can never claim it, so its hold ends.
-  - COOP (by the co-op key): the charter naming treasurer and witness keys, currency and
-    the admitted members with their credit limits (nobody else is a member: their feeds
-    are not replicated and they get no credit). The latest charter in the co-op's feed is in force. A key dropped
+  - COOP (by the co-op key): the charter naming treasurer and witness keys, the currency
+    and the credit limit members are admitted with. The latest charter in the co-op's
+    feed is in force. A key dropped
     from a role is *retired* in it with the size its feed had then: its entries of that
     role from that seq on move nothing. Retirements are kept by every later charter, so
     whether a role entry counts follows the feeds' order, never an author-chosen time.
-  - CHECKPOINT (by a witness): the feed heads it holds and the root of every member's
-    account at them (`_accounts`).
+  - ADMIT (by the co-op key): a member admitted, or its credit limit changed. Members
+    are the keys the co-op's feed admits and the keys its charter names (nobody else: their
+    feeds are not replicated and they get no credit); the latest admission of a key gives
+    its limit. One small entry per member keeps the charter, which every deposit and
+    checkpoint embeds, the same size however many members the co-op has.
+  - CHECKPOINT (by a witness): a cut of the feeds (every member's feed size) and the
+    root of every member's account at it (`_accounts`).
   - DEPOSIT / WITHDRAWAL / ADJUSTMENT (by a treasurer) and CHECKPOINT (by a witness)
     embed the co-op's signed charter entry that names their author, so they verify
     without a lookup in another feed, in whatever order feeds replicate.
@@ -36,6 +41,7 @@ Theory of operation (DESIGN.md, "Ledger"):
 
 from __future__ import annotations
 
+import struct
 from enum import StrEnum
 from typing import Any, Self
 
@@ -64,12 +70,15 @@ from wattshare.protocol import (
 )
 
 MAX_BODY = 48 * 1024
+MAX_MEMBERS = 10_000  # a checkpoint's cut and accounts: 4 bytes each of its body
 HOLD_LAPSE = 2 * 86_400  # a hold still unclaimed this long after its window ends stops counting
 _KEY = 32
+_SIZE = 4
 
 
 class EntryKind(StrEnum):
     COOP = "coop"
+    ADMIT = "admit"
     SETTLEMENT = "settlement"
     ACK = "ack"
     DISPUTE = "dispute"
@@ -160,7 +169,6 @@ class CoopCharter(Record):
     credit_limit: int  # what a member is admitted with unless the co-op names another limit
     treasurers: tuple[bytes, ...]
     witnesses: tuple[bytes, ...]
-    members: tuple[CreditLimit, ...] = ()  # the admitted members
     retired: tuple[Retirement, ...] = ()
 
     def _validate(self) -> None:
@@ -169,28 +177,19 @@ class CoopCharter(Record):
         require_range("credit_limit", self.credit_limit, 0, 10**12)
         _require_keys("treasurers", self.treasurers, 1, 16)
         _require_keys("witnesses", self.witnesses, 0, 16)
-        require_size("members", self.members, 0, 10_000)
-        require(len({m.member for m in self.members}) == len(self.members), "members lists a key twice")
         require_size("retired", self.retired, 0, 1_000)
         held = {(key, role) for role in Role for key in getattr(self, role.value)}
         left = [(r.member, r.role) for r in self.retired]
         require(len(set(left)) == len(left), "retired lists a key and role twice")
         require(not held & set(left), "a retired key cannot hold that role again: give the role to a new key")
 
-    def limit_of(self, member: bytes) -> int:
-        """The member's credit limit; 0 for a key the co-op has not admitted."""
-        return next((c.limit for c in self.members if c.member == member), 0)
-
     def names(self) -> set[bytes]:
-        """Every key this charter knows: its members, treasurers, witnesses and retired keys."""
-        return {m.member for m in self.members} | set(self.treasurers) | set(self.witnesses) \
-            | {r.member for r in self.retired}
+        """Every key this charter names: its treasurers, witnesses and retired keys."""
+        return set(self.treasurers) | set(self.witnesses) | {r.member for r in self.retired}
 
-    def admit(self, member: bytes, limit: int | None = None) -> CoopCharter:
-        """This charter with `member` admitted (or its limit changed); `limit` defaults to
-        the charter's `credit_limit`."""
-        entry = CreditLimit(member=member, limit=self.credit_limit if limit is None else limit)
-        return self.replace(members=tuple(m for m in self.members if m.member != member) + (entry,))
+    def admission(self, member: bytes, limit: int | None = None) -> CreditLimit:
+        """The ADMIT body for `member`; `limit` defaults to the charter's `credit_limit`."""
+        return CreditLimit(member=member, limit=self.credit_limit if limit is None else limit)
 
     def retire(self, member: bytes, role: Role, until: int) -> CoopCharter:
         """This charter with `member` dropped from `role`, its entries of that role from
@@ -291,32 +290,40 @@ class Adjustment(Record):
 
 
 @record
-class HeadRef(Record):
-    author: bytes
-    size: int
-    root: bytes
-
-    def _validate(self) -> None:
-        require_size("author", self.author, _KEY, _KEY)
-        require_range("size", self.size, 0)
-        require_size("root", self.root, 32, 32)
-
-
-@record
 class Checkpoint(Record):
-    """A co-op witness's statement of the feed heads it has seen (the cut) and of every
-    member's account at that cut: the root and leaf count of their Merkle tree
-    (`_accounts`)."""
+    """A co-op witness's cut of the feeds and every member's account at it (`_accounts`):
+    the first `coop_size` entries of the co-op's feed say who the members are (its charter
+    and admissions); `sizes` gives each member's feed size in the cut, four bytes each
+    (unsigned, big-endian) in the order of their keys; `accounts` is the Merkle root of
+    their accounts in the same order."""
 
     charter: Signed[Entry]
-    heads: tuple[HeadRef, ...]
+    coop_size: int
+    sizes: bytes
     accounts: bytes
-    count: int
 
     def _validate(self) -> None:
-        require_size("heads", self.heads, 1, 10_000)
+        require_range("coop_size", self.coop_size, 1)
+        require_size("sizes", self.sizes, _SIZE, _SIZE * MAX_MEMBERS)
+        require(len(self.sizes) % _SIZE == 0, "sizes holds four bytes per member")
         require_size("accounts", self.accounts, 32, 32)
-        require_range("count", self.count, 1, 2**32)
+
+    @property
+    def count(self) -> int:
+        """The members in the cut."""
+        return len(self.sizes) // _SIZE
+
+    def feed_sizes(self) -> list[int]:
+        """The members' feed sizes in the cut, in the order of their keys."""
+        return [n for (n,) in struct.iter_unpack(">I", self.sizes)]
+
+    def cut(self, names: list[bytes]) -> dict[bytes, int]:
+        """Each member's feed size in the cut, given the members' keys in order."""
+        return dict(zip(names, self.feed_sizes(), strict=True))
+
+    @staticmethod
+    def pack_sizes(sizes: list[int]) -> bytes:
+        return struct.pack(f">{len(sizes)}I", *sizes)
 
 
 @record
@@ -341,6 +348,7 @@ class Release(Record):
 
 BODY_TYPES: dict[EntryKind, type[Record]] = {
     EntryKind.COOP: CoopCharter,
+    EntryKind.ADMIT: CreditLimit,
     EntryKind.SETTLEMENT: SettlementClaim,
     EntryKind.ACK: SettlementAck,
     EntryKind.DISPUTE: Dispute,

@@ -51,7 +51,7 @@ class Witnessed:
     t: int
     witness: bytes
     seq: int  # on the witness's feed
-    feeds: int  # how many feed heads the checkpoint commits to
+    feeds: int  # how many feeds the checkpoint's cut holds entries of
     entries: int  # the entries of those feeds it covers
 
 
@@ -60,5 +60,9 @@ def checkpoints(store: LedgerStore, limit: int = 50) -> list[Witnessed]:
     rows = store.db.execute("SELECT unpacked(envelope) FROM entries WHERE kind = ? AND frozen = 0 "
                             "ORDER BY t DESC, seq DESC "
                             "LIMIT ?", [EntryKind.CHECKPOINT.value, limit])
-    return [Witnessed(c.t, c.author, c.seq, len(c.heads), sum(head.size for head in c.heads))
-            for c in (check_entry(envelope) for (envelope,) in rows)]
+    found = []
+    for (envelope,) in rows:
+        checked = check_entry(envelope)
+        sizes = checked.checkpoint.feed_sizes()  # type: ignore[union-attr]
+        found.append(Witnessed(checked.t, checked.author, checked.seq, sum(1 for n in sizes if n), sum(sizes)))
+    return found

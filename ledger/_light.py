@@ -16,12 +16,10 @@ Theory of operation (DESIGN.md, "Light and full members"; the proofs in `_accoun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from wattshare.protocol import Identity, Signed
 
 from ._accounts import Account, AccountProof, account_root, accounts_of, light_available
-from ._entry import Checkpoint, Entry, EntryKind, HeadRef
+from ._entry import Checkpoint, Entry, EntryKind
 from ._errors import EntryRefused, Rule
 from ._history import movements
 from ._merkle import MerkleLog
@@ -31,19 +29,34 @@ from ._store import LedgerStore
 
 
 def sign_checkpoint(ledger: LedgerStore, witness: Identity, charter: Signed[Entry], t: int) -> int:
-    """The witness signs the heads of every feed this ledger holds and every member's
-    account at them, and keeps the accounts to prove them; returns the feeds covered."""
+    """The witness signs the cut of every member's feed this ledger holds and every
+    member's account at it, and keeps the accounts to prove them; returns the feeds
+    covered."""
     state = ledger.state
-    heads = tuple(HeadRef(author=author, size=feed.size, root=feed.log.root())
-                  for author, feed in sorted(state.feeds.items()) if feed.size and not feed.frozen)
     accounts = accounts_of(state, t)
-    body = Checkpoint(charter=charter, heads=heads, accounts=account_root(accounts), count=len(accounts))
+    body = Checkpoint(charter=charter, coop_size=state.size(state.coop),
+                      sizes=Checkpoint.pack_sizes([a.size for a in accounts]), accounts=account_root(accounts))
     [entry] = ledger.append(witness, [(EntryKind.CHECKPOINT, body)], t=t)
     write_all(ledger.db, [("DELETE FROM accounts", [()]),
-                          ("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-                           [(i, a.member, a.size, a.balance, a.held) for i, a in enumerate(accounts)]),
+                          ("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)",
+                           [(i, a.member, a.size, a.root, a.balance, a.held) for i, a in enumerate(accounts)]),
                           ("INSERT OR REPLACE INTO meta VALUES ('accounts', ?)", [(entry.encode(),)])])
-    return len(heads)
+    return sum(1 for a in accounts if a.size)
+
+
+def members_at(ledger: LedgerStore, coop_size: int) -> list[bytes]:
+    """The members, in key order, that the first `coop_size` entries of the co-op's feed
+    admit or name: the order of a checkpoint's cut."""
+    state = ledger.state
+    if coop_size == state.size(state.coop):
+        return sorted(state.names())
+    names, charter = {state.coop}, None
+    for envelope in ledger.entries(state.coop, 0, coop_size):
+        fact = check_entry(envelope)
+        if fact.admitted is not None:
+            names.add(fact.admitted.member)
+        charter = fact.charter or charter
+    return sorted(names | (charter.names() if charter else set()))
 
 
 def prove(ledger: LedgerStore, member: bytes) -> AccountProof | None:
@@ -53,8 +66,8 @@ def prove(ledger: LedgerStore, member: bytes) -> AccountProof | None:
     signed = ledger.db.execute("SELECT value FROM meta WHERE key = 'accounts'").fetchone()
     if signed is None:
         return AccountProof.decode(kept[0]) if kept else None
-    rows = ledger.db.execute("SELECT member, size, balance, held FROM accounts ORDER BY position").fetchall()
-    accounts = [Account(member=m, size=s, balance=b, held=h) for m, s, b, h in rows]
+    rows = ledger.db.execute("SELECT member, size, root, balance, held FROM accounts ORDER BY position").fetchall()
+    accounts = [Account(member=m, size=s, root=r, balance=b, held=h) for m, s, r, b, h in rows]
     index = next((i for i, a in enumerate(accounts) if a.member == member), None)
     if index is None:
         return None
@@ -84,12 +97,8 @@ def keep(ledger: LedgerStore, proof: AccountProof) -> Checked:
 def available(ledger: LedgerStore, proof: AccountProof, currency: str, now: int, before: int | None = None) -> int:
     """A driver's credit by its verified `proof` and what this ledger holds past its cut
     (see the module doc)."""
-    checked, _ = proof.verify(ledger.state.coop)
-    driver, cut = proof.account.member, _cut(checked.heads)
+    _, body = proof.verify(ledger.state.coop)
+    driver, cut = proof.account.member, body.cut(members_at(ledger, body.coop_size))
     moved = sum(m.delta for m in movements(ledger, driver) if m.currency == currency and m.seq >= cut.get(m.author, 0))
     holds = ledger.state.holds.get(driver, {}).values()
     return light_available(proof.account, ledger.state.credit_limit(driver), moved, holds, now, before)
-
-
-def _cut(heads: Sequence[HeadRef]) -> dict[bytes, int]:
-    return {head.author: head.size for head in heads}

@@ -33,10 +33,10 @@ from ._entry import (
     Adjustment,
     Checkpoint,
     CoopCharter,
+    CreditLimit,
     Entry,
     EntryKind,
     FeeClaim,
-    HeadRef,
     Hold,
     MoneyMove,
     Release,
@@ -63,11 +63,11 @@ class Checked:
     charter_author: bytes | None = None  # co-op key whose embedded charter authorises it
     charter_digest: bytes | None = None  # digest of that embedded charter entry
     charter: CoopCharter | None = None  # a COOP entry's own charter
+    admitted: CreditLimit | None = None  # an ADMIT entry's member and limit
     booking: bytes | None = None  # settlement, fee, ack, dispute: the booking
     settlement: bytes | None = None  # settlement: its Settlement's digest; ack, dispute: the one named
     driver: bytes | None = None  # settlement: the booking's driver
-    heads: tuple[HeadRef, ...] = ()  # checkpoint: the heads a witness saw
-    accounts: tuple[bytes, int] | None = None  # checkpoint: its accounts' root and leaf count
+    checkpoint: Checkpoint | None = None  # a CHECKPOINT entry's cut and accounts
     hold: tuple[int, int] | None = None  # hold: (the cap held, when it lapses)
 
     @property
@@ -128,6 +128,10 @@ def _facts(signed: Signed[Entry], **facts: object) -> Checked:
 
 def _coop(signed: Signed[Entry], charter: CoopCharter) -> Checked:
     return _facts(signed, charter=charter)
+
+
+def _admit(signed: Signed[Entry], admitted: CreditLimit) -> Checked:
+    return _facts(signed, admitted=admitted)
 
 
 def _answer(signed: Signed[Entry], answer: SettlementEvent) -> Checked:
@@ -220,12 +224,12 @@ def _money(signed: Signed[Entry], move: MoneyMove | Adjustment) -> Checked:
 def _checkpoint(signed: Signed[Entry], checkpoint: Checkpoint) -> Checked:
     _charter(signed, checkpoint.charter, "witnesses", Rule.NOT_WITNESS)
     return _facts(signed, charter_author=checkpoint.charter.message.author,
-                  charter_digest=checkpoint.charter.digest, heads=checkpoint.heads,
-                  accounts=(checkpoint.accounts, checkpoint.count))
+                  charter_digest=checkpoint.charter.digest, checkpoint=checkpoint)
 
 
 _RULES: dict[EntryKind, Callable[[Signed[Entry], Any], Checked]] = {
     EntryKind.COOP: _coop,
+    EntryKind.ADMIT: _admit,
     EntryKind.SETTLEMENT: _settlement,
     EntryKind.ACK: _answer,
     EntryKind.DISPUTE: _answer,

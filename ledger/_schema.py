@@ -28,7 +28,7 @@ sqlite-utils and readable by any SQLite tool. Tables:
   whose own signature verifies, so their author provably wrote them (a settlement above
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
   names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
-- `accounts(position, member, size, balance, held)`: on a witness's node, the accounts
+- `accounts(position, member, size, root, balance, held)`: on a witness's node, the accounts
   of the latest checkpoint it signed (meta `accounts`: that entry), to prove them from;
   `proofs(member, proof)`: the latest verified account proof per member a light member
   fetched (`_light`).
@@ -187,7 +187,7 @@ def _create(db: sqlite_utils.Database) -> None:
     db.table("frauds").create({"author": bytes, "seq": int, "first": bytes, "second": bytes, "detected": int},
                         pk=("author", "seq"), if_not_exists=True)
     db.execute("CREATE TABLE IF NOT EXISTS accounts (position INTEGER PRIMARY KEY, member BLOB NOT NULL, "
-               "size INTEGER NOT NULL, balance INTEGER NOT NULL, held INTEGER NOT NULL)")
+               "size INTEGER NOT NULL, root BLOB NOT NULL, balance INTEGER NOT NULL, held INTEGER NOT NULL)")
     db.table("proofs").create({"member": bytes, "proof": bytes}, pk="member", if_not_exists=True)
     db.table("refused").create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
                           "detected": int}, pk="digest", if_not_exists=True)

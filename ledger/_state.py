@@ -25,8 +25,10 @@ Theory of operation (DESIGN.md, "Ledger"):
   charter brings; the caller voids the entries it already applied past them (`unpost`).
 - Balances are maintained incrementally from each entry's postings; deposits minus
   withdrawals are tracked beside them, so conservation is checkable at any moment.
-- Membership and credit: the latest charter names the members (`is_member`); a key it
-  does not admit, or whose feed is frozen, has no credit. Each driver's open credit
+- Membership and credit: members are the keys the co-op's ADMIT entries admit and the
+  keys its charter in force names (`is_member`); the latest admission of a key gives its
+  credit limit (ADMIT entries of another author are `UNTRUSTED_COOP`). A key not
+  admitted, or whose feed is frozen, has no credit. Each driver's open credit
   holds are kept per booking with their feed position, and `available` is what a host
   may still let it book: balance + credit limit - the caps of its open holds before a
   given one. A hold closes when its booking is claimed or released, or lapses by the
@@ -101,6 +103,7 @@ class LedgerState:
         self.charter: tuple[int, CoopCharter] | None = None  # (seq, charter) in force
         self.retired: dict[tuple[bytes, Role], int] = {}  # (key, role) -> first seq it moves nothing at
         self.members: set[bytes] = {coop}  # every key the charter in force names
+        self.limits: dict[bytes, int] = {}  # admitted member -> its credit limit (`ADMIT`)
         # driver -> booking -> (seq of its HOLD entry, cap held, when it lapses)
         self.holds: dict[bytes, dict[bytes, tuple[int, int, int]]] = defaultdict(dict)
         self._journal: list[Callable[[], object]] | None = None
@@ -162,6 +165,9 @@ class LedgerState:
         if checked.charter_author is not None and checked.charter_author != self.coop:
             raise EntryRefused(Rule.UNTRUSTED_COOP, "the embedded charter is not this ledger's co-op's",
                                author=checked.author, seq=checked.seq)
+        if checked.admitted is not None and checked.author != self.coop:
+            raise EntryRefused(Rule.UNTRUSTED_COOP, "only the co-op's key admits members",
+                               author=checked.author, seq=checked.seq)
         charter = checked.charter if checked.kind is EntryKind.COOP and checked.author == self.coop else None
         if charter is not None and self.charter and (problem := self.charter[1].successor_problem(charter)):
             raise EntryRefused(Rule.BAD_CHARTER, problem, author=checked.author, seq=checked.seq)
@@ -175,6 +181,8 @@ class LedgerState:
             self._undo(lambda: self.claims.pop(checked.claim))  # type: ignore[arg-type]
             self._close_hold(checked.driver, checked.claim)  # type: ignore[arg-type]
         self.track_hold(checked)
+        if checked.admitted is not None:
+            self.admit(checked.admitted.member, checked.admitted.limit)
         retirements = self.adopt(checked.seq, charter) if charter is not None else []
         if not self.void(checked):
             self._post(checked, 1)
@@ -195,6 +203,11 @@ class LedgerState:
         held = self.holds.get(driver, {}).pop(booking, None)
         if held is not None:
             self._undo(lambda: self.holds[driver].__setitem__(booking, held))
+
+    def admit(self, member: bytes, limit: int) -> None:
+        previous = self.limits.get(member)
+        self.limits[member] = limit
+        self._undo(lambda: self.limits.pop(member) if previous is None else self.limits.__setitem__(member, previous))
 
     def adopt(self, seq: int, charter: CoopCharter) -> list[Retirement]:
         """Put the co-op's charter at feed seq `seq` in force (its members, its
@@ -282,13 +295,17 @@ class LedgerState:
         return feed is not None and head.size <= feed.size and feed.log.root_at(head.size) == head.root
 
     def credit_limit(self, member: bytes) -> int:
-        """The member's credit limit under the charter in force; none for a key it does not
-        admit or whose feed is frozen."""
+        """The member's credit limit by its latest admission; none for a key the co-op has
+        not admitted or whose feed is frozen."""
         frozen = member in self.feeds and self.feeds[member].frozen
-        return self.charter[1].limit_of(member) if self.charter and not frozen else 0
+        return 0 if frozen else self.limits.get(member, 0)
 
     def is_member(self, key: bytes) -> bool:
-        return key in self.members
+        return key in self.members or key in self.limits
+
+    def names(self) -> set[bytes]:
+        """Every member: admitted, or named by the charter in force (and the co-op)."""
+        return self.members | set(self.limits)
 
     def hold(self, driver: bytes, booking: bytes) -> tuple[int, int, int] | None:
         """(seq, cap, lapses) of the driver's open hold for `booking`, if this ledger has it."""

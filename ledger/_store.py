@@ -91,10 +91,13 @@ class LedgerStore:
         if charter is not None:
             body = decode_entry(charter["envelope"]).message.body
             state.adopt(charter["seq"], CoopCharter.decode(body))
-        for row in self.db.query("SELECT unpacked(envelope) AS envelope FROM entries WHERE kind IN (?, ?) AND frozen = 0 "
-                                 "ORDER BY author, seq",
-                                 [EntryKind.HOLD.value, EntryKind.RELEASE.value]):
-            state.track_hold(check_entry(row["envelope"]))
+        for row in self.db.query("SELECT unpacked(envelope) AS envelope FROM entries WHERE kind IN (?, ?, ?) "
+                                 "AND frozen = 0 ORDER BY author, seq",
+                                 [EntryKind.HOLD.value, EntryKind.RELEASE.value, EntryKind.ADMIT.value]):
+            fact = check_entry(row["envelope"])
+            state.track_hold(fact)
+            if fact.admitted is not None:
+                state.limits[fact.admitted.member] = fact.admitted.limit
 
     # --- ingest -----------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Theory of operation (DESIGN.md, "Ledger": deposit / withdrawal / adjustment by a
 treasurer, checkpoint by a witness, the charter by the co-op's own key): a co-op home
-holds three keys, the co-op's (it signs the charter, and re-issues it to admit a member
+holds three keys, the co-op's (it signs the charter, and an ADMIT entry for each member
 with its credit limit), a treasurer's and a witness's. `CoopOffice` writes each kind of
 entry after the checks a treasurer would make (money goes to admitted members only, in
 the charter's currency, above zero) into the one ledger it is given: the running co-op
@@ -19,7 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wattshare.ledger import Adjustment, CoopCharter, Entry, EntryKind, LedgerStore, MoneyMove, sign_checkpoint
+from wattshare.ledger import (
+    Adjustment,
+    CoopCharter,
+    CreditLimit,
+    Entry,
+    EntryKind,
+    LedgerStore,
+    MoneyMove,
+    sign_checkpoint,
+)
 from wattshare.protocol import DecodeError, Identity, InvalidValue, Signed, peer_id, public_key_from_peer_id
 
 from ._clock import Clock
@@ -92,11 +101,11 @@ class CoopOffice:
                           currency=self.terms().currency, note=note)
         return self._write(EntryKind.ADJUSTMENT, body, t)
 
-    def admit(self, member: bytes, limit: int | None, t: int) -> tuple[CoopCharter, Signed[Entry]]:
-        """Re-issue the charter admitting `member`, or changing its credit limit (the
-        charter's default if `limit` is None)."""
-        admitted = self.terms().admit(member, limit)
-        [entry] = self.ledger.append(self.coop, [(EntryKind.COOP, admitted)], t=t)
+    def admit(self, member: bytes, limit: int | None, t: int) -> tuple[CreditLimit, Signed[Entry]]:
+        """Admit `member`, or change its credit limit (the charter's default if `limit` is
+        None): an ADMIT entry on the co-op's feed."""
+        admitted = self.terms().admission(member, limit)
+        [entry] = self.ledger.append(self.coop, [(EntryKind.ADMIT, admitted)], t=t)
         return admitted, entry
 
     def reverse(self, seq: int, t: int) -> Signed[Entry]:
@@ -176,6 +185,6 @@ class CoopOffice:
         member, limit = parse_member(str(request.get("member", ""))), request.get("limit")
         if limit is not None and (type(limit) is not int or limit < 0):
             raise CoopRefused("a credit limit is a whole, non-negative amount in minor units")
-        charter, entry = self.admit(member, limit, t)
-        return {"member": request["member"], "credit_limit": charter.limit_of(member), "currency": charter.currency,
+        admitted, entry = self.admit(member, limit, t)
+        return {"member": request["member"], "credit_limit": admitted.limit, "currency": self.terms().currency,
                 "seq": entry.message.seq}

@@ -21,12 +21,12 @@ from wattshare.ledger import (
     CutWalker,
     Entry,
     EntryKind,
-    HeadRef,
     LedgerStore,
     MoneyMove,
     SettlementClaim,
     account_root,
     check_entry,
+    members_at,
 )
 from wattshare.protocol import (
     GENESIS,
@@ -95,6 +95,7 @@ class SampleWorld:
         self._tips: dict[bytes, tuple[int, bytes, int]] = {}  # author -> (next seq, tip, last time)
         self._nonce = 0
         self.charter: Signed[Entry] | None = None
+        self.founded: list[Signed[Entry]] = []  # the co-op's first entries, once `founding` wrote them
 
     def clock(self) -> float:
         """A day after the latest entry this world has signed: the time for the ledgers
@@ -113,20 +114,23 @@ class SampleWorld:
         self._tips[author.public_key] = (seq + 1, signed.digest, t)
         return signed
 
-    def charter_body(self, credit_limit: int = 5_000, members: tuple[bytes, ...] = ()) -> CoopCharter:
-        """The charter admitting every host and driver of the world, and `members`, with `credit_limit`."""
-        charter = CoopCharter(
-            name="Acacia Avenue Energy Co-op", currency="EUR", credit_limit=credit_limit,
-            treasurers=(self.treasurer.public_key,), witnesses=(self.witness.public_key,),
-        )
-        for key in [i.public_key for i in self.hosts + self.drivers] + list(members):
-            charter = charter.admit(key)
-        return charter
+    def charter_body(self, credit_limit: int = 5_000) -> CoopCharter:
+        """The charter: this world's treasurer and witness, `credit_limit` for members."""
+        return CoopCharter(name="Acacia Avenue Energy Co-op", currency="EUR", credit_limit=credit_limit,
+                           treasurers=(self.treasurer.public_key,), witnesses=(self.witness.public_key,))
 
-    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH,
-                      members: tuple[bytes, ...] = ()) -> Signed[Entry]:
-        self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit, members), t)
+    def charter_entry(self, credit_limit: int = 5_000, t: int = EPOCH) -> Signed[Entry]:
+        self.charter = self.entry(self.coop, EntryKind.COOP, self.charter_body(credit_limit), t)
         return self.charter
+
+    def founding(self, credit_limit: int = 5_000, t: int = EPOCH, members: tuple[bytes, ...] = ()) -> list[Signed[Entry]]:
+        """The co-op's first entries: the charter, then an admission of every host and
+        driver of the world, and of `members`, with `credit_limit`."""
+        charter = self.charter_entry(credit_limit, t)
+        body = self.charter_body(credit_limit)
+        self.founded = [charter] + [self.entry(self.coop, EntryKind.ADMIT, body.admission(key), t)
+                                    for key in [i.public_key for i in self.hosts + self.drivers] + list(members)]
+        return self.founded
 
     def checkpoint(self, store: LedgerStore, t: int, sizes: dict[bytes, int] | None = None,
                    witness: Identity | None = None) -> Signed[Entry]:
@@ -138,15 +142,18 @@ class SampleWorld:
         accounts at that cut recomputed from its entries as an auditor does."""
         assert self.charter is not None, "write the charter first"
         sizes = store.sizes() if sizes is None else sizes
+        coop = self.coop.public_key
+        names = members_at(store, sizes.get(coop, 0))
         facts: dict[bytes, list[Checked]] = {}
         charters = []
         for author, size in sizes.items():
             checked = [check_entry(envelope) for envelope in store.entries(author, 0, size)]
             facts[author] = [fact for fact in checked if CutWalker.counts(fact)]
-            charters += [fact.charter for fact in checked if fact.charter is not None and author == self.coop.public_key]
-        accounts = CutWalker(facts, "EUR").accounts(charters[-1] if charters else None, self.coop.public_key, sizes, t)
-        heads = tuple(HeadRef(author=a, size=n, root=store.state.feeds[a].log.root_at(n)) for a, n in sizes.items())
-        return Checkpoint(charter=self.charter, heads=heads, accounts=account_root(accounts), count=len(accounts))
+            charters += [fact.charter for fact in checked if fact.charter is not None and author == coop]
+        roots = {a: store.state.feeds[a].log.root_at(n) for a, n in sizes.items()}
+        accounts = CutWalker(facts, "EUR").accounts(names, charters[-1] if charters else None, sizes, roots, t)
+        return Checkpoint(charter=self.charter, coop_size=sizes.get(coop, 0),
+                          sizes=Checkpoint.pack_sizes([sizes.get(k, 0) for k in names]), accounts=account_root(accounts))
 
     def money(self, member: Identity, amount: int, t: int, kind: EntryKind = EntryKind.DEPOSIT) -> Signed[Entry]:
         assert self.charter is not None, "write the charter first"

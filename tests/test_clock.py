@@ -84,7 +84,7 @@ def test_the_board_renews_an_ad_two_days_before_it_expires_keeping_its_terms():
 def test_the_witness_checkpoints_at_most_once_an_hour_and_only_when_feeds_moved(tmp_path):
     world = SampleWorld(seed=3)
     ledger = LedgerStore(tmp_path / "coop.db", world.coop.public_key)
-    ledger.ingest([world.charter_entry().encode()])
+    ledger.ingest([*(e.encode() for e in world.founding())])
 
     async def scenario():
         clock = Clock(speed=1, origin=ORIGIN, real=trio.current_time)

@@ -31,8 +31,8 @@ def test_money_goes_to_admitted_members_only_and_the_ledger_audits(office):
     neighbour = key("neighbour").public_key
     with pytest.raises(CoopRefused, match="not a member of this co-op"):
         office.move_money(EntryKind.DEPOSIT, neighbour, 4_000, "SEPA 1", T + 10)  # a mistyped id moves nothing
-    charter, _ = office.admit(neighbour, None, T + 20)
-    assert charter.limit_of(neighbour) == 5_000  # the charter's default limit
+    admitted, _ = office.admit(neighbour, None, T + 20)
+    assert admitted.limit == office.ledger.state.credit_limit(neighbour) == 5_000  # the charter's default limit
     office.move_money(EntryKind.DEPOSIT, neighbour, 4_000, "SEPA 1", T + 30)
     with pytest.raises(CoopRefused, match="above zero"):
         office.move_money(EntryKind.WITHDRAWAL, neighbour, 0, "", T + 40)

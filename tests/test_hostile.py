@@ -102,14 +102,14 @@ class Street:
     def __init__(self, stack, tmp_path):
         self.stack, self.tmp_path = stack, tmp_path
         self.world = SampleWorld(seed=71)
-        self.charter = self.world.charter_entry(members=tuple(  # admitted, with 50.00 EUR of credit each
-            identity(name).public_key for name in ("honest", "neighbour", "hostile"))).encode()
+        self.founding = [e.encode() for e in self.world.founding(members=tuple(  # admitted, with 50.00 EUR of credit each
+            identity(name).public_key for name in ("honest", "neighbour", "hostile")))]
         self.clock = Clock(speed=1800, origin=at("2026-11-28T20:00"))
         self.door_time = ManualTime()  # the honest node's rate limits refill only when a case says so
 
     def ledger(self, name):
         store = LedgerStore(self.tmp_path / f"{name}-ledger.db", self.world.coop.public_key)
-        store.ingest([self.charter])
+        store.ingest(self.founding)
         return store
 
     async def open(self, wallbox=False):

@@ -33,12 +33,11 @@ NIGHT = EPOCH + 22 * 3600
 
 @pytest.fixture
 def ledger(tmp_path):
-    """A small clean ledger: charter (of enough members to be stored deflated), deposits,
-    three settled and acked sessions, a head."""
+    """A small clean ledger: charter, six admissions, deposits, three settled and acked
+    sessions (stored deflated), a head."""
     world = SampleWorld(seed=11)
     store = LedgerStore(tmp_path / "ledger.db", world.coop.public_key, clock=world.clock)
-    neighbours = tuple(world.identity("neighbour", i).public_key for i in range(20))
-    entries = [world.charter_entry(members=neighbours), world.money(world.drivers[0], 20_000, EPOCH + 1),
+    entries = [*world.founding(), world.money(world.drivers[0], 20_000, EPOCH + 1),
                world.money(world.drivers[1], 20_000, EPOCH + 2)]
     sessions = [world.session(world.hosts[i % 2], world.drivers[i % 2], NIGHT + i * 86_400) for i in range(3)]
     entries += [world.settlement_entry(s) for s in sessions] + [world.ack_entry(s) for s in sessions]
@@ -85,7 +84,7 @@ def test_clean_ledger_passes(ledger, workers):
     path, world, sessions = ledger
     report = audit(path, workers=workers)
     assert report.ok, report.violations
-    assert (report.entries, report.heads) == (9, 1)
+    assert (report.entries, report.heads) == (15, 1)
     paid = sum(s.settlement.message.amount for s in sessions)
     assert sum(report.balances.values()) == 40_000
     assert sum(v for (m, _), v in report.balances.items() if m in {h.public_key for h in world.hosts}) == paid
@@ -243,11 +242,11 @@ def test_a_cut_tail_is_caught_where_witnessed_and_reported_where_not(ledger):
     report = audit(path)
     assert report.ok and report.unwitnessed == {}  # a cut tail leaves no trace: hence the report above
     with sqlite3.connect(path) as conn:
-        Envelopes.of(conn)  # a deposit embeds the charter: it is stored deflated
+        Envelopes.of(conn)
         witnessed = p.Signed.decode(conn.execute("SELECT unpacked(envelope) FROM entries WHERE author = ? AND seq = 1",
                                                  (world.treasurer.public_key,)).fetchone()[0])
     cut(witnessed)
-    assert rules(path) == [Rule.HEAD_MISMATCH] * 2  # its feed's root, and the accounts (the deposit is gone)
+    assert rules(path) == [Rule.HEAD_MISMATCH]  # the checkpoint's cut holds an entry the ledger no longer does
 
 
 def test_a_wrongly_typed_column_is_named_by_its_row(ledger):
@@ -295,14 +294,14 @@ def test_the_next_audit_checks_only_the_new_entries_and_finds_what_a_full_audit_
     path, world, _ = ledger
     mark = tmp_path / "ledger.db.audit-mark"
     first = audit(path, mark=mark)
-    assert first.ok and first.since == 0 and first.entries == 9 and mark.exists()
+    assert first.ok and first.since == 0 and first.entries == 15 and mark.exists()
     grow(path, world)
     again = audit(path, mark=mark)
-    assert again.ok and (again.since, again.entries) == (9, 6)  # 2 settlements, 2 acks, a deposit, a checkpoint
+    assert again.ok and (again.since, again.entries) == (15, 6)  # 2 settlements, 2 acks, a deposit, a checkpoint
     same_findings(again, audit(path))
     assert again.checkpoints == 1 and again.unwitnessed == {}  # the new checkpoint covers every feed
     third = audit(path, mark=mark)
-    assert third.ok and (third.since, third.entries) == (15, 0)
+    assert third.ok and (third.since, third.entries) == (21, 0)
 
 
 @pytest.mark.parametrize("lie", ["second claim", "second answer", "dangling ack", "balance", "mistyped row"])
@@ -329,7 +328,7 @@ def test_new_entries_that_break_a_rule_against_audited_ones_are_found(ledger, tm
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE entries SET seq = 'one' WHERE rowid = (SELECT MAX(rowid) FROM entries)")
     incremental, full = audit(path, mark=mark), audit(path)
-    assert not incremental.ok and incremental.since == 9
+    assert not incremental.ok and incremental.since == 15
     same_findings(incremental, full)
     assert {v.rule for v in incremental.violations} & {Rule.DUPLICATE_CLAIM, Rule.DOUBLE_ANSWER, Rule.DANGLING,
                                                        Rule.BALANCE_MISMATCH, Rule.MALFORMED}
@@ -344,7 +343,7 @@ def test_a_mark_of_another_ledger_or_a_fork_since_makes_the_audit_run_in_full(le
     mark = tmp_path / "mark"
     assert audit(elsewhere, mark=mark).ok
     report = audit(path, mark=mark)  # the mark names another co-op
-    assert report.ok and report.since == 0 and report.entries == 9
+    assert report.ok and report.since == 0 and report.entries == 15
     grow(path, world)
     copy = tmp_path / "copy.db"
     shutil.copyfile(path, copy)
@@ -357,7 +356,7 @@ def test_a_mark_of_another_ledger_or_a_fork_since_makes_the_audit_run_in_full(le
     store.close()
     report = audit(path, mark=mark)
     assert report.since == 0 and Rule.FORK in {v.rule for v in report.violations}
-    assert audit(copy, mark=mark).since == 9  # the mark still serves the ledger without the fork
+    assert audit(copy, mark=mark).since == 15  # the mark still serves the ledger without the fork
 
 
 def test_a_charter_retiring_a_key_from_an_audited_entry_on_makes_the_audit_run_in_full(ledger, tmp_path):
@@ -373,7 +372,7 @@ def test_a_charter_retiring_a_key_from_an_audited_entry_on_makes_the_audit_run_i
     store.ingest([world.entry(world.coop, EntryKind.COOP, retired, NIGHT + 9 * 86_400).encode()])
     store.close()
     report, full = audit(path, mark=mark), audit(path)
-    assert report.since == 0 and report.entries == 10
+    assert report.since == 0 and report.entries == 16
     same_findings(report, full)
     assert (Rule.NOT_TREASURER, world.treasurer.public_key, 1) in [(v.rule, v.author, v.seq) for v in report.violations]
 
@@ -392,7 +391,7 @@ def test_an_audit_of_a_ledger_its_node_goes_on_writing_reads_one_snapshot(ledger
     store.close()
     assert conn.execute("SELECT COUNT(*), SUM(balance) FROM entries, balances").fetchone() == before
     conn.close()
-    assert audit(path).ok and audit(path).entries == 10
+    assert audit(path).ok and audit(path).entries == 16
 
 
 def test_a_mark_whose_charter_is_gone_from_the_file_makes_the_audit_run_in_full(ledger, tmp_path):
@@ -416,8 +415,7 @@ def test_whatever_the_ledger_grows_by_an_incremental_audit_finds_what_a_full_aud
     path = tmp_path_factory.mktemp("grown") / "ledger.db"
     world = SampleWorld(seed=13)
     store = LedgerStore(path, world.coop.public_key, clock=lambda: NIGHT + 400 * 86_400)
-    neighbours = tuple(world.identity("neighbour", i).public_key for i in range(20))
-    store.ingest([world.charter_entry(members=neighbours).encode(),
+    store.ingest([*(e.encode() for e in world.founding()),
                   world.money(world.drivers[0], 90_000, EPOCH + 1).encode()])
     store.close()
     mark, nights = path.with_name("ledger.db.audit-mark"), []

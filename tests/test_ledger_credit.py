@@ -27,7 +27,7 @@ LATER = NIGHT + 30 * 86_400  # the ledgers' clock: after every entry below
 def world_and_store(tmp_path):
     world = SampleWorld(seed=51)
     store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=lambda: LATER)
-    store.ingest([world.charter_entry(credit_limit=5_000).encode()])  # every host and driver: 50.00 EUR
+    store.ingest([*(e.encode() for e in world.founding(credit_limit=5_000))])  # every host and driver: 50.00 EUR
     return world, store
 
 
@@ -93,7 +93,7 @@ def test_a_fresh_ledger_learns_the_members_and_fetches_their_feeds_in_one_sync(w
     world, store = world_and_store
     store.ingest([world.money(world.drivers[0], 700, EPOCH + 60).encode()])
     fresh = LedgerStore(tmp_path / "fresh.db", world.coop.public_key, clock=lambda: LATER)
-    assert sync(Replicator(store), Replicator(fresh)) == (0, 2)  # the charter, then the treasurer's deposit
+    assert sync(Replicator(store), Replicator(fresh)) == (0, 8)  # the charter and six admissions, then the deposit
     assert fresh.balance(world.drivers[0].public_key, "EUR") == 700
 
 

@@ -5,17 +5,18 @@ import pytest
 from wattshare import protocol as p
 from wattshare.ledger import (
     Adjustment,
+    Checkpoint,
     Entry,
     EntryKind,
     EntryRefused,
     FeeClaim,
-    HeadRef,
     LedgerStore,
     MoneyMove,
     Role,
     Rule,
     audit,
     check_entry,
+    members_at,
 )
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -26,7 +27,7 @@ NIGHT = EPOCH + 22 * 3600
 def setup(tmp_path):
     world = SampleWorld(seed=31)
     store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=world.clock)
-    store.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 10_000, EPOCH + 1).encode()])
+    store.ingest([*(e.encode() for e in world.founding()), world.money(world.drivers[0], 10_000, EPOCH + 1).encode()])
     return world, store
 
 
@@ -99,13 +100,27 @@ def test_withdrawal_and_adjustment_move_money_and_conserve(setup):
 
 def test_checkpoint_by_the_witness_is_checked_against_the_feeds(setup):
     world, store = setup
-    store.ingest([world.checkpoint(store, EPOCH + 9, {world.treasurer.public_key: 1}).encode()])
+    coop, treasurer = world.coop.public_key, world.treasurer.public_key
+    store.ingest([world.checkpoint(store, EPOCH + 9, {coop: store.state.size(coop), treasurer: 1}).encode()])
     report = audit(store.path)
     assert report.ok and report.checkpoints == 1
-    wrong = HeadRef(author=world.treasurer.public_key, size=1, root=bytes(32))
-    body = world.checkpoint_body(store, EPOCH + 10).replace(heads=(wrong,))
-    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, body, EPOCH + 10).encode()])
-    assert [v.rule for v in audit(store.path).violations] == [Rule.HEAD_MISMATCH] * 2  # the head, and the accounts
+    honest = world.checkpoint_body(store, EPOCH + 10)
+    names = members_at(store, honest.coop_size)
+    beyond = honest.replace(sizes=Checkpoint.pack_sizes([n + (k == treasurer) for k, n in honest.cut(names).items()]))
+    store.ingest([world.entry(world.witness, EntryKind.CHECKPOINT, beyond, EPOCH + 10).encode(),
+                  world.entry(world.witness, EntryKind.CHECKPOINT, honest.replace(accounts=bytes(32)), EPOCH + 11).encode()])
+    violations = audit(store.path).violations
+    assert [v.rule for v in violations] == [Rule.HEAD_MISMATCH] * 2
+    assert "holds fewer of" in violations[0].detail and "accounts differ" in violations[1].detail
+
+
+def test_only_the_coops_key_admits_members(setup):
+    world, store = setup
+    stranger = p.Identity.generate().public_key
+    forged = world.entry(world.treasurer, EntryKind.ADMIT, world.charter_body().admission(stranger, 10**9), EPOCH + 5)
+    with pytest.raises(EntryRefused) as caught:
+        store.ingest([forged.encode()])
+    assert caught.value.rule is Rule.UNTRUSTED_COOP and not store.state.is_member(stranger)
 
 
 def test_checkpoint_by_a_non_witness(setup):
@@ -192,7 +207,7 @@ def test_entry_times_never_go_back_in_a_feed_nor_run_ahead_of_the_clock(tmp_path
     world = SampleWorld(seed=34)
     now = [EPOCH + 3600]
     store = LedgerStore(tmp_path / "l.db", world.coop.public_key, clock=lambda: now[0])
-    store.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH + 600).encode()])
+    store.ingest([*(e.encode() for e in world.founding()), world.money(world.drivers[0], 500, EPOCH + 600).encode()])
     body = world.money(world.drivers[0], 1, 0).message.body
     earlier = p.sign(world.treasurer, Entry(author=world.treasurer.public_key, seq=1,
                                             prev=store.state.feeds[world.treasurer.public_key].tip, t=EPOCH + 599,

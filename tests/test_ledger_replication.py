@@ -23,10 +23,10 @@ def test_two_stores_converge_by_sync(tmp_path):
     world = SampleWorld(seed=1)
     a = LedgerStore(tmp_path / "a.db", world.coop.public_key, clock=world.clock)
     b = LedgerStore(tmp_path / "b.db", world.coop.public_key, clock=world.clock)
-    a.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 9000, EPOCH).encode()])
+    a.ingest([*(e.encode() for e in world.founding()), world.money(world.drivers[0], 9000, EPOCH).encode()])
     session = world.session(world.hosts[0], world.drivers[0], EPOCH + 22 * 3600)
     b.ingest([world.settlement_entry(session).encode()])
-    assert sync(Replicator(a), Replicator(b)) == (1, 2)
+    assert sync(Replicator(a), Replicator(b)) == (1, 8)  # the charter, six admissions and the deposit
     assert snapshot(a) == snapshot(b)
     assert sync(Replicator(a), Replicator(b)) == (0, 0)  # nothing left to move
 
@@ -88,13 +88,13 @@ def test_a_lying_members_entry_is_kept_as_evidence_and_the_other_feeds_still_arr
     night = EPOCH + 22 * 3600
     honest = world.session(world.hosts[0], world.drivers[0], night)
     lying = [world.session(world.hosts[1], world.drivers[1], night + day * 86_400) for day in (1, 2)]
-    good = [world.charter_entry(), world.settlement_entry(honest)]
+    good = [*world.founding(), world.settlement_entry(honest)]
     lies = [world.overclaim_entry(lying[0], 75), world.settlement_entry(lying[1])]  # the 2nd rests on the lie
     batch = Batch(entries=tuple(e.encode() for e in lies + good))
     for _ in range(2):  # a peer serving the lie again adds nothing new
         report = Replicator(b).accept(batch)
         assert [(r.rule, r.author, r.seq) for r in report.refused] == [(Rule.MISPRICED, world.hosts[1].public_key, 0)]
-    assert b.sizes() == {world.coop.public_key: 1, world.hosts[0].public_key: 1}
+    assert b.sizes() == {world.coop.public_key: 7, world.hosts[0].public_key: 1}
     assert b.evidence() == [lies[0].encode()]
     b.close()
     violations = audit(tmp_path / "b.db").violations
@@ -139,7 +139,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.seen: list[bytes] = []
         self.sessions = []
         self.t = EPOCH
-        self.write(self.world.coop, self.world.charter_entry())
+        for entry in self.world.founding():
+            self.write(self.world.coop, entry)
 
     def teardown(self):
         for store in getattr(self, "stores", []):

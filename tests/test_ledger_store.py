@@ -63,7 +63,14 @@ def test_settlement_moves_money_and_conserves(store, world):
     assert store.balance(world.hosts[0].public_key, "EUR") == amount
     assert store.state.conserved()
     assert store.state.money_in["EUR"] == 10_000
-    assert store.state.credit_limit(world.drivers[0].public_key) == 5_000
+    driver = world.drivers[0].public_key
+    assert store.state.credit_limit(driver) == 0 and not store.state.is_member(driver)  # not admitted yet
+    store.ingest([world.entry(world.coop, EntryKind.ADMIT, world.charter_body().admission(driver), EPOCH + 20).encode()])
+    assert store.state.credit_limit(driver) == 5_000 and store.state.is_member(driver)  # the charter's default
+    store.ingest([world.entry(world.coop, EntryKind.ADMIT, world.charter_body().admission(driver, 900), EPOCH + 30).encode()])
+    assert store.state.credit_limit(driver) == 900
+    store.close()
+    assert LedgerStore(store.path, world.coop.public_key, clock=world.clock).state.credit_limit(driver) == 900
 
 
 def test_a_members_history_adds_up_to_its_balance(store, world):
@@ -276,7 +283,7 @@ from wattshare.ledger import LedgerStore
 from wattshare.testing import SampleWorld, EPOCH
 world = SampleWorld(seed=5)
 store = LedgerStore(sys.argv[1], world.coop.public_key, clock=world.clock)
-store.ingest([world.charter_entry().encode()])
+store.ingest([*(e.encode() for e in world.founding())])
 batch = [world.money(world.drivers[0], 1, EPOCH + i).encode() for i in range(4000)]
 while True:
     print("ingesting", flush=True)
@@ -305,7 +312,7 @@ def test_kill_9_during_ingest_leaves_whole_batches_only(tmp_path):
 
 
 def test_heads_are_signed_and_checked(store, world):
-    store.ingest([world.charter_entry().encode()])
+    store.ingest([*(e.encode() for e in world.founding())])
     appended = store.append(world.treasurer, [(EntryKind.DEPOSIT, MoneyMove(
         charter=world.charter, member=world.drivers[0].public_key, amount=50, currency="EUR"))], t=EPOCH + 5)
     heads = {h.message.author: h for h in store.heads()}
@@ -334,7 +341,7 @@ def test_only_the_bookings_own_driver_can_dent_a_hosts_record(store, world):
     from wattshare.protocol import Dispute
 
     host, driver, stranger = world.hosts[0], world.drivers[0], world.drivers[1]
-    store.ingest([world.charter_entry().encode()])
+    store.ingest([*(e.encode() for e in world.founding())])
     sessions = [world.session(host, driver, EPOCH + day * 86_400 + 22 * 3600) for day in range(3)]
     store.ingest([world.settlement_entry(s).encode() for s in sessions])
 
@@ -355,7 +362,7 @@ def test_a_price_bomb_twenty_years_long_is_refused_before_anything_is_priced(sto
     import wattshare.protocol._session as session_rules
 
     host, driver = world.hosts[0], world.drivers[0]
-    store.ingest([world.charter_entry().encode()])
+    store.ingest([*(e.encode() for e in world.founding())])
     session = world.session(host, driver, EPOCH + 22 * 3600)
     first, second = session.receipts[:2]
     bomb = p.sign(host, p.MeterReceipt(booking_id=session.booking.id, seq=2, t=second.message.t + 20 * 365 * 86_400,

@@ -41,9 +41,12 @@ async def start(stack, node, bootstrap=None):
 
 
 def ledger_for(tmp_path, world, name, members=(identity(0), *(identity(10 + i) for i in range(5)))):
-    """A ledger holding the co-op's charter, which admits `members` with 50.00 EUR of credit each."""
+    """A ledger holding the co-op's charter and admissions of `members`, with 50.00 EUR
+    of credit each (the same entries for every ledger of one world)."""
     store = LedgerStore(tmp_path / f"{name}.db", world.coop.public_key)
-    store.ingest([(world.charter or world.charter_entry(members=tuple(m.public_key for m in members))).encode()])
+    if not world.founded:
+        world.founding(members=tuple(m.public_key for m in members))
+    store.ingest([e.encode() for e in world.founded])
     return store
 
 

@@ -31,9 +31,9 @@ def identity(i):
     return p.Identity(hashlib.sha256(b"session-test/%d" % i).digest())
 
 
-def ledger_for(tmp_path, world, charter, name):
+def ledger_for(tmp_path, world, founding, name):
     store = LedgerStore(tmp_path / f"{name}.db", world.coop.public_key)
-    store.ingest([charter])  # admitting both nodes, with 50.00 EUR of credit each
+    store.ingest(founding)  # admitting both nodes, with 50.00 EUR of credit each
     return store
 
 
@@ -53,13 +53,13 @@ class Street:
     async def open(cls, stack, tmp_path, *, origin=at("2026-11-28T20:00"), curve=Curve(power_w=7_000,
                    battery_wh=100_000, start_percent=10), unit="Wh", terms=TERMS):
         world = SampleWorld(seed=43)
-        charter = world.charter_entry(members=(identity(0).public_key, identity(1).public_key)).encode()
+        founding = [e.encode() for e in world.founding(members=(identity(0).public_key, identity(1).public_key))]
         clock = Clock(speed=SPEED, origin=origin)
-        host = Node(identity(0), state=tmp_path / "host.db", access=ACCESS, ledger=ledger_for(tmp_path, world, charter, "hl"),
+        host = Node(identity(0), state=tmp_path / "host.db", access=ACCESS, ledger=ledger_for(tmp_path, world, founding, "hl"),
                     ocpp=ocpp_endpoint("driveway", "garage"), clock=clock)
         await stack.enter_async_context(host.running())
         ad = (await host.publish(make_ad(host=identity(0).public_key, terms=terms, max_power_w=7_000))).message
-        driver = Node(identity(1), state=tmp_path / "driver.db", ledger=ledger_for(tmp_path, world, charter, "dl"), clock=clock)
+        driver = Node(identity(1), state=tmp_path / "driver.db", ledger=ledger_for(tmp_path, world, founding, "dl"), clock=clock)
         await stack.enter_async_context(driver.running())
         await driver.join([host.address])
         wallbox = Wallbox(ad.charger_id, host.sessions.central.port, clock, WALLBOX_PASSWORD, curve=curve,
@@ -270,8 +270,8 @@ def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
     home = tmp_path / "host"
     home.mkdir()
     identity(0).save(home / "host.key")
-    charter = world.charter_entry(members=(identity(0).public_key, identity(1).public_key)).encode()
-    LedgerStore(home / "ledger.db", world.coop.public_key).ingest([charter])
+    founding = [e.encode() for e in world.founding(members=(identity(0).public_key, identity(1).public_key))]
+    LedgerStore(home / "ledger.db", world.coop.public_key).ingest(founding)
     clock = Clock(speed=SPEED, origin=at("2026-11-28T20:00"))
     listen, ocpp_port = f"/ip4/127.0.0.1/tcp/{free_port()}", free_port()
     argv = [sys.executable, str(Path(__file__).parent / "host_process.py"), str(home), listen, str(ocpp_port),
@@ -289,7 +289,7 @@ def test_host_killed_mid_session_resumes_the_chain_and_settles_once(tmp_path):
         async with AsyncExitStack() as stack:
             host, address = await start_host()
             stack.callback(lambda: host.kill() if host.returncode is None else None)
-            driver = Node(identity(1), ledger=ledger_for(tmp_path, world, charter, "dl"), clock=clock)
+            driver = Node(identity(1), ledger=ledger_for(tmp_path, world, founding, "dl"), clock=clock)
             await stack.enter_async_context(driver.running())
             await driver.join([address])
             wallbox = Wallbox("driveway", ocpp_port, clock, WALLBOX_PASSWORD, curve=Curve(power_w=7_000, battery_wh=100_000,

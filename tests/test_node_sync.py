@@ -39,7 +39,7 @@ def test_three_nodes_converge_and_an_offline_node_catches_up(tmp_path):
             for node in (a, b):
                 await stack.enter_async_context(node.running())
             await b.join([a.address])
-            ledgers[0].ingest([world.charter_entry().encode(), world.money(world.drivers[0], 9_000, EPOCH).encode()])
+            ledgers[0].ingest([*(e.encode() for e in world.founding()), world.money(world.drivers[0], 9_000, EPOCH).encode()])
             session = world.session(world.hosts[0], world.drivers[0], NIGHT)
             ledgers[1].ingest([world.settlement_entry(session).encode()])
             await converged(ledgers[:2])
@@ -65,7 +65,7 @@ def test_sync_refuses_garbage_and_a_tampered_batch_changes_nothing(tmp_path):
     world = SampleWorld(seed=52)
     good, victim = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock)
                     for n in ("good", "victim"))
-    good.ingest([world.charter_entry().encode(), world.money(world.drivers[0], 500, EPOCH).encode()])
+    good.ingest([*(e.encode() for e in world.founding()), world.money(world.drivers[0], 500, EPOCH).encode()])
     server = Node(p.Identity(hashlib.sha256(b"sync-server").digest()), ledger=good, sync_interval=3600)
     liar = Node(p.Identity(hashlib.sha256(b"sync-liar").digest()))
     client = Node(p.Identity(hashlib.sha256(b"sync-client").digest()), ledger=victim, sync_interval=3600)
@@ -116,10 +116,11 @@ def test_a_gossiped_head_brings_a_pull_long_before_anti_entropy(tmp_path):
 
     world = SampleWorld(seed=53)
     members = [p.Identity(hashlib.sha256(n.encode()).digest()) for n in ("gossip-a", "gossip-b")]
-    charter = world.charter_entry(members=tuple(m.public_key for m in members))  # b replicates members' feeds only
+    # b replicates members' feeds only
+    founding = [e.encode() for e in world.founding(members=tuple(m.public_key for m in members))]
     ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in ("a", "b")]
     for ledger in ledgers:
-        ledger.ingest([charter.encode()])
+        ledger.ingest(founding)
     a, b = (Node(member, ledger=ledger, sync_interval=3600) for member, ledger in zip(members, ledgers))
     took = {}
 
@@ -188,10 +189,10 @@ def test_a_wallet_pushes_its_new_entries_to_its_coop_not_to_whichever_peer_came_
     world = SampleWorld(seed=54)
     names = ("push-host", "push-coop", "push-wallet")
     members = [p.Identity(hashlib.sha256(n.encode()).digest()) for n in names]
-    charter = world.charter_entry(members=tuple(m.public_key for m in members))
+    founding = [e.encode() for e in world.founding(members=tuple(m.public_key for m in members))]
     ledgers = [LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock) for n in names]
     for ledger in ledgers:
-        ledger.ingest([charter.encode()])
+        ledger.ingest(founding)
     host, coop, wallet = (Node(m, ledger=ledger, sync_interval=3600, gossip=False)
                           for m, ledger in zip(members, ledgers))
     pushed = {}

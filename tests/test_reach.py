@@ -53,7 +53,7 @@ def test_a_wildcard_stands_for_loopback_and_the_address_towards_each_peer():
 def coop_world(tmp_path):
     world = SampleWorld(seed=15)
     ledger = LedgerStore(tmp_path / "coop.db", world.coop.public_key)
-    ledger.ingest([world.charter_entry().encode()])
+    ledger.ingest([*(e.encode() for e in world.founding())])
     return world, ledger
 
 

@@ -74,11 +74,11 @@ class Neighbourhood:
         self.tmp_path = tmp_path
         self.world = SampleWorld(seed=12)
         self.clock = Clock(speed=SPEED, origin=local(first_day, "12:00"))
-        self.charter = self.world.charter_entry().encode()
+        self.founding = [e.encode() for e in self.world.founding()]
 
     def ledger(self, name):
         store = LedgerStore(self.tmp_path / f"{name}.db", self.world.coop.public_key)
-        store.ingest([self.charter])
+        store.ingest(self.founding)
         return store
 
     async def open(self, stack):

@@ -45,9 +45,9 @@ def routes(node: Node, table: Commands) -> list[Route]:
         terms = charter()
         sizes = ledger.sizes()
         return {"name": terms.name, "currency": terms.currency, "members": [
-            {"member": peer_id(limit.member), "credit_limit": limit.limit,
-             "balance": ledger.balance(limit.member, terms.currency), "entries": sizes.get(limit.member, 0)}
-            for limit in terms.members]}
+            {"member": peer_id(member), "credit_limit": limit,
+             "balance": ledger.balance(member, terms.currency), "entries": sizes.get(member, 0)}
+            for member, limit in ledger.state.limits.items()]}
 
     mark = ledger.path.with_name(ledger.path.name + ".audit-mark")
 
