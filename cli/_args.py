@@ -1,4 +1,4 @@
-"""Command-line values checked where they are typed: network addresses and points.
+"""Command-line values checked where they are typed: network addresses and points; shared options.
 
 A bad value is refused at once with one line naming the flag and an example (exit 2),
 not accepted into a config file to fail later in the program's own words.
@@ -58,3 +58,8 @@ def point(text: str, flag: str) -> tuple[float, float]:
         fail(f"{flag}: a latitude is between -90 and 90 and a longitude between -180 and 180, not {text!r}")
     return lat, lon
 
+
+full_option = click.option(
+    "--full", is_flag=True,
+    help="Keep and check the co-op's whole ledger (every member's feed), as a co-op node does. By default this "
+         "home keeps only the feeds it needs: the co-op's, its own, and its hosts' or drivers'.")

@@ -23,7 +23,7 @@ from wattshare.node import (
 )
 from wattshare.protocol import AccessInfo
 
-from ._args import announce_addresses, bootstrap_addresses, listen_address
+from ._args import announce_addresses, bootstrap_addresses, full_option, listen_address
 from ._charger import CONNECTORS, TERMS, amount, charger_ad, days, hours
 from ._daemon import ask, configure_logging, daemon, log, refuse_a_second_daemon, run_trio, show_status
 from ._errors import fail
@@ -105,13 +105,14 @@ def _password(charger: dict) -> str:
 @click.option("--bootstrap", multiple=True, callback=bootstrap_addresses,
               help="A co-op node's full /p2p/ address (repeatable).")
 @click.option("--coop", required=True, help="Your co-op's peer id (it keeps the ledger you settle on).")
+@full_option
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
 @pass_context
 def init(ctx: Context, lat: float, lon: float, country: str, address: str, access_code: str, instructions: str, charger_id: str,
          connector: str, max_kw: float, currency: str, off_peak: str, peak: str, flat: str, open_hours: str,
          open_days: str, tz: str, cancel_until: int, cancel_fee: str, noshow_timeout: int, noshow_fee: str, approval: str,
          ocpp_address: str, ocpp_tls: bool, listen: str, announce: tuple[str, ...],
-         relay: bool, bootstrap: tuple[str, ...], coop: str, force: bool) -> None:
+         relay: bool, bootstrap: tuple[str, ...], coop: str, full: bool, force: bool) -> None:
     """Create this host's key and config: where the charger is, what it costs, the terms.
 
     \b
@@ -133,7 +134,8 @@ def init(ctx: Context, lat: float, lon: float, country: str, address: str, acces
     ad = charger_ad(charger, bytes(32), 1, clock_from_env()())  # checks every field before anything is written
     identity = ctx.home.create(force)
     ctx.home.write_config({
-        "node": {"listen": listen, "announce": list(announce), "relay": relay, "bootstrap": list(bootstrap), "coop": coop},
+        "node": {"listen": listen, "announce": list(announce), "relay": relay, "bootstrap": list(bootstrap), "coop": coop,
+                 "full": full},
         "charger": charger,
         "access": {"address": address, "code": access_code, "instructions": instructions},
     })
@@ -197,7 +199,7 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
                 relay=config["node"].get("relay", False), state=ctx.home.state,
                 access=AccessInfo(address=access["address"], code=access["code"], instructions=access["instructions"]),
                 approval=Approval(charger["approval"]), ledger=ctx.home.ledger(), admin=ctx.home.admin,
-                ocpp=_endpoint(ctx.home, charger), clock=clock,
+                ocpp=_endpoint(ctx.home, charger), clock=clock, full=config["node"].get("full", False),
                 sync_interval=sync_interval,
                 admin_commands={"publish": lambda _: _publish(node, ctx)})
     hooks = None

@@ -11,7 +11,7 @@ import trio
 
 from wattshare.node import Node
 
-from ._args import bootstrap_addresses, listen_address
+from ._args import bootstrap_addresses, full_option, listen_address
 from ._daemon import configure_logging, daemon, refuse_a_second_daemon, run_trio
 from ._home import member_key
 from ._view import Context, emit, money, pass_context
@@ -43,9 +43,11 @@ def wallet_group() -> None:
 @click.option("--listen", default="/ip4/0.0.0.0/tcp/0", show_default=True, callback=listen_address,
               help="libp2p listen address.")
 @click.option("--currency", default="EUR", show_default=True, help="The currency you pay in.")
+@full_option
 @click.option("--force", is_flag=True, help="Replace an existing key and config in this home.")
 @pass_context
-def init(ctx: Context, coop: str, bootstrap: tuple[str, ...], listen: str, currency: str, force: bool) -> None:
+def init(ctx: Context, coop: str, bootstrap: tuple[str, ...], listen: str, currency: str, full: bool,
+         force: bool) -> None:
     """Create this wallet's key and config.
 
     \b
@@ -53,7 +55,7 @@ def init(ctx: Context, coop: str, bootstrap: tuple[str, ...], listen: str, curre
       wattshare wallet init --coop 12D3KooW... --bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...
     """
     identity = ctx.home.create(force)
-    ctx.home.write_config({"node": {"listen": listen, "bootstrap": list(bootstrap), "coop": coop},
+    ctx.home.write_config({"node": {"listen": listen, "bootstrap": list(bootstrap), "coop": coop, "full": full},
                            "wallet": {"currency": currency}})
     emit(ctx, {"peer_id": identity.peer_id, "home": str(ctx.home.path)},
          f"wallet [bold]{identity.peer_id}[/] ready in {ctx.home.path}\n"

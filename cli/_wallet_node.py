@@ -26,7 +26,7 @@ def wallet_node(ctx: Context, daemon: bool = False, sync_interval: float = 30.0)
     config = ctx.home.config()["node"]
     return Node(ctx.home.identity(), listen=config["listen"], state=ctx.home.state, ledger=ctx.home.ledger(),
                 clock=clock_from_env(), gossip=daemon, admin=ctx.home.admin if daemon else None,
-                sync_interval=sync_interval)
+                sync_interval=sync_interval, full=config.get("full", False))
 
 
 def with_node(ctx: Context, job: Callable[[Node], Awaitable[Any]]) -> Any:

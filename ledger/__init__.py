@@ -6,7 +6,7 @@ export (`_export`) and a member's history (`_history`) only read it.
 Depends only on `wattshare.protocol`.
 """
 
-from ._accounts import Account, AccountProof, CutWalker, account_root, accounts_of, light_available
+from ._accounts import Account, AccountProof, AccountQuery, CutWalker, account_root, accounts_of, light_available
 from ._audit import audit
 from ._entry import (
     HOLD_LAPSE,
@@ -24,12 +24,13 @@ from ._entry import (
     Retirement,
     Role,
     SettlementClaim,
+    exposure,
 )
 from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
-from ._light import available, keep, latest_checkpoint, members_at, prove, sign_checkpoint
+from ._light import follow_feed, interest, keep, light_credit, members_at, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -40,13 +41,15 @@ from ._store import IngestReport, LedgerStore
 __all__ = [
     "Account",
     "AccountProof",
+    "AccountQuery",
     "CutWalker",
     "account_root",
     "accounts_of",
-    "available",
     "keep",
-    "latest_checkpoint",
+    "follow_feed",
+    "interest",
     "light_available",
+    "light_credit",
     "members_at",
     "prove",
     "sign_checkpoint",
@@ -94,6 +97,7 @@ __all__ = [
     "checkpoints",
     "decode_entry",
     "export",
+    "exposure",
     "leaf_hash",
     "movements",
     "sync",

@@ -16,10 +16,7 @@ Theory of operation (DESIGN.md, "Light and full members"):
 - `AccountProof` carries a checkpoint entry, one account and its inclusion path: a light
   member verifies the entry like any other (a witness the embedded co-op charter names)
   and the path against the signed root, and `light_available` adds what it holds past
-  the cut. Every hold of the driver at or past its cut size counts at its cap until it
-  is released, lapses or its claim is held (a claim never takes more than its hold), and
-  the holds open at the cut count until the next checkpoint: so a light host's credit
-  check, at any time after the checkpoint, can only err on the safe side.
+  the cut (`_light`).
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from wattshare.protocol import Record, record, require, require_range, require_size
+from wattshare.protocol import Record, frame_kind, record, require, require_range, require_size
 
 from ._entry import Checkpoint, CoopCharter, EntryKind, Role
 from ._errors import EntryRefused, Rule
@@ -86,6 +83,16 @@ def accounts_of(state: LedgerState, t: int) -> list[Account]:
 
 
 @record
+class AccountQuery(Record):
+    """A light member asking a node for `member`'s account (`/wattshare/account/1.0.0`)."""
+
+    member: bytes
+
+    def _validate(self) -> None:
+        require_size("member", self.member, 32, 32)
+
+
+@record
 class AccountProof(Record):
     """One account in a checkpoint, with its inclusion path (see the module doc)."""
 
@@ -115,13 +122,13 @@ class AccountProof(Record):
 
 
 def light_available(account: Account, limit: int, moved_since: int, holds: Iterable[tuple[int, int, int]],
-                    now: int, before: int | None = None) -> int:
+                    before: int | None = None) -> int:
     """A driver's credit as a light member can know it (see the module doc): its account
     at the cut, plus `moved_since` (what the entries past the cut that the member holds
-    moved for it), plus its credit limit, minus the holds open at the cut and the caps of
-    its open holds (seq, cap, lapses) from its cut size on (before seq `before`)."""
-    since = sum(cap for seq, cap, lapses in holds
-                if seq >= account.size and lapses > now and (before is None or seq < before))
+    moved for it), plus its credit limit, minus the holds open at the cut and the amount
+    of every hold (seq, amount, lapses) still open here from its cut size on (before seq
+    `before`), lapsed or not: this member may not hold the claim that took it."""
+    since = sum(amount for seq, amount, _ in holds if seq >= account.size and (before is None or seq < before))
     return account.balance + moved_since + limit - account.held - since
 
 
@@ -219,3 +226,7 @@ class CutWalker:
 
 def _seq(fact: Checked) -> int:
     return fact.seq
+
+
+frame_kind("account_query", AccountQuery)
+frame_kind("account_proof", AccountProof)

@@ -15,7 +15,8 @@ Theory of operation (DESIGN.md, "Ledger"):
     the amount must be what the booking terms give.
   - ACK / DISPUTE (by the driver): the protocol's SettlementAck / Dispute.
   - HOLD (by a driver): its signed BookingRequest, put on its own feed before the host
-    sees the request: the cap is held against its credit until the booking is claimed
+    sees the request: the most the booking can cost (its cap, or a fee of its terms where
+    that is more: `exposure`) is held against its credit until the booking is claimed
     (settled or charged a fee), released, or lapses (`HOLD_LAPSE` after the window ends).
   - RELEASE (by the driver): the request and the host's signed rejection of it: a host
     that refused a booking can never claim it, so its hold ends.
@@ -336,6 +337,17 @@ class Hold(Record):
     def lapses(self) -> int:
         """When an unclaimed hold stops counting."""
         return self.request.message.end + HOLD_LAPSE
+
+    @property
+    def amount(self) -> int:
+        """What it holds: the most its booking can cost the driver (`exposure`)."""
+        return exposure(self.request.message)
+
+
+def exposure(request: BookingRequest) -> int:
+    """The most a booking can cost its driver: its spend cap, or a cancel or no-show fee
+    of its terms where that is more. A claim of it never takes more than this."""
+    return max(request.spend_cap, request.terms.cancel_fee, request.terms.noshow_fee)
 
 
 @record

@@ -1,29 +1,38 @@
-"""A node's account proofs: the accounts its witness signed, proofs of them, and a light member's credit.
+"""Light members: the accounts a witness signs and proves, the feeds a light member follows, its credit check.
 
 Theory of operation (DESIGN.md, "Light and full members"; the proofs in `_accounts`):
 
-- A witness keeps the accounts of the latest checkpoint it signed (`sign_checkpoint`),
-  in the ledger file's `accounts` table, and builds any member's proof from them.
-- A light member keeps the latest verified proof per member it has fetched (`keep`):
-  the wallet its own, a host each driver that books it. A proof is taken only if it
-  verifies under the ledger's co-op and its checkpoint is no older than the latest
-  checkpoint this ledger holds.
-- `available` is a driver's credit from its proof plus what this ledger holds past the
+- A witness keeps the accounts of the latest checkpoint it signed (`sign_checkpoint`), in
+  the ledger file's `accounts` table, and proves any member's account from them (`prove`).
+- A light member replicates the co-op's feed (charter, admissions), its treasurers'
+  feeds (money in and out, adjustments), its own, and the feeds it follows
+  (`follow_feed`): a wallet its hosts', a host its drivers' (`interest`). So a wallet's
+  own balance is exact from its own ledger (every entry that moves its money is on one of
+  those feeds). A host keeps the newest verified proof of each driver that books it
+  (`keep`).
+- `light_credit` is a driver's credit from its proof plus what this ledger holds past the
   proof's cut: the driver's holds (on its own feed, which the host pulls before it
   decides) and the money the held entries past the cut moved for it (a treasurer's
-  deposit, the host's own claims).
+  deposit, the host's own claims). Every hold from the cut on counts, lapsed or not,
+  until this ledger holds its release or claim: a claim by another host never takes
+  more than its hold, so whatever this member does not hold is counted at most. That
+  makes any checkpoint safe to start from, however old, and none at all too (the cut at
+  zero: only slower to free credit). What a light member trusts is the witness's signed
+  accounts (every full node's audit recomputes them and names a witness that lies), not
+  the node that serves the proof nor how fresh it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wattshare.protocol import Identity, Signed
 
 from ._accounts import Account, AccountProof, account_root, accounts_of, light_available
-from ._entry import Checkpoint, Entry, EntryKind
-from ._errors import EntryRefused, Rule
+from ._entry import Checkpoint, Entry, EntryKind, Role
 from ._history import movements
-from ._merkle import MerkleLog
-from ._rules import Checked, check_entry
+from ._merkle import EMPTY_ROOT, MerkleLog
+from ._rules import check_entry
 from ._schema import write_all
 from ._store import LedgerStore
 
@@ -60,11 +69,11 @@ def members_at(ledger: LedgerStore, coop_size: int) -> list[bytes]:
 
 
 def prove(ledger: LedgerStore, member: bytes) -> AccountProof | None:
-    """`member`'s account in the latest checkpoint this node signed, or the latest proof
+    """`member`'s account in the latest checkpoint this node signed, or the newest proof
     of it this node keeps; None if it has neither."""
-    kept = ledger.db.execute("SELECT proof FROM proofs WHERE member = ?", [member]).fetchone()
     signed = ledger.db.execute("SELECT value FROM meta WHERE key = 'accounts'").fetchone()
     if signed is None:
+        kept = ledger.db.execute("SELECT proof FROM proofs WHERE member = ?", [member]).fetchone()
         return AccountProof.decode(kept[0]) if kept else None
     rows = ledger.db.execute("SELECT member, size, root, balance, held FROM accounts ORDER BY position").fetchall()
     accounts = [Account(member=m, size=s, root=r, balance=b, held=h) for m, s, r, b, h in rows]
@@ -76,29 +85,48 @@ def prove(ledger: LedgerStore, member: bytes) -> AccountProof | None:
                         path=tuple(log.inclusion_proof(index, len(accounts))))
 
 
-def latest_checkpoint(ledger: LedgerStore) -> Checked | None:
-    """The newest checkpoint this ledger holds (by its time), of any witness."""
-    row = ledger.db.execute("SELECT unpacked(envelope) FROM entries WHERE kind = ? AND frozen = 0 "
-                            "ORDER BY t DESC LIMIT 1", [EntryKind.CHECKPOINT.value]).fetchone()
-    return check_entry(row[0]) if row else None
-
-
-def keep(ledger: LedgerStore, proof: AccountProof) -> Checked:
-    """Verify and keep a fetched proof (see the module doc); EntryRefused if it does not
-    verify or is older than the latest checkpoint this ledger holds."""
+def keep(ledger: LedgerStore, proof: AccountProof) -> bool:
+    """Verify a fetched proof and keep it if its checkpoint is newer than the one kept for
+    that member; EntryRefused if it does not verify."""
     checked, _ = proof.verify(ledger.state.coop)
-    latest = latest_checkpoint(ledger)
-    if latest is not None and checked.t < latest.t:
-        raise EntryRefused(Rule.HEAD_MISMATCH, "the proof is of an older checkpoint than the latest one held")
-    write_all(ledger.db, [("INSERT OR REPLACE INTO proofs VALUES (?, ?)", [(proof.account.member, proof.encode())])])
-    return checked
+    member = proof.account.member
+    kept = ledger.db.execute("SELECT t FROM proofs WHERE member = ?", [member]).fetchone()
+    if kept is not None and kept[0] >= checked.t:
+        return False
+    write_all(ledger.db, [("INSERT OR REPLACE INTO proofs VALUES (?, ?, ?)", [(member, checked.t, proof.encode())])])
+    return True
 
 
-def available(ledger: LedgerStore, proof: AccountProof, currency: str, now: int, before: int | None = None) -> int:
-    """A driver's credit by its verified `proof` and what this ledger holds past its cut
-    (see the module doc)."""
-    _, body = proof.verify(ledger.state.coop)
-    driver, cut = proof.account.member, body.cut(members_at(ledger, body.coop_size))
+def light_credit(ledger: LedgerStore, driver: bytes, currency: str, before: int | None = None) -> int:
+    """A driver's credit from the newest proof of its account this ledger keeps (or from
+    zero, without one) and what this ledger holds past the proof's cut (see the module
+    doc)."""
+    account, cut = Account(member=driver, size=0, root=EMPTY_ROOT, balance=0, held=0), {}
+    kept = ledger.db.execute("SELECT proof FROM proofs WHERE member = ?", [driver]).fetchone()
+    if kept is not None:
+        proof = AccountProof.decode(kept[0])
+        _, body = proof.verify(ledger.state.coop)
+        if body.coop_size <= ledger.state.size(ledger.state.coop):  # else its members are not known here yet
+            account, cut = proof.account, body.cut(members_at(ledger, body.coop_size))
     moved = sum(m.delta for m in movements(ledger, driver) if m.currency == currency and m.seq >= cut.get(m.author, 0))
     holds = ledger.state.holds.get(driver, {}).values()
-    return light_available(proof.account, ledger.state.credit_limit(driver), moved, holds, now, before)
+    return light_available(account, ledger.state.credit_limit(driver), moved, holds, before)
+
+
+def follow_feed(ledger: LedgerStore, member: bytes) -> None:
+    """Replicate `member`'s feed from now on (a light member's counterparty)."""
+    write_all(ledger.db, [("INSERT OR IGNORE INTO follows VALUES (?)", [(member,)])])
+
+
+def interest(ledger: LedgerStore, me: bytes) -> Callable[[bytes], bool]:
+    """Which feeds a light member replicates (see the module doc)."""
+
+    def wanted(author: bytes) -> bool:
+        charter = ledger.state.charter
+        treasurers = set(charter[1].treasurers) | {r.member for r in charter[1].retired if r.role is Role.TREASURER} \
+            if charter else set()
+        return author in (ledger.state.coop, me) or author in treasurers or ledger.db.execute(
+            "SELECT 1 FROM follows WHERE member = ?", [author]).fetchone() is not None
+
+    return wanted
+

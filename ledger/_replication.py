@@ -16,9 +16,10 @@ Theory of operation (DESIGN.md, "Ledger", replication; the transport comes with 
    the heads that have become checkable.
 
 Only members' feeds are wanted (DESIGN.md, "Light and full members"): the keys the
-co-op's charter in force names, and the co-op itself. A feed skipped because its
-author was not yet a member here is `deferred`; once a batch brings the charter that
-admits it (`newly_admitted`), the caller asks again in the same sync.
+co-op's feed admits or its charter names, and the co-op itself; of those, a light
+member wants only the ones `interested` picks (`ledger._light.interest`). A feed skipped
+is `deferred`; once a batch brings the admission or charter that makes it wanted
+(`newly_admitted`), the caller asks again in the same sync.
 
 Every step is idempotent (duplicates are no-ops), resumable (a broken sync loses only
 the batch in flight; the next `Have` asks again from the new sizes) and independent of
@@ -102,7 +103,7 @@ class Replicator:
         self.interested = interested
         self.batch_size = min(batch_size, MAX_BATCH)
         self._pending_heads: list[Signed[FeedHead]] = []  # their heads beyond what we hold
-        self.deferred: set[bytes] = set()  # feeds skipped in the last `want`: their authors were not members
+        self.deferred: set[bytes] = set()  # feeds skipped in the last `want`: not (yet) members' or of interest
 
     def have(self) -> Have:
         store = self.store
@@ -134,9 +135,9 @@ class Replicator:
         for item in theirs.sizes:
             feed = store.state.feeds.get(item.author)
             ours = feed.size if feed is not None else 0
-            if not self.interested(item.author) or (feed is not None and feed.frozen):
+            if feed is not None and feed.frozen:
                 continue
-            if not store.state.is_member(item.author):
+            if not (self.interested(item.author) and store.state.is_member(item.author)):
                 self.deferred.add(item.author)
                 continue
             if item.author in refetch:
@@ -151,8 +152,10 @@ class Replicator:
         return Want(ranges=tuple(ranges))
 
     def newly_admitted(self) -> bool:
-        """True if a feed the last `want` deferred is a member's now: want again."""
-        return any(self.store.state.is_member(author) for author in self.deferred)
+        """True if a feed the last `want` deferred is wanted now (a charter or admission
+        that came in the meantime made it a member's, or a light member's treasurer's):
+        want again."""
+        return any(self.interested(author) and self.store.state.is_member(author) for author in self.deferred)
 
     def serve(self, want: Want) -> Iterator[Batch]:
         """The batches that answer the other side's Want, from what this store holds."""

@@ -68,7 +68,7 @@ class Checked:
     settlement: bytes | None = None  # settlement: its Settlement's digest; ack, dispute: the one named
     driver: bytes | None = None  # settlement: the booking's driver
     checkpoint: Checkpoint | None = None  # a CHECKPOINT entry's cut and accounts
-    hold: tuple[int, int] | None = None  # hold: (the cap held, when it lapses)
+    hold: tuple[int, int] | None = None  # hold: (the amount held, when it lapses)
 
     @property
     def party(self) -> bytes | None:
@@ -186,7 +186,7 @@ def _fee(signed: Signed[Entry], claim: FeeClaim) -> Checked:
 def _hold(signed: Signed[Entry], hold: Hold) -> Checked:
     if hold.request.signer != signed.signer:
         raise EntryRefused(Rule.WRONG_AUTHOR, "a driver holds credit for its own requests only")
-    return _facts(signed, booking=hold.request.digest, hold=(hold.request.message.spend_cap, hold.lapses))
+    return _facts(signed, booking=hold.request.digest, hold=(hold.amount, hold.lapses))
 
 
 def _release(signed: Signed[Entry], release: Release) -> Checked:

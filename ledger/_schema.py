@@ -28,10 +28,11 @@ sqlite-utils and readable by any SQLite tool. Tables:
   whose own signature verifies, so their author provably wrote them (a settlement above
   the receipts' price or the cap, a fee the terms do not give...): signed evidence that
   names the culprit, kept outside the feeds (at most `MAX_EVIDENCE_PER_AUTHOR` each).
-- `accounts(position, member, size, root, balance, held)`: on a witness's node, the accounts
-  of the latest checkpoint it signed (meta `accounts`: that entry), to prove them from;
-  `proofs(member, proof)`: the latest verified account proof per member a light member
-  fetched (`_light`).
+- `accounts(position, member, size, root, balance, held)`: on a witness's node, the
+  accounts of the latest checkpoint it signed (meta `accounts`: that entry), to prove
+  them from; `proofs(member, t, proof)`: the newest verified account proof per member a
+  light member fetched (`t`: its checkpoint's time); `follows(member)`: the feeds a light
+  member replicates besides the co-op's and its own (`_light`).
 
 An entry's envelope over `COMPRESS_ABOVE` bytes (a settlement, a fee) is kept, when that
 is shorter, as a zero byte (no envelope starts with one: it is a CBOR map) and its raw
@@ -188,6 +189,7 @@ def _create(db: sqlite_utils.Database) -> None:
                         pk=("author", "seq"), if_not_exists=True)
     db.execute("CREATE TABLE IF NOT EXISTS accounts (position INTEGER PRIMARY KEY, member BLOB NOT NULL, "
                "size INTEGER NOT NULL, root BLOB NOT NULL, balance INTEGER NOT NULL, held INTEGER NOT NULL)")
-    db.table("proofs").create({"member": bytes, "proof": bytes}, pk="member", if_not_exists=True)
+    db.table("proofs").create({"member": bytes, "t": int, "proof": bytes}, pk="member", if_not_exists=True)
+    db.table("follows").create({"member": bytes}, pk="member", if_not_exists=True)
     db.table("refused").create({"digest": bytes, "author": bytes, "seq": int, "rule": str, "envelope": bytes,
                           "detected": int}, pk="digest", if_not_exists=True)

@@ -16,9 +16,11 @@ Theory of operation (DESIGN.md, "Booking"; OCPI 2.3 booking terms):
   with a ledger then checks the driver's credit (credit holds: `ledger/_state.py`): the driver
   is a member (`NOT_A_MEMBER`); its own feed holds a HOLD of this very request, pulled
   from the driver's node first if this ledger lacks it (`NO_HOLD`); and its balance
-  plus credit limit, minus the caps of its holds made before this one and still open,
-  covers the cap (`INSUFFICIENT_CREDIT`). Then it reserves the slot atomically in its
-  SQLite (`SLOT_TAKEN`, see `_store`).
+  plus credit limit, minus what its holds made before this one and still open hold,
+  covers the most this booking can cost (`ledger.exposure`; `INSUFFICIENT_CREDIT`). A
+  light host (`light`) follows the driver's feed, fetches the newest proof of its
+  account from its co-op first, and counts from that (`ledger._light`). Then it reserves
+  the slot atomically in its SQLite (`SLOT_TAKEN`, see `_store`).
 - Approval is automatic or manual. A manual request holds its slot as PENDING until the
   host approves or declines it (`DECLINED`), or `approval_timeout` passes
   (`APPROVAL_TIMEOUT`); a refused or timed-out request frees the slot.
@@ -47,7 +49,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
-from wattshare.ledger import EntryKind, FeeClaim, LedgerStore
+from wattshare.ledger import EntryKind, FeeClaim, LedgerStore, exposure, follow_feed, light_credit
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -113,6 +115,8 @@ class BookingDesk:
     clock: Callable[[], float] = wall_time
     limiter: RateLimiter = field(default_factory=RateLimiter)
     fetch_feed: Callable[[bytes], Awaitable[None]] | None = None  # pull a driver's feed from its node
+    light: bool = False  # the ledger is a light member's: credit from an account proof
+    fetch_proof: Callable[[bytes], Awaitable[bool]] | None = None  # a light host's: fetch a driver's account proof
     on_confirmed: Callable[[Booking], None] = lambda booking: None  # the sessions' arrivals desk hears of each
     on_closed: Callable[[bytes], None] = lambda booking_id: None  # ... and of each booking cancelled
     _decisions: dict[bytes, tuple[trio.Event, list[bool]]] = field(default_factory=dict)
@@ -142,9 +146,13 @@ class BookingDesk:
         if (stored := self._answered(request, peer)) is not None:
             return stored
         ledger, driver, arrived = self.ledger, request.message.driver, int(self.clock())
-        if ledger is not None and self.fetch_feed is not None and ledger.state.is_member(driver) \
-                and ledger.state.hold(driver, request.digest) is None:
-            await self.fetch_feed(peer)  # a stranger's request costs no pull: `_check_credit` refuses it
+        if ledger is not None and ledger.state.is_member(driver):  # a stranger's costs no pull: `_check_credit` refuses
+            if self.light:
+                follow_feed(ledger, driver)
+                if self.fetch_proof is not None:
+                    await self.fetch_proof(driver)
+            if self.fetch_feed is not None and ledger.state.hold(driver, request.digest) is None:
+                await self.fetch_feed(peer)
         try:
             self._check(request, peer, arrived)
             if not self.store.reserve(request, BookingState.PENDING):  # held, but confirmed only once signed
@@ -213,10 +221,11 @@ class BookingDesk:
         if hold is None:
             raise Refused(Reason.NO_HOLD, "your ledger feed holds no credit hold for this request: "
                                           "book from a wallet node that keeps its ledger")
-        available = state.available(r.driver, r.tariff.currency, now, before=hold[0])
-        if available < r.spend_cap:
+        available = light_credit(self.ledger, r.driver, r.tariff.currency, before=hold[0]) if self.light \
+            else state.available(r.driver, r.tariff.currency, now, before=hold[0])
+        if available < exposure(r):
             raise Refused(Reason.INSUFFICIENT_CREDIT, f"balance and credit minus your open holds leave {available}, "
-                                                      f"less than the cap of {r.spend_cap}")
+                                                      f"less than the {exposure(r)} this booking can cost")
 
     async def _await_decision(self, booking_id: bytes) -> None:
         event, verdict = trio.Event(), []

@@ -37,7 +37,7 @@ from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import EntryKind, Hold, LedgerStore, Release
+from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, follow_feed, interest
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -55,6 +55,7 @@ from wattshare.protocol import (
     sign,
 )
 
+from ._accounts import ACCOUNT_PROTOCOL, AccountDesk
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide, providers
 from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
@@ -102,7 +103,8 @@ class Node:
                  sync_interval: float = SYNC_INTERVAL, admin: Path | None = None, gossip: bool = True,
                  ocpp: OcppEndpoint | None = None, clock: Clock | None = None,
                  admin_commands: dict[str, Callable[[dict], Any]] | None = None,
-                 conduct: Conduct | None = None, announce: Sequence[str] = (), relay: bool = False) -> None:
+                 conduct: Conduct | None = None, announce: Sequence[str] = (), relay: bool = False,
+                 full: bool = True) -> None:
         quiet_libp2p()
         self.identity = identity
         self.clock = clock or Clock()
@@ -124,16 +126,21 @@ class Node:
         self.host.set_stream_handler(DIAL_BACK_PROTOCOL, self.conduct.guard(DIAL_BACK_PROTOCOL, answer_dial_back))
         self.sync: LedgerSync | None = None
         self.gossip: HeadGossip | None = None
+        self.full = full or ledger is None  # a light member's ledger holds the feeds it needs (`ledger._light`)
         if ledger is not None:
-            self.sync = LedgerSync(ledger, blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
+            self.sync = LedgerSync(ledger, **({} if full else {"interested": interest(ledger, identity.public_key)}),
+                                   blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
             self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))
+            self.accounts = AccountDesk(ledger, blame=lambda who, reason: self.conduct.note(who, ACCOUNT_PROTOCOL, reason))
+            self.host.set_stream_handler(ACCOUNT_PROTOCOL, self.conduct.guard(ACCOUNT_PROTOCOL, self.accounts.handle))
             if gossip:
                 self.gossip = HeadGossip(self.host, identity.public_key, ledger, self.sync.nudge,
                                          blame=lambda who, reason: self.conduct.note(who, HEADS_TOPIC, reason))
         self.desk: BookingDesk | None = None
         if access is not None:
             self.desk = BookingDesk(identity, self.board, self.store, access, approval, ledger, approval_timeout,
-                                    self.clock, fetch_feed=self._fetch_feed)
+                                    self.clock, fetch_feed=self._fetch_feed, light=not self.full,
+                                    fetch_proof=self._fetch_proof)
             self.host.set_stream_handler(BOOKING_PROTOCOL, self.conduct.guard(BOOKING_PROTOCOL, self.desk.handle))
         self.sessions: SessionDesk | None = None
         if access is not None and ocpp is not None:
@@ -242,6 +249,8 @@ class Node:
         ))
         self.store.record(request, BookingState.PENDING)
         if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
+            if not self.full:
+                follow_feed(self.ledger, ad.host)  # its claims of this booking come on its feed
             self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
         return await self.ask_again(request)
 
@@ -292,6 +301,12 @@ class Node:
         the booking desk decides on its request."""
         if self.sync is not None:
             await self.sync.catch_up(self.host, peer_of(key), HOLD_FETCH_TIMEOUT)
+
+    async def _fetch_proof(self, key: bytes) -> bool:
+        """Fetch the newest proof of a member's account from the peers this node joined
+        through (its co-op's nodes) before a light host decides on its request."""
+        peers = [peer_of_address(address) for address in self.store.peers()]
+        return await self.accounts.fetch(self.host, peers, key)
 
     def access(self, booking: Booking) -> AccessInfo:
         """The address, code and instructions of a booking this node made (opened with its key)."""

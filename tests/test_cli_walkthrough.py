@@ -278,7 +278,7 @@ def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
     balance_becomes(street, 3_000 - stopped["amount"])
     assert street.json("coop", "coop", "admit", driver["peer_id"], "--credit-limit", "80")["credit_limit"] == 8_000
     deadline = time.monotonic() + 20
-    while street.json("driver", "wallet", "balance")["credit_limit"] != 8_000:  # the new charter reached it
+    while street.json("driver", "wallet", "balance")["credit_limit"] != 8_000:  # the new admission reached it
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert street.stop() == [0, 0]

@@ -7,7 +7,7 @@ import trio.testing
 from fixtures import HOST, at, make_ad
 
 from wattshare import protocol as p
-from wattshare.ledger import Checkpoint, Entry, LedgerStore
+from wattshare.ledger import Checkpoint, Entry, LedgerStore, members_at
 from wattshare.node import AD_LIFETIME, AdBoard, Clock, witness_feeds
 from wattshare.node._ads import AD_RENEW_AHEAD
 from wattshare.testing import SampleWorld
@@ -105,5 +105,5 @@ def test_the_witness_checkpoints_at_most_once_an_hour_and_only_when_feeds_moved(
 
     assert run_mocked(scenario) == (1, 2, 2)
     [envelope] = ledger.entries(world.witness.public_key, 1, 2)
-    heads = Checkpoint.decode(p.Signed.decode(envelope, Entry).message.body).heads
-    assert {(head.author, head.size) for head in heads} >= {(world.treasurer.public_key, 1)}  # the deposit
+    checkpoint = Checkpoint.decode(p.Signed.decode(envelope, Entry).message.body)
+    assert checkpoint.cut(members_at(ledger, checkpoint.coop_size))[world.treasurer.public_key] == 1  # the deposit

@@ -22,7 +22,7 @@ import trio
 from fixtures import EVERY_DAY, TERMS, TZ, WALLBOX_PASSWORD, at, make_ad, ocpp_endpoint, off_peak_tariff, run_bounded
 
 from wattshare import protocol as p
-from wattshare.ledger import Checkpoint, Entry, EntryKind, LedgerStore, MoneyMove, audit
+from wattshare.ledger import Checkpoint, Entry, EntryKind, LedgerStore, MoneyMove, audit, members_at
 from wattshare.node import AD_LIFETIME, Clock, Curve, Node, Wallbox, witness_feeds
 from wattshare.testing import SampleWorld
 
@@ -142,8 +142,8 @@ def witnessed(ledger: LedgerStore, witness: bytes, author: bytes) -> int:
     if not size:
         return 0
     [envelope] = ledger.entries(witness, size - 1, size)
-    heads = Checkpoint.decode(p.Signed.decode(envelope, Entry).message.body).heads
-    return next((head.size for head in heads if head.author == author), 0)
+    checkpoint = Checkpoint.decode(p.Signed.decode(envelope, Entry).message.body)
+    return checkpoint.cut(members_at(ledger, checkpoint.coop_size)).get(author, 0)
 
 
 def check_bill(night: Night, booking, charging) -> int:

@@ -1,0 +1,82 @@
+"""Light members between real libp2p nodes on 127.0.0.1: a co-op node that witnesses the
+ledger, a light host and a light wallet that hold only the feeds they need, and the
+host's credit check from the co-op's proof of the driver's account."""
+
+import hashlib
+from contextlib import AsyncExitStack
+
+from fixtures import at, make_ad, pinned_clock, run_bounded
+
+from wattshare import protocol as p
+from wattshare.ledger import EntryKind, Hold, LedgerStore, prove, sign_checkpoint
+from wattshare.node import BookingRejected, Node
+from wattshare.node._host import peer_of
+from wattshare.testing import EPOCH, SampleWorld
+
+ACCESS = p.AccessInfo(address="12 Acacia Avenue", instructions="wallbox by the garage", code="4711")
+NIGHTS = [(at(f"2026-11-{day}T23:00"), at(f"2026-11-{day + 1}T06:00")) for day in (28, 29)] \
+    + [(at("2026-11-30T23:00"), at("2026-12-01T06:00"))]
+
+
+def identity(name):
+    return p.Identity(hashlib.sha256(f"light-test/{name}".encode()).digest())
+
+
+def coop_ledger(path, world, host, driver, clock):
+    """The co-op's whole ledger: the two light members admitted with 50.00 EUR of credit,
+    30.00 EUR paid in for the driver, its earlier night at another host (held for 30.00,
+    settled), other members' nights the light nodes have no business with, and the
+    witness's checkpoint of it all."""
+    ledger = LedgerStore(path, world.coop.public_key, clock=clock)
+    earlier = world.session(world.hosts[0], driver, EPOCH + 22 * 3600, spend_cap=3_000)
+    others = [world.session(world.hosts[1], world.drivers[1], EPOCH + 22 * 3600 + day * 86_400) for day in range(3)]
+    entries = [*world.founding(members=(host.public_key, driver.public_key)), world.money(driver, 3_000, EPOCH + 60),
+               world.entry(driver, EntryKind.HOLD, Hold(request=earlier.booking.request), EPOCH + 120),
+               world.settlement_entry(earlier)]
+    entries += [world.settlement_entry(s) for s in others] + [world.ack_entry(s) for s in others]
+    ledger.ingest([e.encode() for e in entries])
+    sign_checkpoint(ledger, world.witness, world.charter, EPOCH + 9 * 86_400)
+    return ledger, earlier.settlement.message.amount
+
+
+def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feeds_it_needs(tmp_path):
+    world, clock = SampleWorld(seed=61), pinned_clock()
+    host_id, driver_id = identity("host"), identity("driver")
+    ledger, paid = coop_ledger(tmp_path / "coop.db", world, host_id, driver_id, clock)
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            coop = Node(identity("coop-node"), ledger=ledger, clock=clock, gossip=False)
+            host = Node(host_id, state=tmp_path / "host.db", access=ACCESS, clock=clock, gossip=False, full=False,
+                        ledger=LedgerStore(tmp_path / "host-ledger.db", world.coop.public_key))
+            car = Node(driver_id, state=tmp_path / "car.db", clock=clock, gossip=False, full=False,
+                       ledger=LedgerStore(tmp_path / "car-ledger.db", world.coop.public_key))
+            for node in (coop, host, car):
+                await stack.enter_async_context(node.running())
+            for node in (host, car):
+                await node.join([coop.address])
+                await node.sync.pull(node.host, peer_of(coop.identity.public_key))
+            assert car.ledger.state.size(driver_id.public_key) == 1  # its own feed: the earlier night's hold
+            ad = (await host.publish(make_ad(host=host_id.public_key))).message
+
+            # the checkpoint frees the earlier night's hold (claimed by a host this one
+            # does not follow): 30.00 + 50.00 - that night; without it, 30.00 would be held
+            first = await car.book(ad, *NIGHTS[0], spend_cap=2_000)
+            second = await car.book(ad, *NIGHTS[1], spend_cap=5_000)
+            try:
+                await car.book(ad, *NIGHTS[2], spend_cap=2_000)
+                raise AssertionError("booked past its credit")
+            except BookingRejected as rejected:
+                refused = rejected.reason
+            return first, second, refused
+
+    first, second, refused = run_bounded(scenario)
+    assert first.confirmation.signer == second.confirmation.signer == host_id.public_key
+    assert refused is p.Reason.INSUFFICIENT_CREDIT  # 80.00 - the night - 20.00 - 50.00 < 20.00
+    hosts_ledger = LedgerStore(tmp_path / "host-ledger.db", world.coop.public_key)
+    held = set(hosts_ledger.sizes())
+    assert held == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key}
+    assert prove(hosts_ledger, driver_id.public_key).account.balance == 3_000 - paid  # the co-op's proof, kept
+    cars_ledger = LedgerStore(tmp_path / "car-ledger.db", world.coop.public_key)
+    assert set(cars_ledger.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key}
+    assert cars_ledger.db.execute("SELECT member FROM follows").fetchall() == [(host_id.public_key,)]  # for its claims
