@@ -8,12 +8,11 @@ Depends only on `wattshare.protocol`.
 
 from ._accounts import Account, AccountProof, AccountQuery, CutWalker, account_root, accounts_of, light_available
 from ._audit import audit
+from ._charter import CoopCharter, CreditLimit, Retirement, Role
 from ._entry import (
     HOLD_LAPSE,
     Adjustment,
     Checkpoint,
-    CoopCharter,
-    CreditLimit,
     Entry,
     EntryKind,
     FeeClaim,
@@ -21,8 +20,6 @@ from ._entry import (
     Hold,
     MoneyMove,
     Release,
-    Retirement,
-    Role,
     SettlementClaim,
     exposure,
 )

@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 
 from wattshare.protocol import Record, frame_kind, record, require, require_range, require_size
 
-from ._entry import Checkpoint, CoopCharter, EntryKind, Role
+from ._charter import CoopCharter, Role
+from ._entry import Checkpoint, EntryKind
 from ._errors import EntryRefused, Rule
 from ._merkle import EMPTY_ROOT, MerkleLog, leaf_hash, verify_inclusion
 from ._rules import Checked, check_entry, decode_entry, entry_body

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._accounts import CutWalker
-from ._entry import CoopCharter, EntryKind
+from ._charter import CoopCharter
+from ._entry import EntryKind
 from ._errors import EntryRefused
 from ._findings import Verdict
 from ._merkle import MerkleLog

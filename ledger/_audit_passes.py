@@ -17,7 +17,8 @@ from typing import Any
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed
 
 from ._accounts import CutWalker, account_root
-from ._entry import Checkpoint, CoopCharter, EntryKind, FeedHead
+from ._charter import CoopCharter
+from ._entry import Checkpoint, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._findings import AuditReport, Verdict, Violation
 from ._merkle import MerkleLog

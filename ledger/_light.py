@@ -29,7 +29,8 @@ from collections.abc import Callable
 from wattshare.protocol import Identity, Signed
 
 from ._accounts import Account, AccountProof, account_root, accounts_of, light_available
-from ._entry import Checkpoint, Entry, EntryKind, Role
+from ._charter import Role
+from ._entry import Checkpoint, Entry, EntryKind
 from ._history import movements
 from ._merkle import EMPTY_ROOT, MerkleLog
 from ._rules import check_entry

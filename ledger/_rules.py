@@ -27,13 +27,12 @@ from wattshare.protocol import (
     vouched_by,
 )
 
+from ._charter import CoopCharter, CreditLimit
 from ._entry import (
     BODY_TYPES,
     MAX_BODY,
     Adjustment,
     Checkpoint,
-    CoopCharter,
-    CreditLimit,
     Entry,
     EntryKind,
     FeeClaim,

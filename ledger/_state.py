@@ -50,7 +50,8 @@ from typing import Any
 
 from wattshare.protocol import GENESIS, Signed
 
-from ._entry import CoopCharter, Entry, EntryKind, FeedHead, Retirement, Role
+from ._charter import CoopCharter, Retirement, Role
+from ._entry import Entry, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
 from ._merkle import MerkleLog, leaf_hash
 from ._rules import Checked

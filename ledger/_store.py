@@ -31,7 +31,8 @@ from wattshare.protocol import (
     wall_time,
 )
 
-from ._entry import CoopCharter, Entry, EntryKind, FeeClaim, FeedHead, Retirement, SettlementClaim
+from ._charter import CoopCharter, Retirement
+from ._entry import Entry, EntryKind, FeeClaim, FeedHead, SettlementClaim
 from ._errors import EntryRefused, Rule, StoreError
 from ._rules import Checked, check_entry, decode_entry, entry_body, evidence
 from ._schema import FORKED, VOID, Envelopes, open_ledger_db, write_all
