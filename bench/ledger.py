@@ -3,14 +3,16 @@
     python -m bench.ledger                 # 100k entries from 200 members
     python -m bench.ledger --entries 20000 # quicker
 
-The baseline is raw PyNaCl Ed25519 verification on this machine, in this run. After the
-full audits (one process, then all), a day of new entries is added and audited
+The baseline is raw PyNaCl Ed25519 verification on this machine, in this run. The co-op's
+witness checkpoints the ledger once a day's worth of entries (`--day`) as it grows, so
+the audits recompute every member's account at each checkpoint. After the full audits
+(one process, then all), a day of new entries and its checkpoint are added and audited
 incrementally from the mark the first audit left. A second table holds issue 17's
 targets beside the figures measured before it. Audit rates are given per entry and per
-signature check; a settlement entry holds two
-signatures to check (the host's entry, the driver's booking request: the host's own
-receipts inside are bound by the entry signature), an ack one, a deposit two (the
-treasurer's entry, the co-op's embedded charter).
+signature check; a settlement entry holds two signatures to check (the host's entry,
+the driver's booking request: the host's own receipts inside are bound by the entry
+signature), an ack one, an admission one, a deposit and a checkpoint two (the entry,
+the co-op's embedded charter).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from nacl.signing import SigningKey
 from rich.console import Console
 from rich.table import Table
 
-from wattshare.ledger import EntryKind, LedgerStore, MoneyMove, SettlementClaim, audit
+from wattshare.ledger import EntryKind, LedgerStore, MoneyMove, SettlementClaim, audit, sign_checkpoint
 from wattshare.protocol import SettlementAck
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -38,7 +40,8 @@ LATER = EPOCH + 20 * 365 * 86_400  # the ledgers' clock: after every night this 
 
 def clock() -> float:
     return float(LATER)
-SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1, EntryKind.ADMIT: 1}
+SIGNATURES = {EntryKind.SETTLEMENT: 2, EntryKind.ACK: 1, EntryKind.DEPOSIT: 2, EntryKind.COOP: 1, EntryKind.ADMIT: 1,
+              EntryKind.CHECKPOINT: 2}
 
 
 def raw_verify_rate(seconds: float = 2.0) -> float:
@@ -102,8 +105,10 @@ def settle(store: LedgerStore, world: SampleWorld, nights: range, pool: ProcessP
         kinds[EntryKind.ACK] += len(items)
 
 
-def build(store: LedgerStore, world: SampleWorld, settlements: int, workers: int) -> tuple[int, float, dict]:
-    """Write the whole ledger through `LedgerStore.append`; returns (entries, seconds, kinds)."""
+def build(store: LedgerStore, world: SampleWorld, settlements: int, workers: int,
+          checkpoints: int = 1) -> tuple[int, float, dict]:
+    """Write the whole ledger through `LedgerStore.append`, with about `checkpoints` witness
+    checkpoints spread over it; returns (entries, seconds, kinds)."""
     kinds = {kind: 0 for kind in SIGNATURES}
     started = time.perf_counter()
     charter = world.charter_body()
@@ -113,9 +118,20 @@ def build(store: LedgerStore, world: SampleWorld, settlements: int, workers: int
                 for d in world.drivers]
     store.append(world.treasurer, deposits, t=EPOCH + 60)
     kinds[EntryKind.COOP], kinds[EntryKind.ADMIT], kinds[EntryKind.DEPOSIT] = 1, len(admissions), len(deposits)
+    nights = settlements // len(world.hosts)
+    step = max(1, -(-nights // checkpoints))  # nights between the witness's checkpoints
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        settle(store, world, range(settlements // len(world.hosts)), pool, kinds)
+        for first in range(0, nights, step):
+            witness_after(store, world, range(first, min(first + step, nights)), pool, kinds)
     return sum(kinds.values()), time.perf_counter() - started, kinds
+
+
+def witness_after(store: LedgerStore, world: SampleWorld, nights: range, pool: ProcessPoolExecutor,
+                  kinds: dict[EntryKind, int]) -> None:
+    """Settle `nights`, then the co-op's witness checkpoints the ledger (its accounts)."""
+    settle(store, world, nights, pool, kinds)
+    sign_checkpoint(store, world.witness, world.charter, EPOCH + nights.stop * 86_400)
+    kinds[EntryKind.CHECKPOINT] += 1
 
 
 def ingest(source: LedgerStore, path: Path, world: SampleWorld) -> float:
@@ -140,7 +156,7 @@ def one_more_day(path: Path, world: SampleWorld, first_night: int, entries: int,
     store = LedgerStore(path, world.coop.public_key, clock=clock)
     nights = max(1, entries // 2 // len(world.hosts))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        settle(store, world, range(first_night, first_night + nights), pool, kinds)
+        witness_after(store, world, range(first_night, first_night + nights), pool, kinds)
     store.close()
     return sum(kinds.values())
 
@@ -157,6 +173,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=200, help="hosts + drivers (default 200)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes for parallel audit")
     parser.add_argument("--day", type=int, default=5_000, help="entries of the day the incremental audit checks")
+    parser.add_argument("--checkpoints", type=int, default=0,
+                        help="witness checkpoints spread over the ledger (default: one a day's worth, --day entries)")
     args = parser.parse_args()
     console = Console()
     hosts = args.members // 2
@@ -169,7 +187,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = LedgerStore(Path(tmp) / "source.db", world.coop.public_key, clock=clock)
         console.print(f"building {settlements} sessions at {hosts} hosts for {drivers} drivers ...")
-        entries, append_seconds, kinds = build(source, world, settlements, args.workers)
+        checkpoints = args.checkpoints or max(1, args.entries // args.day)
+        entries, append_seconds, kinds = build(source, world, settlements, args.workers, checkpoints)
         console.print(f"ingesting {entries} entries into a fresh store ...")
         path = Path(tmp) / "ledger.db"
         ingest_seconds = ingest(source, path, world)

@@ -27,7 +27,7 @@ from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
-from ._light import follow_feed, interest, keep, light_credit, members_at, prove, sign_checkpoint
+from ._light import follow_feed, interest, keep, keep_light, light_credit, members_at, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -43,6 +43,7 @@ __all__ = [
     "account_root",
     "accounts_of",
     "keep",
+    "keep_light",
     "follow_feed",
     "interest",
     "light_available",

@@ -9,7 +9,7 @@ Theory of operation (DESIGN.md, "Light and full members"):
   held}`: the feed's size and Merkle root in the cut, the balance in the co-op's currency,
   and the caps of its credit holds open at the checkpoint's time (`account_root`).
 - A witness computes them from its own state (`accounts_of`), whose feeds are the cut.
-  An auditor recomputes them at every checkpoint's cut (`CutWalker`: it moves each feed's
+  An auditor recomputes their leaves at every checkpoint's cut (`CutWalker`: it moves each feed's
   pointer forward or back across the entries' effects and holds, and takes the roots
   from its own Merkle logs), so a witness lying about a balance, or a ledger file whose
   witnessed entries were cut or rewritten, is named.
@@ -57,19 +57,17 @@ class Account(Record):
         require_range("held", self.held, 0, 2**63)
 
     def leaf(self) -> bytes:
-        return leaf_hash(_LEAF.pack(self.member, self.size, self.root, self.balance, self.held))
+        return account_leaf(self.member, self.size, self.root, self.balance, self.held)
+
+
+def account_leaf(member: bytes, size: int, root: bytes, balance: int, held: int) -> bytes:
+    """The Merkle leaf hash of one account (its fields packed: 32 + 8 + 32 + 8 + 8 bytes)."""
+    return leaf_hash(_LEAF.pack(member, size, root, balance, held))
 
 
 def account_root(accounts: list[Account]) -> bytes:
     """The root over accounts in key order, as a checkpoint signs it."""
     return MerkleLog(a.leaf() for a in accounts).root()
-
-
-def accounts_at(names: list[bytes], sizes: Mapping[bytes, int], roots: Mapping[bytes, bytes],
-                balances: Mapping[bytes, int], held: Mapping[bytes, int]) -> list[Account]:
-    """The accounts of the members `names` (in key order) at a cut (see the module doc)."""
-    return [Account(member=k, size=sizes.get(k, 0), root=roots.get(k, EMPTY_ROOT), balance=balances.get(k, 0),
-                    held=held.get(k, 0)) for k in names]
 
 
 def accounts_of(state: LedgerState, t: int) -> list[Account]:
@@ -79,8 +77,8 @@ def accounts_of(state: LedgerState, t: int) -> list[Account]:
     balances = {m: v for (m, c), v in state.balances.items() if c == currency}
     held = {driver: sum(cap for _, cap, lapses in holds.values() if lapses > t)
             for driver, holds in state.holds.items()}
-    return accounts_at(sorted(state.names()), {a: f.size for a, f in live.items()},
-                       {a: f.log.root() for a, f in live.items()}, balances, held)
+    return [Account(member=k, size=live[k].size if k in live else 0, root=live[k].log.root() if k in live else EMPTY_ROOT,
+                    balance=balances.get(k, 0), held=held.get(k, 0)) for k in sorted(state.names())]
 
 
 @record
@@ -173,11 +171,11 @@ class CutWalker:
         the whole ledger."""
         return all(sizes.get(author, 0) >= at for author, at in self.at.items())
 
-    def accounts(self, names: list[bytes], charter: CoopCharter | None, sizes: Mapping[bytes, int],
-                 roots: Mapping[bytes, bytes], t: int) -> list[Account]:
-        """The accounts of `names` (in key order) at the cut `sizes` (feeds absent from it
-        at 0) whose Merkle roots are `roots`, at time `t`, under `charter`, the one in
-        force at the cut."""
+    def leaves(self, names: list[bytes], charter: CoopCharter | None, sizes: Mapping[bytes, int],
+               roots: Mapping[bytes, bytes], t: int) -> list[bytes]:
+        """The account leaves of `names` (in key order) at the cut `sizes` (feeds absent
+        from it at 0) whose Merkle roots are `roots`, at time `t`, under `charter`, the
+        one in force at the cut."""
         retired = {(r.member, r.role): r.until for r in charter.retired} if charter else {}
         if retired != self.retired:  # which entries are void changed: count the cut again
             if self.seeded:
@@ -186,10 +184,12 @@ class CutWalker:
         for author in set(self.at) | set(sizes):
             self._move(author, sizes.get(author, 0))
         held: dict[bytes, int] = defaultdict(int)
-        for driver, cap, lapses in self.open.values():
+        for driver, amount, lapses in self.open.values():
             if lapses > t:
-                held[driver] += cap
-        return accounts_at(names, sizes, roots, self.balances, held)
+                held[driver] += amount
+        balances = self.balances
+        return [account_leaf(k, sizes.get(k, 0), roots.get(k, EMPTY_ROOT), balances.get(k, 0), held.get(k, 0))
+                for k in names]
 
     def _move(self, author: bytes, size: int) -> None:
         facts, at = self.facts.get(author, []), self.at[author]

@@ -175,6 +175,9 @@ def audit(path: Path | str, *, workers: int = 1, progress: Callable[[int, int], 
         coop_row = conn.execute("SELECT value FROM meta WHERE key = 'coop'").fetchone()
         if coop_row is None:
             raise StoreError(f"{path} names no co-op: it is not a wattshare ledger")
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'light'").fetchone() is not None:
+            raise StoreError(f"{path} is a light member's ledger (it keeps only the feeds its node needs): audit a "
+                             "co-op node's ledger, or set this home up with --full")
         previous = AuditMark.open(mark, coop_row[0]) if mark is not None else None
         while True:
             passes = _passes(conn, path, coop_row[0], workers, progress, previous)

@@ -16,7 +16,7 @@ from typing import Any
 
 from wattshare.protocol import RemoteProtocolError, SignatureError, Signed
 
-from ._accounts import CutWalker, account_root
+from ._accounts import CutWalker
 from ._charter import CoopCharter
 from ._entry import Checkpoint, EntryKind, FeedHead
 from ._errors import EntryRefused, Rule
@@ -234,8 +234,8 @@ class OrderedPasses:
         if self.walker.seeded and not self.walker.reaches(sizes):
             self.reached_back = True
             return {}
-        accounts = self.walker.accounts(names, charter, sizes, roots, fact.t)  # type: ignore[arg-type]
-        if account_root(accounts) != body.accounts:
+        leaves = self.walker.leaves(names, charter, sizes, roots, fact.t)  # type: ignore[arg-type]
+        if MerkleLog(leaves).root() != body.accounts:
             self.flag(Rule.HEAD_MISMATCH, "checkpoint's accounts differ from the entries at its cut (a feed's root, "
                                           "a balance or an open hold)", fact.author, fact.seq)
             return {}

@@ -119,6 +119,12 @@ def follow_feed(ledger: LedgerStore, member: bytes) -> None:
     write_all(ledger.db, [("INSERT OR IGNORE INTO follows VALUES (?)", [(member,)])])
 
 
+def keep_light(ledger: LedgerStore, light: bool) -> None:
+    """Say in the file whether its node keeps only some feeds (`audit` refuses such a file)."""
+    write_all(ledger.db, [("DELETE FROM meta WHERE key = 'light'", [()])]
+              + ([("INSERT INTO meta VALUES ('light', ?)", [(b"\x01",)])] if light else []))
+
+
 def interest(ledger: LedgerStore, me: bytes) -> Callable[[bytes], bool]:
     """Which feeds a light member replicates (see the module doc)."""
 

@@ -79,6 +79,7 @@ class MerkleLog:
         self._base: tuple[int, list[tuple[int, bytes]]] = (0, [])  # (size, frontier) it resumed from
         self._leaves: list[bytes] = []  # the leaves after the base
         self._frontier: list[tuple[int, bytes]] = []
+        self._cursor = self._base  # the last earlier root asked for: a later one replays from it
         for leaf in leaves:
             self.append(leaf)
 
@@ -88,7 +89,7 @@ class MerkleLog:
         if sum(width for width, _ in frontier) != size or not all(_is_hash(h) for _, h in frontier):
             raise ValueError(f"that frontier is not one of a tree of {size} leaves")
         log = cls()
-        log._base = (size, list(frontier))
+        log._base = log._cursor = (size, list(frontier))
         log._frontier = list(frontier)
         return log
 
@@ -111,6 +112,8 @@ class MerkleLog:
             raise ValueError(f"a resumed log cannot drop below its base of {base} leaves")
         kept = self._leaves[:size - base]
         self._leaves, self._frontier = [], list(frontier)
+        if self._cursor[0] > size:
+            self._cursor = self._base
         for leaf in kept:
             self.append(leaf)
 
@@ -129,16 +132,17 @@ class MerkleLog:
     def root_at(self, size: int) -> bytes:
         """Root of the first `size` leaves."""
         self._check_size("size", size)
-        base, frontier = self._base
         if size == self.size:
             return self.root()
-        if base and size >= base:
-            replayed = list(frontier)
-            for leaf in self._leaves[:size - base]:
-                _push(replayed, leaf)
-            return _fold(replayed)
-        self._whole(f"the root at {size}")
-        return self._hash(0, size) if size else EMPTY_ROOT
+        base = self._base[0]
+        if size < base:
+            self._whole(f"the root at {size}")
+        at, frontier = self._cursor if self._cursor[0] <= size else self._base
+        replayed = list(frontier)
+        for leaf in self._leaves[at - base:size - base]:
+            _push(replayed, leaf)
+        self._cursor = (size, replayed)
+        return _fold(replayed)
 
     def _whole(self, what: str) -> None:
         if self._base[0]:

@@ -37,7 +37,7 @@ from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, follow_feed, interest
+from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, follow_feed, interest, keep_light
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -128,6 +128,7 @@ class Node:
         self.gossip: HeadGossip | None = None
         self.full = full or ledger is None  # a light member's ledger holds the feeds it needs (`ledger._light`)
         if ledger is not None:
+            keep_light(ledger, not full)
             self.sync = LedgerSync(ledger, **({} if full else {"interested": interest(ledger, identity.public_key)}),
                                    blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
             self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))

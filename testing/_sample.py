@@ -22,9 +22,9 @@ from wattshare.ledger import (
     Entry,
     EntryKind,
     LedgerStore,
+    MerkleLog,
     MoneyMove,
     SettlementClaim,
-    account_root,
     check_entry,
     members_at,
 )
@@ -151,9 +151,10 @@ class SampleWorld:
             facts[author] = [fact for fact in checked if CutWalker.counts(fact)]
             charters += [fact.charter for fact in checked if fact.charter is not None and author == coop]
         roots = {a: store.state.feeds[a].log.root_at(n) for a, n in sizes.items()}
-        accounts = CutWalker(facts, "EUR").accounts(names, charters[-1] if charters else None, sizes, roots, t)
+        leaves = CutWalker(facts, "EUR").leaves(names, charters[-1] if charters else None, sizes, roots, t)
         return Checkpoint(charter=self.charter, coop_size=sizes.get(coop, 0),
-                          sizes=Checkpoint.pack_sizes([sizes.get(k, 0) for k in names]), accounts=account_root(accounts))
+                          sizes=Checkpoint.pack_sizes([sizes.get(k, 0) for k in names]),
+                          accounts=MerkleLog(leaves).root())
 
     def money(self, member: Identity, amount: int, t: int, kind: EntryKind = EntryKind.DEPOSIT) -> Signed[Entry]:
         assert self.charter is not None, "write the charter first"

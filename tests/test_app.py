@@ -201,7 +201,7 @@ def test_a_neighbour_finds_books_charges_live_pays_cancels_and_disputes_and_the_
     neighbour.get_by_role("link", name="Wallet").click()
     shows(neighbour, "#balance", f"€{(4_000 - paid - 150) / 100:.2f}")  # once the host's claims reached this wallet
     expect(neighbour.get_by_role("cell", name="settlement")).to_be_visible()
-    expect(neighbour.get_by_role("cell", name="fee")).to_be_visible()
+    expect(neighbour.get_by_role("cell", name="What fee", exact=True)).to_be_visible()
     fits(neighbour)
     host.goto(f"{urls['host']}/#earnings")
     expect(host.locator("#earned")).to_have_text(f"€{(paid + 150) / 100:.2f} in all")

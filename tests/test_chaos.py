@@ -1,5 +1,6 @@
 """The chaos run, short: real node processes under kills and wallbox link cuts for 30 s,
-then every ledger audited, heads compared, slots and receipts checked (exit 1 if not)."""
+then the co-op's whole ledger audited, every node's feeds compared with it, slots and
+receipts checked (exit 1 if not)."""
 
 import os
 import subprocess

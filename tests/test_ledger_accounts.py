@@ -181,9 +181,9 @@ def test_audits_accounts_at_any_cut_are_what_a_witness_holding_that_cut_signs(da
             cut.ingest([e for a in authors for e in full.entries(a, 0, sizes[a])])
             at = data.draw(st.sampled_from([NIGHT, LATER]), label="time")
             roots = {a: full.state.feeds[a].log.root_at(n) for a, n in sizes.items() if n}
-            walked = walker.accounts(members_at(cut, sizes[coop]), town.world.charter_body(5_000),
-                                     {a: n for a, n in sizes.items() if n}, roots, at)
-            assert walked == accounts_of(cut.state, at)
+            walked = walker.leaves(members_at(cut, sizes[coop]), town.world.charter_body(5_000),
+                                   {a: n for a, n in sizes.items() if n}, roots, at)
+            assert walked == [account.leaf() for account in accounts_of(cut.state, at)]
             cut.close()
         full.close()
 

@@ -5,10 +5,11 @@ host's credit check from the co-op's proof of the driver's account."""
 import hashlib
 from contextlib import AsyncExitStack
 
+import pytest
 from fixtures import at, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
-from wattshare.ledger import EntryKind, Hold, LedgerStore, prove, sign_checkpoint
+from wattshare.ledger import EntryKind, Hold, LedgerStore, StoreError, audit, prove, sign_checkpoint
 from wattshare.node import BookingRejected, Node
 from wattshare.node._host import peer_of
 from wattshare.testing import EPOCH, SampleWorld
@@ -80,3 +81,5 @@ def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feed
     cars_ledger = LedgerStore(tmp_path / "car-ledger.db", world.coop.public_key)
     assert set(cars_ledger.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key}
     assert cars_ledger.db.execute("SELECT member FROM follows").fetchall() == [(host_id.public_key,)]  # for its claims
+    with pytest.raises(StoreError, match="light member's ledger"):  # partial by design: audit a whole one
+        audit(tmp_path / "car-ledger.db")
