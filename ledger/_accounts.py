@@ -7,12 +7,12 @@ Theory of operation (DESIGN.md, "Light and full members"):
   order; the checkpoint lists each one's feed size in the cut (four bytes a member), and
   signs the root of an RFC 6962 tree over their `Account{member, size, root, balance,
   held}`: the feed's size and Merkle root in the cut, the balance in the co-op's currency,
-  and the caps of its credit holds open at the checkpoint's time (`account_root`).
+  and what its credit holds open at the checkpoint's time hold (`account_root`).
 - A witness computes them from its own state (`accounts_of`), whose feeds are the cut.
-  An auditor recomputes their leaves at every checkpoint's cut (`CutWalker`: it moves each feed's
-  pointer forward or back across the entries' effects and holds, and takes the roots
-  from its own Merkle logs), so a witness lying about a balance, or a ledger file whose
-  witnessed entries were cut or rewritten, is named.
+  An auditor recomputes their leaves at every checkpoint's cut (`CutWalker`: it moves
+  each feed's pointer forward or back across the entries' effects and holds, and takes
+  the roots from its own Merkle logs), so a witness lying about a balance, or a ledger
+  file whose witnessed entries were cut or rewritten, is named.
 - `AccountProof` carries a checkpoint entry, one account and its inclusion path: a light
   member verifies the entry like any other (a witness the embedded co-op charter names)
   and the path against the signed root, and `light_available` adds what it holds past
@@ -47,7 +47,7 @@ class Account(Record):
     size: int  # entries of its feed in the cut
     root: bytes  # their Merkle root
     balance: int  # minor units of the co-op's currency
-    held: int  # caps of its credit holds open at the checkpoint's time
+    held: int  # what its credit holds open at the checkpoint's time hold
 
     def _validate(self) -> None:
         require_size("member", self.member, 32, 32)
@@ -73,12 +73,16 @@ def account_root(accounts: list[Account]) -> bytes:
 def accounts_of(state: LedgerState, t: int) -> list[Account]:
     """The accounts of a ledger's whole state at time `t`: what its witness signs."""
     currency = state.charter[1].currency if state.charter else ""
-    live = {author: feed for author, feed in state.feeds.items() if not feed.frozen}
     balances = {m: v for (m, c), v in state.balances.items() if c == currency}
-    held = {driver: sum(cap for _, cap, lapses in holds.values() if lapses > t)
+    held = {driver: sum(amount for _, amount, lapses in holds.values() if lapses > t)
             for driver, holds in state.holds.items()}
-    return [Account(member=k, size=live[k].size if k in live else 0, root=live[k].log.root() if k in live else EMPTY_ROOT,
-                    balance=balances.get(k, 0), held=held.get(k, 0)) for k in sorted(state.names())]
+    accounts = []
+    for member in sorted(state.names()):
+        feed = state.feeds.get(member)
+        size, root = (feed.size, feed.log.root()) if feed is not None and not feed.frozen else (0, EMPTY_ROOT)
+        accounts.append(Account(member=member, size=size, root=root, balance=balances.get(member, 0),
+                                held=held.get(member, 0)))
+    return accounts
 
 
 @record
@@ -145,7 +149,7 @@ class CutWalker:
         self.retired = retired
         self.at: dict[bytes, int] = defaultdict(int)
         self.balances: dict[bytes, int] = defaultdict(int)
-        self.holds: dict[bytes, tuple[bytes, int, int]] = {}  # booking -> (driver, cap, lapses) in the cut
+        self.holds: dict[bytes, tuple[bytes, int, int]] = {}  # booking -> (driver, amount, lapses) in the cut
         self.closed: dict[bytes, int] = defaultdict(int)  # booking -> its claims and releases in the cut
         self.open: dict[bytes, tuple[bytes, int, int]] = {}  # the holds in the cut not closed in it
 
@@ -157,12 +161,12 @@ class CutWalker:
     def seed(self, sizes: Mapping[bytes, int], balances: Mapping[bytes, int],
              holds: Iterable[tuple[bytes, bytes, int, int]], charter: CoopCharter | None) -> None:
         """Start from a known cut (an audit mark's): its feeds' sizes, balances, open
-        holds (driver, booking, cap, lapses) and the charter in force at it."""
+        holds (driver, booking, amount, lapses) and the charter in force at it."""
         self._reset({(r.member, r.role): r.until for r in charter.retired} if charter else {})
         self.at.update(sizes)
         self.balances.update(balances)
-        for driver, booking, cap, lapses in holds:
-            self.holds[booking] = self.open[booking] = (driver, cap, lapses)
+        for driver, booking, amount, lapses in holds:
+            self.holds[booking] = self.open[booking] = (driver, amount, lapses)
         self.seeded = True
 
     def reaches(self, sizes: Mapping[bytes, int]) -> bool:
