@@ -6,10 +6,10 @@ Theory of operation (DESIGN.md, "Light and full members"; the proofs in `_accoun
   the ledger file's `accounts` table, and proves any member's account from them (`prove`).
 - A light member replicates the co-op's feed (charter, admissions), its treasurers'
   feeds (money in and out, adjustments), its own, and the feeds it follows
-  (`follow_feed`): a wallet its hosts', a host its drivers' (`interest`). So a wallet's
-  own balance is exact from its own ledger (every entry that moves its money is on one of
-  those feeds). A host keeps the newest verified proof of each driver that books it
-  (`keep`).
+  (`follow_feed`, and those its own feed names): a wallet its hosts', a host its
+  drivers' (`interest`). So a wallet's own balance is exact from its own ledger (every
+  entry that moves its money is on one of those feeds). A host keeps the newest verified
+  proof of each driver that books it (`keep`).
 - `light_credit` is a driver's credit from its proof plus what this ledger holds past the
   proof's cut: the driver's holds (on its own feed, which the host pulls before it
   decides) and the money the held entries past the cut moved for it (a treasurer's
@@ -33,7 +33,7 @@ from ._charter import Role
 from ._entry import Checkpoint, Entry, EntryKind
 from ._history import movements
 from ._merkle import EMPTY_ROOT, MerkleLog
-from ._rules import check_entry
+from ._rules import check_entry, decode_entry, entry_body
 from ._schema import write_all
 from ._store import LedgerStore
 
@@ -126,14 +126,28 @@ def keep_light(ledger: LedgerStore, light: bool) -> None:
 
 
 def interest(ledger: LedgerStore, me: bytes) -> Callable[[bytes], bool]:
-    """Which feeds a light member replicates (see the module doc)."""
+    """Which feeds a light member replicates (see the module doc): besides the co-op's and
+    the treasurers', its own, the ones it follows, and the counterparties its own feed
+    names (the hosts of its holds, the drivers of its claims), so a wallet or host whose
+    ledger starts empty again (a new phone, the same key) finds its history."""
+    named: tuple[int, set[bytes]] = (-1, set())
+
+    def counterparties() -> set[bytes]:
+        nonlocal named
+        size = ledger.state.size(me)
+        if named[0] != size:
+            hosts = {entry_body(decode_entry(envelope)).request.message.host for (envelope,) in ledger.db.execute(
+                "SELECT unpacked(envelope) FROM entries WHERE author = ? AND kind = ?", [me, EntryKind.HOLD.value])}
+            drivers = {party for (party,) in ledger.db.execute(
+                "SELECT DISTINCT party FROM entries WHERE author = ? AND party IS NOT NULL", [me])}
+            named = (size, hosts | drivers)
+        return named[1]
 
     def wanted(author: bytes) -> bool:
         charter = ledger.state.charter
         treasurers = set(charter[1].treasurers) | {r.member for r in charter[1].retired if r.role is Role.TREASURER} \
             if charter else set()
-        return author in (ledger.state.coop, me) or author in treasurers or ledger.db.execute(
-            "SELECT 1 FROM follows WHERE member = ?", [author]).fetchone() is not None
+        return author in (ledger.state.coop, me) or author in treasurers or author in counterparties() \
+            or ledger.db.execute("SELECT 1 FROM follows WHERE member = ?", [author]).fetchone() is not None
 
     return wanted
-

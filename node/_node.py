@@ -10,7 +10,8 @@ starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`)
 every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
 the record of who misbehaved); reconnects to the peers it joined through whenever their
 link is gone; if it keeps a ledger, pulls entries from its connected peers every
-`sync_interval` (sooner when a gossiped head says a peer is ahead); and with an `admin`
+`sync_interval` (sooner when a gossiped head says a peer is ahead; a light member, `full`
+false, only the feeds it needs) and answers for members' accounts (`_accounts`); and with an `admin`
 path, answers the local `wattshare` command on that Unix socket; with an `ocpp` endpoint
 (a host: where its wallboxes connect and their passwords), runs the OCPP central system
 its wallbox connects to and the charging sessions (`_sessions`). Its own ads, the
@@ -37,7 +38,7 @@ from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, follow_feed, interest, keep_light
+from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, interest, keep_light
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -129,7 +130,7 @@ class Node:
         self.full = full or ledger is None  # a light member's ledger holds the feeds it needs (`ledger._light`)
         if ledger is not None:
             keep_light(ledger, not full)
-            self.sync = LedgerSync(ledger, **({} if full else {"interested": interest(ledger, identity.public_key)}),
+            self.sync = LedgerSync(ledger, None if full else interest(ledger, identity.public_key),
                                    blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
             self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))
             self.accounts = AccountDesk(ledger, blame=lambda who, reason: self.conduct.note(who, ACCOUNT_PROTOCOL, reason))
@@ -250,8 +251,6 @@ class Node:
         ))
         self.store.record(request, BookingState.PENDING)
         if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
-            if not self.full:
-                follow_feed(self.ledger, ad.host)  # its claims of this booking come on its feed
             self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
         return await self.ask_again(request)
 

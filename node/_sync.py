@@ -44,10 +44,11 @@ log = logging.getLogger(__name__)
 class LedgerSync:
     """Serve and pull ledger entries for one store (see the module doc)."""
 
-    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True,
+    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] | None = None,
                  blame: Callable[[bytes, Reason], None] = lambda culprit, reason: None) -> None:
+        """`interested` picks the feeds to pull (a light member's: `ledger.interest`); all by default."""
         self.store = store
-        self.interested = interested
+        self.interested = interested or (lambda author: True)
         self.blame = blame  # told of each culprit: a lying entry's author, or a peer serving forgeries
         self._news, self._news_out = trio.open_memory_channel[ID](64)
         self.remote_sizes: dict[ID, dict[bytes, int]] = {}  # what each peer served us last held

@@ -9,7 +9,7 @@ import pytest
 from fixtures import at, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
-from wattshare.ledger import EntryKind, Hold, LedgerStore, StoreError, audit, prove, sign_checkpoint
+from wattshare.ledger import EntryKind, Hold, LedgerStore, StoreError, audit, interest, prove, sign_checkpoint
 from wattshare.node import BookingRejected, Node
 from wattshare.node._host import peer_of
 from wattshare.testing import EPOCH, SampleWorld
@@ -79,7 +79,11 @@ def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feed
     assert held == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key}
     assert prove(hosts_ledger, driver_id.public_key).account.balance == 3_000 - paid  # the co-op's proof, kept
     cars_ledger = LedgerStore(tmp_path / "car-ledger.db", world.coop.public_key)
-    assert set(cars_ledger.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key}
-    assert cars_ledger.db.execute("SELECT member FROM follows").fetchall() == [(host_id.public_key,)]  # for its claims
+    # from an empty ledger: its own feed names the host of its earlier night, whose claim it needs
+    assert set(cars_ledger.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key,
+                                        world.hosts[0].public_key}
+    assert cars_ledger.balance(driver_id.public_key, "EUR") == 3_000 - paid  # exact, from what it keeps
+    assert interest(cars_ledger, driver_id.public_key)(host_id.public_key)  # tonight's host: its claims will come
+    assert not interest(cars_ledger, driver_id.public_key)(world.hosts[1].public_key)
     with pytest.raises(StoreError, match="light member's ledger"):  # partial by design: audit a whole one
         audit(tmp_path / "car-ledger.db")
