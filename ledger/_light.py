@@ -60,13 +60,12 @@ def members_at(ledger: LedgerStore, coop_size: int) -> list[bytes]:
     state = ledger.state
     if coop_size == state.size(state.coop):
         return sorted(state.names())
-    names, charter = {state.coop}, None
-    for envelope in ledger.entries(state.coop, 0, coop_size):
-        fact = check_entry(envelope)
-        if fact.admitted is not None:
-            names.add(fact.admitted.member)
-        charter = fact.charter or charter
-    return sorted(names | (charter.names() if charter else set()))
+    query = "FROM entries WHERE author = ? AND kind = ? AND seq < ? AND frozen = 0"
+    admitted = {m for (m,) in ledger.db.execute(f"SELECT party {query}", [state.coop, EntryKind.ADMIT.value, coop_size])}
+    latest = ledger.db.execute(f"SELECT unpacked(envelope) {query} ORDER BY seq DESC LIMIT 1",
+                               [state.coop, EntryKind.COOP.value, coop_size]).fetchone()
+    charter = check_entry(latest[0]).charter if latest else None
+    return sorted(admitted | {state.coop} | (charter.names() if charter else set()))
 
 
 def prove(ledger: LedgerStore, member: bytes) -> AccountProof | None:

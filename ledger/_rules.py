@@ -71,10 +71,13 @@ class Checked:
 
     @property
     def party(self) -> bytes | None:
-        """The member besides its author whose money the entry moves: a settlement's or
-        fee's driver, a deposit's or withdrawal's member (an adjustment moves two: None)."""
+        """The member besides its author the entry is about: whose money it moves (a
+        settlement's or fee's driver, a deposit's or withdrawal's member; an adjustment
+        moves two: None), or whom it admits."""
         if self.kind in (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL):
             return self.effects[0][0]
+        if self.admitted is not None:
+            return self.admitted.member
         return self.driver if self.kind in (EntryKind.SETTLEMENT, EntryKind.FEE) else None
 
 

@@ -9,8 +9,9 @@ sqlite-utils and readable by any SQLite tool. Tables:
   every accepted entry, one per (author, seq), in the order they were accepted (rows
   appended at the end fill their pages: 16 KiB pages, so a settlement entry's row of
   about 2.4 KB wastes little of one); indexed by (author, seq), and by `booking_id` and
-  `party` (the member besides the author whose money it moves: `Checked.party`) where
-  there is one, so a member's history reads its own entries only. `envelope` holds the
+  `party` (the member besides the author the entry is about: whose money it moves, or
+  whom it admits: `Checked.party`) where there is one, so a member's history reads its
+  own entries only, and a checkpoint's members are read without decoding admissions. `envelope` holds the
   exact signed bytes (deflated when large, see below), `digest` = SHA-256 of them,
   `leaf` their RFC 6962 leaf hash, `booking_id` the booking a settlement or fee claims,
   `frozen` = 1 for entries of a feed whose author forked it (kept, not counted), 2 for

@@ -160,6 +160,16 @@ def test_the_newest_proof_is_kept_and_frees_what_was_claimed(town, tmp_path):
     assert light_credit(light, driver, "EUR") == full.state.available(driver, "EUR", LATER)  # nothing past its cut
 
 
+def test_the_members_of_an_earlier_cut_are_read_from_the_coops_feed(town, tmp_path):
+    town, full = town
+    coop = town.world.coop.public_key
+    for size in range(1, full.state.size(coop) + 1):  # the charter, then one admission more each time
+        early = LedgerStore(tmp_path / f"coop{size}.db", coop, clock=lambda: LATER)
+        early.ingest(full.entries(coop, 0, size))
+        assert members_at(full, size) == sorted(early.state.names())
+        early.close()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_audits_accounts_at_any_cut_are_what_a_witness_holding_that_cut_signs(data):
