@@ -9,8 +9,21 @@ import pytest
 from fixtures import at, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
-from wattshare.ledger import EntryKind, Hold, LedgerStore, StoreError, audit, interest, prove, sign_checkpoint
-from wattshare.node import BookingRejected, Node
+from wattshare.ledger import (
+    AccountProof,
+    AccountQuery,
+    EntryKind,
+    Hold,
+    LedgerStore,
+    StoreError,
+    audit,
+    interest,
+    prove,
+    sign_checkpoint,
+)
+from wattshare.node import BookingRejected, FrameStream, Node
+from wattshare.node._accounts import ACCOUNT_PROTOCOL
+from wattshare.node._framing import serve, varint
 from wattshare.node._host import peer_of
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -87,3 +100,54 @@ def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feed
     assert not interest(cars_ledger, driver_id.public_key)(world.hosts[1].public_key)
     with pytest.raises(StoreError, match="light member's ledger"):  # partial by design: audit a whole one
         audit(tmp_path / "car-ledger.db")
+
+
+def test_the_account_protocol_refuses_bad_queries_and_a_host_blames_a_peer_serving_a_forged_proof(tmp_path):
+    world, clock = SampleWorld(seed=62), pinned_clock()
+    host_id, driver_id = identity("host"), identity("driver")
+    ledger, _ = coop_ledger(tmp_path / "coop.db", world, host_id, driver_id, clock)
+    liar_id = identity("liar")
+
+    async def forged(stream):
+        """A peer answering every query with the co-op's proof, its balance raised."""
+        async def respond(frames):
+            await frames.receive(AccountQuery)
+            proof = prove(ledger, driver_id.public_key)
+            await frames.send(proof.replace(account=proof.account.replace(balance=10**6)))
+
+        await serve(stream, respond, 5)
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            coop = Node(identity("coop-node"), ledger=ledger, clock=clock, gossip=False)
+            liar = Node(liar_id, clock=clock, gossip=False)
+            host = Node(host_id, state=tmp_path / "host.db", access=ACCESS, clock=clock, gossip=False, full=False,
+                        ledger=LedgerStore(tmp_path / "host-ledger.db", world.coop.public_key))
+            for node in (coop, liar, host):
+                await stack.enter_async_context(node.running())
+            liar.host.set_stream_handler(ACCOUNT_PROTOCOL, forged)
+            await host.join([coop.address, liar.address])
+            coop_peer, liar_peer = peer_of(coop.identity.public_key), peer_of(liar_id.public_key)
+            refusals = []
+            for frame in (AccountQuery(member=identity("stranger").public_key), b"\xff\xfe\xfd"):
+                try:
+                    stream = await host.host.new_stream(coop_peer, [ACCOUNT_PROTOCOL])
+                    frames = FrameStream(stream)
+                    if isinstance(frame, bytes):
+                        await stream.write(varint(len(frame)) + frame)
+                    else:
+                        await frames.send(frame)
+                    reply = await frames.receive(AccountProof)
+                    refusals.append(reply.reason)
+                finally:
+                    await stream.close()
+            forged_kept = await host.accounts.fetch(host.host, [liar_peer], driver_id.public_key)
+            honest_kept = await host.accounts.fetch(host.host, [liar_peer, coop_peer], driver_id.public_key)
+            return refusals, forged_kept, honest_kept, host.conduct.culprits()
+
+    refusals, forged_kept, honest_kept, culprits = run_bounded(scenario)
+    assert refusals == [p.Reason.NOT_A_MEMBER, p.Reason.MALFORMED]  # and the co-op node went on serving
+    assert not forged_kept and honest_kept  # the forged one refused, the co-op's taken after it
+    assert {(c["peer"], c["protocol"]) for c in culprits} == {(liar_id.peer_id, ACCOUNT_PROTOCOL)}
+    hosts_ledger = LedgerStore(tmp_path / "host-ledger.db", world.coop.public_key)
+    assert prove(hosts_ledger, driver_id.public_key).account.balance < 10**6
