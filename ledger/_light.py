@@ -129,18 +129,23 @@ def interest(ledger: LedgerStore, me: bytes) -> Callable[[bytes], bool]:
     the treasurers', its own, the ones it follows, and the counterparties its own feed
     names (the hosts of its holds, the drivers of its claims), so a wallet or host whose
     ledger starts empty again (a new phone, the same key) finds its history."""
-    named: tuple[int, set[bytes]] = (-1, set())
+    read, named = 0, set[bytes]()  # own entries read so far, and the counterparties they name
 
     def counterparties() -> set[bytes]:
-        nonlocal named
+        nonlocal read
         size = ledger.state.size(me)
-        if named[0] != size:
-            hosts = {entry_body(decode_entry(envelope)).request.message.host for (envelope,) in ledger.db.execute(
-                "SELECT unpacked(envelope) FROM entries WHERE author = ? AND kind = ?", [me, EntryKind.HOLD.value])}
-            drivers = {party for (party,) in ledger.db.execute(
-                "SELECT DISTINCT party FROM entries WHERE author = ? AND party IS NOT NULL", [me])}
-            named = (size, hosts | drivers)
-        return named[1]
+        if size == read:
+            return named
+        if size < read:  # the feed was frozen or rebuilt: read it again
+            read = 0
+            named.clear()
+        named.update(entry_body(decode_entry(envelope)).request.message.host for (envelope,) in ledger.db.execute(
+            "SELECT unpacked(envelope) FROM entries WHERE author = ? AND kind = ? AND seq >= ?",
+            [me, EntryKind.HOLD.value, read]))
+        named.update(party for (party,) in ledger.db.execute(
+            "SELECT party FROM entries WHERE author = ? AND party IS NOT NULL AND seq >= ?", [me, read]))
+        read = size
+        return named
 
     def wanted(author: bytes) -> bool:
         charter = ledger.state.charter

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from wattshare.ledger import Entry, EntryKind, LedgerStore, sign_checkpoint
+from wattshare.ledger import Entry, LedgerStore, sign_checkpoint
 from wattshare.protocol import Identity, Signed
 
 from ._clock import Clock
@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def charter_entry(ledger: LedgerStore, coop: bytes) -> Signed[Entry] | None:
-    """The co-op's charter in force: its feed's latest COOP entry, if the ledger holds one."""
-    for envelope in reversed(ledger.entries(coop, 0, ledger.sizes().get(coop, 0))):
-        entry = Signed.decode(envelope, Entry)
-        if entry.message.kind is EntryKind.COOP:
-            return entry
-    return None
+    """The co-op's charter in force: its feed's latest COOP entry, if the ledger holds one
+    (read at the seq the ledger's state took it from: the feed's admissions after it are
+    not decoded)."""
+    if ledger.state.charter is None or ledger.state.coop != coop:
+        return None
+    seq = ledger.state.charter[0]
+    return Signed.decode(ledger.entries(coop, seq, seq + 1)[0], Entry)
 
 
 async def witness_feeds(ledger: LedgerStore, witness: Identity, coop: bytes, clock: Clock,
