@@ -5,7 +5,7 @@ PROTOCOL.md is written by hand around blocks fenced by `<!-- generated:NAME -->`
 stream protocols and their limits, the frame kinds, the signed message types, every
 record's fields in wire key order with their types and the comments beside them in the
 source, every enum's values, and the ledger's entry kinds. Run it to rewrite the blocks;
-`--check` only says which are stale (`tests/test_protocol_doc.py` holds the file to it):
+`--check` only says which are stale (`tests/test_spec.py` holds the file to it):
 
     python docs/protocol_spec.py          # rewrite PROTOCOL.md's generated blocks
     python docs/protocol_spec.py --check  # exit 1 naming any stale block
