@@ -4,17 +4,19 @@ PROTOCOL.md is written by hand around blocks fenced by `<!-- generated:NAME -->`
 `<!-- /generated:NAME -->`. This module renders each block from the running code: the
 stream protocols and their limits, the frame kinds, the signed message types, every
 record's fields in wire key order with their types and the comments beside them in the
-source, every enum's values, and the ledger's entry kinds. Run it to rewrite the blocks;
-`--check` only says which are stale (`tests/test_spec.py` holds the file to it):
+source, every enum's values, and the ledger's entry kinds; and the same schemas as JSON
+for programs (`vectors/schema.json`). Run it to rewrite them; `--check` only says what
+is stale (`tests/test_spec.py` holds both to it):
 
-    python docs/protocol_spec.py          # rewrite PROTOCOL.md's generated blocks
-    python docs/protocol_spec.py --check  # exit 1 naming any stale block
+    python docs/protocol_spec.py          # rewrite PROTOCOL.md's generated blocks and schema.json
+    python docs/protocol_spec.py --check  # exit 1 naming anything stale
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import re
 import sys
 import types
@@ -31,6 +33,7 @@ from wattshare.protocol._wire import FRAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "PROTOCOL.md"
+SCHEMA = ROOT / "vectors" / "schema.json"
 _BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 _FIELD = re.compile(r"^\s+(\w+): [^#\n]*?(?:#\s*(?P<comment>.*))?$", re.M)
 _VALUE = re.compile(r"^\s*(\w+)(?::[^=\n]*)? = [^#\n]*?#\s*(?P<comment>.*)$", re.M)
@@ -83,30 +86,41 @@ def _link(cls: type) -> str:
     return f"[{cls.__name__}](#{_anchor(cls)})"
 
 
-def _message_name(cls: type) -> str:
-    return f"`{cls.TYPE}` ({_link(cls)})" if cls in MESSAGE_TYPES.values() else _link(cls)
-
-
-def _type(hint: typing.Any, limit: int | None = None) -> str:
-    """A field's wire type in words, linking records and enums."""
+def _shape(hint: typing.Any, limit: int | None = None) -> typing.Any:
+    """A field's wire type as JSON (the grammar is in vectors/README.md)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint in (int, bytes, bool):
-        return {int: "int", bytes: "bytes", bool: "bool"}[hint]
-    if hint is str:
-        return "text"
+    if hint in (int, bytes, bool, str):
+        return {int: "int", bytes: "bytes", bool: "bool", str: "text"}[hint]
     if isinstance(hint, type) and issubclass(hint, StrEnum):
-        return f"text, one of {_link(hint)}"
+        return {"enum": hint.__name__}
     if origin is tuple:
-        most = f", at most {limit}" if limit is not None else ""
-        return f"array{most} of {_type(args[0])}"
+        return {"array": _shape(args[0]), "max": limit}
     if origin in (types.UnionType, typing.Union):
-        inner = next(a for a in args if a is not type(None))
-        return f"{_type(inner)} or null"
+        return {"optional": _shape(next(a for a in args if a is not type(None)))}
     if origin is Signed:
-        return f"envelope of {_message_name(args[0])}"
+        return {"envelope": args[0].TYPE}
     if isinstance(hint, type) and issubclass(hint, Record):
-        return _link(hint)
+        return {"record": hint.__name__}
     raise TypeError(f"no wire type for {hint!r}")
+
+
+def _words(shape: typing.Any) -> str:
+    """A wire type in words, linking records and enums."""
+    if isinstance(shape, str):
+        return shape
+    if "enum" in shape:
+        return f"text, one of [{shape['enum']}](#enum-{shape['enum'].lower()})"
+    if "array" in shape:
+        most = f", at most {shape['max']}" if shape["max"] is not None else ""
+        return f"array{most} of {_words(shape['array'])}"
+    if "optional" in shape:
+        return f"{_words(shape['optional'])} or null"
+    if "envelope" in shape:
+        cls = MESSAGE_TYPES[shape["envelope"]]
+        return f"envelope of `{cls.TYPE}` ({_link(cls)})"
+    if "map" in shape:
+        return "map: " + ", ".join(f"`{field['key']}` {_words(field['type'])}" for field in shape["map"])
+    return f"[{shape['record']}](#record-{shape['record'].lower()})"
 
 
 def _records() -> list[type[Record]]:
@@ -144,9 +158,11 @@ def _doc(cls: type) -> str:
 
 PACKED = {  # the wire keys of a record whose stored form is packed (its own to_wire), in key order
     SettlementClaim: [
-        ("request", "envelope of `booking_request` ([BookingRequest](#record-bookingrequest))", "the driver's"),
+        ("request", {"envelope": "booking_request"}, "the driver's"),
         ("readings", "bytes", "per receipt: t - request.start (int32), energy_wh (uint32), signature (64), big-endian"),
-        ("settlement", "map: `t` int, `sig` bytes, `amount` int, `breakdown` array of [PriceLine](#record-priceline)",
+        ("settlement", {"map": [{"key": "t", "type": "int"}, {"key": "sig", "type": "bytes"},
+                                {"key": "amount", "type": "int"},
+                                {"key": "breakdown", "type": {"array": {"record": "PriceLine"}, "max": 64}}]},
          "the host's Settlement without what follows from the rest"),
         ("confirmation", "bytes", "access_digest (32), confirmed (int64), signature (64), big-endian"),
     ],
@@ -165,19 +181,23 @@ def _heading(cls: type, title: str) -> str:
     return f'<a id="{_anchor(cls)}"></a>\n#### {title}\n\n' + (f"{doc}\n\n" if doc else "")
 
 
-def _fields(cls: type[Record]) -> str:
-    """A record's wire keys in key order, their types and source comments."""
+def _keys(cls: type[Record]) -> list[tuple[str, typing.Any, str]]:
+    """A record's wire keys in key order: (key, shape, the comment beside it in the source)."""
     if cls in PACKED:
         assert [key for key, *_ in PACKED[cls]] == CLAIM_KEYS, "PACKED differs from protocol's CLAIM_KEYS"
-        return _table(["key", "type", "note"], [[f"`{key}`", kind, note] for key, kind, note in PACKED[cls]])
+        return PACKED[cls]
     hints = typing.get_type_hints(cls)
     _converters(cls)
     comments = _comments(inspect.getsource(cls), _FIELD)
-    names = _NAMES[cls]
-    if not names:
+    return [(name, _shape(hints[name], cls.LIMITS.get(name)), comments.get(name, "")) for name in _NAMES[cls]]
+
+
+def _fields(cls: type[Record]) -> str:
+    """A record's keys as a table."""
+    keys = _keys(cls)
+    if not keys:
         return "An empty map.\n"
-    return _table(["key", "type", "note"], [[f"`{name}`", _type(hints[name], cls.LIMITS.get(name)),
-                                             _cell(comments.get(name))] for name in names])
+    return _table(["key", "type", "note"], [[f"`{key}`", _words(shape), _cell(note)] for key, shape, note in keys])
 
 
 def render_records() -> str:
@@ -250,17 +270,40 @@ def regenerate(text: str) -> tuple[str, list[str]]:
     return _BLOCK.sub(fill, text), stale
 
 
+def schema() -> dict[str, typing.Any]:
+    """The same schemas for programs (`vectors/schema.json`; its grammar is in vectors/README.md)."""
+    return {
+        "records": {cls.__name__: {"type": getattr(cls, "TYPE", None), "author": getattr(cls, "AUTHOR", None),
+                                   "keys": [{"key": key, "type": shape} for key, shape, _ in _keys(cls)]}
+                    for cls in _records()},
+        "enums": {cls.__name__: [member.value for member in cls] for cls in _enums()},
+        "frames": {name: cls.__name__ for name, cls in FRAMES.items()},
+        "messages": {name: cls.__name__ for name, cls in sorted(MESSAGE_TYPES.items())},
+        "entry_kinds": {kind.value: body.__name__ for kind, body in BODY_TYPES.items()},
+    }
+
+
+def outputs() -> tuple[dict[Path, str], list[str]]:
+    """Each generated file's content, and what is stale: PROTOCOL.md's blocks by name, schema.json."""
+    text, stale = regenerate(SPEC.read_text())
+    encoded = json.dumps(schema(), indent=1) + "\n"
+    if not SCHEMA.exists() or SCHEMA.read_text() != encoded:
+        stale.append(SCHEMA.name)
+    return {SPEC: text, SCHEMA: encoded}, stale
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only say which generated blocks are stale")
+    parser.add_argument("--check", action="store_true", help="only say what is stale")
     args = parser.parse_args()
-    text, stale = regenerate(SPEC.read_text())
+    files, stale = outputs()
     if args.check:
         if stale:
-            sys.exit(f"PROTOCOL.md is stale ({', '.join(stale)}): run python docs/protocol_spec.py")
+            sys.exit(f"stale: {', '.join(stale)}: run python docs/protocol_spec.py")
         return
-    SPEC.write_text(text)
-    print(f"PROTOCOL.md: {len(stale)} block(s) rewritten{': ' + ', '.join(stale) if stale else ''}")
+    for path, content in files.items():
+        path.write_text(content)
+    print(f"rewritten: {', '.join(stale) or 'nothing'}")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,20 @@ def vectors(name):
     return json.loads((ROOT / "vectors" / name).read_text())
 
 
-def test_protocol_md_is_what_the_code_generates():
-    text, stale = spec_tool.regenerate((ROOT / "PROTOCOL.md").read_text())
-    assert stale == [], f"stale blocks {stale}: run python docs/protocol_spec.py"
+def test_protocol_md_and_its_json_schemas_are_what_the_code_generates():
+    files, stale = spec_tool.outputs()
+    assert stale == [], f"stale: {stale}: run python docs/protocol_spec.py"
     for name in spec_tool.BLOCKS:
-        assert f"<!-- generated:{name} -->" in text, name
+        assert f"<!-- generated:{name} -->" in files[spec_tool.SPEC], name
+
+
+def test_the_json_schemas_describe_every_vector():
+    """Each valid frame's keys are the schema's keys of its record, in order, all present."""
+    schema = json.loads((ROOT / "vectors" / "schema.json").read_text())
+    assert set(schema["frames"]) == set(FRAMES) and set(schema["messages"]) == set(MESSAGE_TYPES)
+    for vector in vectors("frames.json"):
+        record = schema["records"][schema["frames"][vector["kind"]]]
+        assert list(vector["value"][vector["kind"]]) == [key["key"] for key in record["keys"]], vector["name"]
 
 
 def test_protocol_md_names_every_reason_code_frame_kind_and_message_type():
