@@ -162,8 +162,8 @@ PACKED = {  # the wire keys of a record whose stored form is packed (its own to_
         ("readings", "bytes", "per receipt: t - request.start (int32), energy_wh (uint32), signature (64), big-endian"),
         ("settlement", {"map": [{"key": "t", "type": "int"}, {"key": "sig", "type": "bytes"},
                                 {"key": "amount", "type": "int"},
-                                {"key": "breakdown", "type": {"array": {"record": "PriceLine"}, "max": 64}}]},
-         "the host's Settlement without what follows from the rest"),
+                                {"key": "breakdown", "type": {"array": {"record": "PriceLine"}, "max": None}}]},
+         "the host's Settlement (a breakdown of at most 64 lines) without what follows from the rest"),
         ("confirmation", "bytes", "access_digest (32), confirmed (int64), signature (64), big-endian"),
     ],
 }

@@ -220,8 +220,8 @@ def _entries(sample: _Sample) -> list[dict[str, Any]]:
     out = [{**_valid_envelope(sample.world, name, signed), "kind": str(signed.message.kind)}
            for name, signed in sample.entries.items()]
     lie = sample.world.overclaim_entry(sample.session, 100)
-    out.append({"name": "a settlement claiming more than its receipts price to", "hex": lie.encode().hex(),
-                "rule": "mispriced"})
+    out.append({**_valid_envelope(sample.world, "a settlement claiming more than its receipts price to", lie),
+                "kind": str(lie.message.kind), "rule": "mispriced"})
     return out
 
 
