@@ -36,6 +36,7 @@ SPEC = ROOT / "PROTOCOL.md"
 SCHEMA = ROOT / "vectors" / "schema.json"
 _BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 _FIELD = re.compile(r"^\s+(\w+): [^#\n]*?(?:#\s*(?P<comment>.*))?$", re.M)
+_INTERNAL = re.compile(r" \((?:see the module doc|`_\w+`|protocol `\w+`)\)")  # pointers into the Python source
 _VALUE = re.compile(r"^\s*(\w+)(?::[^=\n]*)? = [^#\n]*?#\s*(?P<comment>.*)$", re.M)
 
 PROTOCOLS = [  # (constant, what it carries); ids and caps come from the code
@@ -153,7 +154,9 @@ def _doc(cls: type) -> str:
     """The first paragraph of the class's own docstring (not an inherited or generated one)."""
     doc = inspect.getdoc(cls) or ""
     inherited = any(doc == inspect.getdoc(base) for base in cls.__mro__[1:])
-    return "" if inherited or doc.startswith(f"{cls.__name__}(") else " ".join(doc.split("\n\n")[0].split())
+    if inherited or doc.startswith(f"{cls.__name__}("):
+        return ""
+    return _INTERNAL.sub("", " ".join(doc.split("\n\n")[0].split()))
 
 
 PACKED = {  # the wire keys of a record whose stored form is packed (its own to_wire), in key order

@@ -80,6 +80,8 @@ def require_days(name: str, days: tuple[DayOfWeek, ...]) -> None:
 
 @record
 class PriceComponent(Record):
+    """One price of a tariff element (OCPI PriceComponent)."""
+
     type: Dimension
     price: int  # PRICE_SCALE units of the minor unit, per kWh / per hour / per session
     step_size: int = 1  # Wh for ENERGY, seconds for TIME and PARKING_TIME; 1 for FLAT
@@ -91,15 +93,17 @@ class PriceComponent(Record):
 
 @record
 class TariffRestrictions(Record):
-    start_time: str | None = None
-    end_time: str | None = None
-    day_of_week: tuple[DayOfWeek, ...] = ()
-    min_wh: int | None = None
-    max_wh: int | None = None
-    min_power_w: int | None = None
-    max_power_w: int | None = None
-    min_duration: int | None = None  # seconds since the session started
-    max_duration: int | None = None
+    """When a tariff element applies (OCPI TariffRestrictions); a bound that is null does not restrict."""
+
+    start_time: str | None = None  # local "HH:MM", inclusive; after end_time: the span wraps past midnight
+    end_time: str | None = None  # local "HH:MM", exclusive
+    day_of_week: tuple[DayOfWeek, ...] = ()  # local days it applies on; empty: every day
+    min_wh: int | None = None  # Wh delivered in the session so far, inclusive
+    max_wh: int | None = None  # Wh delivered in the session so far, exclusive
+    min_power_w: int | None = None  # W of the interval being priced, inclusive
+    max_power_w: int | None = None  # W of the interval being priced, exclusive
+    min_duration: int | None = None  # seconds since the session started, inclusive
+    max_duration: int | None = None  # seconds since the session started, exclusive
 
     def _validate(self) -> None:
         for name in ("start_time", "end_time"):
@@ -128,7 +132,10 @@ class TariffRestrictions(Record):
 
 @record
 class TariffElement(Record):
-    price_components: tuple[PriceComponent, ...]
+    """Prices and when they apply (OCPI TariffElement): the first element whose restrictions
+    hold prices a dimension."""
+
+    price_components: tuple[PriceComponent, ...]  # 1 to 4, at most one per dimension
     restrictions: TariffRestrictions | None = None
 
     def _validate(self) -> None:
@@ -139,10 +146,12 @@ class TariffElement(Record):
 
 @record
 class Tariff(Record):
-    currency: str
-    elements: tuple[TariffElement, ...]
-    min_price: int | None = None  # minor units
-    max_price: int | None = None
+    """What a charger costs (OCPI 2.2.1 Tariff): frozen into every booking."""
+
+    currency: str  # ISO 4217, three capital letters
+    elements: tuple[TariffElement, ...]  # 1 to 32, in order of precedence
+    min_price: int | None = None  # minor units: a session costs at least this
+    max_price: int | None = None  # minor units: and at most this
 
     def _validate(self) -> None:
         require(_CURRENCY.fullmatch(self.currency) is not None, "currency is an ISO 4217 code like EUR")
