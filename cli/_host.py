@@ -16,6 +16,7 @@ from wattshare.node import (
     Node,
     OcppEndpoint,
     Wallbox,
+    cell_of,
     client_context,
     make_certificate,
     node_commands,
@@ -140,8 +141,8 @@ def init(ctx: Context, lat: float, lon: float, country: str, address: str, acces
         "access": {"address": address, "code": access_code, "instructions": instructions},
     })
     url = f"{'wss' if ocpp_tls else 'ws'}://{ocpp_address}/ocpp/{charger_id}"
-    data = {"peer_id": identity.peer_id, "home": str(ctx.home.path), "cell": ad.geohash, "charger": charger_id,
-            "ocpp": url, "ocpp_password": charger["ocpp_password"]}
+    data = {"peer_id": identity.peer_id, "home": str(ctx.home.path), "geohash": ad.geohash, "cell": cell_of(ad.geohash),
+            "charger": charger_id, "ocpp": url, "ocpp_password": charger["ocpp_password"]}
     trust = ""
     if ocpp_tls:
         key, cert = _tls_files(ctx.home)
@@ -215,8 +216,8 @@ def run(ctx: Context, simulate_wallbox: bool, wallbox_kw: float, sync_interval: 
         port = node.sessions.central.port
         where = _ocpp(charger["ocpp"])[0].replace("0.0.0.0", "127.0.0.1")  # listening on all: reach it on loopback
         tls = client_context(_tls_files(ctx.home)[1]) if charger.get("ocpp_tls") else None
-        log.info("advertising charger=%s seq=%d cell=%s ocpp=%s://%s:%d/ocpp/%s", signed["charger"],
-                 signed["seq"], signed["cell"], "wss" if tls else "ws", where, port, charger["id"])
+        log.info("advertising charger=%s seq=%d geohash=%s ocpp=%s://%s:%d/ocpp/%s", signed["charger"],
+                 signed["seq"], signed["geohash"], "wss" if tls else "ws", where, port, charger["id"])
         if hooks is not None:
             nursery.start_soon(hooks.run)
         table = node_commands(node) | node.admin_commands
@@ -244,7 +245,7 @@ def _publish(node: Node, ctx: Context) -> dict:
     current = node.board.ads.get(charger["id"])
     ad = charger_ad(charger, node.identity.public_key, current.message.seq + 1 if current else 1, node.clock())
     node.announce(ad)
-    return {"charger": ad.charger_id, "seq": ad.seq, "cell": ad.geohash}
+    return {"charger": ad.charger_id, "seq": ad.seq, "geohash": ad.geohash, "cell": cell_of(ad.geohash)}
 
 
 @host_group.command("status")
@@ -341,5 +342,5 @@ def ad_update(ctx: Context) -> None:
       $EDITOR ~/.local/share/wattshare/config.toml && wattshare host ad update
     """
     data = ask(ctx.home, {"cmd": "publish"})
-    emit(ctx, data, f"announced {data['charger']} at seq {data['seq']} (cell {data['cell']})")
+    emit(ctx, data, f"announced {data['charger']} at seq {data['seq']} (geohash {data['geohash']}, DHT cell {data['cell']})")
 

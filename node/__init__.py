@@ -14,7 +14,7 @@ from ._coop import CoopOffice, CoopRefused, parse_member
 from ._dialback import DIAL_BACK_PROTOCOL
 from ._errors import DisputeRefused, NodeError, SessionLost
 from ._framing import FrameError, FrameStream, StreamEnded, causes, exception_leaves
-from ._host import cell_key, make_host, peer_of, peer_of_address
+from ._host import cell_key, cell_of, make_host, peer_of, peer_of_address
 from ._node import Node
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore
@@ -59,6 +59,7 @@ __all__ = [
     "basic_auth",
     "causes",
     "cell_key",
+    "cell_of",
     "exception_leaves",
     "charge",
     "charter_entry",

@@ -15,7 +15,8 @@ Theory of operation (DESIGN.md, "Charger advertisement and search"):
   streams reset) and collects providers of every cell by merging the local provider
   store with its own bounded Kademlia lookup: ask the DIRECT_ASKS known peers nearest
   the key at once, then, for at most LOOKUP_ROUNDS rounds, the closer peers they name
-  that are nearer than any asked so far. (py-libp2p 0.8.1's `find_providers` answers
+  that are nearer than any asked so far; a peer that does not answer the dial is
+  forgotten (`_liveness`), not asked. (py-libp2p 0.8.1's `find_providers` answers
   from the local store alone once it holds any record, which can be a subset, and its
   walk queries every peer it hears of until its deadline: too slow for a search.)
   It then fetches each provider's ads concurrently under one deadline, and hands
@@ -57,7 +58,8 @@ from wattshare.protocol import (
 
 from ._conduct import at_fault
 from ._framing import FrameStream, ask, serve
-from ._host import cell_key
+from ._host import CELL_PRECISION, cell_key, cell_of
+from ._liveness import reachable
 
 AD_PROTOCOL = TProtocol("/wattshare/ad/1.0.0")
 HANDLER_TIMEOUT = 10.0
@@ -99,7 +101,7 @@ class AdBoard:
 
     @property
     def cells(self) -> set[str]:
-        return {signed.message.geohash[:5] for signed in self.ads.values()}
+        return {cell_of(signed.message.geohash) for signed in self.ads.values()}
 
     async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         return await serve(stream, self._answer, HANDLER_TIMEOUT)
@@ -125,6 +127,8 @@ async def providers(dht: KadDHT, host: IHost, dht_key: str) -> dict[ID, PeerInfo
     closer: set[ID] = set()
 
     async def ask(peer: ID) -> None:
+        if not await reachable(host, dht, peer, ASK_TIMEOUT):
+            return  # it left: forgotten, never asked again
         with trio.move_on_after(ASK_TIMEOUT):
             answer, peers = await dht.provider_store._get_providers_from_peer_with_closers(peer, key)
             for info in answer:
@@ -165,7 +169,7 @@ async def find_chargers(host: IHost, dht: KadDHT, query: Query, now: int,
     ad it did not sign as its host (another host's, or one naming another host), or a
     broken list, is `blame`d, and what it served dropped."""
     lat, lon = query.point
-    cells = geo.covering_cells(lat, lon, query.radius_m, 5)
+    cells = geo.covering_cells(lat, lon, query.radius_m, CELL_PRECISION)
     peers: dict[ID, PeerInfo] = {}
 
     limiter = trio.CapacityLimiter(CELL_LOOKUPS)  # a burst of lookups gets streams reset (LIBP2P-NOTES)

@@ -13,20 +13,26 @@ Theory of operation (LIBP2P-NOTES.md, measured on py-libp2p 0.8.1):
 - Joining: connect to each bootstrap peer and add it to the routing table (connections
   alone do not fill it), then refresh the table once.
 - py-libp2p configures loud logging on import; `quiet_libp2p` routes it through the
-  standard logging tree at ERROR at least, where the daemon's own configuration decides.
+  standard logging tree at ERROR at least, where the daemon's own configuration decides,
+  and turns the multi-line ERRORs it logs when a peer lacks a protocol or has left (a
+  js-libp2p client without gossipsub, say) into one DEBUG line each.
+- py-libp2p leaves a stopped host's links and listener open in the process (the
+  listener even handshaking); `running` closes them, so a node that stops is gone, as a
+  process that exits is, and its peers see it leave.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, IListener, IMuxedConn
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
@@ -46,7 +52,35 @@ from wattshare.protocol import Identity
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 JOIN_TIMEOUT = 10.0
+LEAVE_TIMEOUT = 2.0
+CELL_PRECISION = 5  # a DHT cell is a geohash-5 (about 4.9 km x 4.9 km); an ad names a geohash-7
 log = logging.getLogger(__name__)
+
+
+# What py-libp2p 0.8.1 logs at ERROR, over several lines, when a peer lacks a protocol
+# (gossipsub, a wattshare one, the DHT) or has left mid-way: the world's doing, which the
+# caller hears of as an exception anyway (issue 18). basic_host logs its one ERROR only
+# when negotiating a protocol with the peer failed.
+_WORLDS_DOING = {
+    "libp2p.host.basic_host": re.compile(r"Failed to open stream to peer "),
+    "libp2p.protocol_muxer.multiselect_client": re.compile(r"MultiselectClient handshake: (read|write) failed"),
+    "libp2p.transport.tcp.tcp": re.compile(r"Failed to open TCP stream"),
+}
+
+
+class _OneDebugLine(logging.Filter):
+    """Turns a record of the world's doing (`_WORLDS_DOING`) into one DEBUG line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _WORLDS_DOING[record.name].match(message := record.getMessage()):
+            return True
+        record.msg, record.args = " ".join(line.strip() for line in message.splitlines()[:2]), None
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        record.exc_info = record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_ONE_DEBUG_LINE = _OneDebugLine()
 
 
 def quiet_libp2p() -> None:
@@ -57,11 +91,18 @@ def quiet_libp2p() -> None:
     for name, child in logging.root.manager.loggerDict.items():
         if name.startswith("libp2p.") and isinstance(child, logging.Logger):
             child.setLevel(logging.NOTSET)  # some set their own INFO level on import
+    for name in _WORLDS_DOING:
+        logging.getLogger(name).addFilter(_ONE_DEBUG_LINE)  # once: a filter is added only if absent
 
 
 def _dht_key(name: str) -> str:
     """The DHT provider key of a name: its sha2-256 multihash, in hex (LIBP2P-NOTES)."""
     return "1220" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def cell_of(geohash: str) -> str:
+    """The DHT cell of a charger's public geohash-7 location: its first CELL_PRECISION characters."""
+    return geohash[:CELL_PRECISION]
 
 
 def cell_key(cell: str) -> str:
@@ -107,9 +148,32 @@ async def running(host: IHost, dht: KadDHT, listen: str = DEFAULT_LISTEN) -> Asy
     """Listen and run the DHT for the life of the block (no timeout may be opened in here
     around these contexts: LIBP2P-NOTES)."""
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(_leave, host)  # runs once the host has stopped
         await stack.enter_async_context(host.run(listen_addrs=[multiaddr.Multiaddr(listen)]))
         await stack.enter_async_context(background_trio_service(dht))
         yield
+
+
+async def _leave(host: IHost) -> None:
+    """Close the links and listeners py-libp2p 0.8.1 leaves open (a listener even
+    handshaking) once its host has stopped: a node that stops is gone, as a process that
+    exits is, and its peers see it leave."""
+    swarm = host.get_network()
+    with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):  # left by a cancellation, maybe
+        async with trio.open_nursery() as nursery:
+            for links in list(swarm.connections.values()):
+                for link in links:
+                    if not link.muxed_conn.is_closed:
+                        nursery.start_soon(_close_quietly, link.muxed_conn)
+            for listener in list(swarm.listeners.values()):
+                nursery.start_soon(_close_quietly, listener)
+
+
+async def _close_quietly(closable: IMuxedConn | IListener) -> None:
+    try:
+        await closable.close()
+    except Exception as error:  # noqa: BLE001 - leaving anyway
+        log.debug("closing %r on leaving: %r", closable, error)
 
 
 async def join(host: IHost, dht: KadDHT, bootstrap: list[str], limiter: trio.CapacityLimiter | None = None) -> int:

@@ -2,14 +2,15 @@
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
-`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_reach`) know nothing of
-each other. A node is started with `async with node.running():` and stopped by leaving
+`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_reach`, `_liveness`) know
+nothing of each other. A node is started with `async with node.running():` and stopped by leaving
 the block. While it runs it serves its protocols and, through `_upkeep`, re-signs its
 ads well before they expire; refreshes its routing table and re-provides its ads' cells a few times soon after it
 starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
 every protocol behind one door (`_conduct`: per-peer stream and misconduct limits, and
 the record of who misbehaved); reconnects to the peers it joined through whenever their
-link is gone; if it keeps a ledger, pulls entries from its connected peers every
+link is gone; forgets the routing-table peers that have left (`_liveness`); if it
+keeps a ledger, pulls entries from its connected peers every
 `sync_interval` (sooner when a gossiped head says a peer is ahead; a light member, `full`
 false, only the feeds it needs) and answers for members' accounts (`_accounts`); and with an `admin`
 path, answers the local `wattshare` command on that Unix socket; with an `ocpp` endpoint
@@ -73,6 +74,7 @@ from ._host import (
     DEFAULT_LISTEN,
     address,
     cell_key,
+    cell_of,
     join,
     make_dht,
     make_host,
@@ -82,6 +84,7 @@ from ._host import (
     relay_key,
     running,
 )
+from ._liveness import forget_departed
 from ._reach import Reach
 from ._sessions import SESSION_PROTOCOL, SessionDesk
 from ._store import NodeStore
@@ -182,6 +185,7 @@ class Node:
             await nursery.start(self.reachability.run)
             for upkeep in (reannounce, keep_ads_fresh, stay_joined):
                 nursery.start_soon(upkeep, self)
+            nursery.start_soon(forget_departed, self.host, self.dht)
             if self.sync is not None:
                 nursery.start_soon(self.sync.anti_entropy, self.host, self.sync_interval)
             if self.sessions is not None:
@@ -216,7 +220,7 @@ class Node:
     async def publish(self, ad: ChargerAd) -> Signed[ChargerAd]:
         """Sign, keep and advertise `ad` (its seq must be above the one it replaces)."""
         signed = self.announce(ad)
-        await provide(self.dht, [cell_key(ad.geohash[:5])])
+        await provide(self.dht, [cell_key(cell_of(ad.geohash))])
         return signed
 
     def announce(self, ad: ChargerAd) -> Signed[ChargerAd]:

@@ -15,9 +15,10 @@ signed but the ledger refuses is kept as evidence and its author `blame`d; a bat
 an entry nobody signed refuses the batch and blames the peer serving it. A server that
 sees in the puller's `Have` entries it lacks pulls them back soon after, which is how a
 short-lived wallet `push`es its new entries before it leaves. Nothing depends on gossip
-arriving: every node pulls from every peer it is connected to every `SYNC_INTERVAL`,
-which is what makes replicas converge after partitions, restarts and dropped
-announcements; a head announcement (`_gossip`) only `nudge`s an earlier pull.
+arriving: every node pulls from every peer it is connected to every `SYNC_INTERVAL`
+(but those whose identify says they do not speak this protocol), which is what makes
+replicas converge after partitions, restarts and dropped announcements; a head
+announcement (`_gossip`) only `nudge`s an earlier pull.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 
 from wattshare.ledger import Batch, EntryRefused, Have, LedgerStore, Replicator, Want
 from wattshare.protocol import ErrorReply, Reason, RemoteProtocolError
@@ -151,10 +153,18 @@ class LedgerSync:
         peer at once, forever."""
         while True:
             for peer in list(host.get_connected_peers()):
-                await self._pull_logged(host, peer)
+                if _may_speak_sync(host, peer):
+                    await self._pull_logged(host, peer)
             with trio.move_on_after(interval):
                 while True:
                     await self._pull_logged(host, await self._news_out.receive())
 
 
-
+def _may_speak_sync(host: IHost, peer: ID) -> bool:
+    """False for a peer whose identify lists its protocols without ours (a plain libp2p
+    client, say: pulling from it would fail every round); True until identify has told."""
+    try:
+        protocols = host.get_peerstore().get_protocols(peer)
+    except PeerStoreError:
+        return True
+    return not protocols or SYNC_PROTOCOL in protocols

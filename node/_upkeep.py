@@ -57,7 +57,8 @@ async def _close_link(node: Node, peer: ID) -> None:
 
 async def stay_joined(node: Node) -> None:
     """Reconnect to the peers joined through (a restarted co-op node, say) whenever
-    the link is gone: anti-entropy pulls only from connected peers."""
+    the link is gone, back into the routing table too: anti-entropy pulls only from
+    connected peers, and lookups start from the table."""
     while True:
         await trio.sleep(REJOIN_INTERVAL)
         connected = set(node.host.get_connected_peers())
@@ -71,6 +72,7 @@ async def stay_joined(node: Node) -> None:
                     except Exception as error:  # noqa: BLE001 - still down: try again next round
                         log.info("peer %s still unreachable: %s", peer, error)
                         continue
+                    await node.dht.add_peer(peer)  # forgotten while it was down (`_liveness`)
                 if node.sync is not None:
                     node.sync.nudge(peer)
 

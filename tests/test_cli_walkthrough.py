@@ -99,6 +99,7 @@ def move_in(street, approval="auto", *host_options):
                        "--access-code", "4711", "--max-kw", "7.4", "--off-peak", "23:00-07:00@0.12", "--peak", "0.30",
                        "--ocpp", f"127.0.0.1:{free_port()}", "--coop", coop["coop"], "--bootstrap", bootstrap,
                        "--approval", approval, *host_options)
+    assert (len(host["geohash"]), host["cell"]) == (7, host["geohash"][:5])  # issue 18: a cell is the DHT's geohash-5
     street.json("coop", "coop", "admit", host["peer_id"])
     street.daemon("host", "host", "run", "--simulate-wallbox", "--wallbox-kw", "7.4")
     wallet = street.json("driver", "wallet", "init", "--coop", coop["coop"], "--bootstrap", bootstrap)
@@ -258,7 +259,8 @@ def test_manual_approval_cancel_stop_ad_update_withdraw_and_admit(street):
     street.json("host", "host", "decline", pending[:8])
     _, err = second.communicate(timeout=30)
     assert second.returncode == 1 and "declined" in err
-    assert street.json("host", "host", "ad", "update")["seq"] == 2
+    update = street.json("host", "host", "ad", "update")
+    assert (update["seq"], update["geohash"], update["cell"]) == (2, "u33dc7f", "u33dc")  # as `host init` placed it
 
     soon = int(street.sim_now()) + 600
     third, pending = book_pending(*window(street, soon))

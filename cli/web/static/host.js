@@ -10,7 +10,7 @@ async function hostStatus(main) {
       h("dt", {}, "Node"), h("dd", { id: "reach" }, flag(!s.reachable.includes("no relay"), s.reachable, s.reachable)),
       h("dt", {}, "Wallbox"), h("dd", { id: "wallbox" }, flag(s.wallbox_connected, `${s.wallbox} connected`, `${s.wallbox} not connected`)),
       h("dt", {}, "Peers"), h("dd", {}, `${s.peers} (${s.links.direct} direct, ${s.links.relayed} relayed)`),
-      h("dt", {}, "Advertised"), h("dd", {}, s.ads.map((a) => `${a.charger} in cell ${a.geohash}, seq ${a.seq}`).join("; ") || "nothing yet"),
+      h("dt", {}, "Advertised"), h("dd", {}, s.ads.map((a) => `${a.charger} at geohash ${a.geohash}, seq ${a.seq}`).join("; ") || "nothing yet"),
       h("dt", {}, "Waiting for you"), h("dd", { id: "waiting" }))),
     live));
   const waiting = main.querySelector("#waiting");
