@@ -185,7 +185,7 @@ def _invalid(sample: _Sample) -> list[dict[str, Any]]:
     stranger = world.drivers[1]
     envelope = request.to_wire()
     return [
-        case("signature of another message", cbor2.dumps({**envelope, "sig": bytes(flipped)}), p.Reason.BAD_SIGNATURE),
+        case("a signature with one bit flipped", cbor2.dumps({**envelope, "sig": bytes(flipped)}), p.Reason.BAD_SIGNATURE),
         case("a valid signature by a key that is not the request's driver",
              _resigned(world, request, request.message.replace(driver=stranger.public_key).encode()),
              p.Reason.WRONG_SIGNER),
