@@ -2,8 +2,8 @@
 
 Theory of operation: `Node` wires the pieces together and owns their lifetimes; the
 pieces themselves (`_host`, `_ads`, `_bookings`, `_sync`, `_gossip`, `_admin`,
-`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_reach`, `_liveness`) know
-nothing of each other. A node is started with `async with node.running():` and stopped by leaving
+`_framing`, `_store`, `_sessions`, `_charge`, `_conduct`, `_reach`, `_liveness`, `_asking`)
+know nothing of each other. A node is started with `async with node.running():` and stopped by leaving
 the block. While it runs it serves its protocols and, through `_upkeep`, re-signs its
 ads well before they expire; refreshes its routing table and re-provides its ads' cells a few times soon after it
 starts, then every `REANNOUNCE_INTERVAL` (and at once after `publish` or `join`); serves
@@ -28,24 +28,20 @@ are real seconds.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import trio
-from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import EntryKind, Hold, LedgerStore, Release, interest, keep_light
+from wattshare.ledger import LedgerStore, interest, keep_light
 from wattshare.protocol import (
     AccessInfo,
     Booking,
     BookingRequest,
-    BookingState,
-    Cancel,
     ChargerAd,
     Dispute,
     Identity,
@@ -54,13 +50,13 @@ from wattshare.protocol import (
     Result,
     Signed,
     open_access,
-    sign,
 )
 
+from . import _asking
 from ._accounts import ACCOUNT_PROTOCOL, AccountDesk
 from ._admin import serve_admin
 from ._ads import AD_PROTOCOL, AdBoard, find_chargers, provide, providers
-from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk, BookingRejected, request_booking, request_cancel
+from ._bookings import BOOKING_PROTOCOL, Approval, BookingDesk
 from ._central import OcppEndpoint
 from ._charge import Charging
 from ._claims import catch_up, dispute
@@ -68,7 +64,7 @@ from ._clock import Clock
 from ._conduct import Conduct
 from ._dialback import DIAL_BACK_PROTOCOL, answer_dial_back
 from ._following import RESUME_WINDOW, follow
-from ._framing import StreamEnded, causes
+from ._framing import causes
 from ._gossip import HEADS_TOPIC, HeadGossip
 from ._host import (
     DEFAULT_LISTEN,
@@ -244,56 +240,16 @@ class Node:
                                    blame=lambda peer, reason: self.conduct.note(peer, AD_PROTOCOL, reason))
 
     async def book(self, ad: ChargerAd, start: int, end: int, spend_cap: int) -> Booking:
-        """Book `ad`'s charger for [start, end); raises BookingRejected with the host's reason."""
-        await self.reachability.connect(await self.reach(ad.host))  # the request is dated as it leaves
-        request = sign(self.identity, BookingRequest(
-            driver=self.identity.public_key, host=ad.host, charger_id=ad.charger_id, ad_seq=ad.seq,
-            tariff=ad.tariff, terms=ad.terms, tz=ad.tz, max_power_w=ad.max_power_w, geohash=ad.geohash,
-            country=ad.country, start=start, end=end,
-            spend_cap=spend_cap,
-            nonce=os.urandom(16), created=int(self.clock()),
-        ))
-        self.store.record(request, BookingState.PENDING)
-        if self.ledger is not None:  # the host confirms only once it sees the cap held on our feed
-            self.ledger.append(self.identity, [(EntryKind.HOLD, Hold(request=request))])
-        return await self.ask_again(request)
+        """Book `ad`'s charger for [start, end) (`_asking.book`); raises BookingRejected."""
+        return await _asking.book(self, ad, start, end, spend_cap)
 
     async def ask_again(self, request: Signed[BookingRequest]) -> Booking:
-        """Send a booking request (again: the host answers a repeat with its first answer)
-        and keep the answer: the confirmed Booking, or BookingRejected after a signed
-        rejection (the credit hold released). A link that goes during the request (a
-        relayed one replaced by a direct one) is asked once more. Any other failure (no
-        answer, Ctrl-C) leaves the booking pending here: the host may have confirmed it."""
-        try:
-            try:
-                booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
-            except (StreamEnded, StreamError) as lost:  # the link changed under it (relayed -> direct): once more
-                log.info("asking again: the link to the host went during the request (%r)", lost)
-                booking, sealed = await request_booking(self.host, await self.reach(request.message.host), request)
-        except BookingRejected as rejected:
-            self.store.mark(request.digest, BookingState.REJECTED, answer=rejected.rejection)
-            if self.ledger is not None and rejected.rejection is not None:
-                release = Release(request=request, rejection=rejected.rejection)
-                self.ledger.append(self.identity, [(EntryKind.RELEASE, release)])
-            raise
-        self.store.mark(booking.id, BookingState.CONFIRMED, answer=booking.confirmation, access=sealed)
-        return booking
+        """Send a booking request again and keep its answer (`_asking.ask_again`)."""
+        return await _asking.ask_again(self, request)
 
     async def ask_again_pending(self) -> list[bytes]:
-        """Ask the hosts of this driver's pending bookings (answers lost on the way) again,
-        while their windows are open; the ids of those still without an answer."""
-        unknown = []
-        for row in self.store.bookings(BookingState.PENDING):
-            if row["driver"] != self.identity.public_key or row["end"] <= self.clock():
-                continue
-            try:
-                await self.ask_again(self.store.request(row["booking_id"]))  # type: ignore[arg-type]
-            except BookingRejected:
-                continue
-            except Exception as error:  # noqa: BLE001 - still unknown: the next command asks again
-                log.info("booking %s still has no answer: %s", row["booking_id"].hex()[:12], error)
-                unknown.append(row["booking_id"])
-        return unknown
+        """Ask again for this driver's pending bookings (`_asking.ask_again_pending`)."""
+        return await _asking.ask_again_pending(self)
 
     def catch_up_bookings(self) -> list[bytes]:
         """This driver's bookings brought up to date with its hosts' claims (`_claims.catch_up`)."""
@@ -325,11 +281,8 @@ class Node:
         return dispute(self.identity, self.store, self.ledger, int(self.clock()), booking, reason, detail)
 
     async def cancel(self, booking: Booking, detail: str = "") -> int:
-        """Cancel a confirmed booking at its host; returns the fee the host claims."""
-        cancel = sign(self.identity, Cancel(booking_id=booking.id, t=int(self.clock()), detail=detail))
-        fee = await request_cancel(self.host, await self.reach(booking.request.message.host), cancel)
-        self.store.mark(booking.id, BookingState.CANCELLED, closed_by=cancel)
-        return fee
+        """Cancel a confirmed booking at its host (`_asking.cancel`); returns the fee the host claims."""
+        return await _asking.cancel(self, booking, detail)
 
     async def reach(self, key: bytes) -> ID:
         """The peer id of a participant, with its addresses looked up on the DHT if this
