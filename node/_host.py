@@ -65,6 +65,8 @@ _WORLDS_DOING = {
     "libp2p.host.basic_host": re.compile(r"Failed to open stream to peer "),
     "libp2p.protocol_muxer.multiselect_client": re.compile(r"MultiselectClient handshake: (read|write) failed"),
     "libp2p.transport.tcp.tcp": re.compile(r"Failed to open TCP stream"),
+    # a peer's signed peer record no newer than the one held (js-libp2p re-sends its own: LIBP2P-NOTES)
+    "libp2p.kad_dht.utils": re.compile(r"Failed to update the Certified-Addr-Book"),
 }
 
 

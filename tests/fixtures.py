@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from zoneinfo import ZoneInfo
 
 import trio
@@ -138,3 +139,9 @@ def run_bounded(scenario, seconds: float = 60):
         return trio.run(main)
     except BaseExceptionGroup as group:  # py-libp2p's nurseries nest the cause too deep for pytest to print
         raise AssertionError("the scenario failed: " + "; ".join(map(repr, causes(group)))) from group
+
+
+def error_lines(records: list[logging.LogRecord]) -> list[str]:
+    """The ERROR records of libp2p or wattshare among `records` (a caplog's), one line each."""
+    return [f"{r.name}: {r.getMessage()}".splitlines()[0] for r in records
+            if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("libp2p", "wattshare")]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from fixtures import at, make_ad, pinned_clock, run_bounded
+from fixtures import at, error_lines, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
 from wattshare.ledger import EntryKind, LedgerStore
@@ -77,7 +77,7 @@ async def run_client(node, coop, driver, clock, *extra):
 
 
 @pytest.mark.timeout(NPM_TIMEOUT + 120)  # the first run may install the packages
-def test_the_js_client_finds_verifies_and_books_a_python_host(tmp_path, node_js):
+def test_the_js_client_finds_verifies_and_books_a_python_host(tmp_path, node_js, caplog):
     clock = pinned_clock()
     coop_key, host_id, driver = identity("coop"), identity("host"), identity("driver")
 
@@ -99,6 +99,7 @@ def test_the_js_client_finds_verifies_and_books_a_python_host(tmp_path, node_js)
             return ad, found, booked, stranger, host
 
     ad, found, booked, stranger, host = run_bounded(scenario, 200)
+    assert error_lines(caplog.records) == []  # three js-libp2p peers came and went: nothing for the log's ERRORs
     status, lines, errors = found
     host_peer = str(peer_of(host_id.public_key))
     assert status == 0, errors

@@ -6,14 +6,15 @@ import hashlib
 import logging
 from contextlib import AsyncExitStack
 
+import pytest
 import trio
-from fixtures import at, make_ad, pinned_clock, run_bounded
+from fixtures import at, error_lines, make_ad, pinned_clock, run_bounded
 
 from wattshare import protocol as p
 from wattshare.ledger import LedgerStore
 from wattshare.node import Node, _liveness, cell_key, cell_of
 from wattshare.node._ads import providers
-from wattshare.node._host import join, make_dht, make_host, running
+from wattshare.node._host import join, make_dht, make_host, quiet_libp2p, running
 from wattshare.node._sync import _may_speak_sync
 
 GEOHASH = p.geo.encode(52.521, 13.405, 7)  # the host's charger, 110 m north of the query's centre
@@ -30,12 +31,6 @@ def identity(name):
 
 def ledger(tmp_path, name):
     return LedgerStore(tmp_path / f"{name}.db", identity("the co-op").public_key)
-
-
-def errors(records):
-    """ERROR records of libp2p or wattshare, as one line each."""
-    return [f"{r.name}: {r.getMessage()}".splitlines()[0] for r in records
-            if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("libp2p", "wattshare")]
 
 
 async def visit(name, bootstrap):
@@ -95,7 +90,7 @@ def test_wallet_find_stays_fast_and_quiet_after_twenty_plain_peers_came_and_went
             async with trio.open_nursery() as nursery:
                 for i in range(VISITORS):
                     nursery.start_soon(one, i)
-            assert errors(caplog.records[visited:]) == []  # no gossipsub, no wattshare protocol: no error
+            assert error_lines(caplog.records[visited:]) == []  # no gossipsub, no wattshare protocol: no error
 
             with trio.fail_after(3 * _liveness.CHECK_INTERVAL):  # each node dials the peers it has no link to
                 while visitors & set(coop.dht.routing_table.get_peer_ids() + host.dht.routing_table.get_peer_ids()):
@@ -103,7 +98,7 @@ def test_wallet_find_stays_fast_and_quiet_after_twenty_plain_peers_came_and_went
 
             searched = len(caplog.records)
             after, results, table = await wallet_find(coop, tmp_path, "wallet-after")
-            assert errors(caplog.records[searched:]) == []
+            assert error_lines(caplog.records[searched:]) == []
         assert [r.ad.message.host for r in results] == [host.identity.public_key]
         assert not visitors & table  # nobody handed a peer that left to the new wallet
         assert after < 2 * baseline + 1.0, (baseline, after)
@@ -142,9 +137,29 @@ def test_a_peer_without_gossipsub_or_ledger_sync_costs_one_debug_line_not_an_err
                 with trio.fail_after(10):  # once identify has told, anti-entropy does not even try
                     while _may_speak_sync(coop.host, plain.get_id()):
                         await trio.sleep(0.05)
-        assert errors(caplog.records) == []
+        assert error_lines(caplog.records) == []
         assert all(r.levelno == logging.DEBUG and "\n" not in r.getMessage() and r.exc_info is None
                    for r in refused), [r.getMessage() for r in refused]
         assert str(plain.get_id()) in refused[0].getMessage()
 
     run_bounded(scenario, 30)
+
+
+@pytest.mark.parametrize("logger, message", [
+    ("libp2p.kad_dht.utils", "Failed to update the Certified-Addr-Book"),  # a js-libp2p peer's record, re-sent
+    ("libp2p.transport.tcp.tcp", "Failed to open TCP stream to /ip4/127.0.0.1/tcp/9: [Errno 111] Connect call failed"),
+    ("libp2p.host.basic_host", "Failed to open stream to peer 12D3KooW: protocols not supported: /meshsub/1.0.0\n"
+                               "  details on a second line"),
+])
+def test_what_a_departed_or_plainer_peer_makes_libp2p_log_is_one_debug_line_and_other_errors_stay(caplog, logger, message):
+    quiet_libp2p()
+    caplog.set_level(logging.DEBUG, logger=logger)
+    try:
+        raise OSError("the peer is gone")
+    except OSError:
+        logging.getLogger(logger).error(message, exc_info=True)
+    logging.getLogger(logger).error("a real fault of this node")
+    world, real = caplog.records[-2:]
+    assert (world.levelno, world.exc_info, world.getMessage()) == (logging.DEBUG, None, " ".join(
+        line.strip() for line in message.splitlines()))
+    assert real.levelno == logging.ERROR
