@@ -27,7 +27,7 @@ from ._errors import EntryRefused, LedgerError, Rule, StoreError
 from ._export import ExportSummary, export
 from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
-from ._light import follow_feed, interest, keep, keep_light, light_credit, members_at, prove, sign_checkpoint
+from ._light import Interest, follow_feed, keep, keep_light, light_credit, members_at, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
 from ._rules import Checked, check_entry, decode_entry
@@ -42,10 +42,10 @@ __all__ = [
     "CutWalker",
     "account_root",
     "accounts_of",
+    "Interest",
     "keep",
     "keep_light",
     "follow_feed",
-    "interest",
     "light_available",
     "light_credit",
     "members_at",

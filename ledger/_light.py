@@ -7,7 +7,7 @@ Theory of operation (DESIGN.md, "Light and full members"; the proofs in `_accoun
 - A light member replicates the co-op's feed (charter, admissions), its treasurers'
   feeds (money in and out, adjustments), its own, and the feeds it follows
   (`follow_feed`, and those its own feed names): a wallet its hosts', a host its
-  drivers' (`interest`). So a wallet's own balance is exact from its own ledger (every
+  drivers' (`Interest`). So a wallet's own balance is exact from its own ledger (every
   entry that moves its money is on one of those feeds). A host keeps the newest verified
   proof of each driver that books it (`keep`).
 - `light_credit` is a driver's credit from its proof plus what this ledger holds past the
@@ -23,8 +23,6 @@ Theory of operation (DESIGN.md, "Light and full members"; the proofs in `_accoun
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from wattshare.protocol import Identity, Signed
 
@@ -124,34 +122,47 @@ def keep_light(ledger: LedgerStore, light: bool) -> None:
               + ([("INSERT INTO meta VALUES ('light', ?)", [(b"\x01",)])] if light else []))
 
 
-def interest(ledger: LedgerStore, me: bytes) -> Callable[[bytes], bool]:
+class Interest:
     """Which feeds a light member replicates (see the module doc): besides the co-op's and
     the treasurers', its own, the ones it follows, and the counterparties its own feed
     names (the hosts of its holds, the drivers of its claims), so a wallet or host whose
-    ledger starts empty again (a new phone, the same key) finds its history."""
-    read, named = 0, set[bytes]()  # own entries read so far, and the counterparties they name
+    ledger starts empty again (a new phone, the same key) finds its history. Called with
+    an author, it says whether that feed is wanted; `feeds()` names them all (what its
+    `Have` asks the other side to tell of: `_replication`)."""
 
-    def counterparties() -> set[bytes]:
-        nonlocal read
+    def __init__(self, ledger: LedgerStore, me: bytes) -> None:
+        self.ledger = ledger
+        self.me = me
+        self._read = 0  # own entries read so far for the counterparties they name
+        self._named: set[bytes] = set()
+
+    def __call__(self, author: bytes) -> bool:
+        return author in (self.ledger.state.coop, self.me) or author in self._treasurers() \
+            or author in self._counterparties() \
+            or self.ledger.db.execute("SELECT 1 FROM follows WHERE member = ?", [author]).fetchone() is not None
+
+    def feeds(self) -> set[bytes]:
+        followed = {member for (member,) in self.ledger.db.execute("SELECT member FROM follows")}
+        return {self.ledger.state.coop, self.me} | self._treasurers() | self._counterparties() | followed
+
+    def _treasurers(self) -> set[bytes]:
+        charter = self.ledger.state.charter
+        if charter is None:
+            return set()
+        return set(charter[1].treasurers) | {r.member for r in charter[1].retired if r.role is Role.TREASURER}
+
+    def _counterparties(self) -> set[bytes]:
+        ledger, me = self.ledger, self.me
         size = ledger.state.size(me)
-        if size == read:
-            return named
-        if size < read:  # the feed was frozen or rebuilt: read it again
-            read = 0
-            named.clear()
-        named.update(entry_body(decode_entry(envelope)).request.message.host for (envelope,) in ledger.db.execute(
+        if size == self._read:
+            return self._named
+        if size < self._read:  # the feed was frozen or rebuilt: read it again
+            self._read = 0
+            self._named.clear()
+        self._named.update(entry_body(decode_entry(envelope)).request.message.host for (envelope,) in ledger.db.execute(
             "SELECT unpacked(envelope) FROM entries WHERE author = ? AND kind = ? AND seq >= ?",
-            [me, EntryKind.HOLD.value, read]))
-        named.update(party for (party,) in ledger.db.execute(
-            "SELECT party FROM entries WHERE author = ? AND party IS NOT NULL AND seq >= ?", [me, read]))
-        read = size
-        return named
-
-    def wanted(author: bytes) -> bool:
-        charter = ledger.state.charter
-        treasurers = set(charter[1].treasurers) | {r.member for r in charter[1].retired if r.role is Role.TREASURER} \
-            if charter else set()
-        return author in (ledger.state.coop, me) or author in treasurers or author in counterparties() \
-            or ledger.db.execute("SELECT 1 FROM follows WHERE member = ?", [author]).fetchone() is not None
-
-    return wanted
+            [me, EntryKind.HOLD.value, self._read]))
+        self._named.update(party for (party,) in ledger.db.execute(
+            "SELECT party FROM entries WHERE author = ? AND party IS NOT NULL AND seq >= ?", [me, self._read]))
+        self._read = size
+        return self._named

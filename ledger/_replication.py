@@ -17,7 +17,9 @@ Theory of operation (DESIGN.md, "Ledger", replication; the transport comes with 
 
 Only members' feeds are wanted (DESIGN.md, "Light and full members"): the keys the
 co-op's feed admits or its charter names, and the co-op itself; of those, a light
-member wants only the ones `interested` picks (`ledger._light.interest`). A feed skipped
+member wants only the ones its `interest` picks (`ledger._light.Interest`), and its `Have`
+asks the other side to tell it of those only (`only`): at co-op scale a whole `Have` is
+about 320 bytes and a signature check per member, every pull. A feed skipped
 is `deferred`; once a batch brings the admission or charter that makes it wanted
 (`newly_admitted`), the caller asks again in the same sync.
 
@@ -28,7 +30,8 @@ the order in which feeds arrive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
+from typing import TYPE_CHECKING
 
 from wattshare.protocol import Record, Signed, frame_kind, record, require, require_range, require_size
 
@@ -36,6 +39,9 @@ from ._entry import FeedHead
 from ._errors import EntryRefused
 from ._rules import decode_entry
 from ._store import IngestReport, LedgerStore
+
+if TYPE_CHECKING:
+    from ._light import Interest
 
 MAX_BATCH = 512
 MAX_LIES = 8  # evidence kept from one batch before the batch is refused whole
@@ -64,10 +70,18 @@ class ForkProof(Record):
 
 @record
 class Have(Record):
-    LIMITS = {"sizes": MAX_FEEDS, "heads": MAX_HEADS, "forks": MAX_FORKS}
+    """What one side holds: per feed its size and Merkle root, the latest signed heads, the
+    fraud proofs; and `only`, the feeds its sender wants to be told of (a light member's),
+    or null for all. A `Have` sent to a side that asked for `only` those lists no others."""
+
+    LIMITS = {"sizes": MAX_FEEDS, "heads": MAX_HEADS, "forks": MAX_FORKS, "only": MAX_FEEDS}
     sizes: tuple[FeedSize, ...]
     heads: tuple[Signed[FeedHead], ...]
     forks: tuple[ForkProof, ...] = ()
+    only: tuple[bytes, ...] | None = None  # the feeds (author keys) its sender wants to hear of; null: every feed
+
+    def _validate(self) -> None:
+        require(self.only is None or all(len(author) == 32 for author in self.only), "only names 32-byte keys")
 
 
 @record
@@ -95,26 +109,36 @@ class Batch(Record):
 
 
 class Replicator:
-    """One store's side of a sync (see the module doc); `interested` picks the feeds to pull."""
+    """One store's side of a sync (see the module doc); a light member's `interest` picks
+    the feeds to pull (None: every member's)."""
 
-    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] = lambda author: True,
-                 batch_size: int = 256) -> None:
+    def __init__(self, store: LedgerStore, interest: Interest | None = None, batch_size: int = 256) -> None:
         self.store = store
-        self.interested = interested
+        self.interest = interest
         self.batch_size = min(batch_size, MAX_BATCH)
         self._pending_heads: list[Signed[FeedHead]] = []  # their heads beyond what we hold
         self.deferred: set[bytes] = set()  # feeds skipped in the last `want`: not (yet) members' or of interest
+        self.asked: set[bytes] = set()  # the feeds a light member's last Have asked to hear of
 
-    def have(self) -> Have:
+    def interested(self, author: bytes) -> bool:
+        return self.interest is None or self.interest(author)
+
+    def have(self, only: Collection[bytes] | None = None) -> Have:
+        """This store's Have, telling only of the feeds in `only` if the other side asked
+        for those (its Have's `only`), and asking for this side's interest in turn."""
         store = self.store
+        told = (lambda author: True) if only is None else set(only).__contains__
+        if self.interest is not None:
+            self.asked = self.interest.feeds()
         return Have(
             sizes=tuple(
                 FeedSize(author=author, size=feed.size, root=feed.log.root())
                 for author, feed in sorted(store.state.feeds.items())
-                if feed.size
+                if feed.size and told(author)
             ),
-            heads=tuple(store.heads()[:MAX_HEADS]),  # hints: the sizes alone drive what is fetched
+            heads=tuple([head for head in store.heads() if told(head.message.author)][:MAX_HEADS]),  # hints only
             forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()[:MAX_FORKS]),
+            only=None if self.interest is None else tuple(sorted(self.asked)),
         )
 
     def want(self, theirs: Have) -> Want:
@@ -153,9 +177,11 @@ class Replicator:
 
     def newly_admitted(self) -> bool:
         """True if a feed the last `want` deferred is wanted now (a charter or admission
-        that came in the meantime made it a member's, or a light member's treasurer's):
-        want again."""
-        return any(self.interested(author) and self.store.state.is_member(author) for author in self.deferred)
+        that came in the meantime made it a member's, or a light member's treasurer's), or
+        a light member now wants feeds its last Have did not ask for (a treasurer its new
+        charter names, a host its own holds name): want again."""
+        grew = self.interest is not None and not self.interest.feeds() <= self.asked
+        return grew or any(self.interested(author) and self.store.state.is_member(author) for author in self.deferred)
 
     def serve(self, want: Want) -> Iterator[Batch]:
         """The batches that answer the other side's Want, from what this store holds."""
@@ -211,7 +237,7 @@ def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
     returns the number of entries each side added."""
     added_a = added_b = 0
     while True:
-        have_a, have_b = a.have(), b.have()
+        have_a, have_b = a.have(b.have().only), b.have(a.have().only)
         want_a, want_b = a.want(have_b), b.want(have_a)
         added_a += sum(a.accept(batch).added for batch in b.serve(want_a))
         added_b += sum(b.accept(batch).added for batch in a.serve(want_b))

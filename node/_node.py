@@ -37,7 +37,7 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import LedgerStore, interest, keep_light
+from wattshare.ledger import Interest, LedgerStore, keep_light
 from wattshare.protocol import (
     AccessInfo,
     Booking,
@@ -129,7 +129,7 @@ class Node:
         self.full = full or ledger is None  # a light member's ledger holds the feeds it needs (`ledger._light`)
         if ledger is not None:
             keep_light(ledger, not full)
-            self.sync = LedgerSync(ledger, None if full else interest(ledger, identity.public_key),
+            self.sync = LedgerSync(ledger, None if full else Interest(ledger, identity.public_key),
                                    blame=lambda who, reason: self.conduct.note(who, SYNC_PROTOCOL, reason))
             self.host.set_stream_handler(SYNC_PROTOCOL, self.conduct.guard(SYNC_PROTOCOL, self.sync.handle))
             self.accounts = AccountDesk(ledger, blame=lambda who, reason: self.conduct.note(who, ACCOUNT_PROTOCOL, reason))

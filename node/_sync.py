@@ -9,8 +9,12 @@ pull from a peer is one stream:
     puller -> server   Want (ranges, from the replicator)
     server -> puller   Batch ... Batch, then an empty Batch: done
 
-Each batch is ingested atomically as it arrives; a broken stream loses at most the batch
-in flight, and the next pull resumes from the new sizes. An entry its author provably
+A light member's `Have` asks to be told only of the feeds it wants (`Have.only`): the
+server's answer, and this node's own pulls from that peer later, list no others, so a
+pull between a light member and a co-op of 1,000 costs a few kilobytes, not a third of
+a megabyte and a thousand signature checks. Each batch is ingested atomically as it
+arrives; a broken stream loses at most the batch in flight, and the next pull resumes
+from the new sizes. An entry its author provably
 signed but the ledger refuses is kept as evidence and its author `blame`d; a batch with
 an entry nobody signed refuses the batch and blames the peer serving it. A server that
 sees in the puller's `Have` entries it lacks pulls them back soon after, which is how a
@@ -32,7 +36,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from wattshare.ledger import Batch, EntryRefused, Have, LedgerStore, Replicator, Want
+from wattshare.ledger import Batch, EntryRefused, Have, Interest, LedgerStore, Replicator, Want
 from wattshare.protocol import ErrorReply, Reason, RemoteProtocolError
 
 from ._framing import FrameStream, Refusal, close_quietly, serve
@@ -40,20 +44,30 @@ from ._framing import FrameStream, Refusal, close_quietly, serve
 SYNC_PROTOCOL = TProtocol("/wattshare/ledger-sync/1.0.0")
 SYNC_FRAME = 4 * 1024 * 1024
 SYNC_TIMEOUT = 60.0
+MAX_PEERS_REMEMBERED = 1024  # peers whose wish (`Have.only`) is kept, the longest unheard forgotten first
+MAX_WISH_REMEMBERED = 1024  # feeds of a wish kept: a longer one is told everything, as a full node is
 log = logging.getLogger(__name__)
 
 
 class LedgerSync:
     """Serve and pull ledger entries for one store (see the module doc)."""
 
-    def __init__(self, store: LedgerStore, interested: Callable[[bytes], bool] | None = None,
+    def __init__(self, store: LedgerStore, interest: Interest | None = None,
                  blame: Callable[[bytes, Reason], None] = lambda culprit, reason: None) -> None:
-        """`interested` picks the feeds to pull (a light member's: `ledger.interest`); all by default."""
+        """`interest` picks the feeds to pull (a light member's: `ledger.Interest`); all by default."""
         self.store = store
-        self.interested = interested or (lambda author: True)
+        self.interest = interest
         self.blame = blame  # told of each culprit: a lying entry's author, or a peer serving forgeries
         self._news, self._news_out = trio.open_memory_channel[ID](64)
         self.remote_sizes: dict[ID, dict[bytes, int]] = {}  # what each peer served us last held
+        self.their_only: dict[ID, tuple[bytes, ...] | None] = {}  # the feeds each peer asked to hear of, last it pulled
+
+    def _heard(self, peer: ID, theirs: Have) -> None:
+        """Keep the feeds a puller asked to hear of: what this node's own pulls from it tell of."""
+        self.their_only.pop(peer, None)
+        self.their_only[peer] = theirs.only if theirs.only is None or len(theirs.only) <= MAX_WISH_REMEMBERED else None
+        while len(self.their_only) > MAX_PEERS_REMEMBERED:
+            del self.their_only[next(iter(self.their_only))]  # the longest unheard
 
     async def handle(self, stream: INetStream) -> RemoteProtocolError | None:
         peer = stream.muxed_conn.peer_id
@@ -64,14 +78,15 @@ class LedgerSync:
         return await serve(stream, respond, SYNC_TIMEOUT, max_size=SYNC_FRAME)
 
     async def _serve(self, frames: FrameStream, peer: ID) -> None:
-        replicator = Replicator(self.store, self.interested)
+        replicator = Replicator(self.store, self.interest)
         theirs = await frames.receive(Have)
         if isinstance(theirs, ErrorReply):
             return
+        self._heard(peer, theirs)
         sizes = self.store.sizes()
-        if any(f.size > sizes.get(f.author, 0) and self.interested(f.author) for f in theirs.sizes):
+        if any(f.size > sizes.get(f.author, 0) and replicator.interested(f.author) for f in theirs.sizes):
             self.nudge(peer)  # the puller holds entries we lack: pull back
-        await frames.send(replicator.have())
+        await frames.send(replicator.have(theirs.only))
         want = await frames.receive(Want)
         if isinstance(want, ErrorReply):
             return
@@ -82,7 +97,7 @@ class LedgerSync:
     async def pull(self, host: IHost, peer: ID) -> int:
         """Fetch what `peer` holds and we want; returns the entries added. A pull that
         brings a charter admitting feeds it skipped asks again (`Replicator.deferred`)."""
-        replicator = Replicator(self.store, self.interested)
+        replicator = Replicator(self.store, self.interest)
         added = await self._pull_once(host, peer, replicator)
         while replicator.newly_admitted():
             added += await self._pull_once(host, peer, replicator)
@@ -100,7 +115,7 @@ class LedgerSync:
             stream = await host.new_stream(peer, [SYNC_PROTOCOL])
             try:
                 frames = FrameStream(stream, max_size=SYNC_FRAME, timeout=SYNC_TIMEOUT)
-                await frames.send(replicator.have())
+                await frames.send(replicator.have(self.their_only.get(peer)))  # all, if it never pulled
                 theirs = await frames.receive(Have)
                 if isinstance(theirs, ErrorReply):
                     raise Refusal(theirs.reason, theirs.detail)

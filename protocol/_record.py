@@ -63,7 +63,7 @@ class Record:
                     f"got {type(value).__name__}"
                 )
         for name, most in self.LIMITS.items():
-            if len(getattr(self, name)) > most:
+            if (items := getattr(self, name)) is not None and len(items) > most:  # an optional list may be null
                 raise InvalidValue(f"{type(self).__name__}.{name}: more than {most} items")
         self._validate()
 

@@ -10,7 +10,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from wattshare import protocol as p
-from wattshare.ledger import Batch, CoopCharter, EntryKind, EntryRefused, Have, LedgerStore, Replicator, Rule, Want, audit, sync
+from wattshare.ledger import (
+    Batch,
+    CoopCharter,
+    EntryKind,
+    EntryRefused,
+    FeedHead,
+    Have,
+    Hold,
+    Interest,
+    LedgerStore,
+    Replicator,
+    Rule,
+    Want,
+    audit,
+    sync,
+)
 from wattshare.ledger._replication import MAX_LIES
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -46,6 +61,39 @@ def test_sync_messages_survive_the_wire(tmp_path):
         rb.accept(Batch.decode(batch.encode()))
     assert snapshot(a) == snapshot(b)
     assert [h.message for h in b.heads()] == [h.message for h in a.heads()]
+
+
+def test_a_light_member_asks_to_hear_only_of_its_feeds_and_still_gets_all_it_needs(tmp_path):
+    """A light driver's Have names the feeds it wants (the co-op's, the treasurers', its
+    own, the hosts its holds name); the full side's Have to it lists no others, so the
+    other hosts' and drivers' sizes and signed heads never travel; and one sync still
+    brings the host its own feed names, which it learns of only from that feed."""
+    world = SampleWorld(seed=4, hosts=5, drivers=5)
+    full = LedgerStore(tmp_path / "full.db", world.coop.public_key, clock=world.clock)
+    driver, host = world.drivers[0], world.hosts[0]
+    full.ingest([e.encode() for e in world.founding()] + [world.money(d, 9000, EPOCH).encode() for d in world.drivers])
+    for h, d in zip(world.hosts, world.drivers, strict=True):
+        session = world.session(h, d, EPOCH + 22 * 3600)
+        full.ingest([world.entry(d, EntryKind.HOLD, Hold(request=session.booking.request), EPOCH + 3600).encode(),
+                     world.settlement_entry(session).encode(), world.ack_entry(session).encode()])
+    for member in [world.coop, world.treasurer, *world.hosts, *world.drivers]:  # each member's signed head
+        feed = full.state.feeds[member.public_key]
+        full.ingest_head(p.sign(member, FeedHead(author=member.public_key, size=feed.size, root=feed.log.root(),
+                                                 t=EPOCH + 86_400)))
+    light = LedgerStore(tmp_path / "light.db", world.coop.public_key, clock=world.clock)
+    mine = Replicator(light, Interest(light, driver.public_key))
+
+    asked = mine.have()
+    assert asked.only == tuple(sorted({world.coop.public_key, driver.public_key}))  # all it knows to want, empty
+    told = Replicator(full).have(asked.only)
+    assert {f.author for f in told.sizes} == set(asked.only) and {h.message.author for h in told.heads} <= set(asked.only)
+    assert len(told.encode()) * 4 < len(Replicator(full).have().encode())
+
+    sync(mine, Replicator(full))  # its own feed names host 0 (its hold): wanted, and pulled in the same sync
+    assert set(light.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver.public_key,
+                                  host.public_key}
+    assert light.balance(driver.public_key, "EUR") == full.balance(driver.public_key, "EUR")
+    assert Replicator(full).have().only is None  # a full side asks to hear of everything
 
 
 def test_divergent_branches_meet_as_a_fork(tmp_path):
@@ -255,7 +303,7 @@ def test_a_have_of_one_head_repeated_is_refused_before_any_signature_is_checked(
     monkeypatch.setattr(_envelope, "verify_key", lambda key: verified.append(key) or real_verify_key(key))
 
     def have(heads):
-        return encode_cbor({"sizes": [], "heads": [h.to_wire() for h in heads], "forks": []})
+        return encode_cbor({"sizes": [], "heads": [h.to_wire() for h in heads], "forks": [], "only": None})
 
     with pytest.raises(p.DecodeError) as flood:  # the attack as found: one head 18,000 times in 4 MiB
         Have.decode(have([head] * 18_000), max_size=4 * 1024 * 1024)

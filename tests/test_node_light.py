@@ -14,10 +14,10 @@ from wattshare.ledger import (
     AccountQuery,
     EntryKind,
     Hold,
+    Interest,
     LedgerStore,
     StoreError,
     audit,
-    interest,
     prove,
     sign_checkpoint,
 )
@@ -70,6 +70,8 @@ def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feed
             for node in (host, car):
                 await node.join([coop.address])
                 await node.sync.pull(node.host, peer_of(coop.identity.public_key))
+                told = node.sync.remote_sizes[peer_of(coop.identity.public_key)]
+                assert set(told) <= node.sync.interest.feeds() and len(told) < len(ledger.sizes())  # its feeds only
             assert car.ledger.state.size(driver_id.public_key) == 1  # its own feed: the earlier night's hold
             ad = (await host.publish(make_ad(host=host_id.public_key))).message
 
@@ -96,8 +98,8 @@ def test_a_light_host_books_from_the_coops_account_proof_and_holds_only_the_feed
     assert set(cars_ledger.sizes()) == {world.coop.public_key, world.treasurer.public_key, driver_id.public_key,
                                         world.hosts[0].public_key}
     assert cars_ledger.balance(driver_id.public_key, "EUR") == 3_000 - paid  # exact, from what it keeps
-    assert interest(cars_ledger, driver_id.public_key)(host_id.public_key)  # tonight's host: its claims will come
-    assert not interest(cars_ledger, driver_id.public_key)(world.hosts[1].public_key)
+    assert Interest(cars_ledger, driver_id.public_key)(host_id.public_key)  # tonight's host: its claims will come
+    assert not Interest(cars_ledger, driver_id.public_key)(world.hosts[1].public_key)
     with pytest.raises(StoreError, match="light member's ledger"):  # partial by design: audit a whole one
         audit(tmp_path / "car-ledger.db")
 

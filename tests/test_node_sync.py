@@ -7,10 +7,11 @@ from contextlib import AsyncExitStack
 import trio
 import trio.lowlevel
 from fixtures import run_bounded
+from libp2p.peer.id import ID
 
 from wattshare import protocol as p
-from wattshare.ledger import LedgerStore, audit
-from wattshare.node import Node
+from wattshare.ledger import Have, LedgerStore, audit
+from wattshare.node import Node, _sync
 from wattshare.node._gossip import HEADS_TOPIC
 from wattshare.testing import EPOCH, SampleWorld
 
@@ -211,3 +212,19 @@ def test_a_wallet_pushes_its_new_entries_to_its_coop_not_to_whichever_peer_came_
     run_bounded(scenario)
     assert pushed == {"alone": False, "to the co-op": True}
     assert coop.ledger.sizes().get(wallet.identity.public_key) == 1  # the co-op holds it, whoever came first
+
+
+def test_what_a_node_remembers_of_its_pullers_wishes_is_bounded(tmp_path):
+    """A puller's `Have.only` shapes this node's later Haves to it; a wish longer than
+    MAX_WISH_REMEMBERED is remembered as none (told everything, as a full node is), and
+    at most MAX_PEERS_REMEMBERED peers' wishes are kept, the longest unheard forgotten."""
+    sync = _sync.LedgerSync(LedgerStore(tmp_path / "l.db", bytes(32)))
+    peers = [ID(hashlib.sha256(str(i).encode()).digest()) for i in range(_sync.MAX_PEERS_REMEMBERED + 1)]
+    keys = tuple(hashlib.sha256(b"%d" % i).digest() for i in range(_sync.MAX_WISH_REMEMBERED + 1))
+    sync._heard(peers[0], Have(sizes=(), heads=(), only=keys))
+    assert peers[0] in sync.their_only and sync.their_only[peers[0]] is None  # too long a wish: told everything
+    sync._heard(peers[1], Have(sizes=(), heads=(), only=keys[:3]))
+    assert sync.their_only[peers[1]] == keys[:3]
+    for peer in peers[2:]:
+        sync._heard(peer, Have(sizes=(), heads=(), only=keys[:1]))
+    assert len(sync.their_only) == _sync.MAX_PEERS_REMEMBERED and peers[0] not in sync.their_only
