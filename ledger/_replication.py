@@ -136,7 +136,7 @@ class Replicator:
                 for author, feed in sorted(store.state.feeds.items())
                 if feed.size and told(author)
             ),
-            heads=tuple([head for head in store.heads() if told(head.message.author)][:MAX_HEADS]),  # hints only
+            heads=tuple(store.heads(only)[:MAX_HEADS]),  # hints: the sizes alone drive what is fetched
             forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()[:MAX_FORKS]),
             only=None if self.interest is None else tuple(sorted(self.asked)),
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,8 +284,11 @@ class LedgerStore:
                           [(message.author, message.size, message.root, message.t, head.encode())])])
         return True
 
-    def heads(self) -> list[Signed[FeedHead]]:
-        return [Signed.decode(row["envelope"], FeedHead) for row in self.db["heads"].rows]
+    def heads(self, authors: Collection[bytes] | None = None) -> list[Signed[FeedHead]]:
+        """The signed heads this ledger keeps (of `authors` only, if given), each verified as it is read."""
+        rows = self.db.execute("SELECT envelope FROM heads").fetchall() if authors is None else [
+            row for author in authors for row in self.db.execute("SELECT envelope FROM heads WHERE author = ?", [author])]
+        return [Signed.decode(envelope, FeedHead) for (envelope,) in rows]
 
     # --- queries --------------------------------------------------------------------------
 
