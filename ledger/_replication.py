@@ -130,13 +130,11 @@ class Replicator:
         told = (lambda author: True) if only is None else set(only).__contains__
         if self.interest is not None:
             self.asked = self.interest.feeds()
+        feeds = [(author, feed) for author, feed in sorted(store.state.feeds.items()) if feed.size and told(author)]
         return Have(
-            sizes=tuple(
-                FeedSize(author=author, size=feed.size, root=feed.log.root())
-                for author, feed in sorted(store.state.feeds.items())
-                if feed.size and told(author)
-            ),
-            heads=tuple(store.heads(only)[:MAX_HEADS]),  # hints: the sizes alone drive what is fetched
+            sizes=tuple(FeedSize(author=author, size=feed.size, root=feed.log.root()) for author, feed in feeds),
+            # hints (the sizes alone drive what is fetched), of the feeds told of: as many as this store holds
+            heads=tuple(store.heads(None if only is None else [author for author, _ in feeds])[:MAX_HEADS]),
             forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()[:MAX_FORKS]),
             only=None if self.interest is None else tuple(sorted(self.asked)),
         )

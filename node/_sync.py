@@ -14,9 +14,9 @@ server's answer, and this node's own pulls from that peer later, list no others,
 pull between a light member and a co-op of 1,000 costs a few kilobytes, not a third of
 a megabyte and a thousand signature checks. Each batch is ingested atomically as it
 arrives; a broken stream loses at most the batch in flight, and the next pull resumes
-from the new sizes. An entry its author provably
-signed but the ledger refuses is kept as evidence and its author `blame`d; a batch with
-an entry nobody signed refuses the batch and blames the peer serving it. A server that
+from the new sizes. An entry its author provably signed but the ledger refuses is kept
+as evidence and its author `blame`d; a batch with an entry nobody signed refuses the
+batch and blames the peer serving it. A server that
 sees in the puller's `Have` entries it lacks pulls them back soon after, which is how a
 short-lived wallet `push`es its new entries before it leaves. Nothing depends on gossip
 arriving: every node pulls from every peer it is connected to every `SYNC_INTERVAL`
