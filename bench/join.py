@@ -11,13 +11,17 @@ bytes it stored. A new light host then takes its booking; its credit check (pull
 driver's feed from the driver's node, fetch the co-op's proof of the driver's account,
 count) is timed on its own, several times. The baseline, measured in the same run: the
 same wallet joining with `--full`, replicating every entry, for a bounded time, its rate
-and bytes per entry extrapolated to the whole ledger.
+and bytes per entry extrapolated to the whole ledger. A second table: a second co-op
+node holding the same ledger and the first, having pulled each other, pull again with
+nothing new, each `Have` telling only what changed since the last pull, against the
+baseline of telling everything (as every pull did before marks).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -28,7 +32,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from wattshare.ledger import EntryKind, LedgerStore, MoneyMove, light_credit, sign_checkpoint
+from wattshare.ledger import EntryKind, LedgerStore, MoneyMove, Replicator, light_credit, sign_checkpoint
 from wattshare.node import Clock, Node
 from wattshare.node._host import peer_of
 from wattshare.protocol import AccessInfo, BookingTerms, ChargerAd, Connector, DayOfWeek, Identity, WeeklyWindow
@@ -129,6 +133,42 @@ async def join_full(coop: Node, tmp: Path, world: SampleWorld, wallet_id: Identi
     return {"seconds": spent, "entries": entries, "bytes": stored(tmp / "full-ledger.db", tmp / "full-wallet.db")}
 
 
+async def routine_pulls(coop: Node, tmp: Path, world: SampleWorld, node_clock: Clock, rounds: int = 5) -> dict:
+    """A second co-op node holding the same ledger (a copy of the file), once the two have
+    pulled each other, pulls again with nothing new: the bytes of the two `Have`s and the
+    median time of a pull, each way telling what changed since the last pull (marks) and,
+    the baseline, telling everything."""
+    assert coop.sync is not None and coop.ledger is not None
+    with sqlite3.connect(tmp / "mirror.db") as copy:
+        coop.ledger.db.conn.backup(copy)
+    mirror = Node(world.identity("mirror-node"), ledger=LedgerStore(tmp / "mirror.db", world.coop.public_key),
+                  clock=node_clock, gossip=False, sync_interval=3600)
+    async with mirror.running():
+        sync, peer = mirror.sync, peer_of(coop.identity.public_key)
+        assert sync is not None and mirror.ledger is not None
+        await mirror.join([coop.address])
+        for _ in range(2):  # each pulls the other twice: the second sends back the mark of the first
+            await sync.pull(mirror.host, peer)
+            await coop.sync.pull(coop.host, peer_of(mirror.identity.public_key))
+        only, since = sync.their_wish[peer]
+        mark = sync.marks[peer][0]
+        marked_bytes = len(Replicator(mirror.ledger).have(only, since, ask_since=mark).encode()) + len(
+            Replicator(coop.ledger).have(None, mark).encode())
+        whole_bytes = len(Replicator(mirror.ledger).have().encode()) + len(Replicator(coop.ledger).have().encode())
+        timings: dict[str, list[float]] = {"marked": [], "whole": []}
+        for _ in range(rounds):
+            for way, times in timings.items():
+                remembered = dict(sync.their_wish)
+                if way == "whole":
+                    sync.their_wish.clear()  # as before marks: its Have tells all, and asks for all
+                began = time.perf_counter()
+                assert await sync.pull(mirror.host, peer, whole=way == "whole") == 0
+                times.append(time.perf_counter() - began)
+                sync.their_wish.update(remembered)
+    return {"marked": statistics.median(timings["marked"]), "whole": statistics.median(timings["whole"]),
+            "marked_bytes": marked_bytes, "whole_bytes": whole_bytes, "feeds": len(coop.ledger.sizes())}
+
+
 async def scenario(path: Path, tmp: Path, world: SampleWorld, wallet_id: Identity, host_id: Identity,
                    baseline_seconds: float) -> tuple[dict, dict, int]:
     node_clock = Clock(speed=1.0, origin=NOW)
@@ -138,6 +178,7 @@ async def scenario(path: Path, tmp: Path, world: SampleWorld, wallet_id: Identit
     async with coop.running():
         light = await join_light(coop, tmp, world, wallet_id, host_id, node_clock)
         full = await join_full(coop, tmp, world, world.identity("newcomer", 2), node_clock, baseline_seconds)
+        full["routine"] = await routine_pulls(coop, tmp, world, node_clock)
     return light, full, total
 
 
@@ -173,6 +214,15 @@ def main() -> None:
                   "yes" if light["credit"] < TARGETS["credit"] else "no")
     table.add_row("its first booking, round trip", f"{light['booking'] * 1000:.0f} ms", "-", "-", "-", "-")
     console.print(table)
+    routine = full["routine"]
+    pulls = Table(title=f"a routine pull between two full nodes, nothing new ({routine['feeds']:,} feeds)")
+    for column in ("measure", "told since the last pull", "told everything (baseline)", "ratio"):
+        pulls.add_column(column, justify="left" if column == "measure" else "right")
+    pulls.add_row("bytes of the two Haves", f"{routine['marked_bytes']:,}", f"{routine['whole_bytes']:,}",
+                  f"{routine['marked_bytes'] / routine['whole_bytes']:.4f}x")
+    pulls.add_row("one pull, round trip (median of 5)", f"{routine['marked'] * 1000:.1f} ms",
+                  f"{routine['whole'] * 1000:.1f} ms", f"{routine['marked'] / routine['whole']:.4f}x")
+    console.print(pulls)
 
 
 if __name__ == "__main__":

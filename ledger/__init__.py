@@ -29,7 +29,7 @@ from ._findings import AuditReport, Violation
 from ._history import Movement, Witnessed, checkpoints, movements
 from ._light import Interest, follow_feed, keep, keep_light, light_credit, members_at, prove, sign_checkpoint
 from ._merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
-from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, sync
+from ._replication import Batch, FeedRange, FeedSize, ForkProof, Have, Replicator, Want, pull, sync
 from ._rules import Checked, check_entry, decode_entry
 from ._schema import Envelopes, atomic
 from ._state import LedgerState, Outcome
@@ -98,6 +98,7 @@ __all__ = [
     "exposure",
     "leaf_hash",
     "movements",
+    "pull",
     "sync",
     "verify_consistency",
     "verify_inclusion",

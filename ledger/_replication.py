@@ -23,6 +23,12 @@ about 320 bytes and a signature check per member, every pull. A feed skipped
 is `deferred`; once a batch brings the admission or charter that makes it wanted
 (`newly_admitted`), the caller asks again in the same sync.
 
+A full node's `Have` can be as short: every `Have` carries its store's `mark`
+(`LedgerStore.mark`), and a puller that sends back the mark of its last complete pull
+(`since`) is told only of the feeds that changed after it. A mark the store did not
+give is told everything, so a puller is never told less than what changed; the caller
+decides when to ask without one (`node._sync`: every tenth pull).
+
 Every step is idempotent (duplicates are no-ops), resumable (a broken sync loses only
 the batch in flight; the next `Have` asks again from the new sizes) and independent of
 the order in which feeds arrive.
@@ -48,6 +54,7 @@ MAX_LIES = 8  # evidence kept from one batch before the batch is refused whole
 MAX_FEEDS = 100_000
 MAX_HEADS = 4_096  # signed heads per Have: each costs a signature check, so a frame of them is bounded
 MAX_FORKS = 256
+MAX_MARK = 32  # bytes of a store's mark (`LedgerStore.mark`): a `since` the store did not give is told everything
 
 
 @record
@@ -71,17 +78,25 @@ class ForkProof(Record):
 @record
 class Have(Record):
     """What one side holds: per feed its size and Merkle root, the latest signed heads, the
-    fraud proofs; and `only`, the feeds its sender wants to be told of (a light member's),
-    or null for all. A `Have` sent to a side that asked for `only` those lists no others."""
+    fraud proofs; `only`, the feeds its sender wants to be told of (a light member's),
+    or null for all; `since`, the `mark` of the receiver's answer to its sender's last
+    complete pull, to be told only of the feeds that changed after it (null: of every
+    feed); and `mark`, where the sender's store stands now. A `Have` sent to a side
+    that asked for `only` those, or `since` a mark, lists no others."""
 
     LIMITS = {"sizes": MAX_FEEDS, "heads": MAX_HEADS, "forks": MAX_FORKS, "only": MAX_FEEDS}
     sizes: tuple[FeedSize, ...]
     heads: tuple[Signed[FeedHead], ...]
     forks: tuple[ForkProof, ...] = ()
     only: tuple[bytes, ...] | None = None  # the feeds (author keys) its sender wants to hear of; null: every feed
+    since: bytes | None = None  # a mark the receiver gave: tell only of the feeds changed after it; null: all
+    mark: bytes | None = None  # the sender's store's mark now (`LedgerStore.mark`), opaque to the receiver
 
     def _validate(self) -> None:
         require(self.only is None or all(len(author) == 32 for author in self.only), "only names 32-byte keys")
+        for name in ("since", "mark"):
+            if (value := getattr(self, name)) is not None:
+                require_size(name, value, 1, MAX_MARK)
 
 
 @record
@@ -118,25 +133,37 @@ class Replicator:
         self.batch_size = min(batch_size, MAX_BATCH)
         self._pending_heads: list[Signed[FeedHead]] = []  # their heads beyond what we hold
         self.deferred: set[bytes] = set()  # feeds skipped in the last `want`: not (yet) members' or of interest
-        self.asked: set[bytes] = set()  # the feeds a light member's last Have asked to hear of
+        self.asked: tuple[bytes, ...] | None = None  # the feeds this side's last Have asked to hear of (None: all)
+
+    def wish(self) -> tuple[bytes, ...] | None:
+        """The feeds this side asks to be told of (`Have.only`): its interest's; None: all."""
+        return None if self.interest is None else tuple(sorted(self.interest.feeds()))
 
     def interested(self, author: bytes) -> bool:
         return self.interest is None or self.interest(author)
 
-    def have(self, only: Collection[bytes] | None = None) -> Have:
-        """This store's Have, telling only of the feeds in `only` if the other side asked
-        for those (its Have's `only`), and asking for this side's interest in turn."""
+    def have(self, only: Collection[bytes] | None = None, since: bytes | None = None,
+             ask_since: bytes | None = None) -> Have:
+        """This store's Have, telling only of the feeds in `only` that changed after the
+        mark `since`, if the other side asked for those (its Have's `only` and `since`), and
+        asking for this side's interest in turn, changed after `ask_since` (a mark the
+        other side gave)."""
         store = self.store
-        told = (lambda author: True) if only is None else set(only).__contains__
-        if self.interest is not None:
-            self.asked = self.interest.feeds()
-        feeds = [(author, feed) for author, feed in sorted(store.state.feeds.items()) if feed.size and told(author)]
+        changed = store.changed_since(since)
+        wished = None if only is None else set(only)
+        told = [author for author in (changed if changed is not None else store.state.feeds)
+                if wished is None or author in wished]
+        self.asked = self.wish()
+        feeds = [(author, feed) for author in sorted(told) if (feed := store.state.feeds[author]).size]
+        whole = only is None and changed is None
         return Have(
             sizes=tuple(FeedSize(author=author, size=feed.size, root=feed.log.root()) for author, feed in feeds),
             # hints (the sizes alone drive what is fetched), of the feeds told of: as many as this store holds
-            heads=tuple(store.heads(None if only is None else [author for author, _ in feeds])[:MAX_HEADS]),
+            heads=tuple(store.heads(None if whole else [author for author, _ in feeds])[:MAX_HEADS]),
             forks=tuple(ForkProof(first=a, second=b) for a, b in store.frauds()[:MAX_FORKS]),
-            only=None if self.interest is None else tuple(sorted(self.asked)),
+            only=self.asked,
+            since=ask_since,
+            mark=store.mark(),
         )
 
     def want(self, theirs: Have) -> Want:
@@ -178,7 +205,7 @@ class Replicator:
         that came in the meantime made it a member's, or a light member's treasurer's), or
         a light member now wants feeds its last Have did not ask for (a treasurer its new
         charter names, a host its own holds name): want again."""
-        grew = self.interest is not None and not self.interest.feeds() <= self.asked
+        grew = self.interest is not None and not self.interest.feeds() <= set(self.asked or ())
         return grew or any(self.interested(author) and self.store.state.is_member(author) for author in self.deferred)
 
     def serve(self, want: Want) -> Iterator[Batch]:
@@ -230,17 +257,24 @@ class Replicator:
         return report
 
 
-def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
-    """Run a whole two-way sync between two local replicators (for tests and tools);
-    returns the number of entries each side added."""
-    added_a = added_b = 0
+def pull(puller: Replicator, server: Replicator, since: bytes | None = None) -> tuple[int, bytes | None]:
+    """One pull between two local replicators, as a node makes it over streams (for tests
+    and tools): `puller` fetches what `server` holds and it wants, of the feeds changed
+    after the server's mark `since`, and asks again, without a mark, while that brings
+    feeds newly admitted; returns the entries added and the server's last mark."""
+    added = 0
     while True:
-        have_a, have_b = a.have(b.have().only), b.have(a.have().only)
-        want_a, want_b = a.want(have_b), b.want(have_a)
-        added_a += sum(a.accept(batch).added for batch in b.serve(want_a))
-        added_b += sum(b.accept(batch).added for batch in a.serve(want_b))
-        if not (a.newly_admitted() or b.newly_admitted()):
-            return added_a, added_b
+        theirs = server.have(puller.have(server.wish()).only, since)
+        added += sum(puller.accept(batch).added for batch in server.serve(puller.want(theirs)))
+        if not puller.newly_admitted():
+            return added, theirs.mark
+        since = None
+
+
+def sync(a: Replicator, b: Replicator) -> tuple[int, int]:
+    """A whole two-way sync between two local replicators (for tests and tools): each
+    pulls the other; returns the number of entries each side added."""
+    return pull(a, b)[0], pull(b, a)[0]
 
 
 frame_kind("sync_have", Have)

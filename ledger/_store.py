@@ -15,6 +15,7 @@ tables without re-verifying (audit is the command that re-verifies everything).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class LedgerStore:
             raise StoreError(f"{self.path} is not a usable ledger database: {exc}") from None
         self.envelopes = Envelopes.of(self.db.conn)
         self.state = LedgerState(coop)
+        self._epoch = os.urandom(8)  # names this opening of the store in its marks
+        self._changes = 0
+        self._changed: dict[bytes, int] = {}  # feed -> the change (count) that last gave it entries, a head or a fork
         self._load()
 
     # --- schema and loading ---------------------------------------------------------
@@ -174,7 +178,31 @@ class LedgerStore:
             self.state.rollback()
             raise
         self.state.commit()
+        self._touch({row[1] for row in rows} | {author for author, _ in frozen} | {author for author, _ in frauds})
         return report
+
+    # --- marks: what changed since a peer last heard ------------------------------------
+
+    def _touch(self, authors: Iterable[bytes]) -> None:
+        for author in authors:
+            self._changes += 1
+            self._changed[author] = self._changes
+
+    def mark(self) -> bytes:
+        """Where this store stands now: give it back to `changed_since` to learn which feeds
+        changed after. Opaque to peers, and good only for this opening of the store."""
+        return self._epoch + self._changes.to_bytes(8, "big")
+
+    def changed_since(self, mark: bytes | None) -> list[bytes] | None:
+        """The feeds that got entries, a signed head or a fork proof after `mark`; None (all
+        of them, as far as the caller knows) for no mark, or one this opening of the store
+        did not give."""
+        if mark is None or len(mark) != 16 or mark[:8] != self._epoch:
+            return None
+        count = int.from_bytes(mark[8:], "big")
+        if count > self._changes:
+            return None
+        return [author for author, change in self._changed.items() if change > count]
 
     def keep_evidence(self, envelope: bytes) -> EntryRefused | None:
         """Keep `envelope` as evidence against its author if it is validly signed and
@@ -282,6 +310,7 @@ class LedgerStore:
         if current is None or (message.size, message.t) > tuple(current):
             write_all(self.db, [("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?)",
                           [(message.author, message.size, message.root, message.t, head.encode())])])
+            self._touch([message.author])
         return True
 
     def heads(self, authors: Collection[bytes] | None = None) -> list[Signed[FeedHead]]:

@@ -86,7 +86,7 @@ class HeadGossip:
             await trio.sleep(ANNOUNCE_INTERVAL)
             size = self.ledger.state.size(self.author)
             if size > announced:
-                head = next((h for h in self.ledger.heads() if h.message.author == self.author), None)
+                head = next(iter(self.ledger.heads([self.author])), None)  # its own head only: one read
                 if head is not None and head.message.size == size:
                     with trio.move_on_after(PUBLISH_TIMEOUT):
                         await self.pubsub.publish(HEADS_TOPIC, head.encode())

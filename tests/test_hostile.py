@@ -243,7 +243,8 @@ def test_bad_frames_on_every_protocol_get_a_reason_and_name_the_sender(case, tmp
 def test_a_have_of_one_head_repeated_in_4_mib_is_refused_unverified_and_its_sender_named(tmp_path):
     async def flood(street):
         head = p.sign(street.hostile.identity, FeedHead(author=key(street.hostile), size=1, root=bytes(32), t=START))
-        data = p.encode_cbor({"sync_have": {"sizes": [], "heads": [head.to_wire()] * 18_000, "forks": [], "only": None}})
+        data = p.encode_cbor({"sync_have": {"sizes": [], "heads": [head.to_wire()] * 18_000, "forks": [], "only": None,
+                                            "since": None, "mark": None}})
         assert len(data) < SYNC_FRAME
         return await probe(street.hostile, street.honest, SYNC_PROTOCOL, varint(len(data)) + data)
 

@@ -215,16 +215,80 @@ def test_a_wallet_pushes_its_new_entries_to_its_coop_not_to_whichever_peer_came_
 
 
 def test_what_a_node_remembers_of_its_pullers_wishes_is_bounded(tmp_path):
-    """A puller's `Have.only` shapes this node's later Haves to it; a wish longer than
-    MAX_WISH_REMEMBERED is remembered as none (told everything, as a full node is), and
-    at most MAX_PEERS_REMEMBERED peers' wishes are kept, the longest unheard forgotten."""
+    """A puller's `Have.only` and `since` shape this node's later Haves to it; a wish
+    longer than MAX_WISH_REMEMBERED is remembered as none (told everything, as a full node
+    is), and at most MAX_PEERS_REMEMBERED peers' wishes are kept, the longest unheard
+    forgotten."""
     sync = _sync.LedgerSync(LedgerStore(tmp_path / "l.db", bytes(32)))
     peers = [ID(hashlib.sha256(str(i).encode()).digest()) for i in range(_sync.MAX_PEERS_REMEMBERED + 1)]
     keys = tuple(hashlib.sha256(b"%d" % i).digest() for i in range(_sync.MAX_WISH_REMEMBERED + 1))
-    sync._heard(peers[0], Have(sizes=(), heads=(), only=keys))
-    assert peers[0] in sync.their_only and sync.their_only[peers[0]] is None  # too long a wish: told everything
+    sync._heard(peers[0], Have(sizes=(), heads=(), only=keys, since=b"m" * 16))
+    assert sync.their_wish[peers[0]] == (None, b"m" * 16)  # too long a wish: told everything changed since
     sync._heard(peers[1], Have(sizes=(), heads=(), only=keys[:3]))
-    assert sync.their_only[peers[1]] == keys[:3]
+    assert sync.their_wish[peers[1]] == (keys[:3], None)
     for peer in peers[2:]:
         sync._heard(peer, Have(sizes=(), heads=(), only=keys[:1]))
-    assert len(sync.their_only) == _sync.MAX_PEERS_REMEMBERED and peers[0] not in sync.their_only
+    assert len(sync.their_wish) == _sync.MAX_PEERS_REMEMBERED and peers[0] not in sync.their_wish
+
+
+def test_full_nodes_pulling_each_other_say_what_changed_and_all_of_it_every_tenth_pull(tmp_path, monkeypatch):
+    """Between full nodes a pull sends back the mark of the server's last answer, and the
+    answer lists only the feeds that changed since (none, when nothing did); every
+    WHOLE_EVERYth pull asks without one and hears of every feed, so what a pull skipped
+    is told again; a push (a wallet leaving) asks for everything."""
+    from wattshare.ledger import Replicator
+
+    world = SampleWorld(seed=53, hosts=3, drivers=3)
+    served, mirror = (LedgerStore(tmp_path / f"{n}.db", world.coop.public_key, clock=world.clock)
+                      for n in ("served", "mirror"))
+    served.ingest([*(e.encode() for e in world.founding()),
+                   *(world.money(d, 9_000, EPOCH).encode() for d in world.drivers)])
+    for night, (h, d) in enumerate(zip(world.hosts, world.drivers, strict=True)):
+        session = world.session(h, d, NIGHT + night * 86_400)
+        served.ingest([world.settlement_entry(session).encode(), world.ack_entry(session).encode()])
+    server = Node(p.Identity(hashlib.sha256(b"marks-server").digest()), ledger=served, sync_interval=3600,
+                  gossip=False)
+    client = Node(p.Identity(hashlib.sha256(b"marks-client").digest()), ledger=mirror, sync_interval=3600,
+                  gossip=False)
+    told: list[tuple[int, int, bool]] = []  # per pull the client made: (feeds, bytes of the server's Have, marked)
+    want = Replicator.want
+
+    def spy(self, theirs):
+        if self.store is mirror:
+            told.append((len(theirs.sizes), len(theirs.encode()), asked[-1] is not None))
+        return want(self, theirs)
+
+    asked: list[bytes | None] = []
+    since = client.sync._since
+
+    def noting(peer, replicator, whole):
+        asked.append(since(peer, replicator, whole))
+        return asked[-1]
+
+    monkeypatch.setattr(Replicator, "want", spy)
+    monkeypatch.setattr(client.sync, "_since", noting)
+    feeds = len(served.sizes())
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            for node in (server, client):
+                await stack.enter_async_context(node.running())
+            await client.join([server.address])
+            await converged([served, mirror])
+            peer = server.host.get_id()
+            told.clear()
+            await client.sync.pull(client.host, peer)  # nothing new
+            session = world.session(world.hosts[1], world.drivers[2], NIGHT + 9 * 86_400)
+            served.ingest([world.settlement_entry(session).encode()])
+            await client.sync.pull(client.host, peer)  # one feed changed
+            while len(told) < _sync.WHOLE_EVERY + 2:
+                await client.sync.pull(client.host, peer)
+            await client.sync.push(client.host, peer, world.hosts[1].public_key)
+
+    run_bounded(scenario)
+    assert snapshot(mirror) == snapshot(served)
+    assert told[0][:1] == (0,) and told[0][2] and told[1][:1] == (1,) and told[1][2]
+    whole = [i for i, (_, _, marked) in enumerate(told) if not marked]
+    assert len(whole) == 2 and whole[1] == len(told) - 1  # one of the WHOLE_EVERY, and the push
+    assert all(told[i][0] == feeds for i in whole) and all(n == 0 for n, _, m in told[2:] if m)
+    assert told[whole[0]][1] > 4 * told[1][1]  # the whole Have (8 feeds) against one that tells a single feed

@@ -38,7 +38,7 @@ export class Feed {
   have () {
     const size = this.entries.length
     const sizes = size ? [{ author: this.author, size, root: merkleRoot(this.entries) }] : []
-    return { sizes, heads: [], forks: [], only: [this.author] } // tell us of our own feed only
+    return { sizes, heads: [], forks: [], only: [this.author], since: null, mark: null } // tell us of our own feed only, every time
   }
 
   // The server's side of a sync: Have for Have, then the wanted ranges of this feed.
