@@ -18,6 +18,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from wattshare.protocol import (
     SignatureError,
     Signed,
     sign,
+    vouched_by,
     wall_time,
 )
 
@@ -314,10 +316,18 @@ class LedgerStore:
         return True
 
     def heads(self, authors: Collection[bytes] | None = None) -> list[Signed[FeedHead]]:
-        """The signed heads this ledger keeps (of `authors` only, if given), each verified as it is read."""
-        rows = self.db.execute("SELECT envelope FROM heads").fetchall() if authors is None else [
-            row for author in authors for row in self.db.execute("SELECT envelope FROM heads WHERE author = ?", [author])]
-        return [Signed.decode(envelope, FeedHead) for (envelope,) in rows]
+        """The signed heads this ledger keeps (of `authors` only, if given). `ingest_head`
+        verified each before it kept it, so they are parsed, not verified again (as the
+        entries are not at open: audit re-verifies the file); a row whose envelope is not
+        signed by its `author` is verified, and one that fails is left out."""
+        rows = self.db.execute("SELECT author, envelope FROM heads").fetchall() if authors is None else [
+            row for author in authors
+            for row in self.db.execute("SELECT author, envelope FROM heads WHERE author = ?", [author])]
+        heads = []
+        for author, envelope in rows:
+            with vouched_by(author), suppress(RemoteProtocolError):
+                heads.append(Signed.decode(envelope, FeedHead))
+        return heads
 
     # --- queries --------------------------------------------------------------------------
 

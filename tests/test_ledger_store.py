@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
+import nacl.signing
 import pytest
 
 from wattshare import protocol as p
@@ -325,6 +326,28 @@ def test_heads_are_signed_and_checked(store, world):
     assert caught.value.rule is Rule.HEAD_MISMATCH
     ahead = p.sign(world.treasurer, FeedHead(author=head.author, size=5, root=bytes(32), t=EPOCH + 6))
     assert store.ingest_head(ahead) is False
+
+
+def test_kept_heads_are_read_back_without_checking_their_signatures_again(store, world, monkeypatch):
+    """`ingest_head` verified each head it kept: reading them back (every Have a node
+    sends) costs no signature check, but a row whose envelope another key signed is
+    checked, and left out when it fails."""
+    store.ingest([*(e.encode() for e in world.founding())])
+    store.append(world.coop, [(EntryKind.ADMIT, world.charter_body().admission(world.hosts[0].public_key))],
+                 t=EPOCH + 5)
+    store.append(world.treasurer, [(EntryKind.DEPOSIT, MoneyMove(
+        charter=world.charter, member=world.drivers[0].public_key, amount=50, currency="EUR"))], t=EPOCH + 5)
+    checks = []
+    verify = nacl.signing.VerifyKey.verify
+    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", lambda key, *a: checks.append(key) or verify(key, *a))
+    assert {h.message.author for h in store.heads()} == {world.coop.public_key, world.treasurer.public_key}
+    assert checks == []
+    envelope = bytearray(store.db.execute("SELECT envelope FROM heads WHERE author = ?",
+                                          [world.treasurer.public_key]).fetchone()[0])
+    envelope[8] ^= 1  # in its signature
+    store.db.execute("UPDATE heads SET envelope = ? WHERE author = ?", [bytes(envelope), world.coop.public_key])
+    assert [h.message.author for h in store.heads()] == [world.treasurer.public_key]  # the co-op's row: left out
+    assert len(checks) == 1  # the row signed by another key than its author's, and only that one, was checked
 
 
 def test_wrong_coop_and_garbage_files(tmp_path, world):
