@@ -46,7 +46,7 @@ from wattshare.node._conduct import MISCONDUCT_RATE, STREAMS_BURST, STREAMS_RATE
 from wattshare.node._framing import Refusal, varint
 from wattshare.node._gossip import HEADS_TOPIC
 from wattshare.node._sync import SYNC_FRAME
-from wattshare.node._wallbox import Wallbox
+from wattshare.node._wallbox import Curve, Wallbox
 from wattshare.protocol._envelope import signing_input
 from wattshare.testing import SampleWorld
 
@@ -129,7 +129,7 @@ class Street:
         self.hostile_ad = (await self.hostile.publish(make_ad(host=key(self.hostile), charger_id="carport"))).message
         if wallbox:
             box = Wallbox(self.ad.charger_id, self.honest.sessions.central.port, self.clock, WALLBOX_PASSWORD,
-                          meter_interval=300)
+                          meter_interval=300, curve=Curve(power_w=self.ad.max_power_w))  # as fast as its ad says
             nursery = await self.stack.enter_async_context(trio.open_nursery())
             self.stack.callback(nursery.cancel_scope.cancel)
             nursery.start_soon(box.run)
