@@ -154,7 +154,7 @@ class Replicator:
         told = [author for author in (changed if changed is not None else store.state.feeds)
                 if wished is None or author in wished]
         self.asked = self.wish()
-        feeds = [(author, feed) for author in sorted(told) if (feed := store.state.feeds[author]).size]
+        feeds = [(author, feed) for author in sorted(told) if (feed := store.state.feeds.get(author)) and feed.size]
         whole = only is None and changed is None
         return Have(
             sizes=tuple(FeedSize(author=author, size=feed.size, root=feed.log.root()) for author, feed in feeds),
