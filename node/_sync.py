@@ -14,21 +14,21 @@ server's answer, and this node's own pulls from that peer later, list no others,
 pull between a light member and a co-op of 1,000 costs a few kilobytes, not a third of
 a megabyte and a thousand signature checks. Every `Have` also carries its sender's
 `mark`; a puller sends back (`Have.since`) the mark of the server's answer to its last
-whole pull, and is told only of the feeds that changed after it, so full nodes that pull
-each other every `SYNC_INTERVAL` say what is new, not all they hold. Every
-`WHOLE_EVERY`th pull from a peer, a pull that asks for other feeds than the last, and
-the second pull of one that found feeds newly admitted ask without a mark: whatever a
-pull skipped (a feed admitted later, a batch refused) is told again there. Each batch is ingested atomically as it
-arrives; a broken stream loses at most the batch in flight, and the next pull resumes
-from the new sizes. An entry its author provably signed but the ledger refuses is kept
-as evidence and its author `blame`d; a batch with an entry nobody signed refuses the
-batch and blames the peer serving it. A server that
-sees in the puller's `Have` entries it lacks pulls them back soon after, which is how a
-short-lived wallet `push`es its new entries before it leaves. Nothing depends on gossip
-arriving: every node pulls from every peer it is connected to every `SYNC_INTERVAL`
-(but those whose identify says they do not speak this protocol), which is what makes
-replicas converge after partitions, restarts and dropped announcements; a head
-announcement (`_gossip`) only `nudge`s an earlier pull.
+complete pull, and is told only of the feeds that changed after it, so full nodes that
+pull each other every `SYNC_INTERVAL` say what is new, not all they hold. Every
+`WHOLE_EVERY`th pull from a peer, a pull that asks for other feeds than the last, a
+push, and the second pull of one that found feeds newly admitted ask without a mark:
+whatever a pull skipped (a feed admitted later, a batch refused) is told again there.
+Each batch is ingested atomically as it arrives; a broken stream loses at most the
+batch in flight, and the next pull resumes from the new sizes. An entry its author
+provably signed but the ledger refuses is kept as evidence and its author `blame`d; a
+batch with an entry nobody signed refuses the batch and blames the peer serving it. A
+server that sees in the puller's `Have` entries it lacks pulls them back soon after,
+which is how a short-lived wallet `push`es its new entries before it leaves. Nothing
+depends on gossip arriving: every node pulls from every peer it is connected to every
+`SYNC_INTERVAL` (but those whose identify says they do not speak this protocol), which
+is what makes replicas converge after partitions, restarts and dropped announcements;
+a head announcement (`_gossip`) only `nudge`s an earlier pull.
 """
 
 from __future__ import annotations
